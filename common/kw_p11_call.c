@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* CK_RV names, logging of every call, and the one mapping from CK_RV to kw_err. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "kw_log.h"
+#include "kw_p11.h"
+
+const char *kw_p11_rv_name(CK_RV rv)
+{
+    switch (rv) {
+#define N(x)                                                                                       \
+    case x:                                                                                        \
+        return #x;
+        N(CKR_OK)
+        N(CKR_CANCEL)
+        N(CKR_HOST_MEMORY)
+        N(CKR_SLOT_ID_INVALID)
+        N(CKR_GENERAL_ERROR)
+        N(CKR_FUNCTION_FAILED)
+        N(CKR_ARGUMENTS_BAD)
+        N(CKR_ATTRIBUTE_SENSITIVE)
+        N(CKR_ATTRIBUTE_TYPE_INVALID)
+        N(CKR_ATTRIBUTE_VALUE_INVALID)
+        N(CKR_DATA_INVALID)
+        N(CKR_DATA_LEN_RANGE)
+        N(CKR_DEVICE_ERROR)
+        N(CKR_DEVICE_MEMORY)
+        N(CKR_DEVICE_REMOVED)
+        N(CKR_ENCRYPTED_DATA_INVALID)
+        N(CKR_ENCRYPTED_DATA_LEN_RANGE)
+        N(CKR_FUNCTION_CANCELED)
+        N(CKR_FUNCTION_NOT_SUPPORTED)
+        N(CKR_KEY_HANDLE_INVALID)
+        N(CKR_KEY_SIZE_RANGE)
+        N(CKR_KEY_TYPE_INCONSISTENT)
+        N(CKR_KEY_FUNCTION_NOT_PERMITTED)
+        N(CKR_MECHANISM_INVALID)
+        N(CKR_MECHANISM_PARAM_INVALID)
+        N(CKR_OBJECT_HANDLE_INVALID)
+        N(CKR_OPERATION_ACTIVE)
+        N(CKR_OPERATION_NOT_INITIALIZED)
+        N(CKR_PIN_INCORRECT)
+        N(CKR_PIN_INVALID)
+        N(CKR_PIN_LEN_RANGE)
+        N(CKR_PIN_EXPIRED)
+        N(CKR_PIN_LOCKED)
+        N(CKR_SESSION_CLOSED)
+        N(CKR_SESSION_COUNT)
+        N(CKR_SESSION_HANDLE_INVALID)
+        N(CKR_SESSION_READ_ONLY)
+        N(CKR_SIGNATURE_INVALID)
+        N(CKR_SIGNATURE_LEN_RANGE)
+        N(CKR_TEMPLATE_INCOMPLETE)
+        N(CKR_TEMPLATE_INCONSISTENT)
+        N(CKR_TOKEN_NOT_PRESENT)
+        N(CKR_TOKEN_NOT_RECOGNIZED)
+        N(CKR_TOKEN_WRITE_PROTECTED)
+        N(CKR_USER_ALREADY_LOGGED_IN)
+        N(CKR_USER_NOT_LOGGED_IN)
+        N(CKR_USER_PIN_NOT_INITIALIZED)
+        N(CKR_USER_TYPE_INVALID)
+        N(CKR_BUFFER_TOO_SMALL)
+        N(CKR_CRYPTOKI_NOT_INITIALIZED)
+        N(CKR_CRYPTOKI_ALREADY_INITIALIZED)
+        N(CKR_DOMAIN_PARAMS_INVALID)
+        N(CKR_CURVE_NOT_SUPPORTED)
+#undef N
+    default:
+        return "CKR_(vendor or unknown)";
+    }
+}
+
+CK_RV kw_p11_called(kw_p11_module *mod, const char *fn, CK_RV rv)
+{
+    (void)mod;
+    if (rv != CKR_OK)
+        KW_DEBUG("p11", "%s -> %s (0x%lx)", fn, kw_p11_rv_name(rv), (unsigned long)rv);
+    else
+        KW_TRACE("p11", "%s -> CKR_OK", fn);
+    return rv;
+}
+
+int kw_p11_rv_is_gone(CK_RV rv)
+{
+    return rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_ERROR ||
+           rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+           rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_SLOT_ID_INVALID ||
+           rv == CKR_CRYPTOKI_NOT_INITIALIZED;
+}
+
+kw_err kw_p11_rv_to_err(CK_RV rv)
+{
+    switch (rv) {
+    case CKR_OK:
+        return KW_OK;
+    case CKR_HOST_MEMORY:
+    case CKR_DEVICE_MEMORY:
+        return KW_ERR_MEMORY;
+    case CKR_PIN_INCORRECT:
+    case CKR_PIN_INVALID:
+    case CKR_PIN_LEN_RANGE:
+        return KW_ERR_PIN_INCORRECT;
+    case CKR_PIN_LOCKED:
+    case CKR_PIN_EXPIRED:
+        return KW_ERR_PIN_LOCKED;
+    case CKR_USER_NOT_LOGGED_IN:
+    case CKR_USER_PIN_NOT_INITIALIZED:
+        return KW_ERR_PIN_REQUIRED;
+    case CKR_MECHANISM_INVALID:
+    case CKR_MECHANISM_PARAM_INVALID:
+        return KW_ERR_MECHANISM;
+    case CKR_KEY_FUNCTION_NOT_PERMITTED:
+    case CKR_KEY_TYPE_INCONSISTENT:
+    case CKR_KEY_HANDLE_INVALID:
+        return KW_ERR_KEY_USAGE;
+    case CKR_ARGUMENTS_BAD:
+    case CKR_DATA_INVALID:
+    case CKR_DATA_LEN_RANGE:
+    case CKR_ENCRYPTED_DATA_INVALID:
+    case CKR_ENCRYPTED_DATA_LEN_RANGE:
+    case CKR_ATTRIBUTE_VALUE_INVALID:
+    case CKR_TEMPLATE_INCOMPLETE:
+    case CKR_TEMPLATE_INCONSISTENT:
+        return KW_ERR_INVALID;
+    default:
+        return kw_p11_rv_is_gone(rv) ? KW_ERR_TOKEN_GONE : KW_ERR_P11;
+    }
+}
+
+kw_err kw_p11_fail(CK_RV rv, const char *fn, const char *fmt, ...)
+{
+    char ctx[256];
+    va_list ap;
+    kw_err e = kw_p11_rv_to_err(rv);
+
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof(ctx), fmt, ap);
+    va_end(ap);
+    return kw_err_set(e, "%s: %s failed with %s", ctx, fn, kw_p11_rv_name(rv));
+}

@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Module loading through p11-kit, fork detection, and token discovery. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <p11-kit/p11-kit.h>
+
+#include "kw_log.h"
+#include "kw_p11.h"
+#include "kw_secmem.h"
+
+#ifndef KW_P11_PROXY_PATH
+#define KW_P11_PROXY_PATH "p11-kit-proxy.so"
+#endif
+
+struct kw_p11_module {
+    char *path;
+    CK_FUNCTION_LIST *fl;
+    int refs;
+    pid_t pid;
+    unsigned gen;
+    pthread_mutex_t lock; /* guards tokens and re-initialisation */
+    kw_p11_token **tokens;
+    size_t ntokens;
+    kw_p11_module *next;
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static kw_p11_module *registry;
+
+static CK_RV module_initialize(kw_p11_module *mod)
+{
+    CK_C_INITIALIZE_ARGS args;
+    CK_RV rv;
+
+    memset(&args, 0, sizeof(args));
+    /* The module may create its own threads and must use OS locking: we call it from many. */
+    args.flags = CKF_OS_LOCKING_OK;
+    rv = KW_P11_CALL(mod, C_Initialize, &args);
+    if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED)
+        rv = CKR_OK; /* shared with another user in this process, or kept across fork */
+    return rv;
+}
+
+kw_p11_module *kw_p11_module_get(const char *path)
+{
+    kw_p11_module *mod;
+    CK_RV rv;
+
+    if (path == NULL || *path == '\0')
+        path = KW_P11_PROXY_PATH;
+    pthread_mutex_lock(&registry_lock);
+    for (mod = registry; mod != NULL; mod = mod->next) {
+        if (strcmp(mod->path, path) == 0) {
+            mod->refs++;
+            pthread_mutex_unlock(&registry_lock);
+            return mod;
+        }
+    }
+    mod = calloc(1, sizeof(*mod));
+    if (mod == NULL || (mod->path = strdup(path)) == NULL) {
+        free(mod);
+        pthread_mutex_unlock(&registry_lock);
+        kw_err_set(KW_ERR_MEMORY, "out of memory loading %s", path);
+        return NULL;
+    }
+    /* Managed by p11-kit: it tracks fork and keeps our sessions apart from other users'. */
+    mod->fl = p11_kit_module_load(path, 0);
+    if (mod->fl == NULL) {
+        const char *why = p11_kit_message();
+        kw_err_set(KW_ERR_MODULE, "cannot load PKCS#11 module %s: %s", path,
+                   why ? why : "unknown reason");
+        free(mod->path);
+        free(mod);
+        pthread_mutex_unlock(&registry_lock);
+        return NULL;
+    }
+    pthread_mutex_init(&mod->lock, NULL);
+    rv = module_initialize(mod);
+    if (rv != CKR_OK) {
+        kw_p11_fail(rv, "C_Initialize", "cannot initialise PKCS#11 module %s", path);
+        kw_err_set(KW_ERR_MODULE, "cannot initialise PKCS#11 module %s: C_Initialize returned %s",
+                   path, kw_p11_rv_name(rv));
+        p11_kit_module_release(mod->fl);
+        pthread_mutex_destroy(&mod->lock);
+        free(mod->path);
+        free(mod);
+        pthread_mutex_unlock(&registry_lock);
+        return NULL;
+    }
+    mod->pid = getpid();
+    mod->gen = 1;
+    mod->refs = 1;
+    mod->next = registry;
+    registry = mod;
+    pthread_mutex_unlock(&registry_lock);
+    KW_DEBUG("p11", "loaded module %s", path);
+    return mod;
+}
+
+static void token_free(kw_p11_token *tok)
+{
+    kw_secure_strfree(tok->pin);
+    free(tok->idle);
+    free(tok->mechs);
+    pthread_mutex_destroy(&tok->lock);
+    pthread_cond_destroy(&tok->cond);
+    free(tok);
+}
+
+void kw_p11_module_put(kw_p11_module *mod)
+{
+    kw_p11_module **pp;
+
+    if (mod == NULL)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    if (--mod->refs > 0) {
+        pthread_mutex_unlock(&registry_lock);
+        return;
+    }
+    for (pp = &registry; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == mod) {
+            *pp = mod->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+
+    for (size_t i = 0; i < mod->ntokens; i++) {
+        kw_p11_token *tok = mod->tokens[i];
+        /* Sessions of a parent process are not ours to close after fork. */
+        if (mod->pid == getpid())
+            for (size_t j = 0; j < tok->nidle; j++)
+                (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
+        token_free(tok);
+    }
+    free(mod->tokens);
+    if (mod->pid == getpid())
+        (void)KW_P11_CALL(mod, C_Finalize, NULL);
+    p11_kit_module_release(mod->fl);
+    pthread_mutex_destroy(&mod->lock);
+    free(mod->path);
+    free(mod);
+}
+
+CK_FUNCTION_LIST *kw_p11_module_fl(kw_p11_module *mod)
+{
+    return mod->fl;
+}
+
+const char *kw_p11_module_path(kw_p11_module *mod)
+{
+    return mod->path;
+}
+
+unsigned kw_p11_module_gen(kw_p11_module *mod)
+{
+    unsigned g;
+    pthread_mutex_lock(&mod->lock);
+    g = mod->gen;
+    pthread_mutex_unlock(&mod->lock);
+    return g;
+}
+
+/* Forget a token's sessions without closing them (they belong to a dead generation). */
+static void token_reset_locked(kw_p11_token *tok)
+{
+    tok->nidle = 0;
+    tok->nopen = 0;
+    tok->logged_in = 0;
+    pthread_cond_broadcast(&tok->cond);
+}
+
+kw_err kw_p11_module_check(kw_p11_module *mod)
+{
+    CK_RV rv;
+    pid_t me = getpid();
+
+    if (mod->pid == me)
+        return KW_OK;
+    pthread_mutex_lock(&mod->lock);
+    if (mod->pid != me) {
+        /* A child: PKCS#11 says it must C_Initialize; the parent's sessions are not its own. */
+        KW_DEBUG("p11", "fork detected (pid %d -> %d): re-initialising %s", (int)mod->pid,
+                 (int)me, mod->path);
+        rv = module_initialize(mod);
+        if (rv != CKR_OK) {
+            pthread_mutex_unlock(&mod->lock);
+            return kw_p11_fail(rv, "C_Initialize", "re-initialising %s after fork", mod->path);
+        }
+        for (size_t i = 0; i < mod->ntokens; i++) {
+            pthread_mutex_lock(&mod->tokens[i]->lock);
+            token_reset_locked(mod->tokens[i]);
+            mod->tokens[i]->pool_gen = mod->gen + 1;
+            pthread_mutex_unlock(&mod->tokens[i]->lock);
+        }
+        mod->gen++;
+        mod->pid = me;
+    }
+    pthread_mutex_unlock(&mod->lock);
+    return KW_OK;
+}
+
+void kw_p11_token_lost(kw_p11_token *tok)
+{
+    kw_p11_module *mod = tok->mod;
+
+    pthread_mutex_lock(&mod->lock);
+    tok->present = 0;
+    mod->gen++;
+    pthread_mutex_unlock(&mod->lock);
+    pthread_mutex_lock(&tok->lock);
+    /* Sessions of a removed token are invalid; closing them is harmless if they are not. */
+    for (size_t j = 0; j < tok->nidle; j++)
+        (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
+    token_reset_locked(tok);
+    pthread_mutex_unlock(&tok->lock);
+}
+
+void kw_p11_label(const CK_UTF8CHAR *padded, size_t n, char *out, size_t cap)
+{
+    while (n > 0 && (padded[n - 1] == ' ' || padded[n - 1] == '\0'))
+        n--;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, padded, n);
+    out[n] = '\0';
+}
+
+static int same_token(const CK_TOKEN_INFO *a, const CK_TOKEN_INFO *b)
+{
+    return memcmp(a->label, b->label, sizeof(a->label)) == 0 &&
+           memcmp(a->serialNumber, b->serialNumber, sizeof(a->serialNumber)) == 0;
+}
+
+static kw_p11_token *token_new(kw_p11_module *mod, CK_SLOT_ID slot, const CK_TOKEN_INFO *info)
+{
+    kw_p11_token *tok = calloc(1, sizeof(*tok));
+    if (tok == NULL)
+        return NULL;
+    tok->mod = mod;
+    tok->slot = slot;
+    tok->info = *info;
+    pthread_mutex_init(&tok->lock, NULL);
+    pthread_cond_init(&tok->cond, NULL);
+    tok->max_sessions = 16;
+    if (info->ulMaxSessionCount != CK_EFFECTIVELY_INFINITE &&
+        info->ulMaxSessionCount != CK_UNAVAILABLE_INFORMATION && info->ulMaxSessionCount > 0 &&
+        info->ulMaxSessionCount < tok->max_sessions)
+        tok->max_sessions = info->ulMaxSessionCount;
+    tok->idle = calloc(tok->max_sessions, sizeof(*tok->idle));
+    if (tok->idle == NULL) {
+        token_free(tok);
+        return NULL;
+    }
+    tok->present = 1;
+    tok->pool_gen = mod->gen;
+    return tok;
+}
+
+/* Refresh the slot list; called with mod->lock held. */
+static kw_err refresh_tokens_locked(kw_p11_module *mod)
+{
+    CK_SLOT_ID *slots = NULL;
+    CK_ULONG n = 0;
+    CK_RV rv;
+
+    rv = KW_P11_CALL(mod, C_GetSlotList, CK_TRUE, NULL, &n);
+    if (rv == CKR_OK && n > 0) {
+        slots = calloc(n, sizeof(*slots));
+        if (slots == NULL)
+            return kw_err_set(KW_ERR_MEMORY, "out of memory listing slots");
+        rv = KW_P11_CALL(mod, C_GetSlotList, CK_TRUE, slots, &n);
+    }
+    if (rv != CKR_OK) {
+        free(slots);
+        return kw_p11_fail(rv, "C_GetSlotList", "listing slots of %s", mod->path);
+    }
+    for (size_t i = 0; i < mod->ntokens; i++)
+        mod->tokens[i]->present = 0;
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_TOKEN_INFO info;
+        kw_p11_token *tok = NULL;
+
+        if (KW_P11_CALL(mod, C_GetTokenInfo, slots[i], &info) != CKR_OK)
+            continue;
+        for (size_t j = 0; j < mod->ntokens; j++) {
+            if (same_token(&mod->tokens[j]->info, &info)) {
+                tok = mod->tokens[j];
+                break;
+            }
+        }
+        if (tok != NULL) {
+            pthread_mutex_lock(&tok->lock);
+            if (tok->slot != slots[i]) {
+                /* The token came back in another slot: its old sessions are gone. */
+                tok->slot = slots[i];
+                token_reset_locked(tok);
+            }
+            tok->info = info;
+            tok->present = 1;
+            pthread_mutex_unlock(&tok->lock);
+            continue;
+        }
+        tok = token_new(mod, slots[i], &info);
+        kw_p11_token **nt = realloc(mod->tokens, (mod->ntokens + 1) * sizeof(*nt));
+        if (tok == NULL || nt == NULL) {
+            if (tok != NULL)
+                token_free(tok);
+            free(slots);
+            return kw_err_set(KW_ERR_MEMORY, "out of memory");
+        }
+        mod->tokens = nt;
+        mod->tokens[mod->ntokens++] = tok;
+    }
+    free(slots);
+    return KW_OK;
+}
+
+kw_err kw_p11_find_tokens(kw_p11_module *mod, P11KitUri *uri, kw_p11_token ***out, size_t *n)
+{
+    CK_INFO minfo;
+    CK_SLOT_ID want_slot = (CK_SLOT_ID)-1;
+    kw_err e;
+
+    *out = NULL;
+    *n = 0;
+    if ((e = kw_p11_module_check(mod)) != KW_OK)
+        return e;
+    if (uri != NULL) {
+        if (KW_P11_CALL(mod, C_GetInfo, &minfo) == CKR_OK &&
+            !p11_kit_uri_match_module_info(uri, &minfo))
+            return KW_OK;
+        want_slot = p11_kit_uri_get_slot_id(uri);
+    }
+
+    pthread_mutex_lock(&mod->lock);
+    e = refresh_tokens_locked(mod);
+    if (e == KW_OK && mod->ntokens > 0) {
+        *out = calloc(mod->ntokens, sizeof(**out));
+        if (*out == NULL)
+            e = kw_err_set(KW_ERR_MEMORY, "out of memory");
+    }
+    for (size_t i = 0; e == KW_OK && i < mod->ntokens; i++) {
+        kw_p11_token *tok = mod->tokens[i];
+        CK_SLOT_INFO sinfo;
+
+        if (!tok->present)
+            continue;
+        if (uri != NULL) {
+            if (!p11_kit_uri_match_token_info(uri, &tok->info))
+                continue;
+            if (want_slot != (CK_SLOT_ID)-1 && want_slot != tok->slot)
+                continue;
+            if (KW_P11_CALL(mod, C_GetSlotInfo, tok->slot, &sinfo) == CKR_OK &&
+                !p11_kit_uri_match_slot_info(uri, &sinfo))
+                continue;
+        }
+        (*out)[(*n)++] = tok;
+    }
+    pthread_mutex_unlock(&mod->lock);
+    if (e != KW_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return e;
+}
+
+int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
+{
+    kw_p11_module *mod = tok->mod;
+    int found = 0;
+
+    pthread_mutex_lock(&tok->lock);
+    if (tok->mechs == NULL) {
+        CK_ULONG cnt = 0;
+        if (KW_P11_CALL(mod, C_GetMechanismList, tok->slot, NULL, &cnt) == CKR_OK && cnt > 0) {
+            tok->mechs = calloc(cnt, sizeof(*tok->mechs));
+            if (tok->mechs != NULL &&
+                KW_P11_CALL(mod, C_GetMechanismList, tok->slot, tok->mechs, &cnt) == CKR_OK) {
+                tok->nmechs = cnt;
+            } else {
+                free(tok->mechs);
+                tok->mechs = NULL;
+            }
+        }
+    }
+    for (CK_ULONG i = 0; i < tok->nmechs; i++)
+        if (tok->mechs[i] == m) {
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&tok->lock);
+    if (found && need != 0) {
+        CK_MECHANISM_INFO mi;
+        if (KW_P11_CALL(mod, C_GetMechanismInfo, tok->slot, m, &mi) != CKR_OK ||
+            (mi.flags & need) != need)
+            found = 0;
+    }
+    return found;
+}
