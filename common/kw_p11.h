@@ -46,7 +46,8 @@ struct kw_p11_token {
     unsigned pool_gen;   /* module generation of the sessions in the pool */
     int logged_in;       /* user logged in, in pool_gen */
     char *pin;           /* cached PIN (secure memory) for re-login after fork or logout */
-    CK_MECHANISM_TYPE *mechs;
+    CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
+    CK_FLAGS *mech_flags;
     CK_ULONG nmechs;
     int present;
 };

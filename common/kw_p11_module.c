@@ -23,11 +23,48 @@ struct kw_p11_module {
     pthread_mutex_t lock; /* guards tokens and re-initialisation */
     kw_p11_token **tokens;
     size_t ntokens;
+    int shut;  /* module finalised and released; only memory left to free */
     kw_p11_module *next;
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static kw_p11_module *registry;
+static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+
+/* Close our sessions, finalise and release a module, in the process that opened them. */
+static void module_shutdown(kw_p11_module *mod)
+{
+    if (mod->shut)
+        return;
+    mod->shut = 1;
+    /* Sessions of a parent process are not ours to close after fork. */
+    if (mod->pid != getpid())
+        return;
+    for (size_t i = 0; i < mod->ntokens; i++) {
+        kw_p11_token *tok = mod->tokens[i];
+        for (size_t j = 0; j < tok->nidle; j++)
+            (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
+        tok->nidle = 0;
+    }
+    (void)KW_P11_CALL(mod, C_Finalize, NULL);
+    p11_kit_module_release(mod->fl);
+}
+
+/* Modules such as SoftHSM tear down their own state in exit handlers registered when they were
+ * loaded; OpenSSL unloads providers later still. Registered after the first load, this runs
+ * before those, while the module can still be called. */
+static void kw_p11_atexit(void)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (kw_p11_module *mod = registry; mod != NULL; mod = mod->next)
+        module_shutdown(mod);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void register_atexit(void)
+{
+    atexit(kw_p11_atexit);
+}
 
 static CK_RV module_initialize(kw_p11_module *mod)
 {
@@ -95,6 +132,7 @@ kw_p11_module *kw_p11_module_get(const char *path)
     mod->next = registry;
     registry = mod;
     pthread_mutex_unlock(&registry_lock);
+    pthread_once(&atexit_once, register_atexit);
     KW_DEBUG("p11", "loaded module %s", path);
     return mod;
 }
@@ -104,6 +142,7 @@ static void token_free(kw_p11_token *tok)
     kw_secure_strfree(tok->pin);
     free(tok->idle);
     free(tok->mechs);
+    free(tok->mech_flags);
     pthread_mutex_destroy(&tok->lock);
     pthread_cond_destroy(&tok->cond);
     free(tok);
@@ -128,18 +167,10 @@ void kw_p11_module_put(kw_p11_module *mod)
     }
     pthread_mutex_unlock(&registry_lock);
 
-    for (size_t i = 0; i < mod->ntokens; i++) {
-        kw_p11_token *tok = mod->tokens[i];
-        /* Sessions of a parent process are not ours to close after fork. */
-        if (mod->pid == getpid())
-            for (size_t j = 0; j < tok->nidle; j++)
-                (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
-        token_free(tok);
-    }
+    module_shutdown(mod);
+    for (size_t i = 0; i < mod->ntokens; i++)
+        token_free(mod->tokens[i]);
     free(mod->tokens);
-    if (mod->pid == getpid())
-        (void)KW_P11_CALL(mod, C_Finalize, NULL);
-    p11_kit_module_release(mod->fl);
     pthread_mutex_destroy(&mod->lock);
     free(mod->path);
     free(mod);
@@ -377,28 +408,32 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
     pthread_mutex_lock(&tok->lock);
     if (tok->mechs == NULL) {
         CK_ULONG cnt = 0;
+        /* Fetched once per token: this is asked on every signature. */
         if (KW_P11_CALL(mod, C_GetMechanismList, tok->slot, NULL, &cnt) == CKR_OK && cnt > 0) {
             tok->mechs = calloc(cnt, sizeof(*tok->mechs));
-            if (tok->mechs != NULL &&
+            tok->mech_flags = calloc(cnt, sizeof(*tok->mech_flags));
+            if (tok->mechs != NULL && tok->mech_flags != NULL &&
                 KW_P11_CALL(mod, C_GetMechanismList, tok->slot, tok->mechs, &cnt) == CKR_OK) {
                 tok->nmechs = cnt;
+                for (CK_ULONG i = 0; i < cnt; i++) {
+                    CK_MECHANISM_INFO mi;
+                    if (KW_P11_CALL(mod, C_GetMechanismInfo, tok->slot, tok->mechs[i], &mi) ==
+                        CKR_OK)
+                        tok->mech_flags[i] = mi.flags;
+                }
             } else {
                 free(tok->mechs);
+                free(tok->mech_flags);
                 tok->mechs = NULL;
+                tok->mech_flags = NULL;
             }
         }
     }
     for (CK_ULONG i = 0; i < tok->nmechs; i++)
         if (tok->mechs[i] == m) {
-            found = 1;
+            found = (tok->mech_flags[i] & need) == need;
             break;
         }
     pthread_mutex_unlock(&tok->lock);
-    if (found && need != 0) {
-        CK_MECHANISM_INFO mi;
-        if (KW_P11_CALL(mod, C_GetMechanismInfo, tok->slot, m, &mi) != CKR_OK ||
-            (mi.flags & need) != need)
-            found = 0;
-    }
     return found;
 }

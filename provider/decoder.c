@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* DECODER: a PEM key file carrying a pkcs11: URI (ours or pkcs11-provider's) becomes the token
+ * key it names, so any program that loads a PEM private key file gets the token key. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/core_object.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include <keyward/keyward.h>
+
+#include "kwp.h"
+
+#define KWP_PEM_LABEL_P11PROV "PKCS#11 PROVIDER URI"
+
+typedef struct {
+    kwp_ctx *pctx;
+    CK_KEY_TYPE type;
+} kwp_dec;
+
+static void *dec_newctx(kwp_ctx *pctx, CK_KEY_TYPE type)
+{
+    kwp_dec *d = calloc(1, sizeof(*d));
+    if (d != NULL) {
+        d->pctx = pctx;
+        d->type = type;
+    }
+    return d;
+}
+
+static void *dec_rsa_newctx(void *provctx)
+{
+    return dec_newctx(provctx, CKK_RSA);
+}
+
+static void *dec_ec_newctx(void *provctx)
+{
+    return dec_newctx(provctx, CKK_EC);
+}
+
+static void dec_freectx(void *vctx)
+{
+    free(vctx);
+}
+
+static int dec_does_selection(void *provctx, int selection)
+{
+    return selection == 0 || (selection & OSSL_KEYMGMT_SELECT_KEYPAIR) != 0;
+}
+
+typedef struct {
+    OSSL_PASSPHRASE_CALLBACK *cb;
+    void *arg;
+} kwp_dec_prompt;
+
+static int dec_prompt(void *arg, const char *label, char *buf, size_t cap)
+{
+    kwp_dec_prompt *pr = arg;
+    size_t len = 0;
+    if (pr->cb == NULL || !pr->cb(buf, cap - 1, &len, NULL, pr->arg))
+        return 0;
+    buf[len < cap ? len : cap - 1] = '\0';
+    return 1;
+}
+
+static int dec_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb,
+                      void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    kwp_dec *d = vctx;
+    BIO *in = BIO_new_from_core_bio(d->pctx->libctx, cin);
+    char *name = NULL, *header = NULL, *uri = NULL;
+    unsigned char *der = NULL;
+    long len = 0;
+    kwp_key *k = NULL;
+    kwp_dec_prompt pr = {pw_cb, pw_cbarg};
+    int ok = 1; /* "not ours" is not an error: other decoders get their turn */
+
+    if (in == NULL)
+        return 0;
+    ERR_set_mark();
+    if (PEM_read_bio(in, &name, &header, &der, &len) <= 0) {
+        ERR_pop_to_mark();
+        goto done;
+    }
+    ERR_pop_to_mark();
+    if (strcmp(name, KEYWARD_PEM_LABEL_URI) != 0 && strcmp(name, KWP_PEM_LABEL_P11PROV) != 0)
+        goto done;
+    if ((uri = kwp_keyfile_der_decode(der, len)) == NULL) {
+        kwp_raise(d->pctx, KWP_R(KW_ERR_URI), "key file (%s) is damaged: no valid pkcs11 URI",
+                  name);
+        ok = 0;
+        goto done;
+    }
+    KW_DEBUG("dec", "key file names %s", uri);
+    k = kwp_key_open_uri(d->pctx, uri, 1, dec_prompt, &pr);
+    if (k == NULL) {
+        kwp_raise_last(d->pctx);
+        ok = 0;
+        goto done;
+    }
+    if (k->type == d->type) {
+        int type = OSSL_OBJECT_PKEY;
+        OSSL_PARAM p[] = {
+            OSSL_PARAM_int(OSSL_OBJECT_PARAM_TYPE, &type),
+            OSSL_PARAM_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                   (char *)(k->type == CKK_RSA ? "RSA" : "EC"), 0),
+            OSSL_PARAM_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &k, sizeof(k)), OSSL_PARAM_END};
+        ok = data_cb(p, data_cbarg);
+    }
+done:
+    kwp_key_free(k);
+    free(uri);
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(der);
+    BIO_free(in);
+    return ok;
+}
+
+static int dec_export_object(void *vctx, const void *ref, size_t ref_size, OSSL_CALLBACK *cb,
+                             void *cbarg)
+{
+    /* Another provider would need the private value: there is none to give. */
+    return 0;
+}
+
+const OSSL_DISPATCH kwp_decoder_uri_functions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_rsa_newctx},
+    {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
+    {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode},
+    {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},
+    {0, NULL}};
+
+const OSSL_DISPATCH kwp_decoder_uri_ec_functions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_ec_newctx},
+    {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
+    {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode},
+    {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},
+    {0, NULL}};

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Key objects: a reference to a token key (never its value) plus its public half. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include "kw_secmem.h"
+#include "kwp.h"
+
+kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type)
+{
+    kwp_key *k = calloc(1, sizeof(*k));
+    if (k == NULL)
+        return NULL;
+    k->magic = KWP_KEY_MAGIC;
+    atomic_init(&k->refs, 1);
+    k->pctx = ctx;
+    k->type = type;
+    k->handle = CK_INVALID_HANDLE;
+    k->pin.conf_pin_source = ctx->pin_source;
+    pthread_mutex_init(&k->lock, NULL);
+    return k;
+}
+
+kwp_key *kwp_key_ref(kwp_key *k)
+{
+    atomic_fetch_add(&k->refs, 1);
+    return k;
+}
+
+void kwp_key_free(kwp_key *k)
+{
+    if (k == NULL || atomic_fetch_sub(&k->refs, 1) > 1)
+        return;
+    EVP_PKEY_free(k->pub);
+    free(k->uri);
+    if (k->puri != NULL)
+        p11_kit_uri_free(k->puri);
+    free(k->id);
+    free(k->label);
+    kw_secure_strfree(k->pin_value);
+    free(k->pin_source);
+    pthread_mutex_destroy(&k->lock);
+    k->magic = 0;
+    free(k);
+}
+
+size_t kwp_key_max_size(const kwp_key *k)
+{
+    return k->pub != NULL ? (size_t)EVP_PKEY_get_size(k->pub) : 0;
+}
+
+char *kwp_key_make_uri(const CK_TOKEN_INFO *ti, const unsigned char *id, CK_ULONG idlen,
+                       const char *label, CK_OBJECT_CLASS cls)
+{
+    P11KitUri *uri = p11_kit_uri_new();
+    char *s = NULL;
+
+    if (uri == NULL)
+        return NULL;
+    *p11_kit_uri_get_token_info(uri) = *ti;
+    if (idlen > 0) {
+        CK_ATTRIBUTE a = {CKA_ID, (void *)id, idlen};
+        p11_kit_uri_set_attribute(uri, &a);
+    }
+    if (label != NULL) {
+        CK_ATTRIBUTE a = {CKA_LABEL, (void *)label, strlen(label)};
+        p11_kit_uri_set_attribute(uri, &a);
+    }
+    {
+        CK_ATTRIBUTE a = {CKA_CLASS, &cls, sizeof(cls)};
+        p11_kit_uri_set_attribute(uri, &a);
+    }
+    if (p11_kit_uri_format(uri, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, &s) != P11_KIT_URI_OK)
+        s = NULL;
+    p11_kit_uri_free(uri);
+    return s;
+}
+
+/* ---- public half ---- */
+
+static EVP_PKEY *pub_from_params(kwp_ctx *ctx, OSSL_PARAM_BLD *bld, const char *alg)
+{
+    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(ctx->hlibctx, alg, KWP_HELPER_PROPQ);
+    EVP_PKEY *pk = NULL;
+
+    if (params != NULL && pc != NULL && EVP_PKEY_fromdata_init(pc) == 1)
+        (void)EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, params);
+    EVP_PKEY_CTX_free(pc);
+    OSSL_PARAM_free(params);
+    return pk;
+}
+
+static EVP_PKEY *rsa_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
+                         CK_OBJECT_HANDLE h)
+{
+    unsigned char *n = NULL, *e = NULL;
+    CK_ULONG nl, el;
+    BIGNUM *bn = NULL, *be = NULL;
+    OSSL_PARAM_BLD *bld = NULL;
+    EVP_PKEY *pk = NULL;
+
+    if (kw_p11_attr(tok, s, h, CKA_MODULUS, &n, &nl) != KW_OK ||
+        kw_p11_attr(tok, s, h, CKA_PUBLIC_EXPONENT, &e, &el) != KW_OK)
+        goto done;
+    bn = BN_bin2bn(n, (int)nl, NULL);
+    be = BN_bin2bn(e, (int)el, NULL);
+    bld = OSSL_PARAM_BLD_new();
+    if (bn == NULL || be == NULL || bld == NULL ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) ||
+        !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be))
+        goto done;
+    pk = pub_from_params(ctx, bld, "RSA");
+done:
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(bn);
+    BN_free(be);
+    free(n);
+    free(e);
+    return pk;
+}
+
+static EVP_PKEY *ec_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
+{
+    unsigned char *par = NULL, *pt = NULL;
+    CK_ULONG parl, ptl;
+    const unsigned char *p;
+    ASN1_OBJECT *oid = NULL;
+    ASN1_OCTET_STRING *os = NULL;
+    OSSL_PARAM_BLD *bld = NULL;
+    EVP_PKEY *pk = NULL;
+    const char *curve;
+
+    if (kw_p11_attr(tok, s, h, CKA_EC_PARAMS, &par, &parl) != KW_OK ||
+        kw_p11_attr(tok, s, h, CKA_EC_POINT, &pt, &ptl) != KW_OK)
+        goto done;
+    p = par;
+    if ((oid = d2i_ASN1_OBJECT(NULL, &p, (long)parl)) == NULL ||
+        (curve = OBJ_nid2sn(OBJ_obj2nid(oid))) == NULL)
+        goto done;
+    /* CKA_EC_POINT is a DER OCTET STRING; a few tokens give the bare point. */
+    p = pt;
+    os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)ptl);
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curve, 0))
+        goto done;
+    if (os != NULL && p == pt + ptl) {
+        if (!OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                              ASN1_STRING_get0_data(os),
+                                              (size_t)ASN1_STRING_length(os)))
+            goto done;
+    } else if (!OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt, ptl)) {
+        goto done;
+    }
+    pk = pub_from_params(ctx, bld, "EC");
+done:
+    OSSL_PARAM_BLD_free(bld);
+    ASN1_OCTET_STRING_free(os);
+    ASN1_OBJECT_free(oid);
+    free(par);
+    free(pt);
+    return pk;
+}
+
+static EVP_PKEY *cert_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
+                          CK_OBJECT_HANDLE h)
+{
+    unsigned char *der = NULL;
+    CK_ULONG len;
+    const unsigned char *p;
+    X509 *x = NULL;
+    EVP_PKEY *pk = NULL;
+
+    if (kw_p11_attr(tok, s, h, CKA_VALUE, &der, &len) != KW_OK)
+        return NULL;
+    p = der;
+    x = X509_new_ex(ctx->hlibctx, KWP_HELPER_PROPQ);
+    if (x != NULL && d2i_X509(&x, &p, (long)len) != NULL)
+        pk = X509_get_pubkey(x);
+    X509_free(x);
+    free(der);
+    return pk;
+}
+
+static EVP_PKEY *obj_pub(kwp_ctx *ctx, CK_KEY_TYPE type, kw_p11_token *tok, CK_SESSION_HANDLE s,
+                         CK_OBJECT_HANDLE h)
+{
+    return type == CKK_RSA ? rsa_pub(ctx, tok, s, h) : ec_pub(ctx, tok, s, h);
+}
+
+/* The public half of a private key: from the object itself, else its public key object or its
+ * certificate (same CKA_ID). The error stack is left alone: absence is normal here. */
+static EVP_PKEY *find_pub(kwp_ctx *ctx, kwp_key *k, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
+{
+    CK_OBJECT_CLASS cls;
+    CK_ATTRIBUTE t[2];
+    CK_OBJECT_HANDLE o;
+    CK_ULONG cnt;
+    EVP_PKEY *pk = obj_pub(ctx, k->type, k->tok, s, h);
+
+    if (pk != NULL || k->idlen == 0)
+        return pk;
+    t[1] = (CK_ATTRIBUTE){CKA_ID, k->id, k->idlen};
+    cls = CKO_PUBLIC_KEY;
+    t[0] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    if (kw_p11_find(k->tok, s, t, 2, &o, 1, &cnt) == KW_OK && cnt == 1)
+        pk = obj_pub(ctx, k->type, k->tok, s, o);
+    if (pk != NULL)
+        return pk;
+    cls = CKO_CERTIFICATE;
+    if (kw_p11_find(k->tok, s, t, 2, &o, 1, &cnt) == KW_OK && cnt == 1)
+        pk = cert_pub(ctx, k->tok, s, o);
+    return pk;
+}
+
+kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
+                             CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, const kw_pin_ctx *pin)
+{
+    CK_KEY_TYPE type;
+    CK_ULONG len;
+    unsigned char *label = NULL;
+    kwp_key *k;
+    kw_err e;
+
+    if (kw_p11_attr_ulong(tok, s, h, CKA_KEY_TYPE, &type) != KW_OK)
+        return NULL;
+    if (type != CKK_RSA && type != CKK_EC) {
+        kw_err_set(KW_ERR_KEY_USAGE, "key type 0x%lx is not supported by keyward yet",
+                   (unsigned long)type);
+        return NULL;
+    }
+    k = kwp_key_new(ctx, type);
+    if (k == NULL)
+        return NULL;
+    k->tok = tok;
+    k->tokinfo = tok->info;
+    k->handle = h;
+    k->gen = kw_p11_module_gen(tok->mod);
+    k->has_private = cls == CKO_PRIVATE_KEY;
+    if (kw_p11_attr(tok, s, h, CKA_ID, &k->id, &k->idlen) != KW_OK)
+        k->idlen = 0;
+    if (kw_p11_attr(tok, s, h, CKA_LABEL, &label, &len) == KW_OK) {
+        k->label = strndup((char *)label, len);
+        free(label);
+    }
+    if (k->has_private &&
+        kw_p11_attr_bool(tok, s, h, CKA_ALWAYS_AUTHENTICATE, &k->always_auth) != KW_OK)
+        k->always_auth = CK_FALSE;
+    if (pin != NULL) {
+        if (pin->uri_pin_value != NULL)
+            k->pin_value = kw_secure_strndup(pin->uri_pin_value, 256);
+        if (pin->uri_pin_source != NULL)
+            k->pin_source = strdup(pin->uri_pin_source);
+        k->pin.uri_pin_value = k->pin_value;
+        k->pin.uri_pin_source = k->pin_source;
+    }
+    k->uri = kwp_key_make_uri(&tok->info, k->id, k->idlen, k->label, cls);
+    if (k->uri == NULL || (e = kw_uri_parse(k->uri, &k->puri)) != KW_OK) {
+        kw_err_set(KW_ERR_MEMORY, "cannot build the key's URI");
+        kwp_key_free(k);
+        return NULL;
+    }
+    k->pub = find_pub(ctx, k, s, h);
+    if (k->pub == NULL) {
+        kw_err_set(KW_ERR_OBJECT_NOT_FOUND,
+                   "no public key found for key \"%s\" on token: keyward needs the public key "
+                   "(a public key object or certificate with the same CKA_ID)",
+                   k->label ? k->label : "(no label)");
+        kwp_key_free(k);
+        return NULL;
+    }
+    k->bits = EVP_PKEY_get_bits(k->pub);
+    kw_err_clear();
+    KW_DEBUG("key", "opened %s key %s (%d bits)", type == CKK_RSA ? "RSA" : "EC", k->uri, k->bits);
+    return k;
+}
+
+/* Find the key's object again after fork or token loss (handles are per session state). */
+static kw_err key_refind(kwp_key *k)
+{
+    kw_p11_module *mod = kwp_module(k->pctx);
+    kw_p11_token **toks = NULL;
+    size_t n = 0;
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_CLASS cls = k->has_private ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+    CK_ATTRIBUTE t[3];
+    CK_ULONG nt = 0, cnt = 0;
+    CK_OBJECT_HANDLE o;
+    int login;
+    kw_err e;
+
+    if (mod == NULL)
+        return kw_err_last(NULL);
+    if ((e = kw_p11_find_tokens(mod, k->puri, &toks, &n)) != KW_OK)
+        return e;
+    if (n == 0) {
+        free(toks);
+        return kw_err_set(KW_ERR_TOKEN_GONE, "token of key %s is not present", k->uri);
+    }
+    k->tok = toks[0];
+    free(toks);
+    login = (k->tok->info.flags & CKF_LOGIN_REQUIRED) && k->has_private;
+    if ((e = kw_p11_session_get(k->tok, login, &k->pin, &s)) != KW_OK)
+        return e;
+    t[nt++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    if (k->idlen > 0)
+        t[nt++] = (CK_ATTRIBUTE){CKA_ID, k->id, k->idlen};
+    if (k->label != NULL)
+        t[nt++] = (CK_ATTRIBUTE){CKA_LABEL, k->label, strlen(k->label)};
+    e = kw_p11_find(k->tok, s, t, nt, &o, 1, &cnt);
+    kw_p11_session_put(k->tok, s, CKR_OK);
+    if (e != KW_OK)
+        return e;
+    if (cnt == 0)
+        return kw_err_set(KW_ERR_OBJECT_NOT_FOUND, "key %s is no longer on its token", k->uri);
+    k->handle = o;
+    k->gen = kw_p11_module_gen(k->tok->mod);
+    KW_DEBUG("key", "re-found %s", k->uri);
+    return KW_OK;
+}
+
+int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
+                       size_t inlen, unsigned char *out, size_t *outlen)
+{
+    kw_p11_token *tok;
+    CK_OBJECT_HANDLE h;
+    CK_SESSION_HANDLE s;
+    CK_ULONG olen;
+    CK_RV rv = CKR_OK;
+    const char *fn = "";
+    kw_err e;
+
+    if (!k->has_private) {
+        kw_err_set(KW_ERR_KEY_USAGE, "key %s is a public key: no private key to %s with", k->uri,
+                   op == KWP_OP_SIGN ? "sign" : "decrypt");
+        kwp_raise_last(k->pctx);
+        return 0;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pthread_mutex_lock(&k->lock);
+        e = KW_OK;
+        if ((kw_p11_module_check(k->tok->mod)) != KW_OK ||
+            k->gen != kw_p11_module_gen(k->tok->mod) || !k->tok->present)
+            e = key_refind(k);
+        tok = k->tok;
+        h = k->handle;
+        pthread_mutex_unlock(&k->lock);
+        if (e != KW_OK)
+            break;
+        e = kw_p11_session_get(tok, (tok->info.flags & CKF_LOGIN_REQUIRED) != 0, &k->pin, &s);
+        if (e != KW_OK)
+            break;
+        for (int relogin = 0; relogin < 2; relogin++) {
+            if (op == KWP_OP_SIGN) {
+                fn = "C_SignInit";
+                rv = KW_P11_CALL(tok->mod, C_SignInit, s, mech, h);
+            } else {
+                fn = "C_DecryptInit";
+                rv = KW_P11_CALL(tok->mod, C_DecryptInit, s, mech, h);
+            }
+            /* The token forgot our login (another process logged out, token reset). */
+            if (rv == CKR_USER_NOT_LOGGED_IN && relogin == 0 &&
+                kw_p11_login(tok, s, &k->pin) == KW_OK)
+                continue;
+            break;
+        }
+        if (rv == CKR_OK && k->always_auth) {
+            char *pin = NULL;
+            if (kw_pin_resolve(&k->pin, "context", &pin) == KW_OK) {
+                rv = KW_P11_CALL(tok->mod, C_Login, s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)pin,
+                                 strlen(pin));
+                fn = "C_Login";
+                kw_secure_strfree(pin);
+            }
+        }
+        if (rv == CKR_OK) {
+            olen = (CK_ULONG)*outlen;
+            if (op == KWP_OP_SIGN) {
+                fn = "C_Sign";
+                rv = KW_P11_CALL(tok->mod, C_Sign, s, (CK_BYTE *)in, inlen, out, &olen);
+            } else {
+                fn = "C_Decrypt";
+                rv = KW_P11_CALL(tok->mod, C_Decrypt, s, (CK_BYTE *)in, inlen, out, &olen);
+            }
+            if (rv == CKR_OK)
+                *outlen = olen;
+        }
+        kw_p11_session_put(tok, s, rv);
+        if (rv == CKR_OK)
+            return 1;
+        /* Once more after the token came back (next attempt re-finds it). */
+        if (attempt == 0 && kw_p11_rv_is_gone(rv))
+            continue;
+        break;
+    }
+    if (rv != CKR_OK) {
+        if (rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID)
+            kw_err_set(KW_ERR_MECHANISM, "token refused mechanism 0x%lx for key %s (%s: %s)",
+                       (unsigned long)mech->mechanism, k->uri, fn, kw_p11_rv_name(rv));
+        else if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT)
+            kw_err_set(KW_ERR_KEY_USAGE, "key %s is not usable for this operation (%s: %s)",
+                       k->uri, fn, kw_p11_rv_name(rv));
+        else
+            kw_p11_fail(rv, fn, "key %s", k->uri);
+    }
+    kwp_raise_last(k->pctx);
+    return 0;
+}
+
+kwp_key *kwp_key_open_uri(kwp_ctx *ctx, const char *uristr, int want_private,
+                          kw_pin_prompt_fn prompt, void *prompt_arg)
+{
+    kw_p11_module *mod;
+    P11KitUri *uri = NULL;
+    kw_p11_token **toks = NULL;
+    size_t n = 0;
+    kwp_key *k = NULL;
+    kw_pin_ctx pin = {0};
+    CK_OBJECT_CLASS cls = want_private ? CKO_PRIVATE_KEY : CKO_PUBLIC_KEY;
+    CK_ATTRIBUTE t[4];
+    CK_ULONG nt;
+    kw_err e;
+
+    if (kw_uri_parse(uristr, &uri) != KW_OK)
+        return NULL;
+    if ((mod = kwp_module(ctx)) == NULL)
+        goto done;
+    if (kw_p11_find_tokens(mod, uri, &toks, &n) != KW_OK)
+        goto done;
+    if (n == 0) {
+        kw_err_set(KW_ERR_TOKEN_NOT_FOUND, "token not found: no token matches %s", uristr);
+        goto done;
+    }
+    kw_uri_pin(uri, &pin);
+    pin.conf_pin_source = ctx->pin_source;
+    pin.prompt = prompt;
+    pin.prompt_arg = prompt_arg;
+    t[0] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    nt = 1 + kw_uri_object_template(uri, t + 1, 3);
+    /* A type= in the URI must agree with the class we want; it is not searched twice. */
+    for (CK_ULONG i = 1; i < nt; i++) {
+        if (t[i].type != CKA_CLASS)
+            continue;
+        if (t[i].ulValueLen != sizeof(cls) || memcmp(t[i].pValue, &cls, sizeof(cls)) != 0) {
+            kw_err_set(KW_ERR_OBJECT_NOT_FOUND, "object not found: %s names no %s key", uristr,
+                       want_private ? "private" : "public");
+            goto done;
+        }
+        t[i] = t[--nt];
+        i--;
+    }
+    for (size_t i = 0; i < n && k == NULL; i++) {
+        CK_SESSION_HANDLE s;
+        CK_OBJECT_HANDLE o[2];
+        CK_ULONG cnt = 0;
+        int login = want_private && (toks[i]->info.flags & CKF_LOGIN_REQUIRED);
+
+        if ((e = kw_p11_session_get(toks[i], login, &pin, &s)) != KW_OK)
+            goto done;
+        e = kw_p11_find(toks[i], s, t, nt, o, 2, &cnt);
+        if (e == KW_OK && cnt > 1)
+            e = kw_err_set(KW_ERR_AMBIGUOUS,
+                           "URI matches more than one key on the token: add id= or object=");
+        if (e == KW_OK && cnt == 1)
+            k = kwp_key_from_object(ctx, toks[i], s, o[0], cls, &pin);
+        kw_p11_session_put(toks[i], s, CKR_OK);
+        if (e != KW_OK || (cnt == 1 && k == NULL))
+            goto done;
+    }
+    if (k == NULL)
+        kw_err_set(KW_ERR_OBJECT_NOT_FOUND, "object not found: no %s key matches %s",
+                   want_private ? "private" : "public", uristr);
+done:
+    free(toks);
+    p11_kit_uri_free(uri);
+    return k;
+}

@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal interfaces of the keyward provider. */
+#ifndef KWP_H
+#define KWP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <openssl/core.h>
+#include <openssl/core_dispatch.h>
+#include <openssl/evp.h>
+
+#include "kw_err.h"
+#include "kw_log.h"
+#include "kw_p11.h"
+
+/* Helper crypto (hashing, public-key operations, AlgorithmIdentifiers) runs in a private
+ * library context holding only the default provider, so it can never recurse into keyward. */
+#define KWP_HELPER_PROPQ "provider=default"
+
+typedef struct kwp_ctx {
+    const OSSL_CORE_HANDLE *core;
+    OSSL_LIB_CTX *libctx;  /* the application's, for the core */
+    OSSL_LIB_CTX *hlibctx; /* private: default provider only */
+    char *module_path;
+    char *pin_source;
+    int load_early;
+    pthread_mutex_t lock;
+    kw_p11_module *mod; /* loaded on first use unless keyward-load = early */
+    OSSL_FUNC_core_new_error_fn *core_new_error;
+    OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;
+    OSSL_FUNC_core_vset_error_fn *core_vset_error;
+} kwp_ctx;
+
+/* Reason codes: one per kw_err class. */
+#define KWP_R(e) ((int)(e))
+
+void kwp_raise(kwp_ctx *ctx, int reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Raise the thread's last kw_err as an OpenSSL error. */
+void kwp_raise_last(kwp_ctx *ctx);
+/* The loaded module, loading it on first use. NULL with an error raised on failure. */
+kw_p11_module *kwp_module(kwp_ctx *ctx);
+
+/* ---- key objects (key.c) ---- */
+#define KWP_KEY_MAGIC 0x6b77704bU
+
+typedef struct kwp_key {
+    unsigned magic;
+    atomic_int refs;
+    kwp_ctx *pctx;
+    CK_KEY_TYPE type;       /* CKK_RSA, CKK_EC */
+    int has_private;        /* a token private key object backs it */
+    EVP_PKEY *pub;          /* public half, in the helper libctx; may be NULL only while empty */
+    int bits;
+
+    /* where the private object lives; re-found after fork or token loss */
+    char *uri;              /* canonical URI for display and key files (no PIN) */
+    P11KitUri *puri;        /* parsed, for re-finding the token */
+    kw_p11_token *tok;
+    CK_OBJECT_HANDLE handle;
+    unsigned gen;
+    CK_TOKEN_INFO tokinfo;  /* identity of the token: label + serial */
+    unsigned char *id;
+    CK_ULONG idlen;
+    char *label;
+    CK_BBOOL always_auth;
+    kw_pin_ctx pin;          /* sources only; strings owned below */
+    char *pin_value, *pin_source;
+    pthread_mutex_t lock;
+} kwp_key;
+
+kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type);
+kwp_key *kwp_key_ref(kwp_key *k);
+void kwp_key_free(kwp_key *k);
+/* A token key from a private or public object found on tok through session s. */
+kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
+                             CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, const kw_pin_ctx *pin);
+/* Open the first private key (or public key when want_private is 0) a URI names. */
+kwp_key *kwp_key_open_uri(kwp_ctx *ctx, const char *uri, int want_private,
+                          kw_pin_prompt_fn prompt, void *prompt_arg);
+/* Build the canonical URI of a key from token info and id/label. */
+char *kwp_key_make_uri(const CK_TOKEN_INFO *ti, const unsigned char *id, CK_ULONG idlen,
+                       const char *label, CK_OBJECT_CLASS cls);
+/* Run a private-key operation: init (Sign or Decrypt), then one-shot. Handles re-finding the
+ * object, login, relogin on CKR_USER_NOT_LOGGED_IN and one retry after token loss. */
+typedef enum { KWP_OP_SIGN, KWP_OP_DECRYPT, KWP_OP_DERIVE } kwp_op;
+int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
+                       size_t inlen, unsigned char *out, size_t *outlen);
+/* Maximum output size of a private operation (signature size). */
+size_t kwp_key_max_size(const kwp_key *k);
+
+/* ---- key file (keyfile.c): PEM "KEYWARD KEY URI" and pkcs11-provider's form ---- */
+int kwp_keyfile_der_encode(const char *uri, unsigned char **der, int *derlen);
+/* Parse a DER body of either format; returns a malloc'd URI or NULL. */
+char *kwp_keyfile_der_decode(const unsigned char *der, long len);
+
+/* ---- dispatch tables ---- */
+extern const OSSL_DISPATCH kwp_store_functions[];
+extern const OSSL_DISPATCH kwp_rsa_keymgmt_functions[];
+extern const OSSL_DISPATCH kwp_ec_keymgmt_functions[];
+extern const OSSL_DISPATCH kwp_rsa_signature_functions[];
+extern const OSSL_DISPATCH kwp_ecdsa_signature_functions[];
+extern const OSSL_DISPATCH kwp_encoder_uri_pem_functions[];
+extern const OSSL_DISPATCH kwp_encoder_uri_der_functions[];
+extern const OSSL_DISPATCH kwp_encoder_text_functions[];
+extern const OSSL_DISPATCH kwp_decoder_uri_functions[];
+extern const OSSL_DISPATCH kwp_decoder_uri_ec_functions[];
+
+#endif

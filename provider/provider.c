@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Provider entry point: configuration, algorithm tables, reason strings, errors. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/params.h>
+#include <openssl/provider.h>
+
+#include <keyward/keyward.h>
+
+#include "kwp.h"
+
+#define KWP_PROPS "provider=keyward"
+
+static const OSSL_ALGORITHM kwp_keymgmt[] = {
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", KWP_PROPS, kwp_rsa_keymgmt_functions,
+     "keyward RSA keys on a PKCS#11 token"},
+    {"EC:id-ecPublicKey:1.2.840.10045.2.1", KWP_PROPS, kwp_ec_keymgmt_functions,
+     "keyward EC keys on a PKCS#11 token"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM kwp_signature[] = {
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", KWP_PROPS, kwp_rsa_signature_functions,
+     "RSA PKCS#1 v1.5 and PSS signatures on a PKCS#11 token"},
+    {"ECDSA", KWP_PROPS, kwp_ecdsa_signature_functions, "ECDSA signatures on a PKCS#11 token"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM kwp_store[] = {
+    {"pkcs11", KWP_PROPS, kwp_store_functions, "keys and certificates by RFC 7512 URI"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM kwp_encoder[] = {
+    {"RSA:rsaEncryption", KWP_PROPS ",output=pem,structure=PrivateKeyInfo",
+     kwp_encoder_uri_pem_functions, "key file carrying the key's pkcs11 URI"},
+    {"EC:id-ecPublicKey", KWP_PROPS ",output=pem,structure=PrivateKeyInfo",
+     kwp_encoder_uri_pem_functions, "key file carrying the key's pkcs11 URI"},
+    {"RSA:rsaEncryption", KWP_PROPS ",output=der,structure=PrivateKeyInfo",
+     kwp_encoder_uri_der_functions, "key file carrying the key's pkcs11 URI"},
+    {"EC:id-ecPublicKey", KWP_PROPS ",output=der,structure=PrivateKeyInfo",
+     kwp_encoder_uri_der_functions, "key file carrying the key's pkcs11 URI"},
+    {"RSA:rsaEncryption", KWP_PROPS ",output=text", kwp_encoder_text_functions,
+     "key description without private values"},
+    {"EC:id-ecPublicKey", KWP_PROPS ",output=text", kwp_encoder_text_functions,
+     "key description without private values"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM kwp_decoder[] = {
+    {"RSA:rsaEncryption", KWP_PROPS ",input=pem", kwp_decoder_uri_functions,
+     "key file carrying a pkcs11 URI"},
+    {"EC:id-ecPublicKey", KWP_PROPS ",input=pem", kwp_decoder_uri_ec_functions,
+     "key file carrying a pkcs11 URI"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM *kwp_query(void *provctx, int op, int *no_cache)
+{
+    *no_cache = 0;
+    switch (op) {
+    case OSSL_OP_KEYMGMT:
+        return kwp_keymgmt;
+    case OSSL_OP_SIGNATURE:
+        return kwp_signature;
+    case OSSL_OP_STORE:
+        return kwp_store;
+    case OSSL_OP_ENCODER:
+        return kwp_encoder;
+    case OSSL_OP_DECODER:
+        return kwp_decoder;
+    }
+    return NULL;
+}
+
+static OSSL_ITEM reason_items[KW_ERR_MAX];
+static pthread_once_t reason_once = PTHREAD_ONCE_INIT;
+
+/* Built from the one table in kw_err.c so the words stay in one place. */
+static void reasons_build(void)
+{
+    size_t n = 0;
+    for (int e = 1; e < KW_ERR_MAX; e++) {
+        reason_items[n].id = (unsigned)KWP_R(e);
+        reason_items[n].ptr = (void *)kw_err_name((kw_err)e);
+        n++;
+    }
+}
+
+static const OSSL_ITEM *kwp_reasons(void *provctx)
+{
+    pthread_once(&reason_once, reasons_build);
+    return reason_items;
+}
+
+static const OSSL_PARAM *kwp_gettable_params(void *provctx)
+{
+    static const OSSL_PARAM p[] = {
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_NAME, OSSL_PARAM_UTF8_PTR, NULL, 0),
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_VERSION, OSSL_PARAM_UTF8_PTR, NULL, 0),
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_BUILDINFO, OSSL_PARAM_UTF8_PTR, NULL, 0),
+        OSSL_PARAM_DEFN(OSSL_PROV_PARAM_STATUS, OSSL_PARAM_INTEGER, NULL, 0), OSSL_PARAM_END};
+    return p;
+}
+
+static int kwp_get_params(void *provctx, OSSL_PARAM params[])
+{
+    OSSL_PARAM *p;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_NAME)) != NULL &&
+        !OSSL_PARAM_set_utf8_ptr(p, "keyward PKCS#11 provider"))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_VERSION)) != NULL &&
+        !OSSL_PARAM_set_utf8_ptr(p, KEYWARD_VERSION_STR))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_BUILDINFO)) != NULL &&
+        !OSSL_PARAM_set_utf8_ptr(p, KEYWARD_VERSION_STR))
+        return 0;
+    if ((p = OSSL_PARAM_locate(params, OSSL_PROV_PARAM_STATUS)) != NULL &&
+        !OSSL_PARAM_set_int(p, 1))
+        return 0;
+    return 1;
+}
+
+static void kwp_teardown(void *provctx)
+{
+    kwp_ctx *ctx = provctx;
+    if (ctx == NULL)
+        return;
+    kw_p11_module_put(ctx->mod);
+    OSSL_LIB_CTX_free(ctx->hlibctx);
+    OSSL_LIB_CTX_free(ctx->libctx);
+    free(ctx->module_path);
+    free(ctx->pin_source);
+    pthread_mutex_destroy(&ctx->lock);
+    free(ctx);
+}
+
+static const OSSL_DISPATCH kwp_dispatch[] = {
+    {OSSL_FUNC_PROVIDER_TEARDOWN, (void (*)(void))kwp_teardown},
+    {OSSL_FUNC_PROVIDER_GETTABLE_PARAMS, (void (*)(void))kwp_gettable_params},
+    {OSSL_FUNC_PROVIDER_GET_PARAMS, (void (*)(void))kwp_get_params},
+    {OSSL_FUNC_PROVIDER_QUERY_OPERATION, (void (*)(void))kwp_query},
+    {OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))kwp_reasons},
+    {0, NULL}};
+
+void kwp_raise(kwp_ctx *ctx, int reason, const char *fmt, ...)
+{
+    va_list ap;
+    if (ctx == NULL || ctx->core_new_error == NULL)
+        return;
+    ctx->core_new_error(ctx->core);
+    ctx->core_set_error_debug(ctx->core, NULL, 0, "keyward");
+    va_start(ap, fmt);
+    ctx->core_vset_error(ctx->core, (uint32_t)reason, fmt, ap);
+    va_end(ap);
+}
+
+void kwp_raise_last(kwp_ctx *ctx)
+{
+    const char *msg;
+    kw_err e = kw_err_last(&msg);
+    if (e == KW_OK)
+        kwp_raise(ctx, KWP_R(KW_ERR_P11), "%s", "operation failed");
+    else
+        kwp_raise(ctx, KWP_R(e), "%s", msg);
+}
+
+kw_p11_module *kwp_module(kwp_ctx *ctx)
+{
+    kw_p11_module *mod;
+    pthread_mutex_lock(&ctx->lock);
+    if (ctx->mod == NULL) {
+        ctx->mod = kw_p11_module_get(ctx->module_path);
+        if (ctx->mod == NULL)
+            kwp_raise_last(ctx);
+    }
+    mod = ctx->mod;
+    pthread_mutex_unlock(&ctx->lock);
+    return mod;
+}
+
+/* Read our keys from the provider's section in openssl.cnf. */
+static int read_config(kwp_ctx *ctx, const OSSL_DISPATCH *in)
+{
+    OSSL_FUNC_core_get_params_fn *get_params = NULL;
+    char *module = NULL, *pin = NULL, *load = NULL;
+    const char *env;
+
+    for (; in->function_id != 0; in++) {
+        switch (in->function_id) {
+        case OSSL_FUNC_CORE_GET_PARAMS:
+            get_params = OSSL_FUNC_core_get_params(in);
+            break;
+        case OSSL_FUNC_CORE_NEW_ERROR:
+            ctx->core_new_error = OSSL_FUNC_core_new_error(in);
+            break;
+        case OSSL_FUNC_CORE_SET_ERROR_DEBUG:
+            ctx->core_set_error_debug = OSSL_FUNC_core_set_error_debug(in);
+            break;
+        case OSSL_FUNC_CORE_VSET_ERROR:
+            ctx->core_vset_error = OSSL_FUNC_core_vset_error(in);
+            break;
+        }
+    }
+    if (get_params != NULL) {
+        OSSL_PARAM p[] = {OSSL_PARAM_utf8_ptr(KEYWARD_CONF_MODULE, &module, 0),
+                          OSSL_PARAM_utf8_ptr(KEYWARD_CONF_PIN_SOURCE, &pin, 0),
+                          OSSL_PARAM_utf8_ptr(KEYWARD_CONF_LOAD, &load, 0), OSSL_PARAM_END};
+        if (!get_params(ctx->core, p))
+            return 0;
+    }
+    env = getenv(KEYWARD_ENV_MODULE);
+    if (env != NULL && *env != '\0')
+        module = (char *)env;
+    if (module != NULL && (ctx->module_path = strdup(module)) == NULL)
+        return 0;
+    if (pin != NULL && (ctx->pin_source = strdup(pin)) == NULL)
+        return 0;
+    if (load != NULL) {
+        if (strcmp(load, "early") == 0) {
+            ctx->load_early = 1;
+        } else if (strcmp(load, "lazy") != 0) {
+            kwp_raise(ctx, KWP_R(KW_ERR_INVALID), "%s must be \"lazy\" or \"early\", not \"%s\"",
+                      KEYWARD_CONF_LOAD, load);
+            return 0;
+        }
+    }
+    KW_DEBUG("prov", "init: module=%s pin-source=%s load=%s",
+             ctx->module_path ? ctx->module_path : "(p11-kit proxy)",
+             ctx->pin_source ? "(set)" : "(none)", ctx->load_early ? "early" : "lazy");
+    return 1;
+}
+
+__attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
+                       const OSSL_DISPATCH **out, void **provctx)
+{
+    kwp_ctx *ctx = calloc(1, sizeof(*ctx));
+
+    if (ctx == NULL)
+        return 0;
+    ctx->core = handle;
+    pthread_mutex_init(&ctx->lock, NULL);
+    if (!read_config(ctx, in))
+        goto err;
+    /* For BIOs handed to us by the core (decoders). */
+    ctx->libctx = OSSL_LIB_CTX_new_from_dispatch(handle, in);
+    ctx->hlibctx = OSSL_LIB_CTX_new();
+    if (ctx->libctx == NULL || ctx->hlibctx == NULL ||
+        OSSL_PROVIDER_load(ctx->hlibctx, "default") == NULL) {
+        kwp_raise(ctx, KWP_R(KW_ERR_MEMORY), "cannot set up the helper library context");
+        goto err;
+    }
+    if (ctx->load_early && kwp_module(ctx) == NULL)
+        goto err;
+    *out = kwp_dispatch;
+    *provctx = ctx;
+    return 1;
+err:
+    kwp_teardown(ctx);
+    return 0;
+}

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* OSSL_STORE for the pkcs11: scheme: keys as references, certificates as DER. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/core_object.h>
+#include <openssl/params.h>
+#include <openssl/store.h>
+
+#include "kw_secmem.h"
+#include "kwp.h"
+
+#define KWP_STORE_MAX 256
+
+typedef struct {
+    kwp_key *key;       /* a key, or */
+    unsigned char *der; /* a certificate */
+    CK_ULONG derlen;
+} kwp_item;
+
+typedef struct {
+    kwp_ctx *pctx;
+    char *uristr;
+    P11KitUri *uri;
+    int expect;
+    int listed;
+    kwp_item *items;
+    size_t n, pos;
+} kwp_store;
+
+static void *store_open(void *provctx, const char *uri)
+{
+    kwp_store *st;
+    P11KitUri *pu;
+
+    if (kw_uri_parse(uri, &pu) != KW_OK) {
+        kwp_raise_last(provctx);
+        return NULL;
+    }
+    st = calloc(1, sizeof(*st));
+    if (st == NULL || (st->uristr = strdup(uri)) == NULL) {
+        free(st);
+        p11_kit_uri_free(pu);
+        return NULL;
+    }
+    st->pctx = provctx;
+    st->uri = pu;
+    return st;
+}
+
+static const OSSL_PARAM *store_settable(void *provctx)
+{
+    static const OSSL_PARAM p[] = {OSSL_PARAM_int(OSSL_STORE_PARAM_EXPECT, NULL), OSSL_PARAM_END};
+    return p;
+}
+
+static int store_set_params(void *vctx, const OSSL_PARAM params[])
+{
+    kwp_store *st = vctx;
+    const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_EXPECT);
+    if (p != NULL && !OSSL_PARAM_get_int(p, &st->expect))
+        return 0;
+    return 1;
+}
+
+typedef struct {
+    OSSL_PASSPHRASE_CALLBACK *cb;
+    void *arg;
+} kwp_prompt;
+
+/* A PIN from OpenSSL's passphrase callback (the application's UI). */
+static int store_prompt(void *arg, const char *label, char *buf, size_t cap)
+{
+    kwp_prompt *pr = arg;
+    char info[128];
+    size_t len = 0;
+    OSSL_PARAM p[] = {OSSL_PARAM_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, info, 0),
+                      OSSL_PARAM_END};
+
+    if (pr->cb == NULL)
+        return 0;
+    snprintf(info, sizeof(info), "PIN for token %s", label);
+    p[0].data_size = strlen(info);
+    if (!pr->cb(buf, cap - 1, &len, p, pr->arg))
+        return 0;
+    buf[len < cap ? len : cap - 1] = '\0';
+    return 1;
+}
+
+static int add_item(kwp_store *st, kwp_key *k, unsigned char *der, CK_ULONG derlen)
+{
+    kwp_item *ni = realloc(st->items, (st->n + 1) * sizeof(*ni));
+    if (ni == NULL)
+        return 0;
+    st->items = ni;
+    st->items[st->n++] = (kwp_item){k, der, derlen};
+    return 1;
+}
+
+/* Objects of one class on one token that match the URI. */
+static kw_err list_class(kwp_store *st, kw_p11_token *tok, CK_OBJECT_CLASS cls,
+                         const kw_pin_ctx *pin)
+{
+    CK_ATTRIBUTE t[4];
+    CK_ULONG nt, cnt = 0;
+    CK_OBJECT_HANDLE h[KWP_STORE_MAX];
+    CK_SESSION_HANDLE s;
+    int login = cls == CKO_PRIVATE_KEY && (tok->info.flags & CKF_LOGIN_REQUIRED);
+    kw_err e;
+
+    t[0] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+    nt = 1;
+    for (CK_ULONG i = 0, m = kw_uri_object_template(st->uri, t + 1, 3); i < m; i++)
+        if (t[1 + i].type != CKA_CLASS)
+            t[nt++] = t[1 + i];
+    if ((e = kw_p11_session_get(tok, login, pin, &s)) != KW_OK)
+        return e;
+    e = kw_p11_find(tok, s, t, nt, h, KWP_STORE_MAX, &cnt);
+    for (CK_ULONG i = 0; e == KW_OK && i < cnt; i++) {
+        if (cls == CKO_CERTIFICATE) {
+            unsigned char *der;
+            CK_ULONG len;
+            if (kw_p11_attr(tok, s, h[i], CKA_VALUE, &der, &len) == KW_OK &&
+                !add_item(st, NULL, der, len)) {
+                free(der);
+                e = kw_err_set(KW_ERR_MEMORY, "out of memory");
+            }
+        } else {
+            kwp_key *k = kwp_key_from_object(st->pctx, tok, s, h[i], cls, pin);
+            /* A key type keyward does not handle is skipped, not fatal, when listing. */
+            if (k != NULL && !add_item(st, k, NULL, 0)) {
+                kwp_key_free(k);
+                e = kw_err_set(KW_ERR_MEMORY, "out of memory");
+            }
+        }
+    }
+    kw_p11_session_put(tok, s, CKR_OK);
+    return e;
+}
+
+static int store_list(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_arg)
+{
+    kw_p11_module *mod = kwp_module(st->pctx);
+    kw_p11_token **toks = NULL;
+    size_t ntok = 0;
+    CK_ATTRIBUTE_PTR ca = p11_kit_uri_get_attribute(st->uri, CKA_CLASS);
+    CK_OBJECT_CLASS want = CK_UNAVAILABLE_INFORMATION;
+    kwp_prompt pr = {pw_cb, pw_arg};
+    kw_pin_ctx pin = {0};
+    kw_err e = KW_OK;
+
+    if (mod == NULL)
+        return 0;
+    if (ca != NULL && ca->ulValueLen == sizeof(want))
+        memcpy(&want, ca->pValue, sizeof(want));
+    else if (st->expect == OSSL_STORE_INFO_PKEY)
+        want = CKO_PRIVATE_KEY;
+    else if (st->expect == OSSL_STORE_INFO_PUBKEY)
+        want = CKO_PUBLIC_KEY;
+    else if (st->expect == OSSL_STORE_INFO_CERT)
+        want = CKO_CERTIFICATE;
+
+    if ((e = kw_p11_find_tokens(mod, st->uri, &toks, &ntok)) != KW_OK)
+        goto fail;
+    if (ntok == 0) {
+        kw_err_set(KW_ERR_TOKEN_NOT_FOUND, "token not found: no token matches %s", st->uristr);
+        goto fail;
+    }
+    kw_uri_pin(st->uri, &pin);
+    pin.conf_pin_source = st->pctx->pin_source;
+    pin.prompt = store_prompt;
+    pin.prompt_arg = &pr;
+    for (size_t i = 0; i < ntok; i++) {
+        if (want == CK_UNAVAILABLE_INFORMATION || want == CKO_PRIVATE_KEY) {
+            e = list_class(st, toks[i], CKO_PRIVATE_KEY, &pin);
+            /* Listing everything without a PIN: show what needs none. */
+            if (e == KW_ERR_PIN_REQUIRED && want == CK_UNAVAILABLE_INFORMATION)
+                e = KW_OK;
+            if (e != KW_OK)
+                goto fail;
+        }
+        if (want == CK_UNAVAILABLE_INFORMATION || want == CKO_PUBLIC_KEY) {
+            /* A public key whose private half was listed already adds nothing. */
+            size_t before = st->n;
+            if ((e = list_class(st, toks[i], CKO_PUBLIC_KEY, &pin)) != KW_OK)
+                goto fail;
+            if (want == CK_UNAVAILABLE_INFORMATION) {
+                for (size_t j = before; j < st->n; j++) {
+                    for (size_t m = 0; m < before; m++) {
+                        if (st->items[m].key != NULL && st->items[m].key->has_private &&
+                            EVP_PKEY_eq(st->items[m].key->pub, st->items[j].key->pub) == 1) {
+                            kwp_key_free(st->items[j].key);
+                            st->items[j--] = st->items[--st->n];
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if (want == CK_UNAVAILABLE_INFORMATION || want == CKO_CERTIFICATE)
+            if ((e = list_class(st, toks[i], CKO_CERTIFICATE, &pin)) != KW_OK)
+                goto fail;
+    }
+    free(toks);
+    if (st->n == 0) {
+        kw_err_set(KW_ERR_OBJECT_NOT_FOUND, "object not found: nothing on the token matches %s",
+                   st->uristr);
+        kwp_raise_last(st->pctx);
+        return 0;
+    }
+    return 1;
+fail:
+    free(toks);
+    kwp_raise_last(st->pctx);
+    return 0;
+}
+
+static int store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cbarg,
+                      OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    kwp_store *st = vctx;
+    kwp_item *it;
+    int type;
+    OSSL_PARAM p[4];
+
+    if (!st->listed) {
+        st->listed = 1;
+        if (!store_list(st, pw_cb, pw_cbarg))
+            return 0;
+    }
+    if (st->pos >= st->n)
+        return 0;
+    it = &st->items[st->pos++];
+    if (it->key != NULL) {
+        kwp_key *k = it->key;
+        type = OSSL_OBJECT_PKEY;
+        p[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
+        p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                                k->type == CKK_RSA ? "RSA" : "EC", 0);
+        p[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &k, sizeof(k));
+    } else {
+        type = OSSL_OBJECT_CERT;
+        p[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
+        p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, "CERTIFICATE", 0);
+        p[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, it->der, it->derlen);
+    }
+    p[3] = OSSL_PARAM_construct_end();
+    return object_cb(p, object_cbarg);
+}
+
+static int store_eof(void *vctx)
+{
+    kwp_store *st = vctx;
+    return st->listed && st->pos >= st->n;
+}
+
+static int store_close(void *vctx)
+{
+    kwp_store *st = vctx;
+    for (size_t i = 0; i < st->n; i++) {
+        kwp_key_free(st->items[i].key);
+        free(st->items[i].der);
+    }
+    free(st->items);
+    free(st->uristr);
+    p11_kit_uri_free(st->uri);
+    free(st);
+    return 1;
+}
+
+const OSSL_DISPATCH kwp_store_functions[] = {
+    {OSSL_FUNC_STORE_OPEN, (void (*)(void))store_open},
+    {OSSL_FUNC_STORE_SETTABLE_CTX_PARAMS, (void (*)(void))store_settable},
+    {OSSL_FUNC_STORE_SET_CTX_PARAMS, (void (*)(void))store_set_params},
+    {OSSL_FUNC_STORE_LOAD, (void (*)(void))store_load},
+    {OSSL_FUNC_STORE_EOF, (void (*)(void))store_eof},
+    {OSSL_FUNC_STORE_CLOSE, (void (*)(void))store_close},
+    {0, NULL}};
