@@ -15,6 +15,7 @@
 #include "kwp.h"
 
 #define KWP_PEM_LABEL_P11PROV "PKCS#11 PROVIDER URI"
+#define KWP_STRUCTURE "keyward-uri"
 
 typedef struct {
     kwp_ctx *pctx;
@@ -66,57 +67,75 @@ static int dec_prompt(void *arg, const char *label, char *buf, size_t cap)
     return 1;
 }
 
-static int dec_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb,
-                      void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+/* PEM -> DER for our labels only: the DER then goes to dec_uri_decode (or a file store). */
+static int dec_pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb,
+                          void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
 {
     kwp_dec *d = vctx;
     BIO *in = BIO_new_from_core_bio(d->pctx->libctx, cin);
-    char *name = NULL, *header = NULL, *uri = NULL;
+    char *name = NULL, *header = NULL;
     unsigned char *der = NULL;
     long len = 0;
-    kwp_key *k = NULL;
-    kwp_dec_prompt pr = {pw_cb, pw_cbarg};
     int ok = 1; /* "not ours" is not an error: other decoders get their turn */
 
     if (in == NULL)
         return 0;
     ERR_set_mark();
-    if (PEM_read_bio(in, &name, &header, &der, &len) <= 0) {
+    if (PEM_read_bio(in, &name, &header, &der, &len) > 0 &&
+        (strcmp(name, KEYWARD_PEM_LABEL_URI) == 0 || strcmp(name, KWP_PEM_LABEL_P11PROV) == 0)) {
+        OSSL_PARAM p[3];
+        p[0] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_DATA, der, (size_t)len);
+        p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_STRUCTURE,
+                                                (char *)KWP_STRUCTURE, 0);
+        p[2] = OSSL_PARAM_construct_end();
         ERR_pop_to_mark();
-        goto done;
+        ok = data_cb(p, data_cbarg);
+    } else {
+        ERR_pop_to_mark();
     }
-    ERR_pop_to_mark();
-    if (strcmp(name, KEYWARD_PEM_LABEL_URI) != 0 && strcmp(name, KWP_PEM_LABEL_P11PROV) != 0)
-        goto done;
-    if ((uri = kwp_keyfile_der_decode(der, len)) == NULL) {
-        kwp_raise(d->pctx, KWP_R(KW_ERR_URI), "key file (%s) is damaged: no valid pkcs11 URI",
-                  name);
-        ok = 0;
-        goto done;
-    }
+    OPENSSL_free(name);
+    OPENSSL_free(header);
+    OPENSSL_free(der);
+    BIO_free(in);
+    return ok;
+}
+
+/* DER body of a key file -> the token key it names, as a reference. */
+static int dec_uri_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb,
+                          void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
+{
+    kwp_dec *d = vctx;
+    BIO *in = BIO_new_from_core_bio(d->pctx->libctx, cin);
+    unsigned char buf[8192];
+    char *uri = NULL;
+    int len, ok = 1;
+    kwp_key *k = NULL;
+    kwp_dec_prompt pr = {pw_cb, pw_cbarg};
+
+    if (in == NULL)
+        return 0;
+    len = BIO_read(in, buf, sizeof(buf));
+    BIO_free(in);
+    if (len <= 0 || (uri = kwp_keyfile_der_decode(buf, len)) == NULL)
+        return 1; /* not a key file of ours */
     KW_DEBUG("dec", "key file names %s", uri);
     k = kwp_key_open_uri(d->pctx, uri, 1, dec_prompt, &pr);
     if (k == NULL) {
         kwp_raise_last(d->pctx);
         ok = 0;
-        goto done;
-    }
-    if (k->type == d->type) {
+    } else if (k->type == d->type) {
         int type = OSSL_OBJECT_PKEY;
-        OSSL_PARAM p[] = {
-            OSSL_PARAM_int(OSSL_OBJECT_PARAM_TYPE, &type),
-            OSSL_PARAM_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                   (char *)(k->type == CKK_RSA ? "RSA" : "EC"), 0),
-            OSSL_PARAM_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &k, sizeof(k)), OSSL_PARAM_END};
+        kwp_keyref ref = {KWP_KEY_MAGIC, k};
+        OSSL_PARAM p[4];
+        p[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
+        p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
+                                                (char *)(k->type == CKK_RSA ? "RSA" : "EC"), 0);
+        p[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref));
+        p[3] = OSSL_PARAM_construct_end();
         ok = data_cb(p, data_cbarg);
     }
-done:
     kwp_key_free(k);
     free(uri);
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(der);
-    BIO_free(in);
     return ok;
 }
 
@@ -127,11 +146,17 @@ static int dec_export_object(void *vctx, const void *ref, size_t ref_size, OSSL_
     return 0;
 }
 
+const OSSL_DISPATCH kwp_decoder_pem_functions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_rsa_newctx},
+    {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_pem_decode},
+    {0, NULL}};
+
 const OSSL_DISPATCH kwp_decoder_uri_functions[] = {
     {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_rsa_newctx},
     {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
     {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
-    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_uri_decode},
     {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},
     {0, NULL}};
 
@@ -139,6 +164,6 @@ const OSSL_DISPATCH kwp_decoder_uri_ec_functions[] = {
     {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_ec_newctx},
     {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
     {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
-    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_decode},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_uri_decode},
     {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},
     {0, NULL}};

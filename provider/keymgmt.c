@@ -21,14 +21,15 @@ void kwp_km_free(void *keydata)
 
 void *kwp_km_load(CK_KEY_TYPE type, const void *ref, size_t ref_size)
 {
-    kwp_key *k;
+    kwp_keyref r;
 
-    if (ref_size != sizeof(k))
+    if (ref_size != sizeof(r))
         return NULL;
-    memcpy(&k, ref, sizeof(k));
-    if (k == NULL || k->magic != KWP_KEY_MAGIC || k->type != type)
+    memcpy(&r, ref, sizeof(r));
+    if (r.magic != KWP_KEY_MAGIC || r.key == NULL || r.key->magic != KWP_KEY_MAGIC ||
+        r.key->type != type)
         return NULL;
-    return kwp_key_ref(k);
+    return kwp_key_ref(r.key);
 }
 
 int kwp_km_has(const void *keydata, int selection)

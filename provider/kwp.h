@@ -70,6 +70,13 @@ typedef struct kwp_key {
     pthread_mutex_t lock;
 } kwp_key;
 
+/* What the store and decoder hand to KEYMGMT load. Its size differs from a pointer so that a
+ * default-provider keymgmt, offered it by mistake, refuses it instead of misreading it. */
+typedef struct {
+    unsigned magic;
+    kwp_key *key;
+} kwp_keyref;
+
 kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type);
 kwp_key *kwp_key_ref(kwp_key *k);
 void kwp_key_free(kwp_key *k);
@@ -104,6 +111,7 @@ extern const OSSL_DISPATCH kwp_ecdsa_signature_functions[];
 extern const OSSL_DISPATCH kwp_encoder_uri_pem_functions[];
 extern const OSSL_DISPATCH kwp_encoder_uri_der_functions[];
 extern const OSSL_DISPATCH kwp_encoder_text_functions[];
+extern const OSSL_DISPATCH kwp_decoder_pem_functions[];
 extern const OSSL_DISPATCH kwp_decoder_uri_functions[];
 extern const OSSL_DISPATCH kwp_decoder_uri_ec_functions[];
 

@@ -48,10 +48,12 @@ static const OSSL_ALGORITHM kwp_encoder[] = {
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM kwp_decoder[] = {
-    {"RSA:rsaEncryption", KWP_PROPS ",input=pem", kwp_decoder_uri_functions,
-     "key file carrying a pkcs11 URI"},
-    {"EC:id-ecPublicKey", KWP_PROPS ",input=pem", kwp_decoder_uri_ec_functions,
-     "key file carrying a pkcs11 URI"},
+    {"DER", KWP_PROPS ",input=pem", kwp_decoder_pem_functions,
+     "PEM key file carrying a pkcs11 URI, to DER"},
+    {"RSA:rsaEncryption", KWP_PROPS ",input=der,structure=keyward-uri",
+     kwp_decoder_uri_functions, "key file carrying a pkcs11 URI"},
+    {"EC:id-ecPublicKey", KWP_PROPS ",input=der,structure=keyward-uri",
+     kwp_decoder_uri_ec_functions, "key file carrying a pkcs11 URI"},
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM *kwp_query(void *provctx, int op, int *no_cache)

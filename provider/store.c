@@ -222,6 +222,7 @@ static int store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cbarg,
     kwp_store *st = vctx;
     kwp_item *it;
     int type;
+    kwp_keyref ref;
     OSSL_PARAM p[4];
 
     if (!st->listed) {
@@ -234,11 +235,13 @@ static int store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cbarg,
     it = &st->items[st->pos++];
     if (it->key != NULL) {
         kwp_key *k = it->key;
+        ref.magic = KWP_KEY_MAGIC;
+        ref.key = k;
         type = OSSL_OBJECT_PKEY;
         p[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
         p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
                                                 k->type == CKK_RSA ? "RSA" : "EC", 0);
-        p[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &k, sizeof(k));
+        p[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref));
     } else {
         type = OSSL_OBJECT_CERT;
         p[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
