@@ -309,8 +309,16 @@ static kw_err refresh_tokens_locked(kw_p11_module *mod)
         free(slots);
         return kw_p11_fail(rv, "C_GetSlotList", "listing slots of %s", mod->path);
     }
-    for (size_t i = 0; i < mod->ntokens; i++)
+    size_t known = mod->ntokens;
+    int *was = calloc(known + 1, sizeof(*was));
+    if (was == NULL) {
+        free(slots);
+        return kw_err_set(KW_ERR_MEMORY, "out of memory");
+    }
+    for (size_t i = 0; i < mod->ntokens; i++) {
+        was[i] = mod->tokens[i]->present;
         mod->tokens[i]->present = 0;
+    }
     for (CK_ULONG i = 0; i < n; i++) {
         CK_TOKEN_INFO info;
         kw_p11_token *tok = NULL;
@@ -346,6 +354,18 @@ static kw_err refresh_tokens_locked(kw_p11_module *mod)
         mod->tokens = nt;
         mod->tokens[mod->ntokens++] = tok;
     }
+    /* A token that went away takes its sessions and login with it. */
+    for (size_t i = 0; i < known; i++) {
+        kw_p11_token *tok = mod->tokens[i];
+        if (was[i] && !tok->present) {
+            KW_DEBUG("p11", "token in slot %lu is gone", (unsigned long)tok->slot);
+            pthread_mutex_lock(&tok->lock);
+            token_reset_locked(tok);
+            pthread_mutex_unlock(&tok->lock);
+            mod->gen++;
+        }
+    }
+    free(was);
     free(slots);
     return KW_OK;
 }

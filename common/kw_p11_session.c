@@ -75,6 +75,12 @@ kw_err kw_p11_session_get(kw_p11_token *tok, int login, const kw_pin_ctx *pin,
     if ((e = kw_p11_module_check(mod)) != KW_OK)
         return e;
     pthread_mutex_lock(&tok->lock);
+    if (!tok->present) {
+        char label[33];
+        pthread_mutex_unlock(&tok->lock);
+        kw_p11_label(tok->info.label, sizeof(tok->info.label), label, sizeof(label));
+        return kw_err_set(KW_ERR_TOKEN_GONE, "token \"%s\" is not present", label);
+    }
     for (;;) {
         if (tok->nidle > 0) {
             s = tok->idle[--tok->nidle];
