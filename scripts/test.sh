@@ -4,13 +4,16 @@
 # KEYWARD_TEST_SETUP=asan|valgrind runs the suite under that meson test setup.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-BUILD=${KEYWARD_BUILD_DIR:-$SRC/build-test}
+SETUP=${KEYWARD_TEST_SETUP:-}
+BUILD=${KEYWARD_BUILD_DIR:-$SRC/build-test${SETUP:+-$SETUP}}
 
 "$SRC/scripts/deps.sh" test
 if [ ! -f "$BUILD/build.ninja" ]; then
-    meson setup "$BUILD" "$SRC" --werror -Dtests=enabled
+    opts=(--werror -Dtests=enabled)
+    [ "$SETUP" = asan ] && opts+=(-Db_sanitize=address,undefined -Db_lundef=false)
+    meson setup "$BUILD" "$SRC" "${opts[@]}"
 fi
 ninja -C "$BUILD"
 setup=()
-[ -n "${KEYWARD_TEST_SETUP:-}" ] && setup=(--setup "$KEYWARD_TEST_SETUP")
+[ -n "$SETUP" ] && setup=(--setup "$SETUP")
 meson test -C "$BUILD" --print-errorlogs --num-processes 2 "${setup[@]}" "$@"
