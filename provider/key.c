@@ -324,20 +324,89 @@ static kw_err key_refind(kwp_key *k)
     return KW_OK;
 }
 
+static CK_RV op_init(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHANISM *mech,
+                     CK_OBJECT_HANDLE h, const char **fn)
+{
+    switch (op) {
+    case KWP_OP_SIGN:
+        *fn = "C_SignInit";
+        return KW_P11_CALL(tok->mod, C_SignInit, s, mech, h);
+    case KWP_OP_DECRYPT:
+        *fn = "C_DecryptInit";
+        return KW_P11_CALL(tok->mod, C_DecryptInit, s, mech, h);
+    default:
+        return CKR_OK; /* C_DeriveKey has no separate init */
+    }
+}
+
+/* ECDH: the shared secret becomes a session object, is read once and destroyed. */
+static CK_RV op_derive(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mech,
+                       CK_OBJECT_HANDLE h, unsigned char *out, size_t *outlen, const char **fn)
+{
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_GENERIC_SECRET;
+    CK_BBOOL f = CK_FALSE, t = CK_TRUE;
+    CK_ULONG len = (CK_ULONG)*outlen;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_TOKEN, &f, sizeof(f)},         {CKA_SENSITIVE, &f, sizeof(f)},
+        {CKA_EXTRACTABLE, &t, sizeof(t)},   {CKA_VALUE_LEN, &len, sizeof(len)},
+    };
+    CK_ATTRIBUTE v = {CKA_VALUE, out, (CK_ULONG)*outlen};
+    CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
+    CK_RV rv;
+
+    *fn = "C_DeriveKey";
+    rv = KW_P11_CALL(tok->mod, C_DeriveKey, s, mech, h, tmpl, sizeof(tmpl) / sizeof(tmpl[0]),
+                     &secret);
+    if (rv != CKR_OK)
+        return rv;
+    *fn = "C_GetAttributeValue";
+    rv = KW_P11_CALL(tok->mod, C_GetAttributeValue, s, secret, &v, 1);
+    if (rv == CKR_OK)
+        *outlen = v.ulValueLen;
+    (void)KW_P11_CALL(tok->mod, C_DestroyObject, s, secret);
+    return rv;
+}
+
+static CK_RV op_run(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHANISM *mech,
+                    CK_OBJECT_HANDLE h, const unsigned char *in, size_t inlen,
+                    unsigned char *out, size_t *outlen, const char **fn)
+{
+    CK_ULONG olen = (CK_ULONG)*outlen;
+    CK_RV rv;
+
+    switch (op) {
+    case KWP_OP_SIGN:
+        *fn = "C_Sign";
+        rv = KW_P11_CALL(tok->mod, C_Sign, s, (CK_BYTE *)in, inlen, out, &olen);
+        break;
+    case KWP_OP_DECRYPT:
+        *fn = "C_Decrypt";
+        rv = KW_P11_CALL(tok->mod, C_Decrypt, s, (CK_BYTE *)in, inlen, out, &olen);
+        break;
+    default:
+        return op_derive(tok, s, mech, h, out, outlen, fn);
+    }
+    if (rv == CKR_OK)
+        *outlen = olen;
+    return rv;
+}
+
 int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
                        size_t inlen, unsigned char *out, size_t *outlen)
 {
     kw_p11_token *tok;
     CK_OBJECT_HANDLE h;
     CK_SESSION_HANDLE s;
-    CK_ULONG olen;
     CK_RV rv = CKR_OK;
     const char *fn = "";
     kw_err e;
+    static const char *const verbs[] = {"sign", "decrypt", "derive"};
 
     if (!k->has_private) {
         kw_err_set(KW_ERR_KEY_USAGE, "key %s is a public key: no private key to %s with", k->uri,
-                   op == KWP_OP_SIGN ? "sign" : "decrypt");
+                   verbs[op]);
         kwp_raise_last(k->pctx);
         return 0;
     }
@@ -356,20 +425,14 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
         if (e != KW_OK)
             break;
         for (int relogin = 0; relogin < 2; relogin++) {
-            if (op == KWP_OP_SIGN) {
-                fn = "C_SignInit";
-                rv = KW_P11_CALL(tok->mod, C_SignInit, s, mech, h);
-            } else {
-                fn = "C_DecryptInit";
-                rv = KW_P11_CALL(tok->mod, C_DecryptInit, s, mech, h);
-            }
+            rv = op_init(tok, s, op, mech, h, &fn);
             /* The token forgot our login (another process logged out, token reset). */
             if (rv == CKR_USER_NOT_LOGGED_IN && relogin == 0 &&
                 kw_p11_login(tok, s, &k->pin) == KW_OK)
                 continue;
             break;
         }
-        if (rv == CKR_OK && k->always_auth) {
+        if (rv == CKR_OK && k->always_auth && op != KWP_OP_DERIVE) {
             char *pin = NULL;
             if (kw_pin_resolve(&k->pin, "context", &pin) == KW_OK) {
                 rv = KW_P11_CALL(tok->mod, C_Login, s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)pin,
@@ -378,18 +441,8 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
                 kw_secure_strfree(pin);
             }
         }
-        if (rv == CKR_OK) {
-            olen = (CK_ULONG)*outlen;
-            if (op == KWP_OP_SIGN) {
-                fn = "C_Sign";
-                rv = KW_P11_CALL(tok->mod, C_Sign, s, (CK_BYTE *)in, inlen, out, &olen);
-            } else {
-                fn = "C_Decrypt";
-                rv = KW_P11_CALL(tok->mod, C_Decrypt, s, (CK_BYTE *)in, inlen, out, &olen);
-            }
-            if (rv == CKR_OK)
-                *outlen = olen;
-        }
+        if (rv == CKR_OK)
+            rv = op_run(tok, s, op, mech, h, in, inlen, out, outlen, &fn);
         kw_p11_session_put(tok, s, rv);
         if (rv == CKR_OK)
             return 1;

@@ -6,10 +6,16 @@
 
 KWP_KEYMGMT_DISPATCH(kwp_ec, CKK_EC)
 
-/* EC keys sign with the algorithm named ECDSA, not EC. */
+/* EC keys sign with ECDSA and agree keys with ECDH: the algorithms are not named EC. */
 static const char *kwp_ec_operation_name(int operation_id)
 {
-    return operation_id == OSSL_OP_SIGNATURE ? "ECDSA" : "EC";
+    switch (operation_id) {
+    case OSSL_OP_SIGNATURE:
+        return "ECDSA";
+    case OSSL_OP_KEYEXCH:
+        return "ECDH";
+    }
+    return "EC";
 }
 
 const OSSL_DISPATCH kwp_ec_keymgmt_functions[] = {

@@ -97,6 +97,12 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
 /* Maximum output size of a private operation (signature size). */
 size_t kwp_key_max_size(const kwp_key *k);
 
+/* ---- digests to PKCS#11 (mech.c) ---- */
+CK_MECHANISM_TYPE kwp_md_mech(const EVP_MD *md);
+CK_RSA_PKCS_MGF_TYPE kwp_md_mgf(const EVP_MD *md);
+/* Fetch a digest for token use (SHA-1/2 only) into *slot; raises an error naming it if not. */
+int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name);
+
 /* ---- key file (keyfile.c): PEM "KEYWARD KEY URI" and pkcs11-provider's form ---- */
 int kwp_keyfile_der_encode(const char *uri, unsigned char **der, int *derlen);
 /* Parse a DER body of either format; returns a malloc'd URI or NULL. */
@@ -108,6 +114,8 @@ extern const OSSL_DISPATCH kwp_rsa_keymgmt_functions[];
 extern const OSSL_DISPATCH kwp_ec_keymgmt_functions[];
 extern const OSSL_DISPATCH kwp_rsa_signature_functions[];
 extern const OSSL_DISPATCH kwp_ecdsa_signature_functions[];
+extern const OSSL_DISPATCH kwp_rsa_asym_cipher_functions[];
+extern const OSSL_DISPATCH kwp_ecdh_keyexch_functions[];
 extern const OSSL_DISPATCH kwp_encoder_uri_pem_functions[];
 extern const OSSL_DISPATCH kwp_encoder_uri_der_functions[];
 extern const OSSL_DISPATCH kwp_encoder_text_functions[];

@@ -28,6 +28,15 @@ static const OSSL_ALGORITHM kwp_signature[] = {
     {"ECDSA", KWP_PROPS, kwp_ecdsa_signature_functions, "ECDSA signatures on a PKCS#11 token"},
     {NULL, NULL, NULL, NULL}};
 
+static const OSSL_ALGORITHM kwp_asym_cipher[] = {
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", KWP_PROPS, kwp_rsa_asym_cipher_functions,
+     "RSA decryption on a PKCS#11 token"},
+    {NULL, NULL, NULL, NULL}};
+
+static const OSSL_ALGORITHM kwp_keyexch[] = {
+    {"ECDH", KWP_PROPS, kwp_ecdh_keyexch_functions, "ECDH with a key on a PKCS#11 token"},
+    {NULL, NULL, NULL, NULL}};
+
 static const OSSL_ALGORITHM kwp_store[] = {
     {"pkcs11", KWP_PROPS, kwp_store_functions, "keys and certificates by RFC 7512 URI"},
     {NULL, NULL, NULL, NULL}};
@@ -64,6 +73,10 @@ static const OSSL_ALGORITHM *kwp_query(void *provctx, int op, int *no_cache)
         return kwp_keymgmt;
     case OSSL_OP_SIGNATURE:
         return kwp_signature;
+    case OSSL_OP_ASYM_CIPHER:
+        return kwp_asym_cipher;
+    case OSSL_OP_KEYEXCH:
+        return kwp_keyexch;
     case OSSL_OP_STORE:
         return kwp_store;
     case OSSL_OP_ENCODER:

@@ -109,28 +109,7 @@ static void *sig_dupctx(void *vctx)
 
 static int set_md(kwp_sig *c, EVP_MD **slot, const char *name)
 {
-    EVP_MD *md = EVP_MD_fetch(c->pctx->hlibctx, name, KWP_HELPER_PROPQ);
-    if (md == NULL) {
-        kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "digest \"%s\" is not known", name);
-        return 0;
-    }
-    switch (EVP_MD_get_type(md)) {
-    case NID_sha1:
-    case NID_sha224:
-    case NID_sha256:
-    case NID_sha384:
-    case NID_sha512:
-        break;
-    default:
-        kwp_raise(c->pctx, KWP_R(KW_ERR_MECHANISM),
-                  "digest \"%s\" is not supported for token signatures (SHA-1/224/256/384/512)",
-                  name);
-        EVP_MD_free(md);
-        return 0;
-    }
-    EVP_MD_free(*slot);
-    *slot = md;
-    return 1;
+    return kwp_md_fetch(c->pctx, slot, name);
 }
 
 static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[]);
@@ -353,40 +332,6 @@ static const OSSL_PARAM *sig_gettable_ctx_params(void *vctx, void *provctx)
 
 /* ---- mechanisms ---- */
 
-static CK_MECHANISM_TYPE md_mech(const EVP_MD *md)
-{
-    switch (md ? EVP_MD_get_type(md) : 0) {
-    case NID_sha1:
-        return CKM_SHA_1;
-    case NID_sha224:
-        return CKM_SHA224;
-    case NID_sha256:
-        return CKM_SHA256;
-    case NID_sha384:
-        return CKM_SHA384;
-    case NID_sha512:
-        return CKM_SHA512;
-    }
-    return CK_UNAVAILABLE_INFORMATION;
-}
-
-static CK_RSA_PKCS_MGF_TYPE md_mgf(const EVP_MD *md)
-{
-    switch (md ? EVP_MD_get_type(md) : 0) {
-    case NID_sha1:
-        return CKG_MGF1_SHA1;
-    case NID_sha224:
-        return CKG_MGF1_SHA224;
-    case NID_sha256:
-        return CKG_MGF1_SHA256;
-    case NID_sha384:
-        return CKG_MGF1_SHA384;
-    case NID_sha512:
-        return CKG_MGF1_SHA512;
-    }
-    return 0;
-}
-
 /* The hash-and-sign mechanism for the current settings, for tokens that want the data. */
 static CK_MECHANISM_TYPE combined_mech(const kwp_sig *c)
 {
@@ -500,8 +445,8 @@ static int token_sign(kwp_sig *c, CK_MECHANISM_TYPE mt, const unsigned char *dat
                                                       "that fits the key");
             return 0;
         }
-        pss.hashAlg = md_mech(c->md);
-        pss.mgf = md_mgf(c->mgf1 ? c->mgf1 : c->md);
+        pss.hashAlg = kwp_md_mech(c->md);
+        pss.mgf = kwp_md_mgf(c->mgf1 ? c->mgf1 : c->md);
         pss.sLen = (CK_ULONG)sl;
         mech.pParameter = &pss;
         mech.ulParameterLen = sizeof(pss);

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Digests as PKCS#11 names them, shared by signature and asymmetric cipher. */
+#include <openssl/objects.h>
+
+#include "kwp.h"
+
+CK_MECHANISM_TYPE kwp_md_mech(const EVP_MD *md)
+{
+    switch (md ? EVP_MD_get_type(md) : 0) {
+    case NID_sha1:
+        return CKM_SHA_1;
+    case NID_sha224:
+        return CKM_SHA224;
+    case NID_sha256:
+        return CKM_SHA256;
+    case NID_sha384:
+        return CKM_SHA384;
+    case NID_sha512:
+        return CKM_SHA512;
+    }
+    return CK_UNAVAILABLE_INFORMATION;
+}
+
+CK_RSA_PKCS_MGF_TYPE kwp_md_mgf(const EVP_MD *md)
+{
+    switch (md ? EVP_MD_get_type(md) : 0) {
+    case NID_sha1:
+        return CKG_MGF1_SHA1;
+    case NID_sha224:
+        return CKG_MGF1_SHA224;
+    case NID_sha256:
+        return CKG_MGF1_SHA256;
+    case NID_sha384:
+        return CKG_MGF1_SHA384;
+    case NID_sha512:
+        return CKG_MGF1_SHA512;
+    }
+    return 0;
+}
+
+int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name)
+{
+    EVP_MD *md = EVP_MD_fetch(ctx->hlibctx, name, KWP_HELPER_PROPQ);
+    if (md == NULL) {
+        kwp_raise(ctx, KWP_R(KW_ERR_INVALID), "digest \"%s\" is not known", name);
+        return 0;
+    }
+    if (kwp_md_mech(md) == CK_UNAVAILABLE_INFORMATION) {
+        kwp_raise(ctx, KWP_R(KW_ERR_MECHANISM),
+                  "digest \"%s\" is not supported with token keys (SHA-1/224/256/384/512)", name);
+        EVP_MD_free(md);
+        return 0;
+    }
+    EVP_MD_free(*slot);
+    *slot = md;
+    return 1;
+}
