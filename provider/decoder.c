@@ -19,27 +19,37 @@
 
 typedef struct {
     kwp_ctx *pctx;
-    CK_KEY_TYPE type;
+    const char *alg; /* the key type this decoder instance produces */
 } kwp_dec;
 
-static void *dec_newctx(kwp_ctx *pctx, CK_KEY_TYPE type)
+static void *dec_newctx(kwp_ctx *pctx, const char *alg)
 {
     kwp_dec *d = calloc(1, sizeof(*d));
     if (d != NULL) {
         d->pctx = pctx;
-        d->type = type;
+        d->alg = alg;
     }
     return d;
 }
 
 static void *dec_rsa_newctx(void *provctx)
 {
-    return dec_newctx(provctx, CKK_RSA);
+    return dec_newctx(provctx, "RSA");
 }
 
 static void *dec_ec_newctx(void *provctx)
 {
-    return dec_newctx(provctx, CKK_EC);
+    return dec_newctx(provctx, "EC");
+}
+
+static void *dec_ed25519_newctx(void *provctx)
+{
+    return dec_newctx(provctx, "ED25519");
+}
+
+static void *dec_ed448_newctx(void *provctx)
+{
+    return dec_newctx(provctx, "ED448");
 }
 
 static void dec_freectx(void *vctx)
@@ -123,13 +133,12 @@ static int dec_uri_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CA
     if (k == NULL) {
         kwp_raise_last(d->pctx);
         ok = 0;
-    } else if (k->type == d->type) {
+    } else if (strcmp(k->alg, d->alg) == 0) {
         int type = OSSL_OBJECT_PKEY;
         kwp_keyref ref = {KWP_KEY_MAGIC, k};
         OSSL_PARAM p[4];
         p[0] = OSSL_PARAM_construct_int(OSSL_OBJECT_PARAM_TYPE, &type);
-        p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE,
-                                                (char *)(k->type == CKK_RSA ? "RSA" : "EC"), 0);
+        p[1] = OSSL_PARAM_construct_utf8_string(OSSL_OBJECT_PARAM_DATA_TYPE, (char *)k->alg, 0);
         p[2] = OSSL_PARAM_construct_octet_string(OSSL_OBJECT_PARAM_REFERENCE, &ref, sizeof(ref));
         p[3] = OSSL_PARAM_construct_end();
         ok = data_cb(p, data_cbarg);
@@ -162,6 +171,22 @@ const OSSL_DISPATCH kwp_decoder_uri_functions[] = {
 
 const OSSL_DISPATCH kwp_decoder_uri_ec_functions[] = {
     {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_ec_newctx},
+    {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
+    {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_uri_decode},
+    {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},
+    {0, NULL}};
+
+const OSSL_DISPATCH kwp_decoder_uri_ed25519_functions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_ed25519_newctx},
+    {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
+    {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_uri_decode},
+    {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},
+    {0, NULL}};
+
+const OSSL_DISPATCH kwp_decoder_uri_ed448_functions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_ed448_newctx},
     {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
     {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
     {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_uri_decode},

@@ -83,8 +83,7 @@ static int enc_text(void *vctx, OSSL_CORE_BIO *cout, const void *obj, const OSSL
     out = BIO_new_from_core_bio(pctx->libctx, cout);
     if (out == NULL)
         return 0;
-    ok = BIO_printf(out, "keyward %s key, %d bits\n", k->type == CKK_RSA ? "RSA" : "EC",
-                    k->bits) > 0 &&
+    ok = BIO_printf(out, "keyward %s key, %d bits\n", k->alg, k->bits) > 0 &&
          BIO_printf(out, "URI: %s\n", k->uri ? k->uri : "(none: public key only)") > 0 &&
          BIO_printf(out, "Private key: %s\n",
                     k->has_private ? "on the token, not extractable from keyward"

@@ -11,7 +11,7 @@
 #include "kw_secmem.h"
 #include "kwp.h"
 
-kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type)
+kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type, const char *alg)
 {
     kwp_key *k = calloc(1, sizeof(*k));
     if (k == NULL)
@@ -20,6 +20,7 @@ kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type)
     atomic_init(&k->refs, 1);
     k->pctx = ctx;
     k->type = type;
+    k->alg = alg;
     k->handle = CK_INVALID_HANDLE;
     k->pin.conf_pin_source = ctx->pin_source;
     pthread_mutex_init(&k->lock, NULL);
@@ -187,10 +188,67 @@ static EVP_PKEY *cert_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
     return pk;
 }
 
+/* CKA_EC_PARAMS of an Edwards key: the curve OID or its name as a PrintableString. */
+static const char *ed_alg(const unsigned char *par, CK_ULONG len)
+{
+    static const unsigned char oid25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+    static const unsigned char oid448[] = {0x06, 0x03, 0x2b, 0x65, 0x71};
+
+    if (len == sizeof(oid25519) && memcmp(par, oid25519, len) == 0)
+        return "ED25519";
+    if (len == sizeof(oid448) && memcmp(par, oid448, len) == 0)
+        return "ED448";
+    if (len > 2 && par[0] == 0x13 && par[1] == len - 2) {
+        if (len - 2 == 12 && memcmp(par + 2, "edwards25519", 12) == 0)
+            return "ED25519";
+        if (len - 2 == 10 && memcmp(par + 2, "edwards448", 10) == 0)
+            return "ED448";
+    }
+    return NULL;
+}
+
+static EVP_PKEY *ed_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
+{
+    unsigned char *par = NULL, *pt = NULL;
+    CK_ULONG parl, ptl;
+    const unsigned char *p, *raw;
+    ASN1_OCTET_STRING *os = NULL;
+    EVP_PKEY *pk = NULL;
+    const char *alg;
+    size_t rawlen;
+
+    if (kw_p11_attr(tok, s, h, CKA_EC_PARAMS, &par, &parl) != KW_OK ||
+        kw_p11_attr(tok, s, h, CKA_EC_POINT, &pt, &ptl) != KW_OK ||
+        (alg = ed_alg(par, parl)) == NULL)
+        goto done;
+    p = pt;
+    os = d2i_ASN1_OCTET_STRING(NULL, &p, (long)ptl);
+    if (os != NULL && p == pt + ptl) {
+        raw = ASN1_STRING_get0_data(os);
+        rawlen = (size_t)ASN1_STRING_length(os);
+    } else {
+        raw = pt;
+        rawlen = ptl;
+    }
+    pk = EVP_PKEY_new_raw_public_key_ex(ctx->hlibctx, alg, KWP_HELPER_PROPQ, raw, rawlen);
+done:
+    ASN1_OCTET_STRING_free(os);
+    free(par);
+    free(pt);
+    return pk;
+}
+
 static EVP_PKEY *obj_pub(kwp_ctx *ctx, CK_KEY_TYPE type, kw_p11_token *tok, CK_SESSION_HANDLE s,
                          CK_OBJECT_HANDLE h)
 {
-    return type == CKK_RSA ? rsa_pub(ctx, tok, s, h) : ec_pub(ctx, tok, s, h);
+    switch (type) {
+    case CKK_RSA:
+        return rsa_pub(ctx, tok, s, h);
+    case CKK_EC:
+        return ec_pub(ctx, tok, s, h);
+    default:
+        return ed_pub(ctx, tok, s, h);
+    }
 }
 
 /* The public half of a private key: from the object itself, else its public key object or its
@@ -229,12 +287,12 @@ kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE 
 
     if (kw_p11_attr_ulong(tok, s, h, CKA_KEY_TYPE, &type) != KW_OK)
         return NULL;
-    if (type != CKK_RSA && type != CKK_EC) {
+    if (type != CKK_RSA && type != CKK_EC && type != CKK_EC_EDWARDS) {
         kw_err_set(KW_ERR_KEY_USAGE, "key type 0x%lx is not supported by keyward yet",
                    (unsigned long)type);
         return NULL;
     }
-    k = kwp_key_new(ctx, type);
+    k = kwp_key_new(ctx, type, type == CKK_RSA ? "RSA" : type == CKK_EC ? "EC" : NULL);
     if (k == NULL)
         return NULL;
     k->tok = tok;
@@ -275,8 +333,10 @@ kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE 
         return NULL;
     }
     k->bits = EVP_PKEY_get_bits(k->pub);
+    if (type == CKK_EC_EDWARDS)
+        k->alg = EVP_PKEY_is_a(k->pub, "ED448") ? "ED448" : "ED25519";
     kw_err_clear();
-    KW_DEBUG("key", "opened %s key %s (%d bits)", type == CKK_RSA ? "RSA" : "EC", k->uri, k->bits);
+    KW_DEBUG("key", "opened %s key %s (%d bits)", k->alg, k->uri, k->bits);
     return k;
 }
 

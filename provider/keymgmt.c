@@ -9,9 +9,9 @@
 #include "kwp.h"
 #include "kwp_keymgmt.h"
 
-void *kwp_km_new(kwp_ctx *ctx, CK_KEY_TYPE type)
+void *kwp_km_new(kwp_ctx *ctx, CK_KEY_TYPE type, const char *alg)
 {
-    return kwp_key_new(ctx, type);
+    return kwp_key_new(ctx, type, alg);
 }
 
 void kwp_km_free(void *keydata)
@@ -19,7 +19,7 @@ void kwp_km_free(void *keydata)
     kwp_key_free(keydata);
 }
 
-void *kwp_km_load(CK_KEY_TYPE type, const void *ref, size_t ref_size)
+void *kwp_km_load(const char *alg, const void *ref, size_t ref_size)
 {
     kwp_keyref r;
 
@@ -27,7 +27,7 @@ void *kwp_km_load(CK_KEY_TYPE type, const void *ref, size_t ref_size)
         return NULL;
     memcpy(&r, ref, sizeof(r));
     if (r.magic != KWP_KEY_MAGIC || r.key == NULL || r.key->magic != KWP_KEY_MAGIC ||
-        r.key->type != type)
+        strcmp(r.key->alg, alg) != 0)
         return NULL;
     return kwp_key_ref(r.key);
 }
@@ -51,7 +51,7 @@ int kwp_km_match(const void *a, const void *b, int selection)
 {
     const kwp_key *x = a, *y = b;
 
-    if (x->type != y->type || x->pub == NULL || y->pub == NULL)
+    if (strcmp(x->alg, y->alg) != 0 || x->pub == NULL || y->pub == NULL)
         return 0;
     /* Private values are never here to compare: a key pair matches by its public half. */
     if (selection & (OSSL_KEYMGMT_SELECT_KEYPAIR | OSSL_KEYMGMT_SELECT_DOMAIN_PARAMETERS))
@@ -68,8 +68,7 @@ int kwp_km_import(void *keydata, int selection, const OSSL_PARAM params[])
     if (k == NULL || k->pub != NULL || k->has_private)
         return 0;
     /* Only the public half is taken, whatever else the caller offers. */
-    pc = EVP_PKEY_CTX_new_from_name(k->pctx->hlibctx, k->type == CKK_RSA ? "RSA" : "EC",
-                                    KWP_HELPER_PROPQ);
+    pc = EVP_PKEY_CTX_new_from_name(k->pctx->hlibctx, k->alg, KWP_HELPER_PROPQ);
     if (pc != NULL && EVP_PKEY_fromdata_init(pc) == 1)
         (void)EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, (OSSL_PARAM *)params);
     EVP_PKEY_CTX_free(pc);
@@ -119,8 +118,9 @@ int kwp_km_get_params(void *keydata, OSSL_PARAM params[])
     if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_MAX_SIZE)) != NULL &&
         !OSSL_PARAM_set_int(p, EVP_PKEY_get_size(k->pub)))
         return 0;
+    /* EdDSA signs the message itself: no default digest, as the default provider says. */
     if ((p = OSSL_PARAM_locate(params, OSSL_PKEY_PARAM_DEFAULT_DIGEST)) != NULL &&
-        !OSSL_PARAM_set_utf8_string(p, "SHA256"))
+        !OSSL_PARAM_set_utf8_string(p, k->type == CKK_EC_EDWARDS ? "" : "SHA256"))
         return 0;
     return 1;
 }
@@ -149,6 +149,26 @@ const OSSL_PARAM *kwp_km_ec_gettable(void *provctx)
         OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
         OSSL_PARAM_END};
     return p;
+}
+
+const OSSL_PARAM *kwp_km_ed_gettable(void *provctx)
+{
+    static const OSSL_PARAM p[] = {
+        OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
+        OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
+        OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
+        OSSL_PARAM_END};
+    return p;
+}
+
+const OSSL_PARAM *kwp_km_ed_types(int selection)
+{
+    static const OSSL_PARAM p[] = {OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+                                   OSSL_PARAM_END};
+    return (selection & OSSL_KEYMGMT_SELECT_PUBLIC_KEY) ? p : NULL;
 }
 
 const OSSL_PARAM *kwp_km_rsa_types(int selection)

@@ -4,7 +4,7 @@
 
 #include "kwp_keymgmt.h"
 
-KWP_KEYMGMT_DISPATCH(kwp_ec, CKK_EC)
+KWP_KEYMGMT_DISPATCH(kwp_ec, CKK_EC, "EC")
 
 /* EC keys sign with ECDSA and agree keys with ECDH: the algorithms are not named EC. */
 static const char *kwp_ec_operation_name(int operation_id)

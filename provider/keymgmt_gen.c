@@ -17,13 +17,15 @@
 typedef struct {
     kwp_ctx *pctx;
     CK_KEY_TYPE type;
+    const char *alg;
     size_t bits;
     unsigned long e;
     char curve[32];
     char *uri;
 } kwp_gen_ctx;
 
-void *kwp_km_gen_init(kwp_ctx *ctx, CK_KEY_TYPE type, int selection, const OSSL_PARAM params[])
+void *kwp_km_gen_init(kwp_ctx *ctx, CK_KEY_TYPE type, const char *alg, int selection,
+                      const OSSL_PARAM params[])
 {
     kwp_gen_ctx *g;
 
@@ -34,6 +36,7 @@ void *kwp_km_gen_init(kwp_ctx *ctx, CK_KEY_TYPE type, int selection, const OSSL_
         return NULL;
     g->pctx = ctx;
     g->type = type;
+    g->alg = alg;
     g->bits = 2048;
     g->e = 65537;
     strcpy(g->curve, "P-256");
@@ -91,6 +94,13 @@ const OSSL_PARAM *kwp_km_rsa_gen_settable(void *genctx, void *provctx)
     return p;
 }
 
+const OSSL_PARAM *kwp_km_ed_gen_settable(void *genctx, void *provctx)
+{
+    static const OSSL_PARAM p[] = {OSSL_PARAM_utf8_string(KEYWARD_PARAM_URI, NULL, 0),
+                                   OSSL_PARAM_END};
+    return p;
+}
+
 const OSSL_PARAM *kwp_km_ec_gen_settable(void *genctx, void *provctx)
 {
     static const OSSL_PARAM p[] = {OSSL_PARAM_utf8_string(KEYWARD_PARAM_URI, NULL, 0),
@@ -123,8 +133,13 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
     CK_ATTRIBUTE pub[8], prv[10], dup[2];
     CK_ULONG np = 0, nv = 0, cnt = 0;
     CK_OBJECT_HANDLE pubh, found;
-    CK_MECHANISM mech = {g->type == CKK_RSA ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN,
+    CK_MECHANISM mech = {g->type == CKK_RSA  ? CKM_RSA_PKCS_KEY_PAIR_GEN
+                         : g->type == CKK_EC ? CKM_EC_KEY_PAIR_GEN
+                                             : CKM_EC_EDWARDS_KEY_PAIR_GEN,
                          NULL, 0};
+    /* Edwards curves by name, as PKCS#11 3.0 allows and SoftHSM2 expects. */
+    static const unsigned char ed25519[] = "\x13\x0c" "edwards25519";
+    static const unsigned char ed448[] = "\x13\x0a" "edwards448";
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     CK_RV rv;
     kw_err err;
@@ -166,6 +181,10 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
                                    g->e < 0x1000000 ? 3 : 4};
         pub[np++] = (CK_ATTRIBUTE){CKA_ENCRYPT, &t, sizeof(t)};
         prv[nv++] = (CK_ATTRIBUTE){CKA_DECRYPT, &t, sizeof(t)};
+    } else if (g->type == CKK_EC_EDWARDS) {
+        int is448 = strcmp(g->alg, "ED448") == 0;
+        pub[np++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)(is448 ? ed448 : ed25519),
+                                   is448 ? sizeof(ed448) - 1 : sizeof(ed25519) - 1};
     } else {
         if ((eclen = curve_der(g->curve, &ecpar)) <= 0)
             return kw_err_set(KW_ERR_INVALID,
@@ -188,7 +207,7 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
         OPENSSL_free(ecpar);
         return kw_err_set(KW_ERR_MECHANISM, "mechanism not supported by the token: cannot "
                                             "generate %s key pairs",
-                          g->type == CKK_RSA ? "RSA" : "EC");
+                          g->alg);
     }
     rv = KW_P11_CALL(tok->mod, C_GenerateKeyPair, s, &mech, pub, np, prv, nv, &pubh, priv);
     OPENSSL_free(ecpar);

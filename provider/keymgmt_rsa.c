@@ -4,7 +4,7 @@
 
 #include "kwp_keymgmt.h"
 
-KWP_KEYMGMT_DISPATCH(kwp_rsa, CKK_RSA)
+KWP_KEYMGMT_DISPATCH(kwp_rsa, CKK_RSA, "RSA")
 
 const OSSL_DISPATCH kwp_rsa_keymgmt_functions[] = {
     {OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))kwp_rsa_new},

@@ -49,7 +49,8 @@ typedef struct kwp_key {
     unsigned magic;
     atomic_int refs;
     kwp_ctx *pctx;
-    CK_KEY_TYPE type;       /* CKK_RSA, CKK_EC */
+    CK_KEY_TYPE type;       /* CKK_RSA, CKK_EC, CKK_EC_EDWARDS */
+    const char *alg;        /* OpenSSL's name: RSA, EC, ED25519, ED448 */
     int has_private;        /* a token private key object backs it */
     EVP_PKEY *pub;          /* public half, in the helper libctx; may be NULL only while empty */
     int bits;
@@ -77,7 +78,7 @@ typedef struct {
     kwp_key *key;
 } kwp_keyref;
 
-kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type);
+kwp_key *kwp_key_new(kwp_ctx *ctx, CK_KEY_TYPE type, const char *alg);
 kwp_key *kwp_key_ref(kwp_key *k);
 void kwp_key_free(kwp_key *k);
 /* A token key from a private or public object found on tok through session s. */
@@ -112,6 +113,11 @@ char *kwp_keyfile_der_decode(const unsigned char *der, long len);
 extern const OSSL_DISPATCH kwp_store_functions[];
 extern const OSSL_DISPATCH kwp_rsa_keymgmt_functions[];
 extern const OSSL_DISPATCH kwp_ec_keymgmt_functions[];
+extern const OSSL_DISPATCH kwp_ed25519_keymgmt_functions[];
+extern const OSSL_DISPATCH kwp_ed448_keymgmt_functions[];
+extern const OSSL_DISPATCH kwp_eddsa_signature_functions[];
+extern const OSSL_DISPATCH kwp_decoder_uri_ed25519_functions[];
+extern const OSSL_DISPATCH kwp_decoder_uri_ed448_functions[];
 extern const OSSL_DISPATCH kwp_rsa_signature_functions[];
 extern const OSSL_DISPATCH kwp_ecdsa_signature_functions[];
 extern const OSSL_DISPATCH kwp_rsa_asym_cipher_functions[];

@@ -20,12 +20,18 @@ static const OSSL_ALGORITHM kwp_keymgmt[] = {
      "keyward RSA keys on a PKCS#11 token"},
     {"EC:id-ecPublicKey:1.2.840.10045.2.1", KWP_PROPS, kwp_ec_keymgmt_functions,
      "keyward EC keys on a PKCS#11 token"},
+    {"ED25519:1.3.101.112", KWP_PROPS, kwp_ed25519_keymgmt_functions,
+     "keyward Ed25519 keys on a PKCS#11 token"},
+    {"ED448:1.3.101.113", KWP_PROPS, kwp_ed448_keymgmt_functions,
+     "keyward Ed448 keys on a PKCS#11 token"},
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM kwp_signature[] = {
     {"RSA:rsaEncryption:1.2.840.113549.1.1.1", KWP_PROPS, kwp_rsa_signature_functions,
      "RSA PKCS#1 v1.5 and PSS signatures on a PKCS#11 token"},
     {"ECDSA", KWP_PROPS, kwp_ecdsa_signature_functions, "ECDSA signatures on a PKCS#11 token"},
+    {"ED25519:1.3.101.112", KWP_PROPS, kwp_eddsa_signature_functions, "Ed25519 on a token"},
+    {"ED448:1.3.101.113", KWP_PROPS, kwp_eddsa_signature_functions, "Ed448 on a token"},
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM kwp_asym_cipher[] = {
@@ -41,28 +47,28 @@ static const OSSL_ALGORITHM kwp_store[] = {
     {"pkcs11", KWP_PROPS, kwp_store_functions, "keys and certificates by RFC 7512 URI"},
     {NULL, NULL, NULL, NULL}};
 
+#define KWP_ENCODERS(names)                                                                        \
+    {names, KWP_PROPS ",output=pem,structure=PrivateKeyInfo", kwp_encoder_uri_pem_functions,       \
+     "key file carrying the key's pkcs11 URI"},                                                    \
+        {names, KWP_PROPS ",output=der,structure=PrivateKeyInfo", kwp_encoder_uri_der_functions,   \
+         "key file carrying the key's pkcs11 URI"},                                                \
+        {names, KWP_PROPS ",output=text", kwp_encoder_text_functions,                              \
+         "key description without private values"}
+
 static const OSSL_ALGORITHM kwp_encoder[] = {
-    {"RSA:rsaEncryption", KWP_PROPS ",output=pem,structure=PrivateKeyInfo",
-     kwp_encoder_uri_pem_functions, "key file carrying the key's pkcs11 URI"},
-    {"EC:id-ecPublicKey", KWP_PROPS ",output=pem,structure=PrivateKeyInfo",
-     kwp_encoder_uri_pem_functions, "key file carrying the key's pkcs11 URI"},
-    {"RSA:rsaEncryption", KWP_PROPS ",output=der,structure=PrivateKeyInfo",
-     kwp_encoder_uri_der_functions, "key file carrying the key's pkcs11 URI"},
-    {"EC:id-ecPublicKey", KWP_PROPS ",output=der,structure=PrivateKeyInfo",
-     kwp_encoder_uri_der_functions, "key file carrying the key's pkcs11 URI"},
-    {"RSA:rsaEncryption", KWP_PROPS ",output=text", kwp_encoder_text_functions,
-     "key description without private values"},
-    {"EC:id-ecPublicKey", KWP_PROPS ",output=text", kwp_encoder_text_functions,
-     "key description without private values"},
-    {NULL, NULL, NULL, NULL}};
+    KWP_ENCODERS("RSA:rsaEncryption"), KWP_ENCODERS("EC:id-ecPublicKey"),
+    KWP_ENCODERS("ED25519"), KWP_ENCODERS("ED448"), {NULL, NULL, NULL, NULL}};
+
+#define KWP_URI_DECODER(names, fns)                                                                \
+    {names, KWP_PROPS ",input=der,structure=keyward-uri", fns, "key file carrying a pkcs11 URI"}
 
 static const OSSL_ALGORITHM kwp_decoder[] = {
     {"DER", KWP_PROPS ",input=pem", kwp_decoder_pem_functions,
      "PEM key file carrying a pkcs11 URI, to DER"},
-    {"RSA:rsaEncryption", KWP_PROPS ",input=der,structure=keyward-uri",
-     kwp_decoder_uri_functions, "key file carrying a pkcs11 URI"},
-    {"EC:id-ecPublicKey", KWP_PROPS ",input=der,structure=keyward-uri",
-     kwp_decoder_uri_ec_functions, "key file carrying a pkcs11 URI"},
+    KWP_URI_DECODER("RSA:rsaEncryption", kwp_decoder_uri_functions),
+    KWP_URI_DECODER("EC:id-ecPublicKey", kwp_decoder_uri_ec_functions),
+    KWP_URI_DECODER("ED25519", kwp_decoder_uri_ed25519_functions),
+    KWP_URI_DECODER("ED448", kwp_decoder_uri_ed448_functions),
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM *kwp_query(void *provctx, int op, int *no_cache)
