@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Module loading through p11-kit, fork detection, and token discovery. */
+#include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 struct kw_p11_module {
     char *path;
     CK_FUNCTION_LIST *fl;
+    void *dl; /* dlopen handle when we loaded p11-kit's proxy ourselves */
     int refs;
     pid_t pid;
     unsigned gen;
@@ -47,7 +49,8 @@ static void module_shutdown(kw_p11_module *mod)
         tok->nidle = 0;
     }
     (void)KW_P11_CALL(mod, C_Finalize, NULL);
-    p11_kit_module_release(mod->fl);
+    if (mod->dl == NULL)
+        p11_kit_module_release(mod->fl);
 }
 
 /* Modules such as SoftHSM tear down their own state in exit handlers registered when they were
@@ -102,10 +105,23 @@ kw_p11_module *kw_p11_module_get(const char *path)
         kw_err_set(KW_ERR_MEMORY, "out of memory loading %s", path);
         return NULL;
     }
-    /* Managed by p11-kit: it tracks fork and keeps our sessions apart from other users'. */
-    mod->fl = p11_kit_module_load(path, 0);
+    if (strstr(path, "p11-kit-proxy") != NULL) {
+        /* p11-kit will not load its own proxy as a module: it is a plain PKCS#11 library. */
+        CK_C_GetFunctionList gfl;
+        mod->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        gfl = mod->dl ? (CK_C_GetFunctionList)dlsym(mod->dl, "C_GetFunctionList") : NULL;
+        if (gfl == NULL || gfl(&mod->fl) != CKR_OK)
+            mod->fl = NULL;
+    } else {
+        /* Managed by p11-kit: it tracks fork and keeps our sessions apart from other users'. */
+        mod->fl = p11_kit_module_load(path, 0);
+    }
     if (mod->fl == NULL) {
-        const char *why = p11_kit_message();
+        const char *why = mod->dl != NULL || strstr(path, "p11-kit-proxy") != NULL
+                              ? dlerror()
+                              : p11_kit_message();
+        if (mod->dl != NULL)
+            dlclose(mod->dl);
         kw_err_set(KW_ERR_MODULE, "cannot load PKCS#11 module %s: %s", path,
                    why ? why : "unknown reason");
         free(mod->path);
@@ -119,7 +135,10 @@ kw_p11_module *kw_p11_module_get(const char *path)
         kw_p11_fail(rv, "C_Initialize", "cannot initialise PKCS#11 module %s", path);
         kw_err_set(KW_ERR_MODULE, "cannot initialise PKCS#11 module %s: C_Initialize returned %s",
                    path, kw_p11_rv_name(rv));
-        p11_kit_module_release(mod->fl);
+        if (mod->dl != NULL)
+            dlclose(mod->dl);
+        else
+            p11_kit_module_release(mod->fl);
         pthread_mutex_destroy(&mod->lock);
         free(mod->path);
         free(mod);
