@@ -506,9 +506,15 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
         kw_p11_session_put(tok, s, rv);
         if (rv == CKR_OK)
             return 1;
-        /* Once more after the token came back (next attempt re-finds it). */
-        if (attempt == 0 && kw_p11_rv_is_gone(rv))
+        /* Once more, with the object found again: the token was reset or came back, or the
+         * handle went stale (SoftHSM2 invalidates handles when its store changes). */
+        if (attempt == 0 && (kw_p11_rv_is_gone(rv) || rv == CKR_OBJECT_HANDLE_INVALID ||
+                             rv == CKR_KEY_HANDLE_INVALID)) {
+            pthread_mutex_lock(&k->lock);
+            k->gen = 0;
+            pthread_mutex_unlock(&k->lock);
             continue;
+        }
         break;
     }
     if (rv != CKR_OK) {
