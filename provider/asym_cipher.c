@@ -82,8 +82,9 @@ static int ac_init(void *vctx, void *keydata, const OSSL_PARAM params[])
     kwp_rsa_cipher *c = vctx;
     kwp_key *k = keydata;
 
-    if (k == NULL || k->type != CKK_RSA || k->pub == NULL) {
-        kwp_raise(c->pctx, KWP_R(KW_ERR_KEY_USAGE), "key is not usable for RSA encryption");
+    if (k == NULL || strcmp(k->alg, "RSA") != 0 || k->pub == NULL) {
+        kwp_raise(c->pctx, KWP_R(KW_ERR_KEY_USAGE),
+                  "key is not usable for RSA encryption (an RSA-PSS key only signs)");
         return 0;
     }
     kwp_key_free(c->key);

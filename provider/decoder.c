@@ -42,6 +42,11 @@ static void *dec_ec_newctx(void *provctx)
     return dec_newctx(provctx, "EC");
 }
 
+static void *dec_rsapss_newctx(void *provctx)
+{
+    return dec_newctx(provctx, "RSA-PSS");
+}
+
 static void *dec_ed25519_newctx(void *provctx)
 {
     return dec_newctx(provctx, "ED25519");
@@ -187,6 +192,14 @@ const OSSL_DISPATCH kwp_decoder_uri_ed25519_functions[] = {
 
 const OSSL_DISPATCH kwp_decoder_uri_ed448_functions[] = {
     {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_ed448_newctx},
+    {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
+    {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
+    {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_uri_decode},
+    {OSSL_FUNC_DECODER_EXPORT_OBJECT, (void (*)(void))dec_export_object},
+    {0, NULL}};
+
+const OSSL_DISPATCH kwp_decoder_uri_rsapss_functions[] = {
+    {OSSL_FUNC_DECODER_NEWCTX, (void (*)(void))dec_rsapss_newctx},
     {OSSL_FUNC_DECODER_FREECTX, (void (*)(void))dec_freectx},
     {OSSL_FUNC_DECODER_DOES_SELECTION, (void (*)(void))dec_does_selection},
     {OSSL_FUNC_DECODER_DECODE, (void (*)(void))dec_uri_decode},

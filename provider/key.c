@@ -251,6 +251,50 @@ static EVP_PKEY *obj_pub(kwp_ctx *ctx, CK_KEY_TYPE type, kw_p11_token *tok, CK_S
     }
 }
 
+static int is_pss_mech(CK_MECHANISM_TYPE m)
+{
+    return m == CKM_RSA_PKCS_PSS || m == CKM_SHA1_RSA_PKCS_PSS || m == CKM_SHA224_RSA_PKCS_PSS ||
+           m == CKM_SHA256_RSA_PKCS_PSS || m == CKM_SHA384_RSA_PKCS_PSS ||
+           m == CKM_SHA512_RSA_PKCS_PSS;
+}
+
+/* An RSA key whose CKA_ALLOWED_MECHANISMS are all PSS is an RSA-PSS key to OpenSSL. */
+static int pss_only(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
+{
+    unsigned char *v = NULL;
+    CK_ULONG len = 0, n;
+    CK_MECHANISM_TYPE m;
+    int only = 0;
+
+    if (kw_p11_attr(tok, s, h, CKA_ALLOWED_MECHANISMS, &v, &len) != KW_OK)
+        return 0;
+    n = len / sizeof(CK_MECHANISM_TYPE);
+    only = n > 0;
+    for (CK_ULONG i = 0; i < n; i++) {
+        memcpy(&m, v + i * sizeof(m), sizeof(m));
+        only &= is_pss_mech(m);
+    }
+    free(v);
+    return only;
+}
+
+static EVP_PKEY *as_rsa_pss(kwp_ctx *ctx, EVP_PKEY *rsa)
+{
+    BIGNUM *n = NULL, *e = NULL;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    EVP_PKEY *pk = NULL;
+
+    if (bld != NULL && EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_N, &n) &&
+        EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_E, &e) &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+        pk = pub_from_params(ctx, bld, "RSA-PSS");
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(n);
+    BN_free(e);
+    return pk;
+}
+
 /* The public half of a private key: from the object itself, else its public key object or its
  * certificate (same CKA_ID). The error stack is left alone: absence is normal here. */
 static EVP_PKEY *find_pub(kwp_ctx *ctx, kwp_key *k, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
@@ -332,6 +376,15 @@ kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE 
         kwp_key_free(k);
         return NULL;
     }
+    if (type == CKK_RSA && !EVP_PKEY_is_a(k->pub, "RSA-PSS") && pss_only(tok, s, h)) {
+        EVP_PKEY *pss = as_rsa_pss(ctx, k->pub);
+        if (pss != NULL) {
+            EVP_PKEY_free(k->pub);
+            k->pub = pss;
+        }
+    }
+    if (type == CKK_RSA && EVP_PKEY_is_a(k->pub, "RSA-PSS"))
+        k->alg = "RSA-PSS";
     k->bits = EVP_PKEY_get_bits(k->pub);
     if (type == CKK_EC_EDWARDS)
         k->alg = EVP_PKEY_is_a(k->pub, "ED448") ? "ED448" : "ED25519";

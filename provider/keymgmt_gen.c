@@ -130,7 +130,7 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
     unsigned char rid[16], *ecpar = NULL;
     CK_BYTE e[4];
     CK_ULONG bits = g->bits;
-    CK_ATTRIBUTE pub[8], prv[10], dup[2];
+    CK_ATTRIBUTE pub[8], prv[11], dup[2];
     CK_ULONG np = 0, nv = 0, cnt = 0;
     CK_OBJECT_HANDLE pubh, found;
     CK_MECHANISM mech = {g->type == CKK_RSA  ? CKM_RSA_PKCS_KEY_PAIR_GEN
@@ -138,6 +138,9 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
                                              : CKM_EC_EDWARDS_KEY_PAIR_GEN,
                          NULL, 0};
     /* Edwards curves by name, as PKCS#11 3.0 allows and SoftHSM2 expects. */
+    static const CK_MECHANISM_TYPE pss_mechs[] = {
+        CKM_RSA_PKCS_PSS,        CKM_SHA1_RSA_PKCS_PSS,   CKM_SHA224_RSA_PKCS_PSS,
+        CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS};
     static const unsigned char ed25519[] = "\x13\x0c" "edwards25519";
     static const unsigned char ed448[] = "\x13\x0a" "edwards448";
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
@@ -179,8 +182,13 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
         pub[np++] = (CK_ATTRIBUTE){CKA_MODULUS_BITS, &bits, sizeof(bits)};
         pub[np++] = (CK_ATTRIBUTE){CKA_PUBLIC_EXPONENT, e + (g->e < 0x1000000 ? 1 : 0),
                                    g->e < 0x1000000 ? 3 : 4};
-        pub[np++] = (CK_ATTRIBUTE){CKA_ENCRYPT, &t, sizeof(t)};
-        prv[nv++] = (CK_ATTRIBUTE){CKA_DECRYPT, &t, sizeof(t)};
+        if (strcmp(g->alg, "RSA-PSS") == 0) {
+            /* An RSA-PSS key signs with PSS and nothing else, on the token too. */
+            prv[nv++] = (CK_ATTRIBUTE){CKA_ALLOWED_MECHANISMS, (void *)pss_mechs, sizeof(pss_mechs)};
+        } else {
+            pub[np++] = (CK_ATTRIBUTE){CKA_ENCRYPT, &t, sizeof(t)};
+            prv[nv++] = (CK_ATTRIBUTE){CKA_DECRYPT, &t, sizeof(t)};
+        }
     } else if (g->type == CKK_EC_EDWARDS) {
         int is448 = strcmp(g->alg, "ED448") == 0;
         pub[np++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)(is448 ? ed448 : ed25519),

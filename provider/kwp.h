@@ -113,6 +113,8 @@ char *kwp_keyfile_der_decode(const unsigned char *der, long len);
 extern const OSSL_DISPATCH kwp_store_functions[];
 extern const OSSL_DISPATCH kwp_rsa_keymgmt_functions[];
 extern const OSSL_DISPATCH kwp_ec_keymgmt_functions[];
+extern const OSSL_DISPATCH kwp_rsapss_keymgmt_functions[];
+extern const OSSL_DISPATCH kwp_decoder_uri_rsapss_functions[];
 extern const OSSL_DISPATCH kwp_ed25519_keymgmt_functions[];
 extern const OSSL_DISPATCH kwp_ed448_keymgmt_functions[];
 extern const OSSL_DISPATCH kwp_eddsa_signature_functions[];

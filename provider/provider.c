@@ -20,6 +20,8 @@ static const OSSL_ALGORITHM kwp_keymgmt[] = {
      "keyward RSA keys on a PKCS#11 token"},
     {"EC:id-ecPublicKey:1.2.840.10045.2.1", KWP_PROPS, kwp_ec_keymgmt_functions,
      "keyward EC keys on a PKCS#11 token"},
+    {"RSA-PSS:RSASSA-PSS:1.2.840.113549.1.1.10", KWP_PROPS, kwp_rsapss_keymgmt_functions,
+     "keyward RSA keys restricted to PSS on a PKCS#11 token"},
     {"ED25519:1.3.101.112", KWP_PROPS, kwp_ed25519_keymgmt_functions,
      "keyward Ed25519 keys on a PKCS#11 token"},
     {"ED448:1.3.101.113", KWP_PROPS, kwp_ed448_keymgmt_functions,
@@ -56,7 +58,8 @@ static const OSSL_ALGORITHM kwp_store[] = {
          "key description without private values"}
 
 static const OSSL_ALGORITHM kwp_encoder[] = {
-    KWP_ENCODERS("RSA:rsaEncryption"), KWP_ENCODERS("EC:id-ecPublicKey"),
+    KWP_ENCODERS("RSA:rsaEncryption"), KWP_ENCODERS("RSA-PSS:RSASSA-PSS"),
+    KWP_ENCODERS("EC:id-ecPublicKey"),
     KWP_ENCODERS("ED25519"), KWP_ENCODERS("ED448"), {NULL, NULL, NULL, NULL}};
 
 #define KWP_URI_DECODER(names, fns)                                                                \
@@ -66,6 +69,7 @@ static const OSSL_ALGORITHM kwp_decoder[] = {
     {"DER", KWP_PROPS ",input=pem", kwp_decoder_pem_functions,
      "PEM key file carrying a pkcs11 URI, to DER"},
     KWP_URI_DECODER("RSA:rsaEncryption", kwp_decoder_uri_functions),
+    KWP_URI_DECODER("RSA-PSS:RSASSA-PSS", kwp_decoder_uri_rsapss_functions),
     KWP_URI_DECODER("EC:id-ecPublicKey", kwp_decoder_uri_ec_functions),
     KWP_URI_DECODER("ED25519", kwp_decoder_uri_ed25519_functions),
     KWP_URI_DECODER("ED448", kwp_decoder_uri_ed448_functions),

@@ -126,6 +126,8 @@ static int sig_init(void *vctx, void *keydata, const OSSL_PARAM params[])
         }
         kwp_key_free(c->key);
         c->key = kwp_key_ref(k);
+        if (strcmp(k->alg, "RSA-PSS") == 0)
+            c->pad = RSA_PKCS1_PSS_PADDING; /* the only padding such a key allows */
     }
     if (c->key == NULL)
         return 0;
@@ -186,6 +188,12 @@ static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
             else if (strcmp(s, OSSL_PKEY_RSA_PAD_MODE_NONE) == 0)
                 pad = RSA_NO_PADDING;
         } else if (!OSSL_PARAM_get_int(p, &pad)) {
+            return 0;
+        }
+        if (c->key != NULL && strcmp(c->key->alg, "RSA-PSS") == 0 &&
+            pad != RSA_PKCS1_PSS_PADDING) {
+            kwp_raise(c->pctx, KWP_R(KW_ERR_KEY_USAGE),
+                      "key %s is restricted to RSA-PSS signatures", c->key->uri);
             return 0;
         }
         if (pad != RSA_PKCS1_PADDING && pad != RSA_PKCS1_PSS_PADDING && pad != RSA_NO_PADDING) {
