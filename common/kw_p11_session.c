@@ -169,9 +169,12 @@ kw_err kw_p11_attr(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
     *val = NULL;
     *len = 0;
     rv = KW_P11_CALL(mod, C_GetAttributeValue, s, o, &a, 1);
+    /* Absence is an answer, not an error: callers probe for optional attributes. */
     if (rv == CKR_ATTRIBUTE_TYPE_INVALID || rv == CKR_ATTRIBUTE_SENSITIVE ||
-        a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
-        return kw_err_set(KW_ERR_INVALID, "attribute 0x%lx not available", (unsigned long)t);
+        a.ulValueLen == CK_UNAVAILABLE_INFORMATION) {
+        KW_TRACE("p11", "attribute 0x%lx not available", (unsigned long)t);
+        return KW_ERR_INVALID;
+    }
     if (rv != CKR_OK)
         return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx",
                            (unsigned long)t);
