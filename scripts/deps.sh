@@ -10,12 +10,13 @@ PKGS_TEST_PROVIDER="libcmocka-dev softhsm2 opensc gnutls-bin valgrind"
 PKGS_TEST_PKCS11="qemu-system-x86 busybox-static"
 PKGS_TEST_TOOLS=""
 PKGS_TEST_SERVERS="nginx-light stunnel4 curl"
+PKGS_TEST_FUZZ="clang-14 libfuzzer-14-dev"
 PKGS_TEST_TPM="swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus"
 
 case "${1:-}" in
 build) want="$PKGS_BUILD" ;;
 demo) want="$PKGS_BUILD $PKGS_DEMO" ;;
-test) want="$PKGS_BUILD $PKGS_TEST_PROVIDER $PKGS_TEST_PKCS11 $PKGS_TEST_TOOLS $PKGS_TEST_SERVERS $PKGS_TEST_TPM" ;;
+test) want="$PKGS_BUILD $PKGS_TEST_PROVIDER $PKGS_TEST_PKCS11 $PKGS_TEST_TOOLS $PKGS_TEST_SERVERS $PKGS_TEST_TPM $PKGS_TEST_FUZZ" ;;
 *) echo "usage: $0 build|demo|test" >&2; exit 2 ;;
 esac
 

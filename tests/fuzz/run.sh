@@ -1,0 +1,71 @@
+#!/bin/bash
+# Build the libFuzzer targets (clang, ASan+UBSan) and run each for a bounded time.
+#   tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]      default 60 s, every target
+# Environment: KEYWARD_FUZZ_BUILD  build dir (default BUILD-ROOT/build-fuzz)
+#              KEYWARD_FUZZ_OUT    where crash inputs and logs go (default BUILD/fuzz-out)
+# Prints execs per target and the total; exits 1 when a target crashed, leaked, hit UB, timed
+# out or failed a property (the input is kept in KEYWARD_FUZZ_OUT), 77 when clang or libFuzzer
+# is missing. The committed corpus is only read: new inputs go to a scratch directory.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+SECS=${1:-60}
+[ $# -gt 0 ] && shift
+BUILD=${KEYWARD_FUZZ_BUILD:-$SRC/build-fuzz}
+OUT=${KEYWARD_FUZZ_OUT:-$BUILD/fuzz-out}
+ALL="uri keyfile_der key_uri keyfile_pem"
+# TODO(issue 7): keyward-pkcs11.so entry points and the CLI parsers when they land.
+TARGETS=${*:-$ALL}
+
+case "$SECS" in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;; esac
+CC_FUZZ=${CC_FUZZ:-$(command -v clang || command -v clang-14 || echo clang)}
+if ! command -v "$CC_FUZZ" >/dev/null; then
+    echo "SKIP: $CC_FUZZ not installed (scripts/deps.sh test installs clang-14)" >&2
+    exit 77
+fi
+if [ ! -e "$("$CC_FUZZ" -print-runtime-dir)/libclang_rt.fuzzer-x86_64.a" ]; then
+    echo "SKIP: libFuzzer runtime missing (apt-get install libfuzzer-14-dev)" >&2
+    exit 77
+fi
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+    CC="$CC_FUZZ" meson setup "$BUILD" "$SRC" -Dfuzz=true -Dtests=disabled \
+        -Db_sanitize=address,undefined -Db_lundef=false -Dc_link_args=-shared-libsan >/dev/null
+fi
+ninja -C "$BUILD" >/dev/null
+
+mkdir -p "$OUT"
+export ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+total=0
+failed=""
+printf '%-14s %12s %8s  %s\n' target execs exec/s result
+for t in $TARGETS; do
+    exe="$BUILD/tests/fuzz/fuzz-$t"
+    seeds="$SRC/tests/fuzz/corpus/$t"
+    if [ ! -x "$exe" ] || [ ! -d "$seeds" ]; then
+        echo "no such fuzz target: $t" >&2
+        exit 2
+    fi
+    work=$(mktemp -d)
+    log="$OUT/$t.log"
+    rc=0
+    "$exe" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
+        -print_final_stats=1 -artifact_prefix="$OUT/$t-" "$work" "$seeds" >"$log" 2>&1 || rc=$?
+    rm -rf "$work"
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+    rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+    execs=${execs:-0}
+    total=$((total + execs))
+    if [ "$rc" -eq 0 ]; then
+        res=ok
+    else
+        res="FAILED (exit $rc; see $log, input $OUT/$t-*)"
+        failed="$failed $t"
+    fi
+    printf '%-14s %12s %8s  %s\n' "$t" "$execs" "${rate:-?}" "$res"
+done
+echo "total execs: $total"
+if [ -n "$failed" ]; then
+    echo "fuzz targets that failed:$failed" >&2
+    exit 1
+fi
