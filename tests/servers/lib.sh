@@ -33,6 +33,9 @@ kws_setup() {
     kw_softhsm_init
     kw_require_tools timeout
     kw_token_init "$KWS_TOKEN"
+    # Reset SoftHSM in a forked child as a hardware token would lose its sessions: otherwise
+    # SoftHSM carries the parent's state into children and hides fork bugs in the provider.
+    [ "${KWS_RESET_ON_FORK:-true}" = true ] && echo "library.reset_on_fork = true" >>"$SOFTHSM2_CONF"
     kw_provider_cnf "$KW_TMP/openssl.cnf"
     if [ -n "${2:-}" ]; then
         echo "keyward-load = $2" >>"$KW_TMP/openssl.cnf"
@@ -158,4 +161,17 @@ kws_pubkey() {
 # kws_quiet CMD...: CMD with its stdout dropped (stderr kept for kw_ok's report).
 kws_quiet() {
     "$@" >/dev/null
+}
+
+# kws_bg LOG CMD...: start CMD in the background (stdout+stderr to LOG) as a direct child whose
+# pid is $KWS_PID, so signals reach it and not a subshell (with the asan preload when set).
+kws_bg() {
+    local log=$1
+    shift
+    if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ] && [ -f "$KEYWARD_ASAN_PRELOAD" ]; then
+        env LD_PRELOAD="$KEYWARD_ASAN_PRELOAD${LD_PRELOAD:+:$LD_PRELOAD}" "$@" >"$log" 2>&1 &
+    else
+        "$@" >"$log" 2>&1 &
+    fi
+    KWS_PID=$!
 }

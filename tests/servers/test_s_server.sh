@@ -49,9 +49,9 @@ serve() {
     cur=$1
     local key=${2:-$KW_TMP/$1.pem} cert=${3:-$KW_TMP/$1.crt}
     port=$(kw_free_port)
-    kw_run openssl s_server -accept "127.0.0.1:$port" -www -key "$key" -cert "$cert" \
-        -no_resumption_on_reneg -num_tickets 0 >"$KW_TMP/$cur.srv.log" 2>&1 &
-    srv_pid=$!
+    kws_bg "$KW_TMP/$cur.srv.log" openssl s_server -accept "127.0.0.1:$port" -www \
+        -key "$key" -cert "$cert" -num_tickets 0
+    srv_pid=$KWS_PID
     kws_started "$srv_pid" "$port" "$KW_TMP/$cur.srv.log"
 }
 
