@@ -1,0 +1,67 @@
+# Shared set-up of the keyward tools tests (sourced). Fresh SoftHSM2 tokens in a temp dir,
+# PIN files (0600), the build's provider and keyward binary; everything removed on exit.
+set -u
+KEYWARD_BUILD=${KEYWARD_BUILD:?run through meson test (KEYWARD_BUILD unset)}
+KW="$KEYWARD_BUILD/tools/keyward"
+SOFTHSM_MODULE=${SOFTHSM_MODULE:-/usr/lib/softhsm/libsofthsm2.so}
+export KEYWARD_PROVIDER_PATH="${KEYWARD_PROVIDER_DIR:-$KEYWARD_BUILD/provider}/keyward.so"
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "ok - $*"; }
+
+[ -x "$KW" ] || fail "keyward binary missing at $KW"
+command -v openssl >/dev/null || skip "openssl not installed"
+
+T=$(mktemp -d /tmp/kwt-test.XXXXXX)
+KWT_PIDS=""
+cleanup() {
+    for p in $KWT_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+need_softhsm() {
+    [ -f "$SOFTHSM_MODULE" ] || skip "SoftHSM2 module $SOFTHSM_MODULE not installed"
+    command -v softhsm2-util >/dev/null || skip "softhsm2-util not installed"
+    [ -f "$KEYWARD_PROVIDER_PATH" ] || skip "provider not built at $KEYWARD_PROVIDER_PATH"
+    mkdir -p "$T/tokens"
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+        "$T/tokens" > "$T/softhsm2.conf"
+    export SOFTHSM2_CONF="$T/softhsm2.conf"
+    export KEYWARD_MODULE="$SOFTHSM_MODULE"
+}
+
+# make_token LABEL PIN -> PIN file $T/LABEL.pin
+make_token() {
+    softhsm2-util --init-token --free --label "$1" --so-pin 87654321 --pin "$2" >/dev/null ||
+        fail "cannot create token $1"
+    printf '%s' "$2" > "$T/$1.pin"
+    chmod 600 "$T/$1.pin"
+}
+
+# expect_rc CODE CMD...: run CMD, require exit CODE
+expect_rc() {
+    local want=$1; shift
+    "$@" > "$T/out" 2> "$T/err"
+    local rc=$?
+    if [ "$rc" != "$want" ]; then
+        cat "$T/out" "$T/err" >&2
+        fail "expected exit $want, got $rc: $*"
+    fi
+}
+
+# tree_sum DIR: checksum of the CA state (for "nothing changed" assertions)
+tree_sum() {
+    (cd "$1" && find . -path ./audit.log -prune -o -type f -print -o -type l -print | LC_ALL=C sort |
+        while read -r f; do
+            if [ -L "$f" ]; then echo "$f -> $(readlink "$f")"; else sha256sum "$f"; fi
+        done) | sha256sum
+}
+
+free_port() {
+    python3 - <<'PY' 2>/dev/null || echo $((20000 + RANDOM % 20000))
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+PY
+}

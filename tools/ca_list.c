@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* `keyward ca list`: inventory from the index, with status computed against the clock. */
+#include "kwt.h"
+
+#include <openssl/x509.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void fmt_date(long long t, char *out, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int kwt_cmd_ca_list(int argc, char **argv)
+{
+    const char *status = "all", *within_s = NULL;
+    kwt_optspec spec[] = {{"--status", &status, NULL}, {"--within", &within_s, NULL}, {NULL, NULL, NULL}};
+    const char *pos[1], *why;
+    int npos, within = 30, rc = kwt_parse_args("ca list", argc, argv, spec, pos, 0, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (strcmp(status, "all") && strcmp(status, "valid") && strcmp(status, "revoked") &&
+        strcmp(status, "expired") && strcmp(status, "expiring"))
+        return kwt_err(KWT_USAGE, "--status must be all, valid, revoked, expired or expiring");
+    if (within_s && kwt_valid_days(within_s, &within, &why) != 0)
+        return kwt_err(KWT_USAGE, "--within: %s", why);
+    if (within_s && !strcmp(status, "all"))
+        status = "expiring"; /* `list --within 30` means: what expires within 30 days */
+    kwt_ca ca;
+    if ((rc = kwt_ca_open(&ca, false)))
+        return rc;
+    kwt_index ix = {0};
+    char *ixp = kwt_state_path(&ca, "index.txt");
+    if (kwt_index_load(&ix, ixp) != 0) {
+        rc = kwt_err(KWT_FAIL, "cannot read %s", ixp);
+        free(ixp);
+        kwt_ca_close(&ca);
+        return rc;
+    }
+    free(ixp);
+    long long now = (long long)time(NULL);
+    kwt_buf out = {0};
+    kwt_buf_addn(&out, "", 0);
+    if (kwt_g.json)
+        kwt_buf_add(&out, "[");
+    else
+        kwt_buf_printf(&out, "%-20s %-34s %-20s %-8s %-20s %s\n", "NAME", "SERIAL", "NOT AFTER",
+                       "STATUS", "REASON", "SUBJECT / SHA-256");
+    int shown = 0;
+    for (size_t i = 0; i < ix.n; i++) {
+        kwt_row *r = &ix.rows[i];
+        long long exp = kwt_asn1_to_time(r->expiry);
+        const char *st;
+        if (r->status == 'R')
+            st = "revoked";
+        else if (exp <= now)
+            st = "expired";
+        else if (exp - now <= (long long)within * 86400)
+            st = "expiring";
+        else
+            st = "valid";
+        bool want = !strcmp(status, "all") || !strcmp(status, st) ||
+                    (!strcmp(status, "valid") && !strcmp(st, "expiring"));
+        if (!want)
+            continue;
+        char reason[64] = "";
+        const char *comma = strchr(r->revocation, ',');
+        if (comma) {
+            snprintf(reason, sizeof(reason), "%s", comma + 1);
+            char *c2 = strchr(reason, ',');
+            if (c2)
+                *c2 = '\0';
+            /* openssl ca records these reasons by the kind of date that follows */
+            if (!strcmp(reason, "keyTime"))
+                snprintf(reason, sizeof(reason), "keyCompromise");
+            else if (!strcmp(reason, "CAkeyTime"))
+                snprintf(reason, sizeof(reason), "cACompromise");
+            else if (!strcmp(reason, "holdInstruction"))
+                snprintf(reason, sizeof(reason), "certificateHold");
+        } else if (r->status == 'R') {
+            snprintf(reason, sizeof(reason), "unspecified");
+        }
+        char date[32];
+        fmt_date(exp, date, sizeof(date));
+        char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, r->serial);
+        X509 *x = kwt_load_cert(cp);
+        char *fp = x ? kwt_cert_fingerprint(x) : kwt_strdup("");
+        X509_free(x);
+        free(cp);
+        if (kwt_g.json) {
+            kwt_buf_add(&out, shown ? ",\n {\"name\":" : "\n {\"name\":");
+            kwt_buf_json_str(&out, r->name);
+            kwt_buf_add(&out, ",\"serial\":");
+            kwt_buf_json_str(&out, r->serial);
+            kwt_buf_add(&out, ",\"subject\":");
+            kwt_buf_json_str(&out, r->subject);
+            kwt_buf_add(&out, ",\"not_after\":");
+            kwt_buf_json_str(&out, date);
+            kwt_buf_add(&out, ",\"status\":");
+            kwt_buf_json_str(&out, st);
+            kwt_buf_add(&out, ",\"reason\":");
+            if (*reason)
+                kwt_buf_json_str(&out, reason);
+            else
+                kwt_buf_add(&out, "null");
+            kwt_buf_add(&out, ",\"sha256\":");
+            kwt_buf_json_str(&out, fp);
+            kwt_buf_add(&out, "}");
+        } else {
+            kwt_buf_printf(&out, "%-20s %-34s %-20s %-8s %-20s %s\n%76s%s\n", r->name, r->serial,
+                           date, st, *reason ? reason : "-", r->subject, "", fp);
+        }
+        free(fp);
+        shown++;
+    }
+    if (kwt_g.json)
+        kwt_buf_add(&out, shown ? "\n]\n" : "]\n");
+    fputs(out.s, stdout);
+    kwt_buf_free(&out);
+    kwt_index_free(&ix);
+    kwt_ca_close(&ca);
+    return 0;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Certificate helpers for list, verify and sign output. */
+#include "kwt.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+X509 *kwt_load_cert(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    if (!x) {
+        rewind(f);
+        x = d2i_X509_fp(f, NULL);
+    }
+    fclose(f);
+    return x;
+}
+
+char *kwt_cert_fingerprint(X509 *x)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (!X509_digest(x, EVP_sha256(), md, &n))
+        return kwt_strdup("");
+    kwt_buf b = {0};
+    for (unsigned int i = 0; i < n; i++)
+        kwt_buf_printf(&b, i ? ":%02X" : "%02X", md[i]);
+    return b.s;
+}
+
+char *kwt_cert_subject(X509 *x)
+{
+    BIO *bio = BIO_new(BIO_s_mem());
+    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0, (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB & ~XN_FLAG_DN_REV));
+    char *data;
+    long n = BIO_get_mem_data(bio, &data);
+    char *s = kwt_asprintf("%.*s", (int)n, data);
+    BIO_free(bio);
+    return s;
+}
+
+char *kwt_cert_serial(X509 *x)
+{
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    char *s = kwt_strdup(hex ? hex : "");
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return s;
+}
+
+long long kwt_asn1_to_time(const char *s)
+{
+    struct tm tm = {0};
+    size_t n = strlen(s);
+    int y;
+    if (n == 13 && sscanf(s, "%2d%2d%2d%2d%2d%2d", &y, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                          &tm.tm_min, &tm.tm_sec) == 6)
+        tm.tm_year = y < 50 ? y + 100 : y;
+    else if (n == 15 && sscanf(s, "%4d%2d%2d%2d%2d%2d", &y, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                               &tm.tm_min, &tm.tm_sec) == 6)
+        tm.tm_year = y - 1900;
+    else
+        return -1;
+    tm.tm_mon -= 1;
+    return (long long)timegm(&tm);
+}

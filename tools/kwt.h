@@ -1,0 +1,221 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The `keyward` command: shared state and helpers of the subcommands. */
+#ifndef KWT_H
+#define KWT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* Exit codes of every subcommand. */
+enum { KWT_OK = 0, KWT_FAIL = 1, KWT_USAGE = 2 };
+
+/* Global options, parsed once in main.c. */
+typedef struct {
+    const char *dir; /* CA directory */
+    bool dry_run;
+    bool json;
+    int verbose;
+} kwt_opts;
+
+extern kwt_opts kwt_g;
+
+/* ---- errors and messages (util.c) ---- */
+/* Print "keyward: <msg>" to stderr and return code (so `return kwt_err(2, ...)` works). */
+int kwt_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kwt_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Text of the last error recorded by kwt_err, for the audit log. */
+const char *kwt_last_error(void);
+void kwt_clear_error(void);
+
+/* ---- small buffers ---- */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} kwt_buf;
+void kwt_buf_add(kwt_buf *b, const char *s);
+void kwt_buf_addn(kwt_buf *b, const char *s, size_t n);
+void kwt_buf_printf(kwt_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kwt_buf_json_str(kwt_buf *b, const char *s); /* quoted, escaped JSON string */
+void kwt_buf_free(kwt_buf *b);
+
+char *kwt_strdup(const char *s);
+char *kwt_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *kwt_path(const char *dir, const char *name); /* dir/name */
+
+/* ---- files (util.c) ---- */
+/* Read a whole file (NUL-terminated); NULL with errno on failure. */
+char *kwt_read_file(const char *path, size_t *len);
+/* Write a file atomically: temp file in the same directory, fsync, rename, fsync the dir. */
+int kwt_write_atomic(const char *path, const void *data, size_t len, int mode);
+int kwt_copy_file(const char *from, const char *to, int mode); /* atomic, fsynced */
+int kwt_fsync_dir(const char *dir);
+int kwt_symlink_atomic(const char *target, const char *linkpath);
+bool kwt_exists(const char *path);
+int kwt_rm_rf(const char *path);
+/* A private temporary directory (0700) that kwt_tmpdir_cleanup removes. */
+char *kwt_tmpdir(void);
+
+/* ---- validation (validate.c): 0 when valid, else -1 with *why set to a static message ---- */
+int kwt_valid_name(const char *name, const char **why);
+int kwt_valid_device_id(const char *id, const char **why);
+int kwt_valid_days(const char *s, int *days, const char **why);
+/* Key type "rsa:2048" etc; alg gets "RSA"/"EC", param the genpkey option. */
+int kwt_parse_key_type(const char *s, const char **alg, char *param, size_t plen, const char **why);
+/* Reason name -> canonical openssl spelling; NULL when unknown. */
+const char *kwt_reason_canon(const char *s);
+/* A DN given as "/CN=a/O=b" or "CN=a,O=b" -> openssl -subj form with escapes; NULL + why. */
+char *kwt_dn_to_subj(const char *dn, const char **why);
+/* SAN list "DNS:a,IP:1.2.3.4,email:x@y,URI:u" or bare names -> openssl config form; NULL + why. */
+char *kwt_san_to_conf(const char *list, const char **why);
+/* Date "YYYY-MM-DD[THH:MM[:SS]][Z]" or "YYYYMMDDHHMMSSZ" or "now" -> time_t; -1 when invalid. */
+long long kwt_parse_date(const char *s);
+/* A value that is safe to write into an openssl config file unquoted. */
+bool kwt_conf_safe(const char *s);
+bool kwt_valid_uri(const char *uri, const char **why);
+
+/* ---- running openssl (run_openssl.c) ---- */
+typedef struct {
+    const char *argv[4200]; /* batch signing passes up to 4000 CSRs to one process */
+    int argc;
+} kwt_cmd;
+void kwt_cmd_init(kwt_cmd *c, const char *sub);
+void kwt_cmd_add(kwt_cmd *c, const char *arg);
+/* Run `openssl` with OPENSSL_CONF=cnf (NULL: none). With --dry-run print instead and return 0.
+ * stdout_to (may be NULL) receives stdout. Errors of openssl are shown on failure (or with -v). */
+int kwt_run(const kwt_cmd *c, const char *cnf, char **stdout_to);
+/* Same, but stderr is returned in *stderr_to instead of shown; never prints. */
+/* Run with stderr read line by line; lines containing `tick` advance a progress bar on a TTY. */
+int kwt_run_progress(const kwt_cmd *c, const char *cnf, const char *tick, int total);
+int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to);
+
+/* ---- argument parsing (util.c) ---- */
+typedef struct {
+    const char *name; /* "--key" */
+    const char **val; /* option with a value */
+    bool *flag;       /* option without a value */
+} kwt_optspec;
+/* Returns 0, KWT_USAGE after printing why, or -1 when --help was printed (exit 0). */
+int kwt_parse_args(const char *cmd, int argc, char **argv, const kwt_optspec *spec,
+                   const char **pos, int maxpos, int *npos);
+
+/* Print a generated config the way --dry-run shows it (once per path). */
+void kwt_dry_show_file(const char *path, const char *content);
+const char *kwt_openssl_bin(void);
+void kwt_print_argv(FILE *f, const kwt_cmd *c, const char *cnf);
+
+/* ---- CA directory (cadb.c) ---- */
+typedef struct {
+    char *ca_key;      /* URI of the CA key */
+    char *module;      /* PKCS#11 module (NULL: default) */
+    char *pin_source;  /* file:/path (NULL: none) */
+    char *key_type;    /* rsa:3072 ... */
+    char *device_oid;  /* otherName OID for device IDs */
+    char *policy_match;/* comma list of RDN names that must match the CA */
+    char *crl_url;     /* for exported packages and the CDP extension */
+    char *ocsp_key;    /* URI of the OCSP signer key */
+    int default_days;
+    int crl_days;
+    int generation;    /* CA key generation (rotations) */
+} kwt_conf;
+
+typedef struct {
+    char status;      /* V, R, E */
+    char *expiry;     /* YYMMDDHHMMSSZ */
+    char *revocation; /* "date[,reason]" or "" */
+    char *serial;     /* upper-case hex */
+    char *name;       /* our NAME (openssl's "filename" column) */
+    char *subject;
+} kwt_row;
+
+typedef struct {
+    kwt_row *rows;
+    size_t n, cap;
+} kwt_index;
+
+typedef struct {
+    char *dir;     /* absolute */
+    int lock_fd;
+    kwt_conf conf;
+    char *stage;   /* staging state dir during a transaction */
+    char *stage_cnf;
+    int gen;
+} kwt_ca;
+
+int kwt_ca_open(kwt_ca *ca, bool writer); /* loads config, locks for writers, recovers */
+void kwt_ca_close(kwt_ca *ca);
+int kwt_conf_load(kwt_conf *c, const char *path);
+int kwt_conf_save(const kwt_conf *c, const char *path);
+void kwt_conf_free(kwt_conf *c);
+void kwt_conf_defaults(kwt_conf *c);
+const char *kwt_provider_path(void);
+/* openssl.cnf text for the CA (state = directory with index, serial, crl). */
+char *kwt_cnf_text(const kwt_conf *c, const char *dir, const char *state);
+/* Provider-only config (for req/uri2pem on a client). */
+char *kwt_cnf_provider_text(const char *module, const char *pin_source);
+int kwt_ca_write_cnf(kwt_ca *ca);
+/* The [ext_NAME] section body of a profile ("client", "ca", ...); NULL when unknown. */
+char *kwt_profile_text(const kwt_conf *c, const char *profile);
+/* State transactions: begin copies the live state; commit switches it atomically. */
+int kwt_txn_begin(kwt_ca *ca);
+int kwt_txn_commit(kwt_ca *ca);
+void kwt_txn_abort(kwt_ca *ca);
+/* Path in the state being edited (staging in a txn, else the live one). */
+char *kwt_state_path(kwt_ca *ca, const char *name);
+const char *kwt_ca_cnf(kwt_ca *ca); /* openssl.cnf that openssl must use now */
+
+int kwt_index_load(kwt_index *ix, const char *path);
+int kwt_index_save(const kwt_index *ix, const char *path);
+void kwt_index_free(kwt_index *ix);
+kwt_row *kwt_index_find_serial(kwt_index *ix, const char *serial);
+/* The newest row with this NAME (any status); NULL when none. */
+kwt_row *kwt_index_find_name(kwt_index *ix, const char *name);
+int kwt_index_parse_line(char *line, kwt_row *r); /* for tests */
+/* Link issued/NAME.crt to certs/SERIAL.pem. */
+int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial);
+/* Recover after a crash: drop stale staging dirs, fix issued/ links. */
+int kwt_ca_recover(kwt_ca *ca);
+int kwt_ca_make_crl(kwt_ca *ca, int days); /* into the staging state */
+int kwt_random_serial(char *out, size_t outlen);
+
+/* ---- audit log (audit.c) ---- */
+void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
+               const char *subject, int rc);
+char *kwt_audit_line(const char *op, const char *name, const char *serial, const char *subject,
+                     int rc, const char *err);
+
+/* ---- certificate helpers (certutil.c) ---- */
+struct x509_st;
+struct X509_req_st;
+struct x509_st *kwt_load_cert(const char *path);
+char *kwt_cert_fingerprint(struct x509_st *x); /* SHA-256, AA:BB:.. */
+char *kwt_cert_subject(struct x509_st *x);     /* RFC 2253 */
+char *kwt_cert_serial(struct x509_st *x);      /* upper-case hex */
+long long kwt_asn1_to_time(const char *yymmdd); /* index date -> time_t */
+
+/* ---- subcommands ---- */
+int kwt_cmd_ca(int argc, char **argv);
+int kwt_cmd_ca_init(int argc, char **argv);
+int kwt_cmd_ca_sign(int argc, char **argv);
+int kwt_cmd_ca_renew(int argc, char **argv);
+int kwt_cmd_ca_revoke(int argc, char **argv);
+int kwt_cmd_ca_crl(int argc, char **argv);
+int kwt_cmd_ca_list(int argc, char **argv);
+int kwt_cmd_ca_export(int argc, char **argv);
+int kwt_cmd_ca_ocsp(int argc, char **argv);
+int kwt_cmd_ca_rotate(int argc, char **argv);
+int kwt_cmd_req(int argc, char **argv);
+int kwt_cmd_verify(int argc, char **argv);
+int kwt_cmd_check(int argc, char **argv);
+int kwt_cmd_uri2pem(int argc, char **argv);
+/* Sign one CSR in an open transaction (shared by sign and renew). */
+int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
+                 const char *san, const char *device_id, char **serial_out);
+/* Generate the key at uri on its token unless it is there (cnf: provider config). */
+int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool must_be_new,
+                   bool *created, const char *out_pem);
+int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long long when);
+/* Usage text printed by `keyward help CMD` and CMD --help. */
+int kwt_usage(const char *cmd, FILE *f);
+
+#endif
