@@ -53,7 +53,7 @@ cmp -s one.pub rsa.pub || kw_fail "key id=%01 is not the RSA key"
 
 kw_ok "storeutl -text shows no private numbers" openssl storeutl -keys -text \
     'pkcs11:token=kwtest;object=rsa' >text.txt
-grep -Eqi 'privateExponent|prime1|prime2|exponent1|coefficient' text.txt &&
+grep -Eqi 'privateExponent:|prime1:|prime2:|exponent1:|exponent2:|coefficient:' text.txt &&
     kw_fail "storeutl -text printed private RSA numbers"
 grep -qi 'modulus' text.txt || { cat text.txt; kw_fail "storeutl -text shows no public modulus"; }
 
