@@ -7,10 +7,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static int bundle(const char *cert, const char *ca, const char *out)
+static int bundle(const char *cert, const char *ca, const char *cross, const char *out)
 {
-    size_t l1, l2;
+    size_t l1, l2, l3 = 0;
     char *a = kwt_read_file(cert, &l1), *b = kwt_read_file(ca, &l2);
+    char *x = cross ? kwt_read_file(cross, &l3) : NULL;
     int rc = 0;
     if (!a || !b) {
         rc = kwt_err(KWT_FAIL, "cannot read %s or %s", cert, ca);
@@ -18,12 +19,15 @@ static int bundle(const char *cert, const char *ca, const char *out)
         kwt_buf buf = {0};
         kwt_buf_addn(&buf, a, l1);
         kwt_buf_addn(&buf, b, l2);
+        if (x) /* lets clients that trust only the previous CA generation build a chain */
+            kwt_buf_addn(&buf, x, l3);
         if (kwt_write_atomic(out, buf.s, buf.len, 0644) != 0)
             rc = kwt_err(KWT_FAIL, "cannot write %s: %s", out, strerror(errno));
         kwt_buf_free(&buf);
     }
     free(a);
     free(b);
+    free(x);
     return rc;
 }
 
@@ -49,13 +53,18 @@ int kwt_cmd_ca_export(int argc, char **argv)
         return rc;
     char *cert = kwt_asprintf("%s/issued/%s.crt", ca.dir, pos[0]);
     char *cacrt = kwt_path(ca.dir, "ca.crt");
+    char *cross = kwt_asprintf("%s/ca/cross-%d.crt", ca.dir, ca.conf.generation);
+    if (!kwt_exists(cross)) {
+        free(cross);
+        cross = NULL;
+    }
     if (!kwt_exists(cert)) {
         rc = kwt_err(KWT_FAIL, "no certificate named %s (%s)", pos[0], cert);
         goto out;
     }
     if (format && !strcmp(format, "pem-bundle")) {
         rc = kwt_g.dry_run ? (printf("cat %s %s > %s\n", cert, cacrt, out), 0)
-                           : bundle(cert, cacrt, out);
+                           : bundle(cert, cacrt, cross, out);
     } else if (format) {
         /* no key: the PKCS#12 carries the certificate and the chain only */
         kwt_cmd c;
@@ -105,6 +114,7 @@ int kwt_cmd_ca_export(int argc, char **argv)
 out:
     free(cert);
     free(cacrt);
+    free(cross);
     kwt_ca_close(&ca);
     return rc;
 }

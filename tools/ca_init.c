@@ -63,7 +63,6 @@ static char *abs_dir(const char *dir)
 }
 
 /* Self-signed CA certificate for the key at conf->ca_key, then the empty CRL. */
-int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out)
 {
     char serial[40], setserial[48], ds[16];
@@ -78,6 +77,7 @@ int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out)
     kwt_cmd_add(&c, "-utf8");
     kwt_cmd_add(&c, "-key");
     kwt_cmd_add(&c, ca->conf.ca_key);
+    kwt_cmd_add(&c, "-sha256");
     kwt_cmd_add(&c, "-subj");
     kwt_cmd_add(&c, subj);
     kwt_cmd_add(&c, "-days");

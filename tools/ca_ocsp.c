@@ -26,31 +26,6 @@ static void on_signal(int sig)
     stop = 1;
 }
 
-/* "/CN=<CA CN> OCSP responder" plus the CA's other RDNs, so policy_match is met. */
-static char *responder_subject(X509 *ca)
-{
-    X509_NAME *n = X509_get_subject_name(ca);
-    kwt_buf b = {0};
-    for (int i = 0; i < X509_NAME_entry_count(n); i++) {
-        X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
-        int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
-        unsigned char *u = NULL;
-        int ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
-        if (ul < 0)
-            continue;
-        kwt_buf_printf(&b, "/%s=", OBJ_nid2sn(nid));
-        for (int j = 0; j < ul; j++) {
-            if (u[j] == '/' || u[j] == '\\' || u[j] == '+')
-                kwt_buf_add(&b, "\\");
-            kwt_buf_addn(&b, (const char *)u + j, 1);
-        }
-        if (nid == NID_commonName)
-            kwt_buf_add(&b, " OCSP responder");
-        OPENSSL_free(u);
-    }
-    return b.s;
-}
-
 static int ensure_signer(kwt_ca *ca, const char *key)
 {
     char *crt = kwt_asprintf("%s/issued/%s.crt", ca->dir, OCSP_NAME);
@@ -78,7 +53,7 @@ static int ensure_signer(kwt_ca *ca, const char *key)
     char *cacrt = kwt_path(ca->dir, "ca.crt");
     X509 *cax = kwt_load_cert(cacrt);
     free(cacrt);
-    char *subj = cax ? responder_subject(cax) : NULL;
+    char *subj = cax ? kwt_cert_subj_slash(cax, " OCSP responder") : NULL;
     X509_free(cax);
     char *tmp = kwt_tmpdir();
     char *csr = tmp ? kwt_path(tmp, "ocsp.csr") : NULL;

@@ -1,6 +1,163 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+/* `keyward ca rotate`: a new CA key generation with the same subject. ca/ca-N.crt is the new
+ * self-signed certificate, ca/cross-N.crt the new key certified by the old one (clients that
+ * trust only the old root reach the new one through it). The old key stays listed in
+ * keyward.conf and keeps signing crl/crl-(N-1).pem for the certificates it issued. */
 #include "kwt.h"
+
+#include <errno.h>
+#include <openssl/x509.h>
+#include <stdlib.h>
+#include <string.h>
+
 int kwt_cmd_ca_rotate(int argc, char **argv)
 {
-    return kwt_err(KWT_FAIL, "not yet");
+    const char *key = NULL, *key_type = NULL, *days_s = "3650";
+    bool use_existing = false;
+    kwt_optspec spec[] = {{"--key", &key, NULL},
+                          {"--key-type", &key_type, NULL},
+                          {"--days", &days_s, NULL},
+                          {"--use-existing", NULL, &use_existing},
+                          {NULL, NULL, NULL}};
+    const char *pos[1], *why;
+    int npos, days, rc = kwt_parse_args("ca rotate", argc, argv, spec, pos, 0, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!key)
+        return kwt_err(KWT_USAGE, "ca rotate: --key NEWURI is required");
+    if (!kwt_valid_uri(key, &why))
+        return kwt_err(KWT_USAGE, "--key: %s", why);
+    if (kwt_valid_days(days_s, &days, &why) != 0)
+        return kwt_err(KWT_USAGE, "--days: %s", why);
+    kwt_ca ca;
+    if ((rc = kwt_ca_open(&ca, true)))
+        return rc;
+    if (!key_type)
+        key_type = ca.conf.key_type ? ca.conf.key_type : "ec:P-256";
+    const char *alg;
+    char param[64];
+    if (kwt_parse_key_type(key_type, &alg, param, sizeof(param), &why) != 0) {
+        rc = kwt_err(KWT_USAGE, "--key-type: %s", why);
+        kwt_ca_close(&ca);
+        return rc;
+    }
+    if (!strcmp(key, ca.conf.ca_key)) {
+        rc = kwt_err(KWT_USAGE, "--key is the current CA key; rotation needs a new key");
+        kwt_ca_close(&ca);
+        return rc;
+    }
+    int oldg = ca.conf.generation, newg = oldg + 1;
+    char *cacrt = kwt_path(ca.dir, "ca.crt");
+    char *oldcrt = kwt_asprintf("%s/ca/ca-%d.crt", ca.dir, oldg);
+    char *newcrt = kwt_asprintf("%s/ca/ca-%d.crt", ca.dir, newg);
+    char *cross = kwt_asprintf("%s/ca/cross-%d.crt", ca.dir, newg);
+    char *keypem = kwt_asprintf("%s/ca/ca-key-%d.pem", ca.dir, newg);
+    char *oldkey = kwt_strdup(ca.conf.ca_key), *subj = NULL, *extf = NULL;
+    X509 *x = kwt_load_cert(cacrt);
+    bool created = false;
+    if (!x) {
+        rc = kwt_err(KWT_FAIL, "%s missing or unreadable", cacrt);
+        goto out;
+    }
+    subj = kwt_cert_subj_slash(x, NULL);
+    X509_free(x);
+    if (!kwt_exists(oldcrt) && !kwt_g.dry_run && kwt_copy_file(cacrt, oldcrt, 0644) != 0) {
+        rc = kwt_err(KWT_FAIL, "cannot keep %s: %s", oldcrt, strerror(errno));
+        goto out;
+    }
+    rc = kwt_ensure_key(key, key_type, kwt_ca_cnf(&ca), !use_existing, &created, keypem);
+    if (rc)
+        goto out;
+    /* new self-signed certificate: same subject, new key (new SKI) */
+    free(ca.conf.ca_key);
+    ca.conf.ca_key = kwt_strdup(key);
+    rc = kwt_ca_selfsign(&ca, subj, days, newcrt);
+    free(ca.conf.ca_key);
+    ca.conf.ca_key = kwt_strdup(oldkey);
+    if (rc)
+        goto out;
+    /* cross certificate: the new key and subject, signed by the old key */
+    char *prof = kwt_profile_text(&ca.conf, "ca");
+    char *ext = kwt_asprintf("[ext_ca]\n%s", prof);
+    free(prof);
+    extf = kwt_asprintf("%s/ca/cross-%d.ext", ca.dir, newg);
+    if (kwt_g.dry_run)
+        kwt_dry_show_file(extf, ext);
+    else if (kwt_write_atomic(extf, ext, strlen(ext), 0600) != 0)
+        rc = kwt_err(KWT_FAIL, "cannot write %s: %s", extf, strerror(errno));
+    free(ext);
+    if (rc)
+        goto out;
+    char serial[40], setserial[48], ds[16];
+    kwt_random_serial(serial, sizeof(serial));
+    snprintf(setserial, sizeof(setserial), "0x%s", serial);
+    snprintf(ds, sizeof(ds), "%d", days);
+    kwt_cmd c;
+    kwt_cmd_init(&c, "x509");
+    kwt_cmd_add(&c, "-in");
+    kwt_cmd_add(&c, newcrt);
+    kwt_cmd_add(&c, "-CA");
+    kwt_cmd_add(&c, oldcrt);
+    kwt_cmd_add(&c, "-CAkey");
+    kwt_cmd_add(&c, oldkey);
+    kwt_cmd_add(&c, "-set_serial");
+    kwt_cmd_add(&c, setserial);
+    kwt_cmd_add(&c, "-days");
+    kwt_cmd_add(&c, ds);
+    kwt_cmd_add(&c, "-sha256");
+    kwt_cmd_add(&c, "-clrext");
+    kwt_cmd_add(&c, "-extfile");
+    kwt_cmd_add(&c, extf);
+    kwt_cmd_add(&c, "-extensions");
+    kwt_cmd_add(&c, "ext_ca");
+    kwt_cmd_add(&c, "-out");
+    kwt_cmd_add(&c, cross);
+    if ((rc = kwt_run(&c, kwt_ca_cnf(&ca), NULL)))
+        goto out;
+    if (kwt_g.dry_run) {
+        printf("# keyward then records the old key as generation %d in keyward.conf, makes "
+               "%s the CA certificate and regenerates the CRLs\n",
+               oldg, newcrt);
+        goto out;
+    }
+    /* switch: config (new key, old key kept), ca.crt, then CRLs from both keys */
+    char *ok = kwt_asprintf("%s%s%d:%s", ca.conf.old_keys ? ca.conf.old_keys : "",
+                            ca.conf.old_keys ? " " : "", oldg, oldkey);
+    free(ca.conf.old_keys);
+    ca.conf.old_keys = ok;
+    free(ca.conf.ca_key);
+    ca.conf.ca_key = kwt_strdup(key);
+    free(ca.conf.key_type);
+    ca.conf.key_type = kwt_strdup(key_type);
+    ca.conf.generation = newg;
+    char *confp = kwt_path(ca.dir, "keyward.conf");
+    rc = kwt_conf_save(&ca.conf, confp) || kwt_copy_file(newcrt, cacrt, 0644);
+    free(confp);
+    if (rc) {
+        rc = kwt_err(KWT_FAIL, "cannot switch to the new CA generation: %s", strerror(errno));
+        goto out;
+    }
+    if ((rc = kwt_ca_write_cnf(&ca)) || (rc = kwt_txn_begin(&ca)) ||
+        (rc = kwt_ca_make_crl(&ca, 0)) || (rc = kwt_txn_commit(&ca)))
+        goto out;
+    kwt_clear_error();
+    if (kwt_g.json)
+        printf("{\"generation\":%d,\"ca\":\"%s\",\"cross\":\"%s\"}\n", newg, newcrt, cross);
+    else
+        printf("CA rotated to generation %d (key %s)\n  new CA certificate: %s (also ca.crt)\n"
+               "  cross certificate:  %s (new key signed by the old)\n"
+               "  the old key keeps signing crl/crl-%d.pem for its certificates\n",
+               newg, key, newcrt, cross, oldg);
+out:
+    kwt_audit(&ca, "ca rotate", NULL, NULL, subj, rc);
+    free(cacrt);
+    free(oldcrt);
+    free(newcrt);
+    free(cross);
+    free(keypem);
+    free(oldkey);
+    free(subj);
+    free(extf);
+    kwt_ca_close(&ca);
+    return rc;
 }

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -54,6 +55,7 @@ void kwt_conf_free(kwt_conf *c)
     free(c->policy_match);
     free(c->crl_url);
     free(c->ocsp_key);
+    free(c->old_keys);
     memset(c, 0, sizeof(*c));
 }
 
@@ -105,6 +107,8 @@ int kwt_conf_load(kwt_conf *c, const char *path)
             set_str(&c->crl_url, v);
         else if (!strcmp(k, "ocsp_key"))
             set_str(&c->ocsp_key, v);
+        else if (!strcmp(k, "old_keys"))
+            set_str(&c->old_keys, v);
         else if (!strcmp(k, "default_days"))
             c->default_days = atoi(v);
         else if (!strcmp(k, "crl_days"))
@@ -143,6 +147,9 @@ int kwt_conf_save(const kwt_conf *c, const char *path)
                    c->crl_url ? c->crl_url : "");
     kwt_buf_printf(&b, "ocsp_key = %s\n", c->ocsp_key ? c->ocsp_key : "");
     kwt_buf_printf(&b, "generation = %d\n", c->generation);
+    kwt_buf_printf(&b, "# keys of earlier CA generations (N:URI), kept to sign their CRLs\n"
+                       "old_keys = %s\n",
+                   c->old_keys ? c->old_keys : "");
     int rc = kwt_write_atomic(path, b.s, b.len, 0600);
     kwt_buf_free(&b);
     return rc;
@@ -512,9 +519,15 @@ int kwt_txn_begin(kwt_ca *ca)
         return kwt_err(KWT_FAIL, "cannot create the staging state: %s", strerror(e));
     }
     free(crl);
-    static const char *files[] = {"index.txt", "index.txt.attr", "serial", "crlnumber",
-                                  "crl/crl.pem", "crl/crl.der"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    const char *files[40] = {"index.txt", "index.txt.attr", "serial", "crlnumber",
+                             "crl/crl.pem", "crl/crl.der"};
+    size_t nfiles = 6;
+    char gens[32][24];
+    for (int g = 1; g < ca->conf.generation && g < 33 && nfiles < 38; g++) {
+        snprintf(gens[g - 1], sizeof(gens[0]), "crl/crl-%d.pem", g);
+        files[nfiles++] = gens[g - 1];
+    }
+    for (size_t i = 0; i < nfiles; i++) {
         char *from = kwt_asprintf("%s/state.%d/%s", ca->dir, ca->gen, files[i]);
         char *to = kwt_path(ca->stage, files[i]);
         int rc = kwt_exists(from) ? kwt_copy_file(from, to, 0600) : 0;
@@ -720,6 +733,40 @@ int kwt_ca_make_crl(kwt_ca *ca, int days)
         kwt_cmd_add(&c, der);
         rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     }
+    /* Certificates of earlier generations are checked against a CRL from their own key. */
+    char *save = NULL, *list = ca->conf.old_keys ? kwt_strdup(ca->conf.old_keys) : NULL;
+    for (char *t = list ? strtok_r(list, " ", &save) : NULL; t && rc == 0;
+         t = strtok_r(NULL, " ", &save)) {
+        char *colon = strchr(t, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        int g = atoi(t);
+        char *gcrt = kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, g);
+        char *gname = kwt_asprintf("crl/crl-%d.pem", g);
+        char *gout = kwt_state_path(ca, gname);
+        X509 *gx = kwt_load_cert(gcrt);
+        bool live = gx && X509_cmp_current_time(X509_get0_notAfter(gx)) > 0;
+        X509_free(gx);
+        if (live) {
+            kwt_cmd_init(&c, "ca");
+            kwt_cmd_add(&c, "-batch");
+            kwt_cmd_add(&c, "-gencrl");
+            kwt_cmd_add(&c, "-crldays");
+            kwt_cmd_add(&c, ds);
+            kwt_cmd_add(&c, "-cert");
+            kwt_cmd_add(&c, gcrt);
+            kwt_cmd_add(&c, "-keyfile");
+            kwt_cmd_add(&c, colon + 1);
+            kwt_cmd_add(&c, "-out");
+            kwt_cmd_add(&c, gout);
+            rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
+        }
+        free(gcrt);
+        free(gname);
+        free(gout);
+    }
+    free(list);
     free(pem);
     free(der);
     return rc;

@@ -72,3 +72,28 @@ long long kwt_asn1_to_time(const char *s)
     tm.tm_mon -= 1;
     return (long long)timegm(&tm);
 }
+
+char *kwt_cert_subj_slash(X509 *x, const char *cn_suffix)
+{
+    X509_NAME *n = X509_get_subject_name(x);
+    kwt_buf b = {0};
+    kwt_buf_addn(&b, "", 0);
+    for (int i = 0; i < X509_NAME_entry_count(n); i++) {
+        X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
+        int nid = OBJ_obj2nid(X509_NAME_ENTRY_get_object(e));
+        unsigned char *u = NULL;
+        int ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
+        if (ul < 0)
+            continue;
+        kwt_buf_printf(&b, "/%s=", OBJ_nid2sn(nid));
+        for (int j = 0; j < ul; j++) {
+            if (u[j] == '/' || u[j] == '\\' || u[j] == '+')
+                kwt_buf_add(&b, "\\");
+            kwt_buf_addn(&b, (const char *)u + j, 1);
+        }
+        if (nid == NID_commonName && cn_suffix)
+            kwt_buf_add(&b, cn_suffix);
+        OPENSSL_free(u);
+    }
+    return b.s;
+}

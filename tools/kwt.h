@@ -114,6 +114,7 @@ typedef struct {
     char *policy_match;/* comma list of RDN names that must match the CA */
     char *crl_url;     /* for exported packages and the CDP extension */
     char *ocsp_key;    /* URI of the OCSP signer key */
+    char *old_keys;    /* "N:URI ..." keys of earlier CA generations (they sign their CRLs) */
     int default_days;
     int crl_days;
     int generation;    /* CA key generation (rotations) */
@@ -192,6 +193,8 @@ char *kwt_cert_fingerprint(struct x509_st *x); /* SHA-256, AA:BB:.. */
 char *kwt_cert_subject(struct x509_st *x);     /* RFC 2253 */
 char *kwt_cert_serial(struct x509_st *x);      /* upper-case hex */
 long long kwt_asn1_to_time(const char *yymmdd); /* index date -> time_t */
+char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
+int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
 
 /* ---- subcommands ---- */
 int kwt_cmd_ca(int argc, char **argv);

@@ -94,7 +94,17 @@ static void load_ca_dir(const char *dir, STACK_OF(X509) * cas, STACK_OF(X509_CRL
         char *fp = kwt_path(p, de->d_name);
         if (l > 4 && !strcmp(de->d_name + l - 4, ".crt"))
             load_certs(fp, cas);
-        else if (l > 4 && !strncmp(de->d_name, "crl-", 4) && !strcmp(de->d_name + l - 4, ".pem"))
+        free(fp);
+    }
+    if (d)
+        closedir(d);
+    free(p);
+    p = kwt_path(dir, "crl");
+    d = opendir(p);
+    while (d && (de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        char *fp = kwt_path(p, de->d_name);
+        if (l > 4 && !strncmp(de->d_name, "crl-", 4) && !strcmp(de->d_name + l - 4, ".pem"))
             load_crls(fp, crls);
         free(fp);
     }
