@@ -1,0 +1,461 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* C_CreateObject (import of private keys, public keys, X.509 certificates) and C_DestroyObject.
+ * Templates are checked strictly: unknown attributes, wrong sizes and values the keyring token
+ * cannot honour (an extractable or non-sensitive private key) are refused with the PKCS#11 code
+ * that names the problem. */
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/x509.h>
+
+#include "kw_log.h"
+#include "kw_secmem.h"
+#include "kwk.h"
+
+static int in_list(CK_ATTRIBUTE_TYPE t, const CK_ATTRIBUTE_TYPE *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i] == t)
+            return 1;
+    return 0;
+}
+
+CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls, kwk_new_obj *m,
+                      const CK_ATTRIBUTE_TYPE *extra, size_t nextra)
+{
+    int priv = cls == CKO_PRIVATE_KEY;
+    CK_RV rv = kwk_attr_check(tmpl, n);
+    if (rv != CKR_OK)
+        return rv;
+    memset(m, 0, sizeof(*m));
+    m->flags = priv ? (KWK_F_SIGN | KWK_F_DECRYPT | KWK_F_DERIVE | KWK_F_PRIVATE) : 0;
+    for (CK_ULONG i = 0; i < n; i++) {
+        const CK_ATTRIBUTE *a = &tmpl[i];
+        int b = 0;
+        CK_ULONG u;
+        switch (a->type) {
+        case CKA_CLASS:
+            if ((rv = kwk_attr_ulong(a, 1, CKA_CLASS, &u)) != CKR_OK)
+                return rv;
+            if (u != cls)
+                return CKR_TEMPLATE_INCONSISTENT;
+            continue;
+        case CKA_LABEL:
+            if (a->ulValueLen >= KWK_MAX_LABEL ||
+                (a->ulValueLen && memchr(a->pValue, '\0', a->ulValueLen)))
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            if (a->ulValueLen)
+                memcpy(m->label, a->pValue, a->ulValueLen);
+            m->label[a->ulValueLen] = '\0';
+            continue;
+        case CKA_ID:
+            if (a->ulValueLen > KWK_MAX_ID)
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            if (a->ulValueLen)
+                memcpy(m->id, a->pValue, a->ulValueLen);
+            m->id_len = a->ulValueLen;
+            continue;
+        case CKA_START_DATE:
+        case CKA_END_DATE:
+        case CKA_SUBJECT:
+            continue; /* accepted, not stored */
+        case CKA_LOCAL:
+        case CKA_ALWAYS_SENSITIVE:
+        case CKA_NEVER_EXTRACTABLE:
+        case CKA_KEY_GEN_MECHANISM:
+        case CKA_KEYWARD_MODE:
+        case CKA_KEYWARD_SERIAL:
+            return CKR_ATTRIBUTE_READ_ONLY;
+        }
+        if (in_list(a->type, extra, nextra))
+            continue;
+        /* Booleans. */
+        switch (a->type) {
+        case CKA_TOKEN:
+        case CKA_PRIVATE:
+        case CKA_MODIFIABLE:
+        case CKA_DESTROYABLE:
+        case CKA_COPYABLE:
+        case CKA_SENSITIVE:
+        case CKA_EXTRACTABLE:
+        case CKA_SIGN:
+        case CKA_DECRYPT:
+        case CKA_DERIVE:
+        case CKA_UNWRAP:
+        case CKA_SIGN_RECOVER:
+        case CKA_ALWAYS_AUTHENTICATE:
+        case CKA_WRAP_WITH_TRUSTED:
+        case CKA_VERIFY:
+        case CKA_ENCRYPT:
+        case CKA_WRAP:
+        case CKA_VERIFY_RECOVER:
+        case CKA_TRUSTED:
+            if ((rv = kwk_attr_bool(a, 1, a->type, &b)) != CKR_OK)
+                return rv;
+            break;
+        default:
+            return CKR_ATTRIBUTE_TYPE_INVALID;
+        }
+        int is_priv_attr = a->type == CKA_SENSITIVE || a->type == CKA_EXTRACTABLE ||
+                           a->type == CKA_SIGN || a->type == CKA_DECRYPT ||
+                           a->type == CKA_UNWRAP || a->type == CKA_SIGN_RECOVER ||
+                           a->type == CKA_ALWAYS_AUTHENTICATE || a->type == CKA_WRAP_WITH_TRUSTED;
+        int is_pub_attr = a->type == CKA_VERIFY || a->type == CKA_ENCRYPT || a->type == CKA_WRAP ||
+                          a->type == CKA_VERIFY_RECOVER;
+        if ((is_priv_attr && !priv) || (is_pub_attr && cls != CKO_PUBLIC_KEY) ||
+            (a->type == CKA_DERIVE && cls == CKO_CERTIFICATE) ||
+            (a->type == CKA_TRUSTED && cls == CKO_PRIVATE_KEY))
+            return CKR_ATTRIBUTE_TYPE_INVALID;
+        /* Values the keyring token cannot honour. */
+        if ((a->type == CKA_TOKEN && !b) || (a->type == CKA_SENSITIVE && !b) ||
+            (a->type == CKA_EXTRACTABLE && b) || (a->type == CKA_COPYABLE && b) ||
+            (a->type == CKA_DESTROYABLE && !b) || (a->type == CKA_ALWAYS_AUTHENTICATE && b) ||
+            (a->type == CKA_UNWRAP && b) || (a->type == CKA_SIGN_RECOVER && b) ||
+            (a->type == CKA_WRAP && b) || (a->type == CKA_VERIFY_RECOVER && b) ||
+            (a->type == CKA_TRUSTED && b) || (a->type == CKA_WRAP_WITH_TRUSTED && b))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        unsigned f = a->type == CKA_SIGN      ? KWK_F_SIGN
+                     : a->type == CKA_DECRYPT ? KWK_F_DECRYPT
+                     : a->type == CKA_DERIVE  ? KWK_F_DERIVE
+                     : a->type == CKA_PRIVATE ? KWK_F_PRIVATE
+                                              : 0;
+        if (f && b)
+            m->flags |= f;
+        else if (f)
+            m->flags &= ~f;
+    }
+    return CKR_OK;
+}
+
+const char *kwk_curve_name(const CK_ATTRIBUTE *params, int *edwards)
+{
+    const unsigned char *p = params ? params->pValue : NULL;
+    *edwards = 0;
+    if (p == NULL || params->ulValueLen < 2)
+        return NULL;
+    if (p[0] == 0x13) { /* PrintableString curve name (PKCS#11 3.0 allows it for Edwards) */
+        size_t l = params->ulValueLen - 2;
+        if (p[1] != l)
+            return NULL;
+        if (l == 12 && memcmp(p + 2, "edwards25519", 12) == 0)
+            return *edwards = 1, "ED25519";
+        if (l == 10 && memcmp(p + 2, "edwards448", 10) == 0)
+            return *edwards = 1, "ED448";
+        return NULL;
+    }
+    ASN1_OBJECT *obj = d2i_ASN1_OBJECT(NULL, &p, (long)params->ulValueLen);
+    int nid = obj ? OBJ_obj2nid(obj) : NID_undef;
+    ASN1_OBJECT_free(obj);
+    if (p != (const unsigned char *)params->pValue + params->ulValueLen)
+        return NULL;
+    switch (nid) {
+    case NID_X9_62_prime256v1:
+        return "P-256";
+    case NID_secp384r1:
+        return "P-384";
+    case NID_secp521r1:
+        return "P-521";
+    case NID_ED25519:
+        return *edwards = 1, "ED25519";
+    case NID_ED448:
+        return *edwards = 1, "ED448";
+    }
+    return NULL;
+}
+
+static const CK_ATTRIBUTE *need(const CK_ATTRIBUTE *t, CK_ULONG n, CK_ATTRIBUTE_TYPE type,
+                                CK_RV *rv)
+{
+    const CK_ATTRIBUTE *a = kwk_attr_get(t, n, type);
+    if ((a == NULL || a->ulValueLen == 0) && *rv == CKR_OK)
+        *rv = a ? CKR_ATTRIBUTE_VALUE_INVALID : CKR_TEMPLATE_INCOMPLETE;
+    return a;
+}
+
+static EVP_PKEY *from_params(const char *type, OSSL_PARAM_BLD *bld, int selection)
+{
+    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(kwk_libctx(), type, NULL);
+    EVP_PKEY *pk = NULL;
+    if (params == NULL || c == NULL || EVP_PKEY_fromdata_init(c) <= 0 ||
+        EVP_PKEY_fromdata(c, &pk, selection, params) <= 0)
+        pk = NULL;
+    EVP_PKEY_CTX_free(c);
+    OSSL_PARAM_free(params); /* OSSL_PARAM_BLD zeroes secure BIGNUM copies */
+    return pk;
+}
+
+/* Unwrap a DER OCTET STRING point if it is one; return raw bytes. */
+static const unsigned char *point_bytes(const CK_ATTRIBUTE *a, size_t *len)
+{
+    const unsigned char *p = a->pValue;
+    long l;
+    int tag, cls;
+    const unsigned char *q = p;
+    if (a->ulValueLen > 2 && p[0] == 0x04 &&
+        !(ASN1_get_object(&q, &l, &tag, &cls, (long)a->ulValueLen) & 0x80) &&
+        tag == V_ASN1_OCTET_STRING && q + l == p + a->ulValueLen) {
+        /* An uncompressed point also starts with 0x04; only accept the DER reading when the
+         * lengths agree exactly. */
+        *len = (size_t)l;
+        return q;
+    }
+    *len = a->ulValueLen;
+    return p;
+}
+
+static CK_RV build_rsa(const CK_ATTRIBUTE *t, CK_ULONG n, int priv, EVP_PKEY **out)
+{
+    static const CK_ATTRIBUTE_TYPE ta[] = {CKA_MODULUS,  CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
+                                           CKA_PRIME_1,  CKA_PRIME_2,         CKA_EXPONENT_1,
+                                           CKA_EXPONENT_2, CKA_COEFFICIENT};
+    static const char *names[] = {OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
+                                  OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
+                                  OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
+                                  OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
+    CK_RV rv = CKR_OK;
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    BIGNUM *bn[8] = {0};
+    size_t cnt = priv ? 8 : 2;
+    for (size_t i = 0; i < cnt; i++) {
+        const CK_ATTRIBUTE *a = need(t, n, ta[i], &rv);
+        if (rv != CKR_OK)
+            break;
+        bn[i] = i >= 2 ? BN_secure_new() : BN_new();
+        if (bn[i] == NULL || !BN_bin2bn(a->pValue, (int)a->ulValueLen, bn[i]) ||
+            !OSSL_PARAM_BLD_push_BN(bld, names[i], bn[i]))
+            rv = CKR_HOST_MEMORY;
+    }
+    if (rv == CKR_OK) {
+        *out = from_params("RSA", bld, priv ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY);
+        if (*out == NULL)
+            rv = CKR_ATTRIBUTE_VALUE_INVALID;
+        else if (EVP_PKEY_get_bits(*out) < 512 || EVP_PKEY_get_bits(*out) > 8 * KWK_MAX_RSA_BYTES)
+            rv = CKR_KEY_SIZE_RANGE;
+    }
+    for (size_t i = 0; i < 8; i++)
+        BN_clear_free(bn[i]);
+    OSSL_PARAM_BLD_free(bld);
+    return rv;
+}
+
+static CK_RV build_ec(const CK_ATTRIBUTE *t, CK_ULONG n, int priv, CK_KEY_TYPE kt, EVP_PKEY **out)
+{
+    CK_RV rv = CKR_OK;
+    int edwards;
+    const CK_ATTRIBUTE *pa = need(t, n, CKA_EC_PARAMS, &rv);
+    const CK_ATTRIBUTE *va = need(t, n, priv ? CKA_VALUE : CKA_EC_POINT, &rv);
+    if (rv != CKR_OK)
+        return rv;
+    const char *curve = kwk_curve_name(pa, &edwards);
+    if (curve == NULL)
+        return CKR_CURVE_NOT_SUPPORTED;
+    if (edwards != (kt == CKK_EC_EDWARDS))
+        return CKR_TEMPLATE_INCONSISTENT;
+    size_t len;
+    const unsigned char *v = priv ? va->pValue : point_bytes(va, &len);
+    if (priv)
+        len = va->ulValueLen;
+    if (edwards) {
+        *out = priv ? EVP_PKEY_new_raw_private_key_ex(kwk_libctx(), curve, NULL, v, len)
+                    : EVP_PKEY_new_raw_public_key_ex(kwk_libctx(), curve, NULL, v, len);
+        return *out ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    BIGNUM *d = NULL;
+    unsigned char pt[200];
+    size_t ptlen = 0;
+    EC_GROUP *g = EC_GROUP_new_by_curve_name_ex(kwk_libctx(), NULL, OBJ_txt2nid(curve));
+    EC_POINT *P = g ? EC_POINT_new(g) : NULL;
+    rv = CKR_ATTRIBUTE_VALUE_INVALID;
+    if (bld == NULL || P == NULL ||
+        !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, curve, 0))
+        goto end;
+    if (priv) {
+        /* The public point is not part of the template: derive it, d*G. */
+        d = BN_secure_new();
+        if (d == NULL || !BN_bin2bn(v, (int)len, d) || BN_is_zero(d) ||
+            BN_cmp(d, EC_GROUP_get0_order(g)) >= 0 || !EC_POINT_mul(g, P, d, NULL, NULL, NULL) ||
+            !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PRIV_KEY, d))
+            goto end;
+        ptlen = EC_POINT_point2oct(g, P, POINT_CONVERSION_UNCOMPRESSED, pt, sizeof(pt), NULL);
+        v = pt;
+        len = ptlen;
+    }
+    if (len == 0 || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, v, len))
+        goto end;
+    *out = from_params("EC", bld, priv ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY);
+    if (*out)
+        rv = CKR_OK;
+end:
+    BN_clear_free(d);
+    EC_POINT_free(P);
+    EC_GROUP_free(g);
+    OSSL_PARAM_BLD_free(bld);
+    return rv;
+}
+
+static CK_RV create_key(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
+                        CK_OBJECT_HANDLE *out)
+{
+    static const CK_ATTRIBUTE_TYPE priv_extra[] = {
+        CKA_KEY_TYPE,   CKA_MODULUS,    CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
+        CKA_PRIME_1,    CKA_PRIME_2,    CKA_EXPONENT_1,      CKA_EXPONENT_2,
+        CKA_COEFFICIENT, CKA_EC_PARAMS, CKA_VALUE,           CKA_KEYWARD_PKCS8,
+        CKA_PUBLIC_KEY_INFO};
+    static const CK_ATTRIBUTE_TYPE pub_extra[] = {CKA_KEY_TYPE, CKA_MODULUS, CKA_PUBLIC_EXPONENT,
+                                                  CKA_EC_PARAMS, CKA_EC_POINT, CKA_MODULUS_BITS,
+                                                  CKA_PUBLIC_KEY_INFO};
+    int priv = cls == CKO_PRIVATE_KEY;
+    kwk_new_obj m;
+    CK_RV rv = kwk_tmpl_common(tmpl, n, cls, &m, priv ? priv_extra : pub_extra,
+                               priv ? sizeof(priv_extra) / sizeof(priv_extra[0])
+                                    : sizeof(pub_extra) / sizeof(pub_extra[0]));
+    if (rv != CKR_OK)
+        return rv;
+    EVP_PKEY *pk = NULL;
+    CK_ULONG kt = CK_UNAVAILABLE_INFORMATION;
+    CK_RV krv = kwk_attr_ulong(tmpl, n, CKA_KEY_TYPE, &kt);
+    const CK_ATTRIBUTE *p8 = priv ? kwk_attr_get(tmpl, n, CKA_KEYWARD_PKCS8) : NULL;
+    if (krv == CKR_ATTRIBUTE_VALUE_INVALID)
+        return krv;
+    if (p8 != NULL) {
+        const unsigned char *p = p8->pValue;
+        pk = p ? d2i_AutoPrivateKey_ex(NULL, &p, (long)p8->ulValueLen, kwk_libctx(), NULL) : NULL;
+        if (pk == NULL)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        if (krv == CKR_OK && kt != kwk_pkey_ktype(pk)) {
+            EVP_PKEY_free(pk);
+            return CKR_TEMPLATE_INCONSISTENT;
+        }
+    } else if (krv != CKR_OK) {
+        return CKR_TEMPLATE_INCOMPLETE;
+    } else if (kt == CKK_RSA) {
+        rv = build_rsa(tmpl, n, priv, &pk);
+    } else if (kt == CKK_EC || kt == CKK_EC_EDWARDS) {
+        rv = build_ec(tmpl, n, priv, kt, &pk);
+    } else {
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    if (rv == CKR_OK && pk && kwk_pkey_ktype(pk) == CK_UNAVAILABLE_INFORMATION)
+        rv = CKR_ATTRIBUTE_VALUE_INVALID;
+    /* Attributes of the other key types are inconsistent with this one. */
+    if (rv == CKR_OK && kwk_pkey_ktype(pk) != CKK_RSA &&
+        (kwk_attr_get(tmpl, n, CKA_MODULUS) || kwk_attr_get(tmpl, n, CKA_PRIVATE_EXPONENT)))
+        rv = CKR_TEMPLATE_INCONSISTENT;
+    if (rv == CKR_OK && kwk_pkey_ktype(pk) == CKK_RSA &&
+        (kwk_attr_get(tmpl, n, CKA_EC_PARAMS) || (priv && !p8 && kwk_attr_get(tmpl, n, CKA_VALUE))))
+        rv = CKR_TEMPLATE_INCONSISTENT;
+    if (rv == CKR_OK && kwk_pkey_ktype(pk) == CKK_RSA && !priv && m.id_len == 0) {
+        /* nothing: an empty id is allowed */
+    }
+    kwk_serial ps = 0, pubs = 0;
+    if (rv == CKR_OK && priv)
+        rv = kwk_store_keypair(t, pk, &m, &ps, &pubs);
+    else if (rv == CKR_OK)
+        rv = kwk_store_public(t, pk, &m, &pubs);
+    EVP_PKEY_free(pk);
+    if (rv == CKR_OK)
+        *out = (CK_OBJECT_HANDLE)(priv ? ps : pubs);
+    return rv;
+}
+
+static CK_RV create_cert(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE *out)
+{
+    static const CK_ATTRIBUTE_TYPE extra[] = {CKA_CERTIFICATE_TYPE, CKA_VALUE, CKA_ISSUER,
+                                              CKA_SERIAL_NUMBER, CKA_CERTIFICATE_CATEGORY,
+                                              CKA_CHECK_VALUE, CKA_URL,
+                                              CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
+                                              CKA_HASH_OF_ISSUER_PUBLIC_KEY,
+                                              CKA_JAVA_MIDP_SECURITY_DOMAIN};
+    kwk_new_obj m;
+    CK_ULONG ct;
+    CK_RV rv = kwk_tmpl_common(tmpl, n, CKO_CERTIFICATE, &m, extra, sizeof(extra) / sizeof(extra[0]));
+    if (rv != CKR_OK)
+        return rv;
+    rv = kwk_attr_ulong(tmpl, n, CKA_CERTIFICATE_TYPE, &ct);
+    if (rv != CKR_OK)
+        return rv;
+    if (ct != CKC_X_509)
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    const CK_ATTRIBUTE *v = kwk_attr_get(tmpl, n, CKA_VALUE);
+    if (v == NULL)
+        return CKR_TEMPLATE_INCOMPLETE;
+    const unsigned char *p = v->pValue;
+    X509 *x = p ? d2i_X509(NULL, &p, (long)v->ulValueLen) : NULL;
+    if (x == NULL || p != (const unsigned char *)v->pValue + v->ulValueLen) {
+        X509_free(x);
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    X509_free(x);
+    kwk_serial s;
+    rv = kwk_store_cert(t, v->pValue, v->ulValueLen, &m, &s);
+    if (rv == CKR_OK)
+        *out = (CK_OBJECT_HANDLE)s;
+    return rv;
+}
+
+CK_RV C_CreateObject(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                     CK_OBJECT_HANDLE_PTR out)
+{
+    kwk_session *s;
+    CK_RV rv = kwk_session_get(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    CK_ULONG cls;
+    if (out == NULL || (tmpl == NULL && n > 0))
+        rv = CKR_ARGUMENTS_BAD;
+    else if ((rv = kwk_attr_check(tmpl, n)) == CKR_OK && !(s->flags & CKF_RW_SESSION))
+        rv = CKR_SESSION_READ_ONLY;
+    else if (rv == CKR_OK && (rv = kwk_attr_ulong(tmpl, n, CKA_CLASS, &cls)) != CKR_OK)
+        rv = rv == CKR_TEMPLATE_INCOMPLETE ? rv : CKR_ATTRIBUTE_VALUE_INVALID;
+    else if (rv == CKR_OK && kwk_token_need_login(s->tok))
+        rv = CKR_USER_NOT_LOGGED_IN;
+    if (rv != CKR_OK) {
+        kwk_session_put(s);
+        return rv;
+    }
+    pthread_mutex_lock(&kwk_lock);
+    rv = kwk_token_open(s->tok);
+    if (rv == CKR_OK) {
+        if (cls == CKO_PRIVATE_KEY || cls == CKO_PUBLIC_KEY)
+            rv = create_key(s->tok, tmpl, n, cls, out);
+        else if (cls == CKO_CERTIFICATE)
+            rv = create_cert(s->tok, tmpl, n, out);
+        else
+            rv = CKR_ATTRIBUTE_VALUE_INVALID; /* no data or secret key objects on this token */
+    }
+    if (rv == CKR_OK)
+        kwk_objects_refresh(s->tok);
+    pthread_mutex_unlock(&kwk_lock);
+    kwk_session_put(s);
+    return rv;
+}
+
+CK_RV C_DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh)
+{
+    kwk_session *s;
+    CK_RV rv = kwk_session_get(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    pthread_mutex_lock(&kwk_lock);
+    kwk_token *t = s->tok;
+    kwk_object *o = kwk_object_find(t, oh);
+    if (o == NULL && kwk_objects_refresh(t) == CKR_OK)
+        o = kwk_object_find(t, oh);
+    if (o == NULL || !kwk_object_visible(s, o))
+        rv = CKR_OBJECT_HANDLE_INVALID;
+    else if (o->kind == KWK_KIND_SECRET) {
+        kwk_object_free(o);
+        *o = t->objs[--t->nobjs];
+    } else if (!(s->flags & CKF_RW_SESSION))
+        rv = CKR_SESSION_READ_ONLY;
+    else if ((rv = kwk_store_remove(t, o)) == CKR_OK)
+        kwk_objects_refresh(t);
+    pthread_mutex_unlock(&kwk_lock);
+    kwk_session_put(s);
+    return rv;
+}

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* C_DecryptInit / C_Decrypt: RSA PKCS#1 v1.5, OAEP and raw, single-part (as PKCS#11 defines
+ * them for RSA). */
+#include <string.h>
+
+#include "kw_secmem.h"
+#include "kwk.h"
+
+CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
+{
+    kwk_session *s;
+    CK_RV rv = kwk_session_get(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    rv = kwk_op_init(s, KWK_OP_DECRYPT, m, key);
+    kwk_session_put(s);
+    return rv;
+}
+
+CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
+                CK_ULONG_PTR outlen)
+{
+    kwk_session *s;
+    CK_RV rv = kwk_session_get(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    kwk_op *op = &s->op;
+    if (op->kind != KWK_OP_DECRYPT) {
+        kwk_session_put(s);
+        return CKR_OPERATION_NOT_INITIALIZED;
+    }
+    if (outlen == NULL || (in == NULL && inlen > 0)) {
+        kwk_op_clear(op);
+        kwk_session_put(s);
+        return CKR_ARGUMENTS_BAD;
+    }
+    if (out == NULL) {
+        *outlen = op->key.klen; /* an upper bound; the operation stays active */
+        kwk_session_put(s);
+        return CKR_OK;
+    }
+    unsigned char buf[KWK_MAX_RSA_BYTES];
+    size_t n = sizeof(buf);
+    rv = kwk_rsa_decrypt(op, in, inlen, buf, &n);
+    if (rv == CKR_OK && *outlen < n) {
+        rv = CKR_BUFFER_TOO_SMALL; /* keep the operation so the caller can retry */
+        *outlen = n;
+    } else {
+        if (rv == CKR_OK) {
+            memcpy(out, buf, n);
+            *outlen = n;
+        }
+        kwk_op_clear(op);
+    }
+    kw_wipe(buf, sizeof(buf));
+    kwk_session_put(s);
+    return rv;
+}

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libcrypto in a private OSSL_LIB_CTX that loads only the default provider: a process that also
+ * loaded the keyward provider (which calls this module) never recurses into it, and the
+ * application's openssl.cnf cannot redirect our hashing or key parsing elsewhere. */
+#include <pthread.h>
+
+#include <openssl/provider.h>
+
+#include "kw_log.h"
+#include "kwk.h"
+
+static pthread_mutex_t ctx_lock = PTHREAD_MUTEX_INITIALIZER;
+static OSSL_LIB_CTX *ctx;
+static OSSL_PROVIDER *deflt;
+static EVP_MD *mds[6];
+
+OSSL_LIB_CTX *kwk_libctx(void)
+{
+    pthread_mutex_lock(&ctx_lock);
+    if (ctx == NULL) {
+        OSSL_LIB_CTX *c = OSSL_LIB_CTX_new();
+        OSSL_PROVIDER *p = c ? OSSL_PROVIDER_load(c, "default") : NULL;
+        if (p == NULL) {
+            OSSL_LIB_CTX_free(c);
+            KW_DEBUG(KWK_COMP, "cannot load the default provider in a private context");
+        } else {
+            static const char *names[6] = {"SHA1", "SHA224", "SHA256", "SHA384", "SHA512", NULL};
+            for (int i = 0; names[i]; i++)
+                mds[i] = EVP_MD_fetch(c, names[i], NULL);
+            deflt = p;
+            ctx = c;
+        }
+    }
+    pthread_mutex_unlock(&ctx_lock);
+    return ctx;
+}
+
+const EVP_MD *kwk_md(CK_MECHANISM_TYPE m)
+{
+    if (kwk_libctx() == NULL)
+        return NULL;
+    switch (m) {
+    case CKM_SHA_1:
+        return mds[0];
+    case CKM_SHA224:
+        return mds[1];
+    case CKM_SHA256:
+        return mds[2];
+    case CKM_SHA384:
+        return mds[3];
+    case CKM_SHA512:
+        return mds[4];
+    default:
+        return NULL;
+    }
+}
+
+void kwk_ossl_free(void)
+{
+    pthread_mutex_lock(&ctx_lock);
+    for (int i = 0; i < 6; i++) {
+        EVP_MD_free(mds[i]);
+        mds[i] = NULL;
+    }
+    if (deflt)
+        OSSL_PROVIDER_unload(deflt);
+    OSSL_LIB_CTX_free(ctx);
+    deflt = NULL;
+    ctx = NULL;
+    pthread_mutex_unlock(&ctx_lock);
+}
