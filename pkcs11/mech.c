@@ -50,7 +50,8 @@ static const EVP_MD *mgf_md(CK_RSA_PKCS_MGF_TYPE g)
     return NULL;
 }
 
-/* Key type a mechanism needs; 0 for mechanisms this token does not do. */
+/* Key type a mechanism needs; NONE for mechanisms this token does not do (CKK_RSA is 0). */
+#define NONE CK_UNAVAILABLE_INFORMATION
 static CK_KEY_TYPE mech_ktype(CK_MECHANISM_TYPE m, kwk_opkind kind)
 {
     switch (m) {
@@ -58,7 +59,7 @@ static CK_KEY_TYPE mech_ktype(CK_MECHANISM_TYPE m, kwk_opkind kind)
     case CKM_RSA_X_509:
         return CKK_RSA;
     case CKM_RSA_PKCS_OAEP:
-        return kind == KWK_OP_DECRYPT ? CKK_RSA : 0;
+        return kind == KWK_OP_DECRYPT ? CKK_RSA : NONE;
     case CKM_RSA_PKCS_PSS:
     case CKM_SHA1_RSA_PKCS:
     case CKM_SHA224_RSA_PKCS:
@@ -70,18 +71,18 @@ static CK_KEY_TYPE mech_ktype(CK_MECHANISM_TYPE m, kwk_opkind kind)
     case CKM_SHA256_RSA_PKCS_PSS:
     case CKM_SHA384_RSA_PKCS_PSS:
     case CKM_SHA512_RSA_PKCS_PSS:
-        return kind == KWK_OP_DECRYPT ? 0 : CKK_RSA;
+        return kind == KWK_OP_DECRYPT ? NONE : CKK_RSA;
     case CKM_ECDSA:
     case CKM_ECDSA_SHA1:
     case CKM_ECDSA_SHA224:
     case CKM_ECDSA_SHA256:
     case CKM_ECDSA_SHA384:
     case CKM_ECDSA_SHA512:
-        return kind == KWK_OP_DECRYPT ? 0 : CKK_EC;
+        return kind == KWK_OP_DECRYPT ? NONE : CKK_EC;
     case CKM_EDDSA:
-        return kind == KWK_OP_DECRYPT ? 0 : CKK_EC_EDWARDS;
+        return kind == KWK_OP_DECRYPT ? NONE : CKK_EC_EDWARDS;
     }
-    return 0;
+    return NONE;
 }
 
 static int no_param(const CK_MECHANISM *m)
@@ -150,7 +151,7 @@ CK_RV kwk_op_init(kwk_session *s, kwk_opkind kind, CK_MECHANISM *m, CK_OBJECT_HA
     if (m == NULL)
         return CKR_ARGUMENTS_BAD;
     CK_KEY_TYPE need = mech_ktype(m->mechanism, kind);
-    if (need == 0)
+    if (need == NONE)
         return CKR_MECHANISM_INVALID;
     CK_RV rv = kwk_object_key(s, key, &op->key);
     if (rv != CKR_OK)

@@ -510,7 +510,7 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
     case CKA_END_DATE:
         return v_bytes(v, "", 0);
     case CKA_DERIVE:
-        return v_bool(v, priv && (o->flags & KWK_F_DERIVE));
+        return v_bool(v, priv && o->ktype == CKK_EC && (o->flags & KWK_F_DERIVE));
     case CKA_KEY_GEN_MECHANISM:
         if (!local)
             return v_ulong(v, CK_UNAVAILABLE_INFORMATION);

@@ -27,7 +27,7 @@ CK_RV kwk_store_public(kwk_token *t, EVP_PKEY *pk, const kwk_new_obj *m, kwk_ser
     int len = i2d_PUBKEY(pk, &der);
     if (len <= 0)
         return kwk_rv_ossl("encode public key");
-    CK_RV rv = add_user(t, KWK_KIND_PUB, m->flags & ~KWK_F_PRIVATE, 0, m, der, (size_t)len, out);
+    CK_RV rv = add_user(t, KWK_KIND_PUB, m->flags & KWK_F_LOCAL, 0, m, der, (size_t)len, out);
     OPENSSL_free(der);
     return rv;
 }
@@ -35,7 +35,7 @@ CK_RV kwk_store_public(kwk_token *t, EVP_PKEY *pk, const kwk_new_obj *m, kwk_ser
 CK_RV kwk_store_cert(kwk_token *t, const unsigned char *der, size_t len, const kwk_new_obj *m,
                      kwk_serial *out)
 {
-    return add_user(t, KWK_KIND_CERT, m->flags & ~KWK_F_PRIVATE, 0, m, der, len, out);
+    return add_user(t, KWK_KIND_CERT, 0, 0, m, der, len, out);
 }
 
 CK_RV kwk_store_keypair(kwk_token *t, EVP_PKEY *pk, const kwk_new_obj *m, kwk_serial *priv,
