@@ -35,7 +35,7 @@ int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long l
     }
     if (!strcmp(reason, "removeFromCRL")) {
         /* lifts a certificateHold; openssl ca has no command for it, so the index row is edited */
-        if (r->status != 'R' || !strstr(r->revocation, "certificateHold")) {
+        if (r->status != 'R' || !strstr(r->revocation, ",holdInstruction")) {
             rc = kwt_err(KWT_FAIL, "removeFromCRL only lifts a certificateHold; serial %s is %s",
                          serial, r->status == 'R' ? "revoked for another reason" : "not revoked");
             goto out;
