@@ -42,10 +42,13 @@ static X509_REQ *load_csr(const char *path)
 static int check_csr(const char *path, const char *profile, char **cn, char **sans)
 {
     *cn = *sans = NULL;
+    FILE *probe = fopen(path, "r");
+    if (!probe)
+        return kwt_err(KWT_FAIL, "%s: %s", path, strerror(errno));
+    fclose(probe);
     X509_REQ *r = load_csr(path);
     if (!r)
-        return kwt_err(KWT_FAIL, "%s: %s", path,
-                       errno ? strerror(errno) : "not a certificate request (PEM or DER)");
+        return kwt_err(KWT_FAIL, "%s: not a certificate request (PEM or DER)", path);
     int rc = KWT_FAIL;
     STACK_OF(X509_EXTENSION) *exts = NULL;
     kwt_buf sb = {0};
