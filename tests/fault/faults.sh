@@ -7,11 +7,12 @@
 # After each persistent fault the same operation without faults must succeed (recovery), and a
 # TLS server that loses its token for two signatures serves the next client.
 #   faults.sh GROUP   GROUP: sweep (every call pkeyutl makes), ops (pkeyutl dgst req with RSA and
-#                     EC keys), storeutl, tls (s_server + s_client), or all
+#                     EC keys), storeutl, tls (s_server + s_client), recover (one process
+#                     across faults: fault-recover, recover.c), or all
 #   KW_FAULT_QUICK=1: fewer injection points.
 set -euo pipefail
 GROUP=${1:-all}
-case $GROUP in sweep | ops | storeutl | tls | all) ;; *) echo "usage: $0 sweep|ops|storeutl|tls|all" >&2; exit 2 ;; esac
+case $GROUP in sweep | ops | storeutl | tls | recover | all) ;; *) echo "usage: $0 sweep|ops|storeutl|tls|recover|all" >&2; exit 2 ;; esac
 want() { [ "$GROUP" = all ] || [ "$GROUP" = "$1" ]; }
 . "${KEYWARD_SRC:-$(dirname "$0")/../..}/tests/fixtures/softhsm.sh"
 SHIM=${KEYWARD_BUILD:-}/tests/fault/kw-fault-shim.so
@@ -242,5 +243,15 @@ for ckr in $CKRS; do
     CASES=$((CASES + 1))
 done
 kw_log "s_server: every CKR_ at C_Sign reported, no crash"
+fi
+if want recover; then
+    # 5. One process across many faults (recover.c drives the shim through kw_shim_set_fail).
+    RECOVER=$KEYWARD_BUILD/tests/fault/fault-recover
+    [ -x "$RECOVER" ] || kw_fail "fault-recover not built"
+    rc=0
+    kw_run timeout -k 5 300 "$RECOVER" "$SHIM" "$RSA" "$EC" >recover.out 2>recover.err || rc=$?
+    [ "$rc" -lt 124 ] || { cat recover.err >&2; kw_fail "fault-recover hung or crashed (exit $rc)"; }
+    [ "$rc" = 0 ] || { cat recover.err recover.out >&2; kw_fail "fault-recover: $(tail -1 recover.out)"; }
+    kw_log "one process: $(cat recover.out)"
 fi
 kw_log "$CASES fault cases passed"

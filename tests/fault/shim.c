@@ -9,6 +9,10 @@
  *   KW_SHIM_DELAY=C_Sign:1:2000                         sleep 2000 ms before the 1st C_Sign
  *   KW_SHIM_LOG=/path                                   append "C_Name" per call (call counts)
  *
+ * A test that loaded the shim (through keyward) can change the fault rules while it runs:
+ * dlopen(shim, RTLD_NOLOAD), then kw_shim_set_fail("C_Sign:1+:CKR_DEVICE_ERROR") or ("") to
+ * stop failing; counters restart at 0. Returns 1 when the rules parsed.
+ *
  * Calls are counted per function from 1, across threads. A CKR_ is given by name or number.
  * A failed sign or decrypt still finishes the real operation, as the standard says a failed
  * call ends it, so the real session is not left with an operation active. A rule that names
@@ -110,12 +114,12 @@ static int parse_range(const char *s, unsigned long *from, unsigned long *to)
 static int known_fn(const char *fn);
 
 /* Parse "FN:RANGE:VALUE[,...]" into rules; value is a CKR_ (fail) or milliseconds (delay). */
-static int parse_rules(const char *var, rule *rules, int *n, int is_fail)
+static int parse_rules(const char *var, const char *v, rule *rules, int *n, int is_fail)
 {
-    const char *v = getenv(var);
     char *copy, *save = NULL, *item;
     int ok = 1;
 
+    *n = 0;
     if (v == NULL || *v == '\0')
         return 1;
     copy = strdup(v);
@@ -192,8 +196,8 @@ static void setup(void)
         fprintf(stderr, "kw-fault-shim: KW_SHIM_MODULE is not set\n");
         return;
     }
-    if (!parse_rules("KW_SHIM_FAIL", fail_rules, &nfail, 1) ||
-        !parse_rules("KW_SHIM_DELAY", delay_rules, &ndelay, 0))
+    if (!parse_rules("KW_SHIM_FAIL", getenv("KW_SHIM_FAIL"), fail_rules, &nfail, 1) ||
+        !parse_rules("KW_SHIM_DELAY", getenv("KW_SHIM_DELAY"), delay_rules, &ndelay, 0))
         return;
     real_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (real_handle == NULL) {
@@ -351,6 +355,25 @@ static CK_RV w_C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR sn)
         return inj;
     }
     return real->C_SignFinal(h, s, sn);
+}
+
+int kw_shim_set_fail(const char *spec);
+
+/* For tests that keep one process: not thread-safe against calls in flight (call it between
+ * operations). */
+__attribute__((visibility("default"))) int kw_shim_set_fail(const char *spec)
+{
+    rule tmp[MAX_RULES];
+    int n = 0;
+
+    memset(tmp, 0, sizeof(tmp));
+    if (!parse_rules("kw_shim_set_fail", spec, tmp, &n, 1))
+        return 0;
+    memcpy(fail_rules, tmp, sizeof(tmp));
+    nfail = n;
+    for (int i = 0; i < FN_COUNT; i++)
+        atomic_store(&fn_calls[i], 0);
+    return 1;
 }
 
 CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out);
