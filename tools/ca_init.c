@@ -249,7 +249,8 @@ int kwt_cmd_ca_init(int argc, char **argv)
         free(tmpp);
         free(conftext);
     }
-    int prc = put(build, "openssl.cnf", cnftext) || put(build, "state.1/index.txt", "") ||
+    int prc = put(build, "openssl.cnf", cnftext) || put(build, ".lock", "") ||
+              put(build, "state.1/index.txt", "") ||
               put(build, "state.1/index.txt.attr", "unique_subject = no\n") ||
               put(build, "state.1/serial", serial) || put(build, "state.1/crlnumber", "1000\n");
     free(cnftext);
