@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Sign loop through OpenSSL and the keyward provider: the key is opened once via OSSL_STORE
+ * (a pkcs11: URI, under the OPENSSL_CONF in the environment), then N signatures of a SHA-256
+ * digest are made with EVP_PKEY_sign, split over T threads, each with its own EVP_PKEY_CTX.
+ *
+ *   sign_loop URI N THREADS
+ *
+ * Prints one line: "RESULT provider <rsa|ec> threads=T ops=N secs=S ops_per_sec=R cpu_secs=C
+ * ops_per_cpu_sec=Q" (CPU time of the process over the timed part).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sys/resource.h>
+
+#include <openssl/core_names.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/store.h>
+
+struct worker {
+    pthread_t tid;
+    EVP_PKEY *pkey;
+    long ops;
+    int is_rsa;
+    int failed;
+};
+
+static const unsigned char digest[32] = {
+    0x6b, 0x86, 0xb2, 0x73, 0xff, 0x34, 0xfc, 0xe1, 0x9d, 0x6b, 0x80, 0x4e, 0xff, 0x5a, 0x3f, 0x57,
+    0x47, 0xad, 0xa4, 0xea, 0xa2, 0x2f, 0x1d, 0x49, 0xc0, 0x1e, 0x52, 0xdd, 0xb7, 0x87, 0x5b, 0x4b,
+};
+
+static pthread_barrier_t start_line;
+
+/* CPU seconds (user + system) of the whole process: less disturbed by other load than
+ * wall time on a busy machine. */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static EVP_PKEY_CTX *make_ctx(struct worker *w)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, w->pkey, NULL);
+    if (ctx == NULL || EVP_PKEY_sign_init(ctx) <= 0)
+        goto fail;
+    /* RSA: PKCS#1 v1.5 over a DigestInfo, as TLS 1.2 and X.509 signing use it. */
+    if (w->is_rsa && (EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) <= 0 ||
+                      EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) <= 0))
+        goto fail;
+    return ctx;
+fail:
+    EVP_PKEY_CTX_free(ctx);
+    return NULL;
+}
+
+static int sign_once(EVP_PKEY_CTX *ctx)
+{
+    unsigned char sig[1024];
+    size_t siglen = sizeof(sig);
+    return EVP_PKEY_sign(ctx, sig, &siglen, digest, sizeof(digest)) > 0;
+}
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    EVP_PKEY_CTX *ctx = make_ctx(w);
+
+    /* One untimed signature: sessions and login happen here, not in the measurement. */
+    if (ctx == NULL || !sign_once(ctx))
+        w->failed = 1;
+    pthread_barrier_wait(&start_line);
+    pthread_barrier_wait(&start_line);
+    for (long i = 0; i < w->ops && !w->failed; i++) {
+        if (!sign_once(ctx))
+            w->failed = 1;
+    }
+    EVP_PKEY_CTX_free(ctx);
+    return NULL;
+}
+
+static EVP_PKEY *open_key(const char *uri)
+{
+    EVP_PKEY *pkey = NULL;
+    OSSL_STORE_CTX *store = OSSL_STORE_open(uri, NULL, NULL, NULL, NULL);
+
+    if (store == NULL)
+        return NULL;
+    OSSL_STORE_expect(store, OSSL_STORE_INFO_PKEY);
+    while (pkey == NULL && !OSSL_STORE_eof(store)) {
+        OSSL_STORE_INFO *info = OSSL_STORE_load(store);
+        if (info == NULL)
+            break;
+        if (OSSL_STORE_INFO_get_type(info) == OSSL_STORE_INFO_PKEY)
+            pkey = OSSL_STORE_INFO_get1_PKEY(info);
+        OSSL_STORE_INFO_free(info);
+    }
+    OSSL_STORE_close(store);
+    return pkey;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s PKCS11-URI N THREADS\n", argv[0]);
+        return 2;
+    }
+    const char *uri = argv[1];
+    long n = strtol(argv[2], NULL, 10);
+    int threads = atoi(argv[3]);
+    if (n <= 0 || threads <= 0 || threads > 64) {
+        fprintf(stderr, "sign_loop: bad N or THREADS\n");
+        return 2;
+    }
+
+    EVP_PKEY *pkey = open_key(uri);
+    if (pkey == NULL) {
+        fprintf(stderr, "sign_loop: cannot open private key %s\n", uri);
+        ERR_print_errors_fp(stderr);
+        return 1;
+    }
+    int is_rsa = EVP_PKEY_is_a(pkey, "RSA");
+
+    struct worker *w = calloc((size_t)threads, sizeof(*w));
+    if (w == NULL)
+        return 1;
+    pthread_barrier_init(&start_line, NULL, (unsigned)threads + 1);
+    for (int i = 0; i < threads; i++) {
+        w[i].pkey = pkey;
+        w[i].is_rsa = is_rsa;
+        w[i].ops = n / threads + (i < n % threads ? 1 : 0);
+        if (pthread_create(&w[i].tid, NULL, work, &w[i]) != 0) {
+            fprintf(stderr, "sign_loop: pthread_create: %s\n", strerror(errno));
+            return 1;
+        }
+    }
+    /* Wait until every thread has warmed up, then start the clock and release them. */
+    pthread_barrier_wait(&start_line);
+    double t0 = now(), c0 = cpu_now();
+    pthread_barrier_wait(&start_line);
+    int failed = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(w[i].tid, NULL);
+        failed |= w[i].failed;
+    }
+    double secs = now() - t0, cpu = cpu_now() - c0;
+    if (failed) {
+        fprintf(stderr, "sign_loop: a signature failed\n");
+        ERR_print_errors_fp(stderr);
+        return 1;
+    }
+    printf("RESULT provider %s threads=%d ops=%ld secs=%.3f ops_per_sec=%.1f cpu_secs=%.3f "
+           "ops_per_cpu_sec=%.1f\n",
+           is_rsa ? "rsa" : "ec", threads, n, secs, (double)n / secs, cpu, (double)n / cpu);
+    pthread_barrier_destroy(&start_line);
+    free(w);
+    EVP_PKEY_free(pkey);
+    return 0;
+}
