@@ -35,6 +35,17 @@ kw_default openssl dgst -sha256 -sign sw.key -out sw.sig data
 kw_ok "verify with the token's public-only key" openssl dgst -sha256 \
     -verify 'pkcs11:token=kwtest;object=pub-only;type=public' -signature sw.sig data
 
+# Past the openssl command line's own check: the public key the store yields, asked to sign
+# through the API, must be refused by the provider (or by OpenSSL) naming the problem.
+STORE_SIGN=${KEYWARD_BUILD:-}/tests/provider/store_sign
+[ -x "$STORE_SIGN" ] || kw_fail "$STORE_SIGN not built"
+kw_expect_fail 'not usable' "$STORE_SIGN" \
+    'pkcs11:token=kwtest;object=pub-only;type=public'
+kw_log "store_sign pub-only: $(grep -Ei 'not usable' "$KW_FAIL_STDERR" | head -1)"
+# The private key of a usable pair signs through the same helper (the helper can succeed).
+kw_keygen kwtest good 06 EC:prime256v1
+kw_ok "store_sign with a private key" "$STORE_SIGN" 'pkcs11:token=kwtest;object=good;type=private'
+
 for k in oaep-only derive-only; do
     rm -f sig
     kw_expect_fail 'not usable|mechanism' openssl dgst -sha256 -sign "pkcs11:token=kwtest;object=$k" \
