@@ -61,16 +61,6 @@ CK_RV C_EncryptFinal(CK_SESSION_HANDLE session, unsigned char *last_encrypted_pa
     UNSUPPORTED(CKR_FUNCTION_NOT_SUPPORTED);
 }
 
-CK_RV C_DecryptUpdate(CK_SESSION_HANDLE session, unsigned char *encrypted_part, unsigned long encrypted_part_len, unsigned char *part, unsigned long *part_len)
-{
-    UNSUPPORTED(CKR_FUNCTION_NOT_SUPPORTED);
-}
-
-CK_RV C_DecryptFinal(CK_SESSION_HANDLE session, unsigned char *last_part, unsigned long *last_part_len)
-{
-    UNSUPPORTED(CKR_FUNCTION_NOT_SUPPORTED);
-}
-
 CK_RV C_DigestInit(CK_SESSION_HANDLE session, CK_MECHANISM *mechanism)
 {
     UNSUPPORTED(CKR_FUNCTION_NOT_SUPPORTED);
