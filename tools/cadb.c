@@ -362,7 +362,10 @@ int kwt_ca_open(kwt_ca *ca, bool writer)
     }
     if (writer && !kwt_g.dry_run) {
         char *lp = kwt_path(ca->dir, ".lock");
-        ca->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        /* Not O_CLOEXEC: openssl children inherit the lock, so if keyward dies mid-operation
+         * the next writer waits until its openssl has finished too (killing openssl instead
+         * could interrupt it inside a token write). */
+        ca->lock_fd = open(lp, O_RDWR | O_CREAT, 0600);
         free(lp);
         if (ca->lock_fd < 0 || flock(ca->lock_fd, LOCK_EX) != 0) {
             kwt_err(KWT_FAIL, "cannot lock the CA directory %s: %s", ca->dir, strerror(errno));
