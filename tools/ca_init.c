@@ -213,7 +213,10 @@ int kwt_cmd_ca_init(int argc, char **argv)
     char *build = kwt_g.dry_run ? kwt_strdup(final)
                                 : kwt_asprintf("%s.init-%ld", final, (long)getpid());
     ca.dir = build;
-    kwt_rm_rf(kwt_g.dry_run ? "" : build);
+    if (kwt_g.dry_run)
+        printf("#!/bin/sh -e\n# keyward ca init, step by step\numask 077\n");
+    else
+        kwt_rm_rf(build);
     if (mk(build, NULL) || mk(build, "certs") || mk(build, "issued") || mk(build, "ca") ||
         mk(build, "state.1") || mk(build, "state.1/crl") || lnk(build, "state", "state.1") ||
         lnk(build, "crl", "state/crl"))
