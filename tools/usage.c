@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Usage texts of every subcommand (keyward help CMD, CMD --help). */
+#include "kwt.h"
+
+#include <string.h>
+
+static const struct {
+    const char *cmd;
+    const char *text;
+} usages[] = {
+    {"", "usage: keyward [--dir DIR] [--dry-run] [--json] [-v] COMMAND [ARGS]\n"
+         "\n"
+         "CA directory: --dir, else $KEYWARD_DIR, else ./pki. Exit: 0 ok, 1 failed, 2 usage.\n"
+         "\n"
+         "commands:\n"
+         "  ca init      create the CA (key on a token, self-signed cert, empty CRL)\n"
+         "  ca sign      issue a certificate from a CSR with a profile (or --batch)\n"
+         "  ca renew     re-issue (same key, or a new CSR) and supersede the old cert\n"
+         "  ca revoke    revoke by name or serial, regenerate the CRL\n"
+         "  ca crl       regenerate crl/crl.pem and crl/crl.der\n"
+         "  ca rotate    new CA key and certificate, cross-signed by the old key\n"
+         "  ca ocsp      run an OCSP responder on 127.0.0.1\n"
+         "  ca list      inventory (table or --json)\n"
+         "  ca export    certificate and chain as PEM bundle or PKCS#12 (no key)\n"
+         "  req          key on the client's token and a CSR\n"
+         "  verify       check a certificate (chain, dates, CRL, purpose, device ID)\n"
+         "  check        health of the CA (provider, token, key, files, CRL, expiry)\n"
+         "  uri2pem      write the key file for a pkcs11: URI\n"
+         "  keyring      keys in the kernel keyring token (when built with it)\n"
+         "  help CMD     help on a command (e.g. keyward help ca sign)\n"},
+    {"ca", "usage: keyward ca init|sign|renew|revoke|crl|rotate|ocsp|list|export ...\n"
+           "  keyward help ca SUBCOMMAND for details.\n"},
+    {"ca init",
+     "usage: keyward ca init --key URI --subject DN [--key-type TYPE] [--days 3650]\n"
+     "                       [--use-existing] [--force] [--module PATH] [--pin-source file:PATH]\n"
+     "                       [--crl-days 30] [--policy-match O,OU] [--crl-url URL]\n"
+     "Creates the CA directory (0700), the CA key on the token at URI (or uses the key there\n"
+     "with --use-existing), a self-signed v3 CA certificate and an empty CRL.\n"
+     "TYPE: rsa:2048 rsa:3072 rsa:4096 ec:P-256 (default) ec:P-384 ec:P-521.\n"
+     "DN: CN=Example CA,O=Example or /CN=Example CA/O=Example.\n"
+     "--force replaces an existing CA (every certificate it issued becomes unverifiable).\n"},
+    {"ca sign",
+     "usage: keyward ca sign CSR --profile client|server|device|ocsp|subca [--name NAME]\n"
+     "                       [--days N] [--san LIST] [--device-id ID]\n"
+     "       keyward ca sign --batch DIR_OR_LIST --profile PROFILE [--days N]\n"
+     "Checks the CSR, issues the certificate, writes issued/NAME.crt (and certs/SERIAL.pem),\n"
+     "prints path, serial and SHA-256 fingerprint. NAME defaults to the CSR's CN.\n"
+     "LIST: DNS:host,IP:1.2.3.4,email:a@b,URI:x:y (bare names are DNS or IP).\n"
+     "server needs a SAN; device needs --device-id (SAN DNS device-ID + otherName).\n"
+     "--batch signs every *.csr of a directory (or the files listed one per line) in one\n"
+     "openssl process; NAME is the file name without .csr.\n"},
+    {"ca renew", "usage: keyward ca renew NAME [--days N] [--csr NEW.csr] [--keep-old]\n"
+                 "Re-issues NAME (same key and identity from the stored CSR, or rekeyed with\n"
+                 "--csr); the previous certificate is revoked as superseded unless --keep-old.\n"},
+    {"ca revoke", "usage: keyward ca revoke NAME|SERIAL [--reason REASON] [--date WHEN]\n"
+                  "REASON: unspecified keyCompromise cACompromise affiliationChanged superseded\n"
+                  "        cessationOfOperation certificateHold removeFromCRL (lifts a hold).\n"
+                  "WHEN: YYYY-MM-DD[THH:MM[:SS]]Z or YYYYMMDDHHMMSSZ, not in the future.\n"
+                  "Updates the index and regenerates the CRL in one step.\n"},
+    {"ca crl", "usage: keyward ca crl [--days N]\n"
+               "Writes crl/crl.pem and crl/crl.der; next update in N days (config crl_days).\n"},
+    {"ca rotate", "usage: keyward ca rotate --key NEWURI [--key-type TYPE] [--days N]\n"
+                  "New CA key and certificate (same subject, new SKI) plus a cross certificate\n"
+                  "(new key signed by the old) in ca/; the old generation keeps its CRL.\n"},
+    {"ca ocsp", "usage: keyward ca ocsp --port N [--host 127.0.0.1] [--key URI] [--count N]\n"
+                "OCSP responder for the CA's index. keyward listens itself (openssl 3.0's\n"
+                "`ocsp -port` would bind every address) and answers each request with\n"
+                "`openssl ocsp -index ... -reqin ... -respout ...`. The signer is an ocsp-profile\n"
+                "certificate whose key is on the token (--key, made on first use).\n"},
+    {"ca list", "usage: keyward ca list [--status all|valid|revoked|expired|expiring]\n"
+                "                       [--within DAYS]\n"
+                "Columns: name, serial, subject, not-after, status, reason, fingerprint.\n"},
+    {"ca export", "usage: keyward ca export NAME --format pem-bundle|p12 --out FILE\n"
+                  "       keyward ca export NAME --package DIR\n"
+                  "Certificate and CA chain; no key (it stays on the token).\n"},
+    {"req", "usage: keyward req --key URI --subject DN [--san LIST] [--device-id ID]\n"
+            "                   [--key-type TYPE] [--module PATH] [--pin-source file:PATH]\n"
+            "                   --out FILE.csr\n"
+            "Generates the key on its token unless it is there, writes the CSR.\n"},
+    {"verify", "usage: keyward verify CERT [--ca FILE] [--crl FILE] [--purpose "
+               "client|server|device|ocsp]\n"
+               "                      [--device-id ID] [--warn-days 30]\n"
+               "One line per check, then PASS or FAIL; exit 0 valid, 1 invalid.\n"},
+    {"check", "usage: keyward check [--warn-days 30]\n"
+              "Provider, module, token, CA key vs ca.crt (sign+verify), permissions, CRL\n"
+              "freshness, certificates expiring soon. Exit 1 on any failure.\n"},
+    {"uri2pem", "usage: keyward uri2pem URI --out FILE [--module PATH] [--pin-source "
+                "file:PATH]\n"
+                "Writes the KEYWARD KEY URI file for a key on a token.\n"},
+};
+
+int kwt_usage(const char *cmd, FILE *f)
+{
+    for (size_t i = 0; i < sizeof(usages) / sizeof(usages[0]); i++)
+        if (!strcmp(usages[i].cmd, cmd)) {
+            fputs(usages[i].text, f);
+            return 0;
+        }
+    return -1;
+}
+
