@@ -1,0 +1,179 @@
+#!/bin/bash
+# Non-extraction audit: keys generated on a SoftHSM token by keyward (RSA, EC, Ed25519) must not
+# come out by any route we know of. Through the openssl CLI, through the EVP API (audit-evp), at
+# the PKCS#11 level with the PIN in hand (audit-p11), and into debug logs at the highest level
+# or error output (grepped for the PIN and for secrets keyward handled: a decrypted message and
+# an ECDH shared secret). Every attempt must be refused; controls show the probes can see a leak.
+#   audit.sh keys   CLI, EVP and PKCS#11 routes      audit.sh logs   debug log and error output
+set -euo pipefail
+GROUP=${1:-all}
+case $GROUP in keys | logs | all) ;; *) echo "usage: $0 keys|logs|all" >&2; exit 2 ;; esac
+want() { [ "$GROUP" = all ] || [ "$GROUP" = "$1" ]; }
+. "${KEYWARD_SRC:-$(dirname "$0")/../..}/tests/fixtures/softhsm.sh"
+B=${KEYWARD_BUILD:-}
+[ -x "$B/tests/audit/audit-p11" ] && [ -x "$B/tests/audit/audit-evp" ] ||
+    kw_fail "audit-p11/audit-evp not built: run through meson test"
+kw_softhsm_init
+kw_token_init audit
+kw_provider_setup
+PIN=$(cat "$KW_PIN_FILE")
+export KEYWARD_DEBUG=file:$KW_TMP/debug.log,3
+ALL_ERR=$KW_TMP/all.stderr
+: >"$ALL_ERR"
+
+# run CMD...: keyward's openssl, stderr kept for the PIN grep at the end.
+run() {
+    kw_run "$@" 2>>"$ALL_ERR"
+}
+
+gen() { # ALG OBJECT ID [pkeyopt...]
+    local alg=$1 obj=$2 id=$3
+    shift 3
+    kw_ok "genpkey $alg on the token" openssl genpkey -propquery '?provider=keyward' \
+        -algorithm "$alg" "$@" -pkeyopt keyward_uri:"pkcs11:token=audit;object=$obj;id=%$id" \
+        -out "$obj.pem"
+}
+gen RSA rsa 01 -pkeyopt rsa_keygen_bits:2048
+gen EC ec 02 -pkeyopt ec_paramgen_curve:P-256
+gen ED25519 ed 03
+KEYS="rsa ec ed"
+uri() { echo "pkcs11:token=audit;object=$1;type=private"; }
+
+# ---- 1. openssl CLI ----
+want keys && for k in $KEYS; do
+    U=$(uri "$k")
+    # pkey -out: only the URI key file, which is a SEQUENCE of version 1 and a pkcs11: URI.
+    run openssl pkey -in "$U" -out "$k.out.pem" || kw_fail "pkey -in $U -out failed"
+    [ "$(grep -c -- '-----BEGIN' "$k.out.pem")" = 1 ] && grep -q '^-----BEGIN KEYWARD KEY URI-----$' "$k.out.pem" ||
+        kw_fail "pkey -out for $k wrote something other than one KEYWARD KEY URI block"
+    sed -n '/BEGIN/,/END/p' "$k.out.pem" | sed '1d;$d' | base64 -d >"$k.out.der" ||
+        kw_fail "KEYWARD KEY URI body is not base64"
+    kw_default openssl asn1parse -inform DER -in "$k.out.der" >"$k.asn1" ||
+        kw_fail "KEYWARD KEY URI body is not DER"
+    # Exactly: SEQUENCE, INTEGER 1, UTF8STRING pkcs11:... and nothing else.
+    [ "$(wc -l <"$k.asn1")" = 3 ] && sed -n 2p "$k.asn1" | grep -q 'INTEGER *:01$' &&
+        sed -n 3p "$k.asn1" | grep -q 'UTF8STRING *:pkcs11:' || {
+        cat "$k.asn1" >&2
+        kw_fail "pkey -out for $k: DER is not exactly {1, pkcs11: URI}"
+    }
+    # The same in DER, and from the key file.
+    run openssl pkey -in "$U" -outform DER -out "$k.out2.der" || kw_fail "pkey -outform DER failed"
+    cmp -s "$k.out.der" "$k.out2.der" || kw_fail "pkey -outform DER for $k differs from the URI key file"
+    run openssl pkey -in "$k.pem" -out "$k.out3.pem" || kw_fail "pkey -in $k.pem failed"
+    cmp -s "$k.out.pem" "$k.out3.pem" || kw_fail "pkey from the key file gives a different file"
+    # A default-only openssl cannot read any of it as a key.
+    kw_must_fail "default provider reads $k URI key file as a key" kw_default openssl pkey -in "$k.out.pem" -noout
+
+    # -text: public numbers only.
+    run openssl pkey -in "$U" -text -noout >"$k.text" || kw_fail "pkey -text failed for $k"
+    if grep -Eiq 'privateExponent:|prime1:|prime2:|exponent1:|exponent2:|coefficient:|^priv:' "$k.text"; then
+        cat "$k.text" >&2
+        kw_fail "pkey -text for $k shows private numbers"
+    fi
+    # -traditional (PKCS#1 / SEC1): refused, and nothing written that a default provider reads.
+    rm -f "$k.trad.pem"
+    rc=0
+    run openssl pkey -in "$U" -traditional -out "$k.trad.pem" || rc=$?
+    [ "$rc" != 0 ] || ! kw_default openssl pkey -in "$k.trad.pem" -noout 2>/dev/null ||
+        kw_fail "pkey -traditional for $k wrote a readable private key"
+    [ "$rc" = 0 ] && ! grep -q 'PRIVATE KEY-----' "$k.trad.pem" ||
+        { [ "$rc" != 0 ] && [ ! -s "$k.trad.pem" ] || ! grep -q 'PRIVATE KEY-----' "$k.trad.pem"; } ||
+        kw_fail "pkey -traditional for $k wrote a PRIVATE KEY block"
+    # PKCS#8 and PKCS#12: nothing a default provider can read back as this private key.
+    rc=0
+    run openssl pkcs8 -topk8 -nocrypt -in "$k.pem" -out "$k.p8" || rc=$?
+    [ "$rc" != 0 ] || ! kw_default openssl pkey -in "$k.p8" -noout 2>/dev/null ||
+        kw_fail "pkcs8 -topk8 for $k wrote a readable private key"
+    rc=0
+    run openssl pkcs8 -topk8 -v2 aes-256-cbc -passout pass:audit -in "$k.pem" -out "$k.p8e" || rc=$?
+    [ "$rc" != 0 ] || ! kw_default openssl pkey -in "$k.p8e" -passin pass:audit -noout 2>/dev/null ||
+        kw_fail "pkcs8 -topk8 (encrypted) for $k wrote a readable private key"
+    kw_log "ok: $k: pkey -out/-outform DER/-text/-traditional, pkcs8 give no private key"
+done
+if want keys; then
+# PKCS#12 needs a certificate.
+run openssl req -x509 -new -key "$(uri rsa)" -subj /CN=audit -days 1 -out rsa.crt ||
+    kw_fail "req -x509 with the RSA token key"
+rc=0
+run openssl pkcs12 -export -inkey "$(uri rsa)" -in rsa.crt -passout pass:audit -out rsa.p12 || rc=$?
+if [ "$rc" = 0 ]; then
+    kw_default openssl pkcs12 -in rsa.p12 -passin pass:audit -nocerts -nodes -out p12.key 2>/dev/null || true
+    ! grep -q 'PRIVATE KEY-----' p12.key 2>/dev/null || kw_fail "pkcs12 -export put the private key in the file"
+fi
+kw_log "ok: pkcs12 -export carries no private key (exit $rc)"
+
+# ---- 2. EVP API ----
+"$B/tests/audit/audit-evp" "$(uri rsa)" "$(uri ec)" "$(uri ed)" >evp.out 2>>"$ALL_ERR" ||
+    { cat evp.out >&2; kw_fail "audit-evp: $(tail -1 evp.out)"; }
+kw_log "ok: EVP API: $(tail -1 evp.out)"
+fi
+
+# ---- 3. secrets keyward handled: an RSA decryption and an ECDH secret ----
+kw_pubkey_pem audit 01 rsa.pub
+head -c 32 /dev/urandom >secret.msg
+kw_default openssl pkeyutl -encrypt -pubin -inkey rsa.pub -pkeyopt rsa_padding_mode:oaep \
+    -in secret.msg -out secret.enc
+run openssl pkeyutl -decrypt -inkey "$(uri rsa)" -pkeyopt rsa_padding_mode:oaep -in secret.enc \
+    -out secret.dec || kw_fail "OAEP decryption on the token"
+cmp -s secret.msg secret.dec || kw_fail "OAEP decryption gave the wrong message"
+kw_default openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out peer.key
+kw_default openssl pkey -in peer.key -pubout -out peer.pub
+run openssl pkeyutl -derive -inkey "$(uri ec)" -peerkey peer.pub -out ecdh.bin ||
+    kw_fail "ECDH on the token"
+kw_pubkey_pem audit 02 ec.pub
+kw_default openssl pkeyutl -derive -inkey peer.key -peerkey ec.pub -out ecdh.check
+cmp -s ecdh.bin ecdh.check || kw_fail "ECDH secret differs from the software side"
+run openssl pkeyutl -sign -rawin -inkey "$(uri ed)" -in secret.msg -out ed.sig || kw_fail "Ed25519 sign"
+
+# A PIN in the URI that ends up in an error: not echoed back by keyward. (openssl itself repeats
+# its -inkey argument in "Could not read private key from ...": that line is not ours.)
+rc=0
+kw_run openssl pkeyutl -sign -inkey "pkcs11:token=no-such-token;object=x;pin-value=$PIN" \
+    -in secret.msg -out /dev/null 2>>"$ALL_ERR" || rc=$?
+[ "$rc" != 0 ] || kw_fail "signing with a key on a token that does not exist succeeded"
+kw_run openssl pkeyutl -sign -inkey "pkcs11:token=audit;object=no-such-key;pin-value=$PIN" \
+    -in secret.msg -out /dev/null 2>>"$ALL_ERR" || true
+kw_run openssl storeutl "pkcs11:token=no-such-token;pin-value=$PIN" >/dev/null 2>>"$ALL_ERR" || true
+
+# ---- 4. PKCS#11, PIN in hand ----
+if want keys; then
+    "$B/tests/audit/audit-p11" "$KW_MODULE" audit "$KW_PIN_FILE" >p11.out 2>&1 ||
+        { cat p11.out >&2; kw_fail "audit-p11: $(tail -1 p11.out)"; }
+    kw_log "ok: PKCS#11: $(tail -1 p11.out)"
+fi
+want logs || exit 0
+
+# ---- 5. logs and error output ----
+unset KEYWARD_DEBUG
+[ -s debug.log ] || kw_fail "KEYWARD_DEBUG=file:...,3 wrote no log: the grep below would prove nothing"
+grep -q 'C_Sign' debug.log || kw_fail "the debug log does not trace PKCS#11 calls at level 3"
+hexof() { od -An -tx1 "$1" | tr -d ' \n'; }
+HEXU=$(hexof secret.msg | tr a-f A-F)
+leaks=""
+grep -v -e '^Could not read private key from' -e '^Could not open file or uri' "$ALL_ERR" >stderr.ours || true
+for f in debug.log stderr.ours; do
+    grep -qF -- "$PIN" "$f" && leaks="$leaks PIN-in-$(basename "$f")"
+    for s in secret.msg ecdh.bin; do
+        h=$(hexof "$s")
+        grep -qiF -- "$h" "$f" && leaks="$leaks $s-hex-in-$(basename "$f")"
+        grep -qiF -- "$(echo "$h" | sed 's/../&:/g;s/:$//')" "$f" && leaks="$leaks $s-colonhex-in-$(basename "$f")"
+        grep -qF -- "$(base64 -w0 <"$s")" "$f" && leaks="$leaks $s-base64-in-$(basename "$f")"
+        # raw bytes (only meaningful for long random secrets, which never match by chance)
+        grep -qF -- "$(head -c 12 "$s" | tr -d '\0\n')" "$f" 2>/dev/null && leaks="$leaks $s-raw-in-$(basename "$f")"
+    done
+done
+: "$HEXU"
+problems=""
+if [ -n "$leaks" ]; then
+    for f in debug.log stderr.ours; do grep -nF -- "$PIN" "$f" | sed "s|$PIN|<PIN>|g" | head -5 >&2; done
+    problems="secrets found in logs or error output:$leaks"
+fi
+[ -z "$problems" ] &&
+    kw_log "ok: debug log ($(wc -l <debug.log) lines at level 3) and stderr hold no PIN, message or ECDH secret"
+# The log is the operator's: nobody else may read it.
+mode=$(stat -c %a debug.log)
+case $mode in
+600 | 400) kw_log "ok: debug log mode $mode" ;;
+*) problems="$problems; debug log created mode $mode (umask $(umask)): readable by others" ;;
+esac
+[ -z "$problems" ] || kw_fail "$problems"
