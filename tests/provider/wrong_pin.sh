@@ -31,7 +31,7 @@ kw_expect_fail 'PIN incorrect|wrong PIN' openssl dgst -sha256 \
     -sign "$KEY;pin-source=file:$KW_TMP/wrong.pin" -out sig data
 
 # Not locked: the token still reports the PIN usable and a correct-PIN signature works.
-pkcs11-tool --module "$KW_MODULE" --token-label kwtest --list-token-slots >slots.txt 2>/dev/null
+_kw_p11_public kwtest --list-token-slots >slots.txt 2>/dev/null
 grep -qi 'pin locked' slots.txt && { cat slots.txt; kw_fail "user PIN is locked"; }
 kw_ok "sign with the right PIN after three wrong attempts" openssl dgst -sha256 -sign "$KEY" -out sig data
 kw_ok "the signature verifies" kw_default openssl dgst -sha256 -verify ec.pub -signature sig data
