@@ -543,6 +543,7 @@ int kwt_txn_begin(kwt_ca *ca)
         }
     }
     ca->stage_cnf = kwt_path(ca->stage, "openssl.cnf");
+    kwt_defer_sync = true; /* the commit makes everything durable with one syncfs */
     if (write_cnf_to(ca, ca->stage_cnf, ca->stage) != 0) {
         int e = errno;
         kwt_txn_abort(ca);
@@ -555,11 +556,16 @@ int kwt_txn_commit(kwt_ca *ca)
 {
     if (kwt_g.dry_run || !ca->stage)
         return 0;
-    /* openssl does not fsync what it writes; the switch must only expose durable files */
-    char *certs = kwt_path(ca->dir, "certs");
-    int rc = fsync_tree(ca->stage);
-    kwt_fsync_dir(certs);
-    free(certs);
+    /* openssl does not fsync what it writes, and our own writes in the transaction deferred
+     * theirs: one syncfs makes the staging state and new certificates durable before the
+     * switch can expose them */
+    int dfd = open(ca->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = dfd < 0 ? -1 : syncfs(dfd);
+    if (dfd >= 0)
+        close(dfd);
+    kwt_defer_sync = false;
+    if (rc != 0)
+        rc = fsync_tree(ca->stage); /* syncfs unsupported: flush file by file */
     if (rc != 0)
         return kwt_err(KWT_FAIL, "cannot flush the new CA state to disk: %s", strerror(errno));
     char target[32];
@@ -581,6 +587,7 @@ int kwt_txn_commit(kwt_ca *ca)
 
 void kwt_txn_abort(kwt_ca *ca)
 {
+    kwt_defer_sync = false;
     if (ca->stage)
         kwt_rm_rf(ca->stage);
     free(ca->stage);

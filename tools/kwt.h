@@ -49,6 +49,8 @@ char *kwt_read_file(const char *path, size_t *len);
 /* Write a file atomically: temp file in the same directory, fsync, rename, fsync the dir. */
 int kwt_write_atomic(const char *path, const void *data, size_t len, int mode);
 int kwt_copy_file(const char *from, const char *to, int mode); /* atomic, fsynced */
+/* Inside a transaction the per-file fsyncs are deferred to one syncfs before the commit. */
+extern bool kwt_defer_sync;
 int kwt_fsync_dir(const char *dir);
 int kwt_symlink_atomic(const char *target, const char *linkpath);
 bool kwt_exists(const char *path);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 kwt_opts kwt_g;
+bool kwt_defer_sync;
 static char last_error[512];
 
 int kwt_err(int code, const char *fmt, ...)
@@ -212,7 +213,7 @@ int kwt_write_atomic(const char *path, const void *data, size_t len, int mode)
         p += n;
         left -= (size_t)n;
     }
-    if (fchmod(fd, mode) != 0 || fsync(fd) != 0)
+    if (fchmod(fd, mode) != 0 || (!kwt_defer_sync && fsync(fd) != 0))
         goto fail;
     if (close(fd) != 0) {
         fd = -1;
@@ -222,9 +223,11 @@ int kwt_write_atomic(const char *path, const void *data, size_t len, int mode)
     if (rename(tmp, path) != 0)
         goto fail;
     free(tmp);
-    char *d = dir_of(path);
-    kwt_fsync_dir(d);
-    free(d);
+    if (!kwt_defer_sync) {
+        char *d = dir_of(path);
+        kwt_fsync_dir(d);
+        free(d);
+    }
     return 0;
 fail : {
     int e = errno;
