@@ -4,7 +4,9 @@
 #ifndef KWK_VENDOR_H
 #define KWK_VENDOR_H
 
+#ifndef PKCS11_H /* a user may have included it by another path */
 #include <p11-kit/pkcs11.h>
+#endif
 
 /* Private keys: where the private key lives, "kernel" or "software" (read-only string). */
 #define CKA_KEYWARD_MODE (CKA_VENDOR_DEFINED | 0x4b570001UL)

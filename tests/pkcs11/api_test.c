@@ -1,0 +1,368 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* keyward-pkcs11 through its PKCS#11 interface: interfaces, return codes for bad calls and
+ * templates, attributes, sign/verify/decrypt, threads and fork.
+ * Usage: api_test MODULE kernel|software|any   (run inside a session keyring: keyctl session -) */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pkcs11_3.h"
+#include "kwk_vendor.h"
+
+static CK_FUNCTION_LIST_3_0 *f;
+static int failures;
+
+#define EXPECT(call, want)                                                                         \
+    do {                                                                                           \
+        CK_RV rv_ = (call);                                                                        \
+        if (rv_ != (CK_RV)(want)) {                                                                \
+            printf("FAIL %s:%d: %s -> 0x%lx, want %s (0x%lx)\n", __FILE__, __LINE__, #call,      \
+                   (unsigned long)rv_, #want, (unsigned long)(want));                              \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+#define TRUE_OR_FAIL(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+static CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+
+static void gen_rsa(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pub,
+                    CK_OBJECT_HANDLE *priv)
+{
+    CK_MECHANISM m = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0};
+    CK_ULONG bits = 1024;
+    CK_ATTRIBUTE pt[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)}, {CKA_TOKEN, &yes, 1}};
+    CK_ATTRIBUTE vt[] = {{CKA_LABEL, (void *)label, strlen(label)}, {CKA_TOKEN, &yes, 1}};
+    EXPECT(f->C_GenerateKeyPair(s, &m, pt, 2, vt, 2, pub, priv), CKR_OK);
+}
+
+static CK_RV sign_verify(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE mt, void *param, CK_ULONG plen,
+                         CK_OBJECT_HANDLE priv, CK_OBJECT_HANDLE pub)
+{
+    CK_MECHANISM m = {mt, param, plen};
+    unsigned char data[32] = "keyward keyring token test data", sig[512];
+    CK_ULONG sl = sizeof(sig);
+    CK_RV rv = f->C_SignInit(s, &m, priv);
+    if (rv == CKR_OK)
+        rv = f->C_Sign(s, data, sizeof(data), sig, &sl);
+    if (rv == CKR_OK)
+        rv = f->C_VerifyInit(s, &m, pub);
+    if (rv == CKR_OK)
+        rv = f->C_Verify(s, data, sizeof(data), sig, sl);
+    return rv;
+}
+
+typedef struct {
+    CK_SLOT_ID slot;
+    CK_OBJECT_HANDLE priv, pub;
+    int errors;
+} thr_arg;
+
+static void *thread_main(void *p)
+{
+    thr_arg *a = p;
+    CK_SESSION_HANDLE s;
+    if (f->C_OpenSession(a->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK) {
+        a->errors++;
+        return NULL;
+    }
+    for (int i = 0; i < 25; i++)
+        if (sign_verify(s, CKM_SHA256_RSA_PKCS, NULL, 0, a->priv, a->pub) != CKR_OK)
+            a->errors++;
+    f->C_CloseSession(s);
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s MODULE kernel|software|any\n", argv[0]);
+        return 2;
+    }
+    void *dl = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
+    if (dl == NULL) {
+        printf("FAIL dlopen: %s\n", dlerror());
+        return 1;
+    }
+    CK_C_GetInterfaceList gil = (CK_C_GetInterfaceList)dlsym(dl, "C_GetInterfaceList");
+    CK_C_GetInterface gi = (CK_C_GetInterface)dlsym(dl, "C_GetInterface");
+    CK_C_GetFunctionList gfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
+    TRUE_OR_FAIL(gil && gi && gfl);
+    TRUE_OR_FAIL(dlsym(dl, "C_Initialize") == NULL); /* only the three entry points exported */
+
+    /* ---- interfaces ---- */
+    CK_ULONG n = 0;
+    EXPECT(gil(NULL, &n), CKR_OK);
+    TRUE_OR_FAIL(n == 2);
+    CK_INTERFACE ifs[4];
+    CK_ULONG small = 1;
+    EXPECT(gil(ifs, &small), CKR_BUFFER_TOO_SMALL);
+    EXPECT(gil(ifs, &n), CKR_OK);
+    CK_VERSION v30 = {3, 0}, v99 = {9, 9};
+    CK_INTERFACE *iface = NULL;
+    EXPECT(gi((CK_UTF8CHAR *)"PKCS 11", &v30, &iface, CKF_INTERFACE_FORK_SAFE), CKR_OK);
+    EXPECT(gi((CK_UTF8CHAR *)"Vendor X", NULL, &iface, 0), CKR_ARGUMENTS_BAD);
+    EXPECT(gi(NULL, &v99, &iface, 0), CKR_ARGUMENTS_BAD);
+    EXPECT(gi(NULL, NULL, &iface, 0), CKR_OK);
+    f = iface->pFunctionList;
+    TRUE_OR_FAIL(f->version.major == 3 && f->version.minor == 0);
+
+    /* ---- initialisation ---- */
+    CK_SLOT_ID slots[8];
+    CK_ULONG ns = 8;
+    EXPECT(f->C_GetSlotList(CK_TRUE, slots, &ns), CKR_CRYPTOKI_NOT_INITIALIZED);
+    CK_C_INITIALIZE_ARGS bad_args = {0};
+    bad_args.pReserved = &bad_args;
+    EXPECT(f->C_Initialize(&bad_args), CKR_ARGUMENTS_BAD);
+    CK_C_INITIALIZE_ARGS args = {0};
+    args.flags = CKF_OS_LOCKING_OK;
+    EXPECT(f->C_Initialize(&args), CKR_OK);
+    EXPECT(f->C_Initialize(NULL), CKR_CRYPTOKI_ALREADY_INITIALIZED);
+    CK_INFO info;
+    EXPECT(f->C_GetInfo(&info), CKR_OK);
+    TRUE_OR_FAIL(info.cryptokiVersion.major == 3);
+    EXPECT(f->C_GetSlotList(CK_TRUE, NULL, &ns), CKR_OK);
+    TRUE_OR_FAIL(ns >= 1);
+    ns = 0;
+    EXPECT(f->C_GetSlotList(CK_TRUE, slots, &ns), CKR_BUFFER_TOO_SMALL);
+    ns = 8;
+    EXPECT(f->C_GetSlotList(CK_TRUE, slots, &ns), CKR_OK);
+    CK_SLOT_ID slot = slots[0];
+    EXPECT(f->C_GetSlotInfo(999, &(CK_SLOT_INFO){0}), CKR_SLOT_ID_INVALID);
+    CK_TOKEN_INFO ti;
+    EXPECT(f->C_GetTokenInfo(slot, &ti), CKR_OK);
+    char model[17];
+    memcpy(model, ti.model, 16);
+    model[16] = '\0';
+    printf("token model: %s\n", model);
+    int kernel = strncmp(model, "kernel ", 7) == 0;
+    TRUE_OR_FAIL(kernel || strncmp(model, "software ", 9) == 0);
+    if (strcmp(argv[2], "any") != 0)
+        TRUE_OR_FAIL(kernel == (strcmp(argv[2], "kernel") == 0));
+    TRUE_OR_FAIL(!(ti.flags & CKF_LOGIN_REQUIRED));
+    CK_MECHANISM_INFO mi;
+    EXPECT(f->C_GetMechanismInfo(slot, CKM_RSA_PKCS_PSS, &mi), CKR_OK);
+    EXPECT(f->C_GetMechanismInfo(slot, CKM_AES_CBC, &mi), CKR_MECHANISM_INVALID);
+
+    /* ---- sessions ---- */
+    CK_SESSION_HANDLE ro, s;
+    EXPECT(f->C_OpenSession(slot, 0, NULL, NULL, &s), CKR_SESSION_PARALLEL_NOT_SUPPORTED);
+    EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, NULL), CKR_ARGUMENTS_BAD);
+    EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &ro), CKR_OK);
+    EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
+    EXPECT(f->C_CloseSession(0xdead), CKR_SESSION_HANDLE_INVALID);
+
+    /* ---- bad templates ---- */
+    CK_OBJECT_CLASS cpub = CKO_PUBLIC_KEY, cpriv = CKO_PRIVATE_KEY, cdata = CKO_DATA,
+                    ccert = CKO_CERTIFICATE;
+    CK_KEY_TYPE krsa = CKK_RSA;
+    CK_OBJECT_HANDLE o;
+    unsigned char mod[128] = {0xc1}, exp3[] = {1, 0, 1};
+    CK_ATTRIBUTE t_pub[] = {{CKA_CLASS, &cpub, sizeof(cpub)}, {CKA_KEY_TYPE, &krsa, sizeof(krsa)},
+                            {CKA_MODULUS, mod, sizeof(mod)}, {CKA_PUBLIC_EXPONENT, exp3, 3}};
+    EXPECT(f->C_CreateObject(ro, t_pub, 4, &o), CKR_SESSION_READ_ONLY);
+    EXPECT(f->C_CreateObject(s, NULL, 4, &o), CKR_ARGUMENTS_BAD);
+    EXPECT(f->C_CreateObject(s, t_pub, 4, NULL), CKR_ARGUMENTS_BAD);
+    EXPECT(f->C_CreateObject(s, t_pub + 1, 3, &o), CKR_TEMPLATE_INCOMPLETE); /* no class */
+    EXPECT(f->C_CreateObject(s, t_pub, 3, &o), CKR_TEMPLATE_INCOMPLETE);     /* no exponent */
+    CK_ATTRIBUTE t_short[] = {{CKA_CLASS, &cpub, 1}};
+    EXPECT(f->C_CreateObject(s, t_short, 1, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    CK_ATTRIBUTE t_nullval[] = {{CKA_CLASS, &cpub, sizeof(cpub)}, {CKA_MODULUS, NULL, 128}};
+    EXPECT(f->C_CreateObject(s, t_nullval, 2, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    CK_ATTRIBUTE t_unknown[] = {t_pub[0], t_pub[1], t_pub[2], t_pub[3], {0x7777, mod, 4}};
+    EXPECT(f->C_CreateObject(s, t_unknown, 5, &o), CKR_ATTRIBUTE_TYPE_INVALID);
+    CK_ATTRIBUTE t_data[] = {{CKA_CLASS, &cdata, sizeof(cdata)}};
+    EXPECT(f->C_CreateObject(s, t_data, 1, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    CK_ATTRIBUTE t_cert[] = {{CKA_CLASS, &ccert, sizeof(ccert)},
+                             {CKA_CERTIFICATE_TYPE, &(CK_ULONG){CKC_X_509}, sizeof(CK_ULONG)},
+                             {CKA_VALUE, mod, sizeof(mod)}};
+    EXPECT(f->C_CreateObject(s, t_cert, 3, &o), CKR_ATTRIBUTE_VALUE_INVALID); /* not DER */
+    EXPECT(f->C_CreateObject(s, t_cert, 2, &o), CKR_TEMPLATE_INCOMPLETE);
+    CK_ATTRIBUTE t_local[] = {t_pub[0], t_pub[1], t_pub[2], t_pub[3], {CKA_LOCAL, &yes, 1}};
+    EXPECT(f->C_CreateObject(s, t_local, 5, &o), CKR_ATTRIBUTE_READ_ONLY);
+    CK_ATTRIBUTE t_bool[] = {t_pub[0], t_pub[1], t_pub[2], t_pub[3], {CKA_TOKEN, &yes, 4}};
+    EXPECT(f->C_CreateObject(s, t_bool, 5, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    CK_ATTRIBUTE t_extr[] = {{CKA_CLASS, &cpriv, sizeof(cpriv)}, {CKA_KEY_TYPE, &krsa, sizeof(krsa)},
+                             {CKA_EXTRACTABLE, &yes, 1}};
+    EXPECT(f->C_CreateObject(s, t_extr, 3, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    CK_ATTRIBUTE t_insens[] = {{CKA_CLASS, &cpriv, sizeof(cpriv)}, {CKA_SENSITIVE, &no, 1}};
+    EXPECT(f->C_CreateObject(s, t_insens, 2, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    CK_ATTRIBUTE t_pkcs8[] = {{CKA_CLASS, &cpriv, sizeof(cpriv)}, {CKA_KEYWARD_PKCS8, mod, 20}};
+    EXPECT(f->C_CreateObject(s, t_pkcs8, 2, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+
+    /* ---- key generation ---- */
+    CK_MECHANISM mg = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0}, mbad = {CKM_AES_KEY_GEN, NULL, 0};
+    CK_OBJECT_HANDLE pub, priv, epub, epriv;
+    CK_ULONG bits = 100;
+    CK_ATTRIBUTE g_bits[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)}};
+    EXPECT(f->C_GenerateKeyPair(s, &mbad, g_bits, 1, NULL, 0, &pub, &priv), CKR_MECHANISM_INVALID);
+    EXPECT(f->C_GenerateKeyPair(s, &mg, NULL, 0, NULL, 0, &pub, &priv), CKR_TEMPLATE_INCOMPLETE);
+    EXPECT(f->C_GenerateKeyPair(s, &mg, g_bits, 1, NULL, 0, &pub, &priv), CKR_KEY_SIZE_RANGE);
+    EXPECT(f->C_GenerateKeyPair(ro, &mg, g_bits, 1, NULL, 0, &pub, &priv), CKR_SESSION_READ_ONLY);
+    CK_MECHANISM mec = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    unsigned char bad_curve[] = {0x06, 0x03, 0x2a, 0x03, 0x04};
+    unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_ATTRIBUTE g_badc[] = {{CKA_EC_PARAMS, bad_curve, sizeof(bad_curve)}};
+    EXPECT(f->C_GenerateKeyPair(s, &mec, g_badc, 1, NULL, 0, &pub, &priv), CKR_CURVE_NOT_SUPPORTED);
+    CK_ATTRIBUTE g_p256[] = {{CKA_EC_PARAMS, p256, sizeof(p256)}};
+    EXPECT(f->C_GenerateKeyPair(s, &mec, g_p256, 1, NULL, 0, &epub, &epriv), CKR_OK);
+    gen_rsa(s, "api-rsa", &pub, &priv);
+
+    /* ---- attributes ---- */
+    unsigned char buf[600];
+    CK_ATTRIBUTE a_sens[] = {{CKA_PRIVATE_EXPONENT, buf, sizeof(buf)}};
+    EXPECT(f->C_GetAttributeValue(s, priv, a_sens, 1), CKR_ATTRIBUTE_SENSITIVE);
+    TRUE_OR_FAIL(a_sens[0].ulValueLen == CK_UNAVAILABLE_INFORMATION);
+    CK_ATTRIBUTE a_small[] = {{CKA_MODULUS, buf, 4}};
+    EXPECT(f->C_GetAttributeValue(s, priv, a_small, 1), CKR_BUFFER_TOO_SMALL);
+    TRUE_OR_FAIL(a_small[0].ulValueLen == CK_UNAVAILABLE_INFORMATION);
+    CK_ATTRIBUTE a_len[] = {{CKA_MODULUS, NULL, 0}};
+    EXPECT(f->C_GetAttributeValue(s, priv, a_len, 1), CKR_OK);
+    TRUE_OR_FAIL(a_len[0].ulValueLen == 128);
+    CK_ATTRIBUTE a_inv[] = {{CKA_EC_POINT, buf, sizeof(buf)}};
+    EXPECT(f->C_GetAttributeValue(s, priv, a_inv, 1), CKR_ATTRIBUTE_TYPE_INVALID);
+    EXPECT(f->C_GetAttributeValue(s, 0x7fffff01, a_len, 1), CKR_OBJECT_HANDLE_INVALID);
+    EXPECT(f->C_GetAttributeValue(s, priv, NULL, 1), CKR_ARGUMENTS_BAD);
+    CK_BBOOL sens = 0, extr = 1, always = 0, local = 0;
+    char mode[16] = {0};
+    CK_ULONG serial = 0;
+    CK_ATTRIBUTE a_priv[] = {{CKA_SENSITIVE, &sens, 1},        {CKA_EXTRACTABLE, &extr, 1},
+                             {CKA_ALWAYS_SENSITIVE, &always, 1}, {CKA_LOCAL, &local, 1},
+                             {CKA_KEYWARD_MODE, mode, 15},     {CKA_KEYWARD_SERIAL, &serial, sizeof(serial)}};
+    EXPECT(f->C_GetAttributeValue(s, priv, a_priv, 6), CKR_OK);
+    TRUE_OR_FAIL(sens && !extr && always && local);
+    TRUE_OR_FAIL(strcmp(mode, kernel ? "kernel" : "software") == 0);
+    TRUE_OR_FAIL(serial == priv); /* handles are key serials */
+    memset(mode, 0, sizeof(mode));
+    a_priv[4].ulValueLen = 15;
+    EXPECT(f->C_GetAttributeValue(s, epriv, a_priv + 4, 1), CKR_OK);
+    TRUE_OR_FAIL(strcmp(mode, "software") == 0); /* the kernel cannot sign with EC keys */
+    CK_ATTRIBUTE set_label[] = {{CKA_LABEL, "renamed", 7}};
+    EXPECT(f->C_SetAttributeValue(ro, priv, set_label, 1), CKR_SESSION_READ_ONLY);
+    EXPECT(f->C_SetAttributeValue(s, priv, set_label, 1), CKR_OK);
+    CK_ATTRIBUTE set_sens[] = {{CKA_SENSITIVE, &no, 1}};
+    EXPECT(f->C_SetAttributeValue(s, priv, set_sens, 1), CKR_ATTRIBUTE_READ_ONLY);
+    CK_ATTRIBUTE find_label[] = {{CKA_LABEL, "renamed", 7}};
+    CK_OBJECT_HANDLE found[4];
+    CK_ULONG nf = 0;
+    EXPECT(f->C_FindObjects(s, found, 4, &nf), CKR_OPERATION_NOT_INITIALIZED);
+    EXPECT(f->C_FindObjectsInit(s, find_label, 1), CKR_OK);
+    EXPECT(f->C_FindObjectsInit(s, find_label, 1), CKR_OPERATION_ACTIVE);
+    EXPECT(f->C_FindObjects(s, found, 4, &nf), CKR_OK);
+    EXPECT(f->C_FindObjectsFinal(s), CKR_OK);
+    TRUE_OR_FAIL(nf == 1 && found[0] == priv);
+
+    /* ---- operations ---- */
+    CK_MECHANISM m_pkcs = {CKM_SHA256_RSA_PKCS, NULL, 0}, m_pss_noparam = {CKM_RSA_PKCS_PSS, NULL, 0};
+    CK_MECHANISM m_ecdsa = {CKM_ECDSA, NULL, 0}, m_unk = {CKM_AES_CBC, NULL, 0};
+    unsigned char sig[256], data[20] = "data";
+    CK_ULONG sl = sizeof(sig);
+    EXPECT(f->C_Sign(s, data, 4, sig, &sl), CKR_OPERATION_NOT_INITIALIZED);
+    EXPECT(f->C_SignInit(s, &m_unk, priv), CKR_MECHANISM_INVALID);
+    EXPECT(f->C_SignInit(s, &m_ecdsa, priv), CKR_KEY_TYPE_INCONSISTENT);
+    EXPECT(f->C_SignInit(s, &m_pkcs, epriv), CKR_KEY_TYPE_INCONSISTENT);
+    EXPECT(f->C_SignInit(s, &m_pkcs, pub), CKR_KEY_TYPE_INCONSISTENT);
+    EXPECT(f->C_SignInit(s, &m_pss_noparam, priv), CKR_MECHANISM_PARAM_INVALID);
+    EXPECT(f->C_SignInit(s, &m_pkcs, 0x7fffff01), CKR_KEY_HANDLE_INVALID);
+    EXPECT(f->C_SignInit(s, &m_pkcs, priv), CKR_OK);
+    EXPECT(f->C_SignInit(s, &m_pkcs, priv), CKR_OPERATION_ACTIVE);
+    sl = 0;
+    EXPECT(f->C_Sign(s, data, 4, NULL, &sl), CKR_OK);
+    TRUE_OR_FAIL(sl == 128);
+    sl = 10;
+    EXPECT(f->C_Sign(s, data, 4, sig, &sl), CKR_BUFFER_TOO_SMALL);
+    sl = sizeof(sig);
+    EXPECT(f->C_Sign(s, data, 4, sig, &sl), CKR_OK);
+    EXPECT(f->C_VerifyInit(s, &m_pkcs, pub), CKR_OK);
+    EXPECT(f->C_Verify(s, data, 4, sig, sl), CKR_OK);
+    sig[5] ^= 1;
+    EXPECT(f->C_VerifyInit(s, &m_pkcs, pub), CKR_OK);
+    EXPECT(f->C_Verify(s, data, 4, sig, sl), CKR_SIGNATURE_INVALID);
+    /* multi-part */
+    EXPECT(f->C_SignInit(s, &m_pkcs, priv), CKR_OK);
+    EXPECT(f->C_SignUpdate(s, data, 2), CKR_OK);
+    EXPECT(f->C_SignUpdate(s, data + 2, 2), CKR_OK);
+    sl = sizeof(sig);
+    EXPECT(f->C_SignFinal(s, sig, &sl), CKR_OK);
+    EXPECT(f->C_VerifyInit(s, &m_pkcs, pub), CKR_OK);
+    EXPECT(f->C_Verify(s, data, 4, sig, sl), CKR_OK);
+    CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss, sizeof(pss), priv, pub), CKR_OK);
+    CK_RSA_PKCS_PSS_PARAMS pss_bad = {CKM_SHA384, CKG_MGF1_SHA256, 32};
+    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss_bad, sizeof(pss_bad), priv, pub),
+           CKR_MECHANISM_PARAM_INVALID);
+    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss, 3, priv, pub), CKR_MECHANISM_PARAM_INVALID);
+    EXPECT(sign_verify(s, CKM_ECDSA_SHA256, NULL, 0, epriv, epub), CKR_OK);
+    CK_MECHANISM m_dec = {CKM_RSA_PKCS, NULL, 0};
+    CK_ULONG ol = sizeof(buf);
+    EXPECT(f->C_DecryptInit(s, &m_dec, priv), CKR_OK);
+    EXPECT(f->C_Decrypt(s, data, 20, buf, &ol), CKR_ENCRYPTED_DATA_LEN_RANGE);
+    EXPECT(f->C_DecryptInit(s, &m_dec, epriv), CKR_KEY_TYPE_INCONSISTENT);
+
+    /* ---- unsupported functions ---- */
+    EXPECT(f->C_EncryptInit(s, &m_dec, pub), CKR_FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_DigestInit(s, &(CK_MECHANISM){CKM_SHA256, NULL, 0}), CKR_FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_GetFunctionStatus(s), CKR_FUNCTION_NOT_PARALLEL);
+    EXPECT(f->C_MessageSignInit(s, &m_pkcs, priv), CKR_FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_WrapKey(s, &m_dec, pub, priv, buf, &ol), CKR_FUNCTION_NOT_SUPPORTED);
+    EXPECT(f->C_Login(s, 77, NULL, 0), CKR_USER_TYPE_INVALID);
+    EXPECT(f->C_Logout(s), CKR_USER_NOT_LOGGED_IN);
+    EXPECT(f->C_SeedRandom(s, buf, 4), CKR_RANDOM_SEED_NOT_SUPPORTED);
+    EXPECT(f->C_GenerateRandom(s, buf, 64), CKR_OK);
+
+    /* ---- threads: each with its own session, all signing at once ---- */
+    pthread_t th[8];
+    thr_arg ta[8];
+    for (int i = 0; i < 8; i++) {
+        ta[i] = (thr_arg){slot, priv, pub, 0};
+        pthread_create(&th[i], NULL, thread_main, &ta[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        TRUE_OR_FAIL(ta[i].errors == 0);
+    }
+
+    /* ---- fork: the child keeps using inherited sessions and handles (fork-safe interface),
+     * and can also start over with C_Finalize/C_Initialize. ---- */
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = sign_verify(s, CKM_SHA256_RSA_PKCS, NULL, 0, priv, pub) != CKR_OK;
+        bad |= f->C_Finalize(NULL) != CKR_OK || f->C_Initialize(NULL) != CKR_OK;
+        CK_SESSION_HANDLE cs;
+        bad |= f->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &cs) != CKR_OK;
+        bad |= sign_verify(cs, CKM_SHA256_RSA_PKCS, NULL, 0, priv, pub) != CKR_OK;
+        _exit(bad);
+    }
+    int st = -1;
+    waitpid(pid, &st, 0);
+    TRUE_OR_FAIL(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS, NULL, 0, priv, pub), CKR_OK);
+
+    /* ---- handles survive re-initialisation; destroy ---- */
+    EXPECT(f->C_Finalize(NULL), CKR_OK);
+    EXPECT(f->C_Finalize(NULL), CKR_CRYPTOKI_NOT_INITIALIZED);
+    EXPECT(f->C_Initialize(NULL), CKR_OK);
+    EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
+    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS, NULL, 0, priv, pub), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, priv), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, priv), CKR_OBJECT_HANDLE_INVALID);
+    EXPECT(f->C_SignInit(s, &m_pkcs, priv), CKR_KEY_HANDLE_INVALID);
+    EXPECT(f->C_DestroyObject(s, pub), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, epriv), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, epub), CKR_OK);
+    EXPECT(f->C_CloseAllSessions(slot), CKR_OK);
+    EXPECT(f->C_CloseSession(s), CKR_SESSION_HANDLE_INVALID);
+    EXPECT(f->C_Finalize(NULL), CKR_OK);
+    printf("%d failure(s)\n", failures);
+    return failures != 0;
+}
