@@ -523,6 +523,15 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
         kwp_raise_last(k->pctx);
         return 0;
     }
+    if (k->ambiguous) {
+        /* Listing may show every match; using an arbitrary one of them must not happen. */
+        kw_err_set(KW_ERR_AMBIGUOUS,
+                   "the URI this key was loaded with matches more than one private key: add "
+                   "id= or object= to choose one (this one is %s)",
+                   k->uri);
+        kwp_raise_last(k->pctx);
+        return 0;
+    }
     for (int attempt = 0; attempt < 2; attempt++) {
         pthread_mutex_lock(&k->lock);
         e = KW_OK;

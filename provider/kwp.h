@@ -66,6 +66,7 @@ typedef struct kwp_key {
     CK_ULONG idlen;
     char *label;
     CK_BBOOL always_auth;
+    int ambiguous;           /* listed by a URI that matched more private keys than this one */
     kw_pin_ctx pin;          /* sources only; strings owned below */
     char *pin_value, *pin_source;
     pthread_mutex_t lock;

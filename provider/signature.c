@@ -7,6 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* RSA_padding_add_PKCS1_PSS_mgf1 is deprecated API in 3.0 with no replacement for encoding a
+ * PSS block that the token then signs raw; it is used in pss_via_raw() only. */
+#undef OPENSSL_NO_DEPRECATED
+#include <openssl/rsa.h>
+
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -15,6 +20,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "kw_secmem.h"
 #include "kwp.h"
 
 typedef struct {
@@ -435,6 +441,34 @@ static int infer_md(kwp_sig *c, size_t tbslen)
 }
 
 /* Sign with the token. data is the digest (raw mechanisms) or the message (combined). */
+/* Tokens that refuse a PSS parameter set (SoftHSM2 wants the MGF1 digest to be the message
+ * digest) can still sign: the EMSA-PSS block is built here and the token applies the raw RSA
+ * private operation (CKM_RSA_X_509) to it. */
+static int pss_via_raw(kwp_sig *c, const unsigned char *dgst, unsigned char *sig, size_t *siglen,
+                       size_t sigsize)
+{
+    unsigned char em[1024];
+    size_t klen = kwp_key_max_size(c->key);
+    CK_MECHANISM raw = {CKM_RSA_X_509, NULL, 0};
+    RSA *rsa;
+    int ok;
+
+    if (klen > sizeof(em) || sigsize < klen)
+        return 0;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    rsa = EVP_PKEY_get1_RSA(c->key->pub);
+    ok = rsa != NULL && RSA_padding_add_PKCS1_PSS_mgf1(rsa, em, dgst, c->md,
+                                                       c->mgf1 ? c->mgf1 : c->md,
+                                                       pss_saltlen(c)) == 1;
+    RSA_free(rsa);
+#pragma GCC diagnostic pop
+    *siglen = sigsize;
+    ok = ok && kwp_key_private_op(c->key, KWP_OP_SIGN, &raw, em, klen, sig, siglen);
+    kw_wipe(em, sizeof(em));
+    return ok;
+}
+
 static int token_sign(kwp_sig *c, CK_MECHANISM_TYPE mt, const unsigned char *data, size_t dlen,
                       unsigned char *sig, size_t *siglen, size_t sigsize)
 {
@@ -465,8 +499,21 @@ static int token_sign(kwp_sig *c, CK_MECHANISM_TYPE mt, const unsigned char *dat
         inlen = (size_t)dilen;
     }
     if (c->type == CKK_RSA) {
-        rawlen = *siglen = sigsize;
+        kw_err why;
+        *siglen = sigsize;
+        ERR_set_mark();
         ok = kwp_key_private_op(k, KWP_OP_SIGN, &mech, in, inlen, sig, siglen);
+        why = kw_err_last(NULL);
+        if (!ok && mt == CKM_RSA_PKCS_PSS && (why == KW_ERR_INVALID || why == KW_ERR_MECHANISM) &&
+            kw_p11_token_has_mech(k->tok, CKM_RSA_X_509, CKF_SIGN)) {
+            ERR_pop_to_mark();
+            ERR_set_mark();
+            ok = pss_via_raw(c, data, sig, siglen, sigsize);
+        }
+        if (ok)
+            ERR_pop_to_mark();
+        else
+            ERR_clear_last_mark();
     } else {
         ok = kwp_key_private_op(k, KWP_OP_SIGN, &mech, in, inlen, raw, &rawlen) &&
              ecdsa_to_der(raw, rawlen, sig, siglen, sigsize);

@@ -203,6 +203,14 @@ static int store_list(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_a
                 goto fail;
     }
     free(toks);
+    {
+        size_t nprivate = 0;
+        for (size_t i = 0; i < st->n; i++)
+            nprivate += st->items[i].key != NULL && st->items[i].key->has_private;
+        for (size_t i = 0; nprivate > 1 && i < st->n; i++)
+            if (st->items[i].key != NULL && st->items[i].key->has_private)
+                st->items[i].key->ambiguous = 1;
+    }
     if (st->n == 0) {
         kw_err_set(KW_ERR_OBJECT_NOT_FOUND, "object not found: nothing on the token matches %s",
                    st->uristr);
