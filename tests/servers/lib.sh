@@ -175,3 +175,25 @@ kws_bg() {
     fi
     KWS_PID=$!
 }
+
+# kws_nginx_conf DIR PORT KEYNAME [WORKER-USER]: conf/nginx-keyward.conf.example with this
+# test's paths, port, key and certificate ($KW_TMP/KEYNAME.pem/.crt), reuseport, $pid logged.
+kws_nginx_conf() {
+    local dir=$1 port=$2 name=$3 worker_user=${4:-} example=$KEYWARD_SRC/conf/nginx-keyward.conf.example
+    mkdir -p "$dir/logs" "$dir/tmp"
+    sed -e "s|/etc/keyward/www.crt|$KW_TMP/$name.crt|" \
+        -e "s|/etc/keyward/www-key.pem|$KW_TMP/$name.pem|" \
+        -e "s|/run/nginx-keyward.pid|$dir/nginx.pid|" \
+        -e "s|error_log /var/log/nginx/keyward-error.log;|error_log $dir/logs/error.log info;|" \
+        -e "s|access_log /var/log/nginx/keyward-access.log;|log_format kw '\$pid \$ssl_protocol \$status'; access_log $dir/logs/access.log kw;|" \
+        -e "s|listen 443 ssl;|listen 127.0.0.1:$port ssl reuseport;|" \
+        -e "s|^http {|http {\\n    client_body_temp_path $dir/tmp/body;\\n    proxy_temp_path $dir/tmp/proxy;\\n    fastcgi_temp_path $dir/tmp/fastcgi;\\n    uwsgi_temp_path $dir/tmp/uwsgi;\\n    scgi_temp_path $dir/tmp/scgi;|" \
+        "$example" >"$dir/nginx.conf"
+    if [ -n "$worker_user" ]; then
+        sed -i "s|^user www-data;|user $worker_user;|" "$dir/nginx.conf"
+    else
+        sed -i "/^user /d" "$dir/nginx.conf"
+    fi
+    grep -q "127.0.0.1:$port" "$dir/nginx.conf" || kw_fail "the example has no 'listen 443 ssl;' to rewrite"
+    grep -q "$KW_TMP/$name.pem" "$dir/nginx.conf" || kw_fail "the example has no ssl_certificate_key to rewrite"
+}

@@ -44,27 +44,6 @@ chmod 644 "$KW_TMP"/web-*.pem "$KW_TMP"/web-*.crt
 # After the keys exist: SoftHSM writes one file per object.
 [ -n "$worker_user" ] && chown -R "$worker_user" "$KW_TMP/tokens"
 
-# nginx_conf DIR PORT KEYNAME: the example with this test's paths.
-nginx_conf() {
-    local dir=$1 port=$2 name=$3
-    mkdir -p "$dir/logs" "$dir/tmp"
-    sed -e "s|/etc/keyward/www.crt|$KW_TMP/$name.crt|" \
-        -e "s|/etc/keyward/www-key.pem|$KW_TMP/$name.pem|" \
-        -e "s|/run/nginx-keyward.pid|$dir/nginx.pid|" \
-        -e "s|error_log /var/log/nginx/keyward-error.log;|error_log $dir/logs/error.log info;|" \
-        -e "s|access_log /var/log/nginx/keyward-access.log;|log_format kw '\$pid \$ssl_protocol \$status'; access_log $dir/logs/access.log kw;|" \
-        -e "s|listen 443 ssl;|listen 127.0.0.1:$port ssl reuseport;|" \
-        -e "s|^http {|http {\\n    client_body_temp_path $dir/tmp/body;\\n    proxy_temp_path $dir/tmp/proxy;\\n    fastcgi_temp_path $dir/tmp/fastcgi;\\n    uwsgi_temp_path $dir/tmp/uwsgi;\\n    scgi_temp_path $dir/tmp/scgi;|" \
-        "$example" >"$dir/nginx.conf"
-    if [ -n "$worker_user" ]; then
-        sed -i "s|^user www-data;|user $worker_user;|" "$dir/nginx.conf"
-    else
-        sed -i "/^user /d" "$dir/nginx.conf"
-    fi
-    grep -q "127.0.0.1:$port" "$dir/nginx.conf" || kw_fail "the example has no 'listen 443 ssl;' to rewrite"
-    grep -q "$KW_TMP/$name.pem" "$dir/nginx.conf" || kw_fail "the example has no ssl_certificate_key to rewrite"
-}
-
 # load PORT CRT OUTDIR: clients x requests curl runs; prints the number that succeeded.
 load() {
     local port=$1 crt=$2 out=$3 c
@@ -92,7 +71,7 @@ load() {
 run() {
     local label=$1 cnf=$2 name=$3 dir=$KW_TMP/nginx-$1 port pid n want pids workers before after
     port=$(kw_free_port)
-    nginx_conf "$dir" "$port" "$name"
+    kws_nginx_conf "$dir" "$port" "$name" "$worker_user"
     OPENSSL_CONF=$cnf kws_bg "$dir/logs/stdout" \
         nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
     pid=$KWS_PID
@@ -150,7 +129,7 @@ run lazy-ec "$KW_TMP/lazy.cnf" web-ec
 # What the guide says: "env OPENSSL_CONF=...;" in nginx.conf does not replace OPENSSL_CONF in the
 # master's environment (nginx loads OpenSSL's configuration before it reads nginx.conf).
 dir=$KW_TMP/nginx-envline
-nginx_conf "$dir" "$(kw_free_port)" web-ec
+kws_nginx_conf "$dir" "$(kw_free_port)" web-ec "$worker_user"
 sed -i "s|^env OPENSSL_CONF;|env OPENSSL_CONF=$KW_TMP/early.cnf;|" "$dir/nginx.conf"
 if env -u OPENSSL_CONF OPENSSL_CONF=/dev/null nginx -t -p "$dir" -e "$dir/logs/error.log" \
     -c "$dir/nginx.conf" >"$dir/t.out" 2>&1; then
