@@ -1,0 +1,123 @@
+#!/bin/bash
+# nginx with 4 worker processes on TPM keys (through keyward) under parallel TLS load: every
+# handshake must succeed. Session caches and tickets are off, so each handshake is a full one
+# with a signature on the TPM. `listen ... reuseport` spreads connections over all workers, and
+# the access log records the worker pid, so the test checks that several workers signed.
+# Prints the handshake rate (ECDSA P-256 key made by genpkey; RSA-2048 key from tpm2_ptool).
+#   KW_TPM_LOAD_CLIENTS (16) parallel clients x KW_TPM_LOAD_EACH (25) handshakes per key.
+set -euo pipefail
+. "${KEYWARD_SRC:?run through meson test}/tests/fixtures/tpm.sh"
+command -v nginx >/dev/null || kw_skip "nginx missing (nginx-light)"
+command -v curl >/dev/null || kw_skip "curl missing"
+kw_tpm_start
+cd "$KW_TPM_DIR"
+kw_tpm_openssl_cnf kw.cnf
+printf 'openssl_conf = plain_init\n[plain_init]\n' >plain.cnf
+export OPENSSL_CONF=$KW_TPM_DIR/kw.cnf
+fail() { echo "FAIL: $*" >&2; exit 1; }
+CLIENTS=${KW_TPM_LOAD_CLIENTS:-16}
+EACH=${KW_TPM_LOAD_EACH:-25}
+
+# Keys: a new EC key generated on the TPM, and a URI key file for the existing RSA key.
+openssl genpkey -propquery '?provider=keyward' -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+    -pkeyopt "keyward_uri:pkcs11:token=$KW_TPM_TOKEN;object=web;id=%01" -out ec.key
+openssl pkey -in "$KW_TPM_RSA_URI" -out rsa.key
+for k in ec rsa; do
+    grep -q 'BEGIN KEYWARD KEY URI' $k.key || fail "$k.key is not a URI key file"
+    openssl req -new -x509 -key $k.key -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+        -days 2 -out $k.crt
+done
+
+EC_PORT=$(kw_free_port)
+RSA_PORT=$(kw_free_port)
+mkdir -p ng/logs ng/tmp
+# nginx clears the environment of its workers except what `env` lists; tpm2-pkcs11 in a worker
+# needs its TCTI, store and the private D-Bus bus of tpm2-abrmd. Workers run as the test's user
+# (root would otherwise switch to nobody, who can read neither the PIN file nor the store).
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+cat >ng/nginx.conf <<CONF
+$user_line
+daemon off;
+master_process on;
+worker_processes 4;
+pid $KW_TPM_DIR/ng/nginx.pid;
+error_log $KW_TPM_DIR/ng/logs/error.log info;
+env OPENSSL_CONF;
+env TPM2_PKCS11_TCTI;
+env TPM2_PKCS11_STORE;
+env DBUS_SESSION_BUS_ADDRESS;
+env TSS2_LOG;
+env KEYWARD_DEBUG;
+events { worker_connections 512; }
+http {
+    log_format w '\$pid \$ssl_protocol \$status';
+    access_log $KW_TPM_DIR/ng/logs/access.log w;
+    client_body_temp_path $KW_TPM_DIR/ng/tmp/body;
+    proxy_temp_path $KW_TPM_DIR/ng/tmp/proxy;
+    fastcgi_temp_path $KW_TPM_DIR/ng/tmp/fastcgi;
+    uwsgi_temp_path $KW_TPM_DIR/ng/tmp/uwsgi;
+    scgi_temp_path $KW_TPM_DIR/ng/tmp/scgi;
+    ssl_session_cache off;
+    ssl_session_tickets off;
+    keepalive_timeout 0;
+    server {
+        listen 127.0.0.1:$EC_PORT ssl reuseport;
+        ssl_certificate $KW_TPM_DIR/ec.crt;
+        ssl_certificate_key $KW_TPM_DIR/ec.key;
+        location / { return 200 "ok\n"; }
+    }
+    server {
+        listen 127.0.0.1:$RSA_PORT ssl reuseport;
+        ssl_certificate $KW_TPM_DIR/rsa.crt;
+        ssl_certificate_key $KW_TPM_DIR/rsa.key;
+        location / { return 200 "ok\n"; }
+    }
+}
+CONF
+LD_PRELOAD=${KEYWARD_ASAN_PRELOAD:-} nginx -p "$KW_TPM_DIR/ng" -c "$KW_TPM_DIR/ng/nginx.conf" \
+    -e "$KW_TPM_DIR/ng/logs/error.log" </dev/null >ng/logs/stdout.log 2>&1 &
+NGINX=$!
+kw_at_exit "kill $NGINX; wait $NGINX"
+for _ in $(seq 100); do
+    kill -0 $NGINX 2>/dev/null || { cat ng/logs/error.log >&2; fail "nginx exited at start"; }
+    OPENSSL_CONF=$KW_TPM_DIR/plain.cnf curl -sf --cacert ec.crt "https://localhost:$EC_PORT/" \
+        --resolve "localhost:$EC_PORT:127.0.0.1" -o /dev/null && break
+    sleep 0.1
+done
+[ "$(pgrep -c -P $NGINX)" = 4 ] || fail "nginx does not run 4 workers"
+
+# One client: EACH sequential connections (Connection: close, no session reuse), printing the
+# HTTP status of each; 000 is a failed connection or handshake.
+client() {
+    local port=$1 crt=$2 i urls=()
+    for ((i = 0; i < EACH; i++)); do urls+=("https://localhost:$port/"); done
+    OPENSSL_CONF=$KW_TPM_DIR/plain.cnf curl -s --cacert "$crt" --resolve "localhost:$port:127.0.0.1" \
+        --tlsv1.2 --no-sessionid -H 'Connection: close' -o /dev/null -w '%{http_code}\n' \
+        "${urls[@]}" || true
+}
+
+load() {
+    local name=$1 port=$2 crt=$3 want=$((CLIENTS * EACH)) t0 t1 ok n
+    : >ng/logs/access.log
+    t0=$(date +%s%N)
+    for ((n = 0; n < CLIENTS; n++)); do client "$port" "$crt" >"res.$name.$n" & done
+    wait $(jobs -p | grep -vx "$NGINX") 2>/dev/null || true
+    t1=$(date +%s%N)
+    ok=$(cat res.$name.* | grep -cx 200 || true)
+    workers=$(awk '{print $1}' ng/logs/access.log | sort -u | wc -l)
+    printf 'RESULT tpm-nginx %s: %d/%d handshakes ok, %d clients, %d workers served, %.1f handshakes/s\n' \
+        "$name" "$ok" "$want" "$CLIENTS" "$workers" "$(echo "$want * 1000000000 / ($t1 - $t0)" | bc -l)"
+    [ "$ok" = "$want" ] || { sort res.$name.* | uniq -c >&2; tail -20 ng/logs/error.log >&2; \
+        fail "$((want - ok)) of $want $name handshakes failed"; }
+    [ "$workers" -ge 2 ] || fail "only $workers nginx worker served the $name load"
+}
+load ecdsa-p256 "$EC_PORT" ec.crt
+load rsa-2048 "$RSA_PORT" rsa.crt
+
+kill -0 $NGINX || fail "nginx died"
+[ "$(pgrep -c -P $NGINX)" = 4 ] || fail "a worker died: $(pgrep -c -P $NGINX) left"
+if grep -E '\[(alert|emerg|crit)\]|exited on signal' ng/logs/error.log; then
+    fail "nginx logged errors"
+fi
+echo PASS
