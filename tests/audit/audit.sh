@@ -4,19 +4,43 @@
 # the PKCS#11 level with the PIN in hand (audit-p11), and into debug logs at the highest level
 # or error output (grepped for the PIN and for secrets keyward handled: a decrypted message and
 # an ECDH shared secret). Every attempt must be refused; controls show the probes can see a leak.
-#   audit.sh keys   CLI, EVP and PKCS#11 routes      audit.sh logs   debug log and error output
+#   audit.sh keys      CLI, EVP and PKCS#11 routes on SoftHSM
+#   audit.sh logs      debug log and error output (SoftHSM)
+#   audit.sh keyring   CLI, EVP and PKCS#11 routes on keyward-pkcs11.so (kernel keyring, in a
+#                      fresh session keyring), and keyctl read/pipe on kernel-resident keys
 set -euo pipefail
 GROUP=${1:-all}
-case $GROUP in keys | logs | all) ;; *) echo "usage: $0 keys|logs|all" >&2; exit 2 ;; esac
-want() { [ "$GROUP" = all ] || [ "$GROUP" = "$1" ]; }
+case $GROUP in keys | logs | keyring | all) ;; *) echo "usage: $0 keys|logs|keyring|all" >&2; exit 2 ;; esac
+want() { [ "$GROUP" = all ] || [ "$GROUP" = "$1" ] || { [ "$GROUP" = keyring ] && [ "$1" = keys ]; }; }
+if [ "$GROUP" = keyring ] && [ -z "${KW_AUDIT_IN_SESSION:-}" ]; then
+    command -v keyctl >/dev/null || { echo "SKIP: keyctl not installed" >&2; exit 77; }
+    # A session keyring of our own: nothing of the user's is touched, all of it goes at exit.
+    KW_AUDIT_IN_SESSION=1 exec keyctl session - bash "$0" "$@"
+fi
 . "${KEYWARD_SRC:-$(dirname "$0")/../..}/tests/fixtures/softhsm.sh"
 B=${KEYWARD_BUILD:-}
 [ -x "$B/tests/audit/audit-p11" ] && [ -x "$B/tests/audit/audit-evp" ] ||
     kw_fail "audit-p11/audit-evp not built: run through meson test"
 kw_softhsm_init
-kw_token_init audit
-kw_provider_setup
-PIN=$(cat "$KW_PIN_FILE")
+if [ "$GROUP" = keyring ]; then
+    KW_MODULE=$B/pkcs11/keyward-pkcs11.so
+    [ -f "$KW_MODULE" ] || kw_skip "keyward-pkcs11.so not built (-Dkeyring=disabled or no libkeyutils)"
+    RING=kw-audit-$$
+    echo "token keyring session:$RING" >"$KW_TMP/kwk.conf"
+    export KEYWARD_PKCS11_CONF=$KW_TMP/kwk.conf
+    TOKEN=keyring
+    # No PIN configured on the token, so any PIN logs in; keyward's key generation logs in.
+    (umask 077 && echo 0000 >"$KW_TMP/keyring.pin")
+    kw_provider_setup "file:$KW_TMP/keyring.pin"
+    PIN=
+    PIN_FILE=-
+else
+    TOKEN=audit
+    kw_token_init "$TOKEN"
+    kw_provider_setup
+    PIN=$(cat "$KW_PIN_FILE")
+    PIN_FILE=$KW_PIN_FILE
+fi
 export KEYWARD_DEBUG=file:$KW_TMP/debug.log,3
 ALL_ERR=$KW_TMP/all.stderr
 : >"$ALL_ERR"
@@ -30,14 +54,14 @@ gen() { # ALG OBJECT ID [pkeyopt...]
     local alg=$1 obj=$2 id=$3
     shift 3
     kw_ok "genpkey $alg on the token" openssl genpkey -propquery '?provider=keyward' \
-        -algorithm "$alg" "$@" -pkeyopt keyward_uri:"pkcs11:token=audit;object=$obj;id=%$id" \
+        -algorithm "$alg" "$@" -pkeyopt keyward_uri:"pkcs11:token=$TOKEN;object=$obj;id=%$id" \
         -out "$obj.pem"
 }
 gen RSA rsa 01 -pkeyopt rsa_keygen_bits:2048
 gen EC ec 02 -pkeyopt ec_paramgen_curve:P-256
 gen ED25519 ed 03
 KEYS="rsa ec ed"
-uri() { echo "pkcs11:token=audit;object=$1;type=private"; }
+uri() { echo "pkcs11:token=$TOKEN;object=$1;type=private"; }
 
 # ---- 1. openssl CLI ----
 want keys && for k in $KEYS; do
@@ -108,6 +132,7 @@ kw_log "ok: pkcs12 -export carries no private key (exit $rc)"
 kw_log "ok: EVP API: $(tail -1 evp.out)"
 fi
 
+if want logs; then
 # ---- 3. secrets keyward handled: an RSA decryption and an ECDH secret ----
 kw_pubkey_pem audit 01 rsa.pub
 head -c 32 /dev/urandom >secret.msg
@@ -134,12 +159,47 @@ kw_run openssl pkeyutl -sign -inkey "pkcs11:token=no-such-token;object=x;pin-val
 kw_run openssl pkeyutl -sign -inkey "pkcs11:token=audit;object=no-such-key;pin-value=$PIN" \
     -in secret.msg -out /dev/null 2>>"$ALL_ERR" || true
 kw_run openssl storeutl "pkcs11:token=no-such-token;pin-value=$PIN" >/dev/null 2>>"$ALL_ERR" || true
+fi
 
 # ---- 4. PKCS#11, PIN in hand ----
 if want keys; then
-    "$B/tests/audit/audit-p11" "$KW_MODULE" audit "$KW_PIN_FILE" >p11.out 2>&1 ||
+    "$B/tests/audit/audit-p11" "$KW_MODULE" "$TOKEN" "$PIN_FILE" >p11.out 2>&1 ||
         { cat p11.out >&2; kw_fail "audit-p11: $(tail -1 p11.out)"; }
     kw_log "ok: PKCS#11: $(tail -1 p11.out)"
+fi
+
+# ---- 4b. the kernel keyring itself ----
+if [ "$GROUP" = keyring ]; then
+    kernel=0
+    soft=0
+    # keyctl show: "SERIAL PERMS UID GID \_ TYPE: DESCRIPTION", recursively.
+    while read -r serial type desc; do
+        case $desc in
+        keyward:priv:*)
+            kernel=$((kernel + 1))
+            ! keyctl read "$serial" >/dev/null 2>&1 || kw_fail "keyctl read gave out kernel-resident key $desc"
+            ! keyctl pipe "$serial" >/dev/null 2>&1 || kw_fail "keyctl pipe gave out kernel-resident key $desc"
+            ! keyctl print "$serial" >/dev/null 2>&1 || kw_fail "keyctl print gave out kernel-resident key $desc"
+            ;;
+        keyward:soft:*)
+            soft=$((soft + 1))
+            # Software mode keeps PKCS#8 in a user key: only its possessor may read it. User,
+            # group and other may at most view its description: read, write, search, link or
+            # setattr (which could grant the rest) would let someone else get at the key.
+            perm=$(keyctl rdescribe "$serial" | cut -d';' -f4)
+            [ $((0x$perm & 0x003e3e3e)) = 0 ] ||
+                kw_fail "software-mode key $desc has permissions $perm: others than its possessor may read it"
+            ;;
+        esac
+    done < <(keyctl show @s 2>/dev/null | sed -n 's/^ *\([0-9][0-9]*\) .*\\_ \([a-z_]*\): \(.*\)$/\1 \2 \3/p')
+    [ $((kernel + soft)) -gt 0 ] || kw_fail "no keyward private keys found in the session keyring"
+    if [ "$kernel" -gt 0 ]; then
+        kw_log "ok: keyctl read/pipe/print refused on $kernel kernel-resident keys"
+    fi
+    if [ "$soft" -gt 0 ]; then
+        kw_log "ok: $soft software-mode keys are possessor-only user keys"
+        echo "SKIP (part): this kernel puts keyward-pkcs11 in software mode: its private keys are user keys their possessor can read (docs/security.md); keyctl read on kernel-resident keys is checked only where the token is in kernel mode (VM)" >&2
+    fi
 fi
 want logs || exit 0
 
