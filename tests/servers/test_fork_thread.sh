@@ -41,6 +41,9 @@ for spec in rsa:rsa:21 p256:ec:22 ed25519:ed:23; do
     run "fork $type (key file)" "$fork_sign" "$KW_TMP/$name.pem" "$KW_TMP/$name.pub" 8 100
     run "fork $type (URI)" "$fork_sign" "pkcs11:token=ft;object=$name;type=private" \
         "$KW_TMP/$name.pub" 8 100
+    # As nginx's master: load the key, never use it, fork; the children ask the token first.
+    run "fork $type (parent only loads the key)" "$fork_sign" "$KW_TMP/$name.pem" \
+        "$KW_TMP/$name.pub" 4 20 load-only
     run "threads $type (key file)" "$thread_sign" "$KW_TMP/$name.pem" "$KW_TMP/$name.pub" \
         "$threads" "$per_thread"
 done
