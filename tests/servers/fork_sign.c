@@ -152,7 +152,8 @@ int main(int argc, char **argv)
 
     printf("fork-sign: %s%d children x %d signatures, %d failed; operation begun before fork: "
            "%d finished in the child, %d refused cleanly%s\n",
-           load_only ? "parent only loaded the key; " : "", children, count, bad, half != NULL ? half_ok : 0, half != NULL ? half_refused : 0,
+           load_only ? "parent only loaded the key; " : "", children, count, bad,
+           half != NULL ? half_ok : 0, half != NULL ? half_refused : 0,
            half != NULL ? "" : " (none begun)");
     EVP_MD_CTX_free(half);
     EVP_PKEY_free(key);

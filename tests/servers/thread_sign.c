@@ -40,8 +40,7 @@ static void *worker(void *arg)
         }
         if (!kws_verify(j->pub, msg, sig, len)) {
             if (atomic_fetch_add(&failed_verify, 1) < 3)
-                fprintf(stderr, "thread-sign: thread %d signature %d does not verify\n", j->id,
-                        i);
+                fprintf(stderr, "thread-sign: thread %d signature %d does not verify\n", j->id, i);
             continue;
         }
         atomic_fetch_add(&done, 1);
@@ -73,7 +72,7 @@ int main(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (i = 0; i < threads; i++) {
-        jobs[i] = (struct job){ .key = key, .pub = pub, .id = i, .count = count };
+        jobs[i] = (struct job){.key = key, .pub = pub, .id = i, .count = count};
         if (pthread_create(&tids[i], NULL, worker, &jobs[i]) != 0) {
             fprintf(stderr, "thread-sign: pthread_create failed\n");
             return 1;
