@@ -127,8 +127,9 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     ca.conf.old_keys = ok;
     free(ca.conf.ca_key);
     ca.conf.ca_key = kwt_strdup(key);
+    char *kt = kwt_strdup(key_type); /* key_type may point into ca.conf */
     free(ca.conf.key_type);
-    ca.conf.key_type = kwt_strdup(key_type);
+    ca.conf.key_type = kt;
     ca.conf.generation = newg;
     char *confp = kwt_path(ca.dir, "keyward.conf");
     rc = kwt_conf_save(&ca.conf, confp) || kwt_copy_file(newcrt, cacrt, 0644);
