@@ -451,16 +451,27 @@ int kwt_ca_recover(kwt_ca *ca)
     remove_tmp_files(ca->dir);
     char *issued = kwt_path(ca->dir, "issued");
     remove_tmp_files(issued);
-    /* issued/NAME.crt must point at the newest valid certificate of NAME */
+    /* issued/NAME.crt must point at the newest valid certificate of NAME; walk the index
+     * from the end and remember names already seen (a hash set: indexes get large) */
     kwt_index ix = {0};
     char *ip = kwt_asprintf("%s/%s/index.txt", ca->dir, cur);
-    if (kwt_index_load(&ix, ip) == 0) {
-        for (size_t i = 0; i < ix.n; i++) {
+    if (kwt_index_load(&ix, ip) == 0 && ix.n) {
+        size_t cap = 64;
+        while (cap < ix.n * 2)
+            cap *= 2;
+        const char **seen = calloc(cap, sizeof(*seen));
+        for (size_t i = ix.n; seen && i-- > 0;) {
             kwt_row *r = &ix.rows[i];
+            unsigned long h = 5381;
+            for (const char *c = r->name; *c; c++)
+                h = h * 33 + (unsigned char)*c;
+            size_t slot = h & (cap - 1);
+            while (seen[slot] && strcmp(seen[slot], r->name) != 0)
+                slot = (slot + 1) & (cap - 1);
+            if (seen[slot])
+                continue; /* an older row of a name already handled */
+            seen[slot] = r->name;
             if (r->status != 'V' || !strcmp(r->name, "unknown"))
-                continue;
-            kwt_row *newest = kwt_index_find_name(&ix, r->name);
-            if (newest != r)
                 continue;
             char *lp = kwt_asprintf("%s/%s.crt", issued, r->name);
             char *want = kwt_asprintf("../certs/%s.pem", r->serial);
@@ -471,6 +482,7 @@ int kwt_ca_recover(kwt_ca *ca)
             free(want);
             free(lp);
         }
+        free(seen);
     }
     kwt_index_free(&ix);
     free(ip);
