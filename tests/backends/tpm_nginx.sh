@@ -98,11 +98,14 @@ client() {
 }
 
 load() {
-    local name=$1 port=$2 crt=$3 want=$((CLIENTS * EACH)) t0 t1 ok n
+    local name=$1 port=$2 crt=$3 want=$((CLIENTS * EACH)) t0 t1 ok n pids=()
     : >ng/logs/access.log
     t0=$(date +%s%N)
-    for ((n = 0; n < CLIENTS; n++)); do client "$port" "$crt" >"res.$name.$n" & done
-    wait $(jobs -p | grep -vx "$NGINX") 2>/dev/null || true
+    for ((n = 0; n < CLIENTS; n++)); do
+        client "$port" "$crt" >"res.$name.$n" &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
     t1=$(date +%s%N)
     ok=$(cat res.$name.* | grep -cx 200 || true)
     workers=$(awk '{print $1}' ng/logs/access.log | sort -u | wc -l)
