@@ -4,6 +4,8 @@
 # with a signature on the TPM. `listen ... reuseport` spreads connections over all workers, and
 # the access log records the worker pid, so the test checks that several workers signed.
 # Prints the handshake rate (ECDSA P-256 key made by genpkey; RSA-2048 key from tpm2_ptool).
+# Argument "p11-kit-server": tpm2-pkcs11 runs behind `p11-kit server` (one process owns the TPM)
+# and nginx uses p11-kit-client.so. Without it each worker has tpm2-pkcs11 loaded itself.
 #   KW_TPM_LOAD_CLIENTS (16) parallel clients x KW_TPM_LOAD_EACH (25) handshakes per key.
 set -euo pipefail
 . "${KEYWARD_SRC:?run through meson test}/tests/fixtures/tpm.sh"
@@ -11,7 +13,19 @@ command -v nginx >/dev/null || kw_skip "nginx missing (nginx-light)"
 command -v curl >/dev/null || kw_skip "curl missing"
 kw_tpm_start
 cd "$KW_TPM_DIR"
-kw_tpm_openssl_cnf kw.cnf
+VIA=${1:-${KW_TPM_VIA:-direct}}
+if [ "$VIA" = p11-kit-server ]; then
+    # The TPM token behind `p11-kit server`; nginx reaches it through p11-kit-client.so.
+    p11-kit server -f --provider "$KW_TPM_MODULE" -n "$KW_TPM_DIR/p11.sock" \
+        "pkcs11:token=$KW_TPM_TOKEN" </dev/null >p11-server.log 2>&1 &
+    P11SRV=$!
+    kw_at_exit "kill $P11SRV \$(pgrep -P $P11SRV)"
+    for _ in $(seq 100); do [ -S p11.sock ] && break; sleep 0.05; done
+    export P11_KIT_SERVER_ADDRESS="unix:path=$KW_TPM_DIR/p11.sock"
+    KW_TPM_MODULE=/usr/lib/x86_64-linux-gnu/pkcs11/p11-kit-client.so kw_tpm_openssl_cnf kw.cnf
+else
+    kw_tpm_openssl_cnf kw.cnf
+fi
 printf 'openssl_conf = plain_init\n[plain_init]\n' >plain.cnf
 export OPENSSL_CONF=$KW_TPM_DIR/kw.cnf
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -49,6 +63,7 @@ env TPM2_PKCS11_STORE;
 env DBUS_SESSION_BUS_ADDRESS;
 env TSS2_LOG;
 env KEYWARD_DEBUG;
+env P11_KIT_SERVER_ADDRESS;
 events { worker_connections 512; }
 http {
     log_format w '\$pid \$ssl_protocol \$status';
@@ -109,8 +124,8 @@ load() {
     t1=$(date +%s%N)
     ok=$(cat res.$name.* | grep -cx 200 || true)
     workers=$(awk '{print $1}' ng/logs/access.log | sort -u | wc -l)
-    printf 'RESULT tpm-nginx %s: %d/%d handshakes ok, %d clients, %d workers served, %.1f handshakes/s\n' \
-        "$name" "$ok" "$want" "$CLIENTS" "$workers" "$(echo "$want * 1000000000 / ($t1 - $t0)" | bc -l)"
+    printf 'RESULT tpm-nginx (%s) %s: %d/%d handshakes ok, %d clients, %d workers served, %.1f handshakes/s\n' \
+        "$VIA" "$name" "$ok" "$want" "$CLIENTS" "$workers" "$(echo "$want * 1000000000 / ($t1 - $t0)" | bc -l)"
     [ "$ok" = "$want" ] || { sort res.$name.* | uniq -c >&2; tail -20 ng/logs/error.log >&2; \
         fail "$((want - ok)) of $want $name handshakes failed"; }
     [ "$workers" -ge 2 ] || fail "only $workers nginx worker served the $name load"
