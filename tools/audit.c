@@ -57,7 +57,8 @@ void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
     char *line = kwt_audit_line(op, name, serial, subject, rc, kwt_last_error());
     char *p = kwt_path(ca->dir, "audit.log");
     int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fsync(fd) != 0)
+    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
+        (!kwt_defer_sync && fsync(fd) != 0))
         fprintf(stderr, "keyward: warning: cannot append to %s: %s\n", p, strerror(errno));
     if (fd >= 0)
         close(fd);

@@ -6,6 +6,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -480,10 +482,19 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     }
     if ((rc = kwt_txn_commit(ca)))
         goto out;
+    /* links and audit lines of a batch are flushed together (the links can be rebuilt from
+     * the committed index anyway) */
+    kwt_defer_sync = true;
     for (size_t i = 0; i < n; i++) {
         kwt_row *r = &ix1.rows[ix0.n + i];
         kwt_ca_link_issued(ca, names[i], r->serial);
         kwt_audit(ca, "ca sign", names[i], r->serial, r->subject, 0);
+    }
+    kwt_defer_sync = false;
+    int dfd = open(ca->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        syncfs(dfd);
+        close(dfd);
     }
     for (size_t i = 0; i < n; i++)
         report(ca, names[i], ix1.rows[ix0.n + i].serial, i == 0, i + 1 == n);

@@ -253,6 +253,7 @@ int kwt_copy_file(const char *from, const char *to, int mode)
 
 int kwt_symlink_atomic(const char *target, const char *linkpath)
 {
+    bool sync = !kwt_defer_sync;
     char *tmp = kwt_asprintf("%s.lnk.%ld", linkpath, (long)getpid());
     unlink(tmp);
     if (symlink(target, tmp) != 0) {
@@ -267,9 +268,11 @@ int kwt_symlink_atomic(const char *target, const char *linkpath)
         return -1;
     }
     free(tmp);
-    char *d = dir_of(linkpath);
-    kwt_fsync_dir(d);
-    free(d);
+    if (sync) {
+        char *d = dir_of(linkpath);
+        kwt_fsync_dir(d);
+        free(d);
+    }
     return 0;
 }
 
