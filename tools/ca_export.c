@@ -45,7 +45,8 @@ int kwt_cmd_ca_export(int argc, char **argv)
     if (npos != 1 || kwt_valid_name(pos[0], &why) != 0)
         return kwt_err(KWT_USAGE, "ca export: give a valid NAME");
     if (!package && (!format || !out))
-        return kwt_err(KWT_USAGE, "ca export: --format pem-bundle|p12 --out FILE, or --package DIR");
+        return kwt_err(KWT_USAGE,
+                       "ca export: --format pem-bundle|p12 --out FILE, or --package DIR");
     if (format && strcmp(format, "pem-bundle") && strcmp(format, "p12"))
         return kwt_err(KWT_USAGE, "--format must be pem-bundle or p12");
     kwt_ca ca;
@@ -102,8 +103,7 @@ int kwt_cmd_ca_export(int argc, char **argv)
             rc = kwt_err(KWT_FAIL, "cannot create %s: %s", package, strerror(errno));
         else if (kwt_copy_file(cert, pc, 0644) || kwt_copy_file(cacrt, pca, 0644) ||
                  kwt_write_atomic(pr, readme, strlen(readme), 0644))
-            rc = kwt_err(KWT_FAIL, "cannot write the package in %s: %s", package,
-                         strerror(errno));
+            rc = kwt_err(KWT_FAIL, "cannot write the package in %s: %s", package, strerror(errno));
         free(pc);
         free(pca);
         free(pr);

@@ -186,8 +186,9 @@ int kwt_cmd_ca_init(int argc, char **argv)
     }
     char *final = abs_dir(kwt_g.dir);
     if (!final || !kwt_conf_safe(final) || strchr(final, ' ')) {
-        kwt_err(KWT_USAGE, "CA directory %s: its parent must exist and the path must not contain "
-                           "spaces, $, #, quotes or backslashes (it is written into openssl.cnf)",
+        kwt_err(KWT_USAGE,
+                "CA directory %s: its parent must exist and the path must not contain "
+                "spaces, $, #, quotes or backslashes (it is written into openssl.cnf)",
                 kwt_g.dir);
         free(final);
         goto out;
@@ -210,8 +211,8 @@ int kwt_cmd_ca_init(int argc, char **argv)
         goto out;
     }
     /* Build under a temporary name; in --dry-run the printed steps use the final one. */
-    char *build = kwt_g.dry_run ? kwt_strdup(final)
-                                : kwt_asprintf("%s.init-%ld", final, (long)getpid());
+    char *build =
+        kwt_g.dry_run ? kwt_strdup(final) : kwt_asprintf("%s.init-%ld", final, (long)getpid());
     ca.dir = build;
     if (kwt_g.dry_run)
         printf("#!/bin/sh -e\n# keyward ca init, step by step\numask 077\n");

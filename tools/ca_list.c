@@ -18,7 +18,8 @@ static void fmt_date(long long t, char *out, size_t len)
 int kwt_cmd_ca_list(int argc, char **argv)
 {
     const char *status = "all", *within_s = NULL;
-    kwt_optspec spec[] = {{"--status", &status, NULL}, {"--within", &within_s, NULL}, {NULL, NULL, NULL}};
+    kwt_optspec spec[] = {
+        {"--status", &status, NULL}, {"--within", &within_s, NULL}, {NULL, NULL, NULL}};
     const char *pos[1], *why;
     int npos, within = 30, rc = kwt_parse_args("ca list", argc, argv, spec, pos, 0, &npos);
     if (rc)

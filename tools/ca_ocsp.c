@@ -62,8 +62,8 @@ static int ensure_signer(kwt_ca *ca, const char *key)
         rc = kwt_err(KWT_FAIL, "cannot prepare the OCSP responder certificate");
         goto out;
     }
-    rc = kwt_ensure_key(key, ca->conf.key_type ? ca->conf.key_type : "ec:P-256",
-                        kwt_ca_cnf(ca), false, &created, NULL);
+    rc = kwt_ensure_key(key, ca->conf.key_type ? ca->conf.key_type : "ec:P-256", kwt_ca_cnf(ca),
+                        false, &created, NULL);
     if (rc)
         goto out;
     kwt_cmd c;
@@ -138,16 +138,21 @@ static void http_reply(int fd, int code, const char *ctype, const void *body, si
     int n = snprintf(hdr, sizeof(hdr),
                      "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                      "Connection: close\r\n\r\n",
-                     code, code == 200 ? "OK" : code == 400 ? "Bad Request" : "Error", ctype, len);
+                     code,
+                     code == 200   ? "OK"
+                     : code == 400 ? "Bad Request"
+                                   : "Error",
+                     ctype, len);
     send_all(fd, hdr, (size_t)n);
     send_all(fd, body, len);
 }
 
 static int unhex(int c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                                         : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                                                : -1;
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
 }
 
 /* Read one HTTP request; the OCSP request bytes go to *req. 0 ok, -1 bad request. */
@@ -266,8 +271,10 @@ static void serve_one(kwt_ca *ca, int fd, const char *tmp)
 int kwt_cmd_ca_ocsp(int argc, char **argv)
 {
     const char *port = NULL, *host = "127.0.0.1", *key = NULL, *count_s = NULL;
-    kwt_optspec spec[] = {{"--port", &port, NULL},   {"--host", &host, NULL},
-                          {"--key", &key, NULL},     {"--count", &count_s, NULL},
+    kwt_optspec spec[] = {{"--port", &port, NULL},
+                          {"--host", &host, NULL},
+                          {"--key", &key, NULL},
+                          {"--count", &count_s, NULL},
                           {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca ocsp", argc, argv, spec, pos, 0, &npos);

@@ -114,7 +114,8 @@ out:
 int kwt_cmd_ca_revoke(int argc, char **argv)
 {
     const char *reason_s = "unspecified", *date = NULL;
-    kwt_optspec spec[] = {{"--reason", &reason_s, NULL}, {"--date", &date, NULL}, {NULL, NULL, NULL}};
+    kwt_optspec spec[] = {
+        {"--reason", &reason_s, NULL}, {"--date", &date, NULL}, {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca revoke", argc, argv, spec, pos, 1, &npos);
     if (rc)
@@ -132,8 +133,9 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
     if (date) {
         when = kwt_parse_date(date);
         if (when < 0)
-            return kwt_err(KWT_USAGE, "--date %s: use YYYY-MM-DD[THH:MM[:SS]]Z or "
-                                      "YYYYMMDDHHMMSSZ",
+            return kwt_err(KWT_USAGE,
+                           "--date %s: use YYYY-MM-DD[THH:MM[:SS]]Z or "
+                           "YYYYMMDDHHMMSSZ",
                            date);
         if (when > (long long)time(NULL) + 60)
             return kwt_err(KWT_USAGE, "--date %s is in the future", date);
@@ -176,12 +178,13 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
     if (rc == 0 && !kwt_g.dry_run) {
         kwt_clear_error();
         if (kwt_g.json)
-            printf("{\"name\":\"%s\",\"serial\":\"%s\",\"reason\":\"%s\",\"crl\":\"%s/crl/crl.pem\"}\n",
+            printf("{\"name\":\"%s\",\"serial\":\"%s\",\"reason\":\"%s\",\"crl\":\"%s/crl/"
+                   "crl.pem\"}\n",
                    name, serial, reason, ca.dir);
         else
             printf("%s %s (serial %s); CRL regenerated: %s/crl/crl.pem\n",
-                   !strcmp(reason, "removeFromCRL") ? "hold lifted for" : "revoked", name,
-                   serial, ca.dir);
+                   !strcmp(reason, "removeFromCRL") ? "hold lifted for" : "revoked", name, serial,
+                   ca.dir);
     }
 out:
     if (!kwt_g.dry_run) {

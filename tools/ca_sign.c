@@ -111,8 +111,9 @@ static int check_csr(const char *path, const char *profile, char **cn, char **sa
                         kwt_buf_printf(&sb, "%sIP:%s", sep, ip);
                 } else if (g->type != GEN_OTHERNAME) {
                     GENERAL_NAMES_free(gens);
-                    kwt_err(KWT_FAIL, "%s: the CSR has a SAN type keyward does not copy "
-                                      "(only DNS, IP, email, URI)",
+                    kwt_err(KWT_FAIL,
+                            "%s: the CSR has a SAN type keyward does not copy "
+                            "(only DNS, IP, email, URI)",
                             path);
                     goto out;
                 }
@@ -171,10 +172,9 @@ static int store_meta(kwt_ca *ca, const char *serial, const char *csr, const cha
         return 0;
     char *cp = kwt_asprintf("%s/certs/%s.csr", ca->dir, serial);
     char *mp = kwt_asprintf("%s/certs/%s.meta", ca->dir, serial);
-    char *meta = kwt_asprintf("name=%s\nprofile=%s\ndays=%d\nsan=%s\ndevice_id=%s\n", name,
-                              profile, days, san ? san : "", devid ? devid : "");
-    int rc = kwt_copy_file(csr, cp, 0644) ||
-             kwt_write_atomic(mp, meta, strlen(meta), 0644);
+    char *meta = kwt_asprintf("name=%s\nprofile=%s\ndays=%d\nsan=%s\ndevice_id=%s\n", name, profile,
+                              days, san ? san : "", devid ? devid : "");
+    int rc = kwt_copy_file(csr, cp, 0644) || kwt_write_atomic(mp, meta, strlen(meta), 0644);
     if (rc)
         kwt_err(KWT_FAIL, "cannot store the request %s: %s", cp, strerror(errno));
     free(cp);
@@ -259,10 +259,12 @@ int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *n
     kwt_cmd_add(&c, outp);
     rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     if (rc) {
-        kwt_err(KWT_FAIL, "openssl ca refused to sign %s (policy: the CSR's %s must match the "
-                          "CA's; see the openssl message above)",
-                csr, ca->conf.policy_match && *ca->conf.policy_match ? ca->conf.policy_match
-                                                                       : "subject");
+        kwt_err(KWT_FAIL,
+                "openssl ca refused to sign %s (policy: the CSR's %s must match the "
+                "CA's; see the openssl message above)",
+                csr,
+                ca->conf.policy_match && *ca->conf.policy_match ? ca->conf.policy_match
+                                                                : "subject");
         goto out2;
     }
     if (kwt_g.dry_run) {
@@ -517,9 +519,12 @@ int kwt_cmd_ca_sign(int argc, char **argv)
 {
     const char *profile = NULL, *name = NULL, *days_s = NULL, *san = NULL, *devid = NULL,
                *batch = NULL;
-    kwt_optspec spec[] = {{"--profile", &profile, NULL}, {"--name", &name, NULL},
-                          {"--days", &days_s, NULL},      {"--san", &san, NULL},
-                          {"--device-id", &devid, NULL},  {"--batch", &batch, NULL},
+    kwt_optspec spec[] = {{"--profile", &profile, NULL},
+                          {"--name", &name, NULL},
+                          {"--days", &days_s, NULL},
+                          {"--san", &san, NULL},
+                          {"--device-id", &devid, NULL},
+                          {"--batch", &batch, NULL},
                           {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca sign", argc, argv, spec, pos, 1, &npos);
@@ -661,8 +666,9 @@ int kwt_cmd_ca_renew(int argc, char **argv)
         goto out;
     }
     if (r->status == 'R') {
-        rc = kwt_err(KWT_FAIL, "the newest certificate of %s (serial %s) is revoked; sign a new "
-                               "CSR with ca sign instead",
+        rc = kwt_err(KWT_FAIL,
+                     "the newest certificate of %s (serial %s) is revoked; sign a new "
+                     "CSR with ca sign instead",
                      name, r->serial);
         goto out;
     }

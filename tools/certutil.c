@@ -38,7 +38,8 @@ char *kwt_cert_fingerprint(X509 *x)
 char *kwt_cert_subject(X509 *x)
 {
     BIO *bio = BIO_new(BIO_s_mem());
-    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0, (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB & ~XN_FLAG_DN_REV));
+    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
+                       (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB & ~XN_FLAG_DN_REV));
     char *data;
     long n = BIO_get_mem_data(bio, &data);
     char *s = kwt_asprintf("%.*s", (int)n, data);

@@ -51,8 +51,8 @@ static void check_mode(const char *path, mode_t forbidden, const char *what)
         return;
     }
     if (st.st_mode & forbidden)
-        res("permissions", "FAIL", "%s %s has mode %04o; group/others must not have access",
-            what, path, (unsigned)(st.st_mode & 07777));
+        res("permissions", "FAIL", "%s %s has mode %04o; group/others must not have access", what,
+            path, (unsigned)(st.st_mode & 07777));
     else if (st.st_uid != getuid() && st.st_uid != 0)
         res("permissions", "FAIL", "%s %s is owned by uid %u, not by this user", what, path,
             (unsigned)st.st_uid);
@@ -175,8 +175,7 @@ int kwt_cmd_check(int argc, char **argv)
         if (days < 0 || (days == 0 && secs < 0))
             res("ca-cert", "FAIL", "the CA certificate has expired");
         else if (days < warn)
-            res("ca-cert", "WARN", "the CA certificate expires in %d days: plan ca rotate",
-                days);
+            res("ca-cert", "WARN", "the CA certificate expires in %d days: plan ca rotate", days);
         else
             res("ca-cert", "OK", "valid for %d more days", days);
         EVP_PKEY *pk = pubkey_of_uri(ca.conf.ca_key, cnf);

@@ -132,11 +132,10 @@ int kwt_cmd_req(int argc, char **argv)
 {
     const char *key = NULL, *subject = NULL, *san = NULL, *devid = NULL, *key_type = "ec:P-256",
                *out = NULL, *module = getenv("KEYWARD_MODULE"), *pin_source = NULL;
-    kwt_optspec spec[] = {{"--key", &key, NULL},         {"--subject", &subject, NULL},
-                          {"--san", &san, NULL},         {"--device-id", &devid, NULL},
-                          {"--key-type", &key_type, NULL}, {"--out", &out, NULL},
-                          {"--module", &module, NULL},   {"--pin-source", &pin_source, NULL},
-                          {NULL, NULL, NULL}};
+    kwt_optspec spec[] = {
+        {"--key", &key, NULL},         {"--subject", &subject, NULL},       {"--san", &san, NULL},
+        {"--device-id", &devid, NULL}, {"--key-type", &key_type, NULL},     {"--out", &out, NULL},
+        {"--module", &module, NULL},   {"--pin-source", &pin_source, NULL}, {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("req", argc, argv, spec, pos, 0, &npos);
     if (rc)

@@ -108,18 +108,18 @@ void kwt_print_argv(FILE *f, const kwt_cmd *c, const char *cnf);
 
 /* ---- CA directory (cadb.c) ---- */
 typedef struct {
-    char *ca_key;      /* URI of the CA key */
-    char *module;      /* PKCS#11 module (NULL: default) */
-    char *pin_source;  /* file:/path (NULL: none) */
-    char *key_type;    /* rsa:3072 ... */
-    char *device_oid;  /* otherName OID for device IDs */
-    char *policy_match;/* comma list of RDN names that must match the CA */
-    char *crl_url;     /* for exported packages and the CDP extension */
-    char *ocsp_key;    /* URI of the OCSP signer key */
-    char *old_keys;    /* "N:URI ..." keys of earlier CA generations (they sign their CRLs) */
+    char *ca_key;       /* URI of the CA key */
+    char *module;       /* PKCS#11 module (NULL: default) */
+    char *pin_source;   /* file:/path (NULL: none) */
+    char *key_type;     /* rsa:3072 ... */
+    char *device_oid;   /* otherName OID for device IDs */
+    char *policy_match; /* comma list of RDN names that must match the CA */
+    char *crl_url;      /* for exported packages and the CDP extension */
+    char *ocsp_key;     /* URI of the OCSP signer key */
+    char *old_keys;     /* "N:URI ..." keys of earlier CA generations (they sign their CRLs) */
     int default_days;
     int crl_days;
-    int generation;    /* CA key generation (rotations) */
+    int generation; /* CA key generation (rotations) */
 } kwt_conf;
 
 typedef struct {
@@ -137,10 +137,10 @@ typedef struct {
 } kwt_index;
 
 typedef struct {
-    char *dir;     /* absolute */
+    char *dir; /* absolute */
     int lock_fd;
     kwt_conf conf;
-    char *stage;   /* staging state dir during a transaction */
+    char *stage; /* staging state dir during a transaction */
     char *stage_cnf;
     int gen;
 } kwt_ca;
@@ -191,10 +191,10 @@ char *kwt_audit_line(const char *op, const char *name, const char *serial, const
 struct x509_st;
 struct X509_req_st;
 struct x509_st *kwt_load_cert(const char *path);
-char *kwt_cert_fingerprint(struct x509_st *x); /* SHA-256, AA:BB:.. */
-char *kwt_cert_subject(struct x509_st *x);     /* RFC 2253 */
-char *kwt_cert_serial(struct x509_st *x);      /* upper-case hex */
-long long kwt_asn1_to_time(const char *yymmdd); /* index date -> time_t */
+char *kwt_cert_fingerprint(struct x509_st *x);                       /* SHA-256, AA:BB:.. */
+char *kwt_cert_subject(struct x509_st *x);                           /* RFC 2253 */
+char *kwt_cert_serial(struct x509_st *x);                            /* upper-case hex */
+long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
 

@@ -38,8 +38,9 @@ void kwt_cmd_add(kwt_cmd *c, const char *arg)
 /* Single-quote a word for the shell when it needs it. */
 static void shq(FILE *f, const char *s)
 {
-    if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,@%+") ==
-                  strlen(s)) {
+    if (*s &&
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,@%+") ==
+            strlen(s)) {
         fputs(s, f);
         return;
     }

@@ -98,4 +98,3 @@ int kwt_usage(const char *cmd, FILE *f)
         }
     return -1;
 }
-

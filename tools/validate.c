@@ -90,9 +90,9 @@ int kwt_parse_key_type(const char *s, const char **alg, char *param, size_t plen
 
 const char *kwt_reason_canon(const char *s)
 {
-    static const char *reasons[] = {"unspecified",          "keyCompromise",   "CACompromise",
-                                    "affiliationChanged",   "superseded",      "cessationOfOperation",
-                                    "certificateHold",      "removeFromCRL"};
+    static const char *reasons[] = {"unspecified",        "keyCompromise", "CACompromise",
+                                    "affiliationChanged", "superseded",    "cessationOfOperation",
+                                    "certificateHold",    "removeFromCRL"};
     for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
         if (!strcasecmp(s, reasons[i]))
             return reasons[i];
@@ -256,7 +256,7 @@ char *kwt_san_to_conf(const char *list, const char **why)
             unsigned char ipb[16];
             v = e;
             kind = (inet_pton(AF_INET, e, ipb) == 1 || inet_pton(AF_INET6, e, ipb) == 1) ? "IP"
-                                                                                        : "DNS";
+                                                                                         : "DNS";
         }
         if (strpbrk(v, "$#\"'\\;= ")) {
             *why = "a SAN entry contains a character that is not allowed there ($ # \" ' \\ ; = "

@@ -123,9 +123,9 @@ static void load_ca_dir(const char *dir, STACK_OF(X509) * cas, STACK_OF(X509_CRL
 
 static const char *crl_reason_name(int r)
 {
-    static const char *names[] = {"unspecified",          "keyCompromise", "cACompromise",
-                                  "affiliationChanged",   "superseded",    "cessationOfOperation",
-                                  "certificateHold",      "(7)",           "removeFromCRL"};
+    static const char *names[] = {"unspecified",        "keyCompromise", "cACompromise",
+                                  "affiliationChanged", "superseded",    "cessationOfOperation",
+                                  "certificateHold",    "(7)",           "removeFromCRL"};
     return r >= 0 && r <= 8 ? names[r] : "unspecified";
 }
 
@@ -230,8 +230,7 @@ int kwt_cmd_verify(int argc, char **argv)
         STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
         issuer = sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL;
         char *is = issuer ? kwt_cert_subject(issuer) : kwt_strdup("(self)");
-        line(&r, "chain", "OK", "%s issued by %s (%d certificates)", subj, is,
-             sk_X509_num(chain));
+        line(&r, "chain", "OK", "%s issued by %s (%d certificates)", subj, is, sk_X509_num(chain));
         free(is);
     } else {
         line(&r, "chain", "FAIL", "%s: %s", subj,
@@ -265,8 +264,7 @@ int kwt_cmd_verify(int argc, char **argv)
             X509_REVOKED *rev = NULL;
             if (X509_CRL_get0_by_cert(c, &rev, x) == 1 && rev) {
                 int crit = 0;
-                ASN1_ENUMERATED *re =
-                    X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL);
+                ASN1_ENUMERATED *re = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL);
                 long reason = re ? ASN1_ENUMERATED_get(re) : 0;
                 ASN1_ENUMERATED_free(re);
                 const ASN1_TIME *rt = X509_REVOKED_get0_revocationDate(rev);

@@ -47,9 +47,9 @@ static void test_device_ids(void **state)
     assert_int_equal(kwt_valid_device_id("a.b", &why), -1);
     assert_int_equal(kwt_valid_device_id("a_b", &why), -1);
     assert_int_equal(kwt_valid_device_id("", &why), -1);
-    assert_int_equal(kwt_valid_device_id("0123456789012345678901234567890123456789012345678901234567",
-                                         &why),
-                     -1);
+    assert_int_equal(
+        kwt_valid_device_id("0123456789012345678901234567890123456789012345678901234567", &why),
+        -1);
 }
 
 static void test_days_keytypes_reasons(void **state)
@@ -107,7 +107,8 @@ static void test_dn(void **state)
 static void test_san(void **state)
 {
     const char *why;
-    char *s = kwt_san_to_conf("DNS:a.example.com, IP:10.0.0.1,email:x@y.org,URI:spiffe://t/w", &why);
+    char *s =
+        kwt_san_to_conf("DNS:a.example.com, IP:10.0.0.1,email:x@y.org,URI:spiffe://t/w", &why);
     assert_string_equal(s, "DNS:a.example.com, IP:10.0.0.1, email:x@y.org, URI:spiffe://t/w");
     free(s);
     s = kwt_san_to_conf("host.example,::1,*.wild.example", &why);
