@@ -43,4 +43,15 @@ openssl crl -in "$P/crl/crl.pem" -noout -text | grep -q "Serial Number: $hs" || 
 expect_rc 1 "$KW" --dir "$P" verify "$P/new.crt"
 expect_rc 0 "$KW" --dir "$P" check
 ok "ca revoke --dry-run runs by hand"
+
+# --force replaces the CA and keeps the old directory aside
+oldca=$(openssl x509 -in "$P/ca.crt" -noout -fingerprint -sha256)
+expect_rc 0 "$KW" --dir "$P" ca init --force --key "pkcs11:token=ca;object=ca-key-2" \
+    --subject "CN=New CA" --pin-source "file:$T/ca.pin"
+grep -q "moved to $P.replaced-" "$T/err" || fail "--force does not say where the old CA went"
+kept=$(ls -d "$P".replaced-* | head -1)
+[ "$(openssl x509 -in "$kept/ca.crt" -noout -fingerprint -sha256)" = "$oldca" ] || fail "old CA not kept"
+[ -s "$P/state/index.txt" ] && fail "new CA has a non-empty index"
+expect_rc 0 "$KW" --dir "$P" check
+ok "init --force keeps the replaced CA"
 echo PASS
