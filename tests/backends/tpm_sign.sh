@@ -22,8 +22,8 @@ plain dgst -sha256 -binary -out badd bad
 step "public keys from the token"
 kw pkey -in "$KW_TPM_RSA_URI" -pubout -out rsa.pub
 kw pkey -in "$KW_TPM_EC_URI" -pubout -out ec.pub
-plain pkey -pubin -in rsa.pub -noout -text | grep -q 'Public-Key: (2048 bit)' || fail "RSA key not 2048"
-plain pkey -pubin -in ec.pub -noout -text | grep -q 'prime256v1' || fail "EC key not P-256"
+plain pkey -pubin -in rsa.pub -noout -text | grep 'Public-Key: (2048 bit)' >/dev/null || fail "RSA key not 2048"
+plain pkey -pubin -in ec.pub -noout -text | grep 'prime256v1' >/dev/null || fail "EC key not P-256"
 
 # verify PUB SIG DIGESTFILE [pkeyopts...]: default provider only; the tampered digest must fail.
 verify() {
