@@ -23,6 +23,8 @@ SERVER=""
 SSERVER=""
 cleanup() {
     local rc=$?
+    set +e
+    trap - EXIT INT TERM
     [ -n "$SERVER" ] && stop_server
     [ -n "$SSERVER" ] && kill "$SSERVER" 2>/dev/null && wait "$SSERVER" 2>/dev/null
     if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
