@@ -47,12 +47,14 @@ PIN=$(openssl rand -hex 8)
 (umask 077 && printf '%s' "$PIN" >user.pin)
 softhsm2-util --init-token --free --label remote --pin "$PIN" --so-pin "$(openssl rand -hex 8)" \
     >hsm.log
-P11=(pkcs11-tool --module $SOFTHSM --token-label remote --login --pin "$PIN")
+# pkcs11-tool reads the PIN from the environment (softhsm2-util has no such option).
+export KW_PIN=$PIN
+P11=(pkcs11-tool --module $SOFTHSM --token-label remote --login --pin env:KW_PIN)
 "${P11[@]}" --keypairgen --key-type rsa:2048 --id 01 --label rsa --usage-sign >>hsm.log 2>&1
 "${P11[@]}" --keypairgen --key-type EC:prime256v1 --id 02 --label ec --usage-sign --usage-derive \
     >>hsm.log 2>&1
 "${P11[@]}" --keypairgen --key-type EC:edwards25519 --id 03 --label ed --usage-sign >>hsm.log 2>&1
-unset PIN
+unset PIN KW_PIN
 
 SOCK=$D/p11kit.sock
 start_server() {
