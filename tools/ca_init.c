@@ -243,11 +243,14 @@ int kwt_cmd_ca_init(int argc, char **argv)
                 goto fail;
             }
         } else {
-            char *t = kwt_asprintf("%s/keyward.conf.dry", "/tmp");
-            kwt_conf_save(cf, t);
-            conftext = kwt_read_file(t, NULL);
-            unlink(t);
+            char *td = kwt_tmpdir();
+            char *t = td ? kwt_path(td, "keyward.conf") : NULL;
+            if (t && kwt_conf_save(cf, t) == 0)
+                conftext = kwt_read_file(t, NULL);
+            if (td)
+                kwt_rm_rf(td);
             free(t);
+            free(td);
             kwt_dry_show_file(tmpp, conftext ? conftext : "");
         }
         free(tmpp);

@@ -196,7 +196,10 @@ static char *dir_of(const char *path)
 int kwt_write_atomic(const char *path, const void *data, size_t len, int mode)
 {
     char *tmp = kwt_asprintf("%s.tmp.%ld", path, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    /* O_EXCL: never write through a link someone planted at the temp name (outputs may be in
+     * shared directories such as /tmp); a stale temp file of ours is removed first */
+    unlink(tmp);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) {
         free(tmp);
         return -1;
