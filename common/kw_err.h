@@ -21,8 +21,8 @@ typedef enum {
     KW_ERR_TOKEN_GONE,       /* token removed, device error */
     KW_ERR_EXPORT,           /* private key value requested */
     KW_ERR_MEMORY,
-    KW_ERR_INVALID,          /* invalid argument / parameter */
-    KW_ERR_P11,              /* other PKCS#11 failure */
+    KW_ERR_INVALID, /* invalid argument / parameter */
+    KW_ERR_P11,     /* other PKCS#11 failure */
     KW_ERR_MAX
 } kw_err;
 

@@ -43,9 +43,9 @@ struct kw_p11_token {
     size_t nidle;
     size_t nopen;
     size_t max_sessions;
-    unsigned pool_gen;   /* module generation of the sessions in the pool */
-    int logged_in;       /* user logged in, in pool_gen */
-    char *pin;           /* cached PIN (secure memory) for re-login after fork or logout */
+    unsigned pool_gen;        /* module generation of the sessions in the pool */
+    int logged_in;            /* user logged in, in pool_gen */
+    char *pin;                /* cached PIN (secure memory) for re-login after fork or logout */
     CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
     CK_FLAGS *mech_flags;
     CK_ULONG nmechs;
@@ -70,6 +70,9 @@ kw_err kw_p11_find_tokens(kw_p11_module *mod, P11KitUri *uri, kw_p11_token ***ou
 int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need);
 /* Mark a token as gone after CKR_DEVICE_REMOVED and the like: its sessions are dropped. */
 void kw_p11_token_lost(kw_p11_token *tok);
+/* The token answered inconsistently (state read half-written): lost, and the module is
+ * re-initialised at the next token search when none of our sessions is in use. */
+void kw_p11_token_suspect(kw_p11_token *tok);
 
 /* ---- sessions ---- */
 /* Take a session from the token's pool, opening one or waiting while all are busy. When login
@@ -87,16 +90,22 @@ kw_err kw_p11_find(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, C
                    CK_OBJECT_HANDLE *out, CK_ULONG max, CK_ULONG *count);
 /* Get one attribute into a new malloc'd buffer (*val, *len). CKR_ATTRIBUTE_TYPE_INVALID and
  * sensitive attributes give KW_ERR_INVALID with *val NULL. */
-kw_err kw_p11_attr(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                   CK_ATTRIBUTE_TYPE t, unsigned char **val, CK_ULONG *len);
+kw_err kw_p11_attr(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t,
+                   unsigned char **val, CK_ULONG *len);
 kw_err kw_p11_attr_ulong(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                          CK_ATTRIBUTE_TYPE t, CK_ULONG *v);
 kw_err kw_p11_attr_bool(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                         CK_ATTRIBUTE_TYPE t, CK_BBOOL *v);
 
 /* ---- calls and errors ---- */
+/* Every PKCS#11 call: begin (SIGPIPE guard for remote modules), the call, then its logging,
+ * in that order (the comma operator sequences them). */
+int kw_p11_call_begin(kw_p11_module *mod);
 CK_RV kw_p11_called(kw_p11_module *mod, const char *fn, CK_RV rv);
-#define KW_P11_CALL(mod, fn, ...) kw_p11_called((mod), #fn, kw_p11_module_fl(mod)->fn(__VA_ARGS__))
+int kw_p11_module_guards_sigpipe(kw_p11_module *mod);
+#define KW_P11_CALL(mod, fn, ...)                                                                  \
+    ((void)kw_p11_call_begin(mod),                                                                 \
+     kw_p11_called((mod), #fn, kw_p11_module_fl(mod)->fn(__VA_ARGS__)))
 /* Map a failed call to the thread's last error, with context; returns the kw_err. */
 kw_err kw_p11_fail(CK_RV rv, const char *fn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

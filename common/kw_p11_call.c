@@ -3,6 +3,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <signal.h>
+#include <time.h>
+
 #include "kw_log.h"
 #include "kw_p11.h"
 
@@ -71,9 +74,40 @@ const char *kw_p11_rv_name(CK_RV rv)
     }
 }
 
+/* A remote module (p11-kit-client, or the proxy forwarding to one) writes to a socket; if its
+ * server is gone the write raises SIGPIPE, which would kill a server that left it at the
+ * default. Each call runs with SIGPIPE blocked, and a SIGPIPE it raised is consumed. */
+static __thread sigset_t call_oldmask;
+static __thread int call_pipe_was_pending;
+
+int kw_p11_call_begin(kw_p11_module *mod)
+{
+    sigset_t pipe, pending;
+
+    if (!kw_p11_module_guards_sigpipe(mod))
+        return 0;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    sigemptyset(&pending);
+    sigpending(&pending);
+    call_pipe_was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &call_oldmask);
+    return 1;
+}
+
 CK_RV kw_p11_called(kw_p11_module *mod, const char *fn, CK_RV rv)
 {
-    (void)mod;
+    if (kw_p11_module_guards_sigpipe(mod)) {
+        sigset_t pipe, pending;
+        sigemptyset(&pipe);
+        sigaddset(&pipe, SIGPIPE);
+        sigemptyset(&pending);
+        if (!call_pipe_was_pending && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE)) {
+            struct timespec zero = {0, 0};
+            (void)sigtimedwait(&pipe, NULL, &zero);
+        }
+        pthread_sigmask(SIG_SETMASK, &call_oldmask, NULL);
+    }
     if (rv != CKR_OK)
         KW_DEBUG("p11", "%s -> %s (0x%lx)", fn, kw_p11_rv_name(rv), (unsigned long)rv);
     else

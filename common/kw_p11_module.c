@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <p11-kit/p11-kit.h>
@@ -25,9 +26,16 @@ struct kw_p11_module {
     pthread_mutex_t lock; /* guards tokens and re-initialisation */
     kw_p11_token **tokens;
     size_t ntokens;
-    int shut;  /* module finalised and released; only memory left to free */
+    int shut;               /* module finalised and released; only memory left to free */
+    int guard_sigpipe;      /* module talks to a socket: see kw_p11_call_begin */
+    int initialized;        /* C_Initialize succeeded in this process (pid) */
+    struct timespec reinit; /* last recovery attempt (C_Finalize + C_Initialize) */
+    int want_reinit;        /* a token's state looked corrupt: re-initialise when idle */
+    int fork_unsafe;        /* in a child: the module kept the parent's state; refused */
     kw_p11_module *next;
 };
+
+#define KW_P11_RECOVER_MS 200
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static kw_p11_module *registry;
@@ -48,7 +56,8 @@ static void module_shutdown(kw_p11_module *mod)
             (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
         tok->nidle = 0;
     }
-    (void)KW_P11_CALL(mod, C_Finalize, NULL);
+    if (mod->initialized)
+        (void)KW_P11_CALL(mod, C_Finalize, NULL);
     if (mod->dl == NULL)
         p11_kit_module_release(mod->fl);
 }
@@ -69,17 +78,21 @@ static void register_atexit(void)
     atexit(kw_p11_atexit);
 }
 
-static CK_RV module_initialize(kw_p11_module *mod)
+static CK_RV module_initialize_raw(kw_p11_module *mod)
 {
     CK_C_INITIALIZE_ARGS args;
-    CK_RV rv;
 
     memset(&args, 0, sizeof(args));
     /* The module may create its own threads and must use OS locking: we call it from many. */
     args.flags = CKF_OS_LOCKING_OK;
-    rv = KW_P11_CALL(mod, C_Initialize, &args);
+    return KW_P11_CALL(mod, C_Initialize, &args);
+}
+
+static CK_RV module_initialize(kw_p11_module *mod)
+{
+    CK_RV rv = module_initialize_raw(mod);
     if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED)
-        rv = CKR_OK; /* shared with another user in this process, or kept across fork */
+        rv = CKR_OK; /* shared with another user in this process */
     return rv;
 }
 
@@ -113,8 +126,10 @@ kw_p11_module *kw_p11_module_get(const char *path)
         if (gfl == NULL || gfl(&mod->fl) != CKR_OK)
             mod->fl = NULL;
     } else {
-        /* Managed by p11-kit: it tracks fork and keeps our sessions apart from other users'. */
-        mod->fl = p11_kit_module_load(path, 0);
+        /* Unmanaged: p11-kit's managed wrapper answers "initialised" in a forked child for a
+         * module that kept its parent's state (tpm2-pkcs11), and its C_Finalize then only
+         * drops a reference. We must see that and finalise for real (module_check). */
+        mod->fl = p11_kit_module_load(path, P11_KIT_MODULE_UNMANAGED);
     }
     if (mod->fl == NULL) {
         const char *why = mod->dl != NULL || strstr(path, "p11-kit-proxy") != NULL
@@ -130,6 +145,7 @@ kw_p11_module *kw_p11_module_get(const char *path)
         return NULL;
     }
     pthread_mutex_init(&mod->lock, NULL);
+    mod->guard_sigpipe = strstr(path, "p11-kit-client") != NULL || mod->dl != NULL;
     rv = module_initialize(mod);
     if (rv != CKR_OK) {
         kw_p11_fail(rv, "C_Initialize", "cannot initialise PKCS#11 module %s", path);
@@ -146,6 +162,7 @@ kw_p11_module *kw_p11_module_get(const char *path)
         return NULL;
     }
     mod->pid = getpid();
+    mod->initialized = 1;
     mod->gen = 1;
     mod->refs = 1;
     mod->next = registry;
@@ -200,6 +217,11 @@ CK_FUNCTION_LIST *kw_p11_module_fl(kw_p11_module *mod)
     return mod->fl;
 }
 
+int kw_p11_module_guards_sigpipe(kw_p11_module *mod)
+{
+    return mod->guard_sigpipe;
+}
+
 const char *kw_p11_module_path(kw_p11_module *mod)
 {
     return mod->path;
@@ -214,6 +236,8 @@ unsigned kw_p11_module_gen(kw_p11_module *mod)
     return g;
 }
 
+static kw_err refresh_tokens_locked(kw_p11_module *mod);
+
 /* Forget a token's sessions without closing them (they belong to a dead generation). */
 static void token_reset_locked(kw_p11_token *tok)
 {
@@ -223,24 +247,63 @@ static void token_reset_locked(kw_p11_token *tok)
     pthread_cond_broadcast(&tok->cond);
 }
 
+/* Are all tokens that were present before still there (same label and serial)? */
+static int tokens_back_locked(kw_p11_module *mod, const int *was, size_t n)
+{
+    for (size_t i = 0; i < n && i < mod->ntokens; i++)
+        if (was[i] && !mod->tokens[i]->present)
+            return 0;
+    return 1;
+}
+
+/* Right after C_Initialize in a child, nobody is logged in: login state belongs to an
+ * application (a process). A new session that is already in a user state means the module kept
+ * the parent's state across fork instead of starting afresh. Asked only of tokens we logged in
+ * to. Called with mod->lock held. */
+static int kept_parent_login_locked(kw_p11_module *mod)
+{
+    int kept = 0;
+
+    for (size_t i = 0; !kept && i < mod->ntokens; i++) {
+        kw_p11_token *tok = mod->tokens[i];
+        CK_SESSION_HANDLE s;
+        CK_SESSION_INFO si;
+
+        if (!tok->present || tok->pin == NULL)
+            continue;
+        if (KW_P11_CALL(mod, C_OpenSession, tok->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) !=
+            CKR_OK)
+            continue;
+        if (KW_P11_CALL(mod, C_GetSessionInfo, s, &si) == CKR_OK)
+            kept = si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS ||
+                   si.state == CKS_RW_SO_FUNCTIONS;
+        (void)KW_P11_CALL(mod, C_CloseSession, s);
+    }
+    return kept;
+}
+
 kw_err kw_p11_module_check(kw_p11_module *mod)
 {
-    CK_RV rv;
+    CK_RV rv = CKR_OK;
     pid_t me = getpid();
 
-    if (mod->pid == me)
+    if (mod->pid == me && !__atomic_load_n(&mod->fork_unsafe, __ATOMIC_RELAXED))
         return KW_OK;
     pthread_mutex_lock(&mod->lock);
     if (mod->pid != me) {
-        /* A child: PKCS#11 says it must C_Initialize; the parent's sessions are not its own. */
-        KW_DEBUG("p11", "fork detected (pid %d -> %d): re-initialising %s", (int)mod->pid,
-                 (int)me, mod->path);
-        rv = module_initialize(mod);
-        if (rv != CKR_OK) {
+        size_t n = mod->ntokens;
+        int *was = calloc(n + 1, sizeof(*was));
+
+        if (was == NULL) {
             pthread_mutex_unlock(&mod->lock);
-            return kw_p11_fail(rv, "C_Initialize", "re-initialising %s after fork", mod->path);
+            return kw_err_set(KW_ERR_MEMORY, "out of memory");
         }
-        for (size_t i = 0; i < mod->ntokens; i++) {
+        for (size_t i = 0; i < n; i++)
+            was[i] = mod->tokens[i]->present;
+        /* A child: PKCS#11 says it must C_Initialize; the parent's sessions are not its own. */
+        KW_DEBUG("p11", "fork detected (pid %d -> %d): re-initialising %s", (int)mod->pid, (int)me,
+                 mod->path);
+        for (size_t i = 0; i < n; i++) {
             pthread_mutex_lock(&mod->tokens[i]->lock);
             token_reset_locked(mod->tokens[i]);
             mod->tokens[i]->pool_gen = mod->gen + 1;
@@ -248,9 +311,63 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
         }
         mod->gen++;
         mod->pid = me;
+        /* SoftHSM2 rewrites its token file on every login; a sibling process that initialises
+         * meanwhile can read it half-written and then sees no token (or an uninitialised one)
+         * for good. Initialise again, briefly, until the tokens we had are back. */
+        for (int attempt = 0; attempt < 5; attempt++) {
+            if (attempt > 0) {
+                KW_DEBUG("p11", "after fork a token is missing from %s: initialising again",
+                         mod->path);
+                (void)KW_P11_CALL(mod, C_Finalize, NULL);
+                nanosleep(&(struct timespec){0, attempt * 30 * 1000 * 1000L}, NULL);
+            }
+            rv = module_initialize_raw(mod);
+            if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+                __atomic_store_n(&mod->fork_unsafe, 1, __ATOMIC_RELAXED);
+                break;
+            }
+            mod->initialized = rv == CKR_OK;
+            if (rv != CKR_OK)
+                continue;
+            /* Slot ids need not survive re-initialisation: learn them again before use. */
+            if (refresh_tokens_locked(mod) != KW_OK)
+                kw_err_clear();
+            else if (tokens_back_locked(mod, was, n))
+                break;
+        }
+        free(was);
+        if (rv == CKR_OK && kept_parent_login_locked(mod))
+            __atomic_store_n(&mod->fork_unsafe, 1, __ATOMIC_RELAXED);
+        if (!mod->fork_unsafe && rv != CKR_OK) {
+            pthread_mutex_unlock(&mod->lock);
+            return kw_p11_fail(rv, "C_Initialize", "re-initialising %s after fork", mod->path);
+        }
+    }
+    if (mod->fork_unsafe) {
+        /* tpm2-pkcs11 does this: every worker would talk through the parent's one TPM
+         * connection and sessions, and they trample each other (failed signatures, and
+         * authorisation failures that can lock the TPM). Finalising the copy here would flush
+         * the parent's objects, and with tpm2-abrmd (GLib D-Bus) a child cannot connect
+         * again. So the child does not use it, and says why. */
+        pthread_mutex_unlock(&mod->lock);
+        return kw_err_set(KW_ERR_MODULE,
+                          "PKCS#11 module %s kept its parent's state across fork (it is not "
+                          "fork-safe), so this process (pid %d) would share the parent's "
+                          "sessions: refused. Serve the token from one process with `p11-kit "
+                          "server` and load p11-kit-client.so here (docs/scale-out.md), or "
+                          "run a single process",
+                          mod->path, (int)me);
     }
     pthread_mutex_unlock(&mod->lock);
     return KW_OK;
+}
+
+void kw_p11_token_suspect(kw_p11_token *tok)
+{
+    pthread_mutex_lock(&tok->mod->lock);
+    tok->mod->want_reinit = 1;
+    pthread_mutex_unlock(&tok->mod->lock);
+    kw_p11_token_lost(tok);
 }
 
 void kw_p11_token_lost(kw_p11_token *tok)
@@ -310,6 +427,21 @@ static kw_p11_token *token_new(kw_p11_module *mod, CK_SLOT_ID slot, const CK_TOK
     return tok;
 }
 
+/* SoftHSM2 answers CKR_GENERAL_ERROR now and then while other processes log in to the same
+ * token; a token is only taken for gone when it keeps failing. */
+static CK_RV get_token_info(kw_p11_module *mod, CK_SLOT_ID slot, CK_TOKEN_INFO *info)
+{
+    CK_RV rv = CKR_OK;
+
+    for (int i = 0; i < 3; i++) {
+        rv = KW_P11_CALL(mod, C_GetTokenInfo, slot, info);
+        if (rv != CKR_GENERAL_ERROR && rv != CKR_DEVICE_ERROR && rv != CKR_FUNCTION_FAILED)
+            break;
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    return rv;
+}
+
 /* Refresh the slot list; called with mod->lock held. */
 static kw_err refresh_tokens_locked(kw_p11_module *mod)
 {
@@ -342,7 +474,7 @@ static kw_err refresh_tokens_locked(kw_p11_module *mod)
         CK_TOKEN_INFO info;
         kw_p11_token *tok = NULL;
 
-        if (KW_P11_CALL(mod, C_GetTokenInfo, slots[i], &info) != CKR_OK)
+        if (get_token_info(mod, slots[i], &info) != CKR_OK)
             continue;
         for (size_t j = 0; j < mod->ntokens; j++) {
             if (same_token(&mod->tokens[j]->info, &info)) {
@@ -389,6 +521,91 @@ static kw_err refresh_tokens_locked(kw_p11_module *mod)
     return KW_OK;
 }
 
+/* Start the module afresh when a token we knew stays away or the module stopped answering:
+ * SoftHSM2 keeps failing a token whose store came back, and p11-kit-client connects to its
+ * server only in C_Initialize. Only done when none of our sessions is in use (C_Finalize would
+ * pull it from under its user), at most every KW_P11_RECOVER_MS (a token that stays away is
+ * not hammered, one that is back is used again within that time). Called with mod->lock held. */
+static int module_recover_locked(kw_p11_module *mod)
+{
+    struct timespec now;
+    size_t busy = 0;
+    CK_RV rv;
+
+    if (mod->pid != getpid())
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!mod->want_reinit && (mod->reinit.tv_sec != 0 || mod->reinit.tv_nsec != 0) &&
+        (now.tv_sec - mod->reinit.tv_sec) * 1000000000L + (now.tv_nsec - mod->reinit.tv_nsec) <
+            KW_P11_RECOVER_MS * 1000000L) {
+        KW_TRACE("p11", "recovery of %s skipped: last try less than %d ms ago", mod->path,
+                 KW_P11_RECOVER_MS);
+        return 0;
+    }
+    for (size_t i = 0; i < mod->ntokens; i++)
+        pthread_mutex_lock(&mod->tokens[i]->lock);
+    for (size_t i = 0; i < mod->ntokens; i++)
+        busy += mod->tokens[i]->nopen - mod->tokens[i]->nidle;
+    if (busy == 0) {
+        mod->reinit = now;
+        KW_DEBUG("p11", "re-initialising %s to recover a lost token", mod->path);
+        for (size_t i = 0; i < mod->ntokens; i++) {
+            kw_p11_token *tok = mod->tokens[i];
+            for (size_t j = 0; j < tok->nidle; j++)
+                (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
+            token_reset_locked(tok);
+            tok->pool_gen = mod->gen + 1;
+            /* The mechanism list is asked again: the token may have come back different. */
+            free(tok->mechs);
+            free(tok->mech_flags);
+            tok->mechs = NULL;
+            tok->mech_flags = NULL;
+            tok->nmechs = 0;
+        }
+        if (mod->initialized)
+            (void)KW_P11_CALL(mod, C_Finalize, NULL);
+        rv = module_initialize(mod);
+        mod->initialized = rv == CKR_OK;
+        mod->gen++;
+    }
+    for (size_t i = mod->ntokens; i > 0; i--)
+        pthread_mutex_unlock(&mod->tokens[i - 1]->lock);
+    if (busy != 0)
+        KW_DEBUG("p11", "recovery of %s waits: %zu sessions in use", mod->path, busy);
+    return busy == 0 && mod->initialized;
+}
+
+/* Is there a token we have seen before, now absent, that the URI names? */
+static int lost_token_wanted_locked(kw_p11_module *mod, P11KitUri *uri)
+{
+    for (size_t i = 0; i < mod->ntokens; i++) {
+        kw_p11_token *tok = mod->tokens[i];
+        if (tok->present)
+            continue;
+        if (uri == NULL || p11_kit_uri_match_token_info(uri, &tok->info))
+            return 1;
+    }
+    return 0;
+}
+
+static int token_matches(kw_p11_module *mod, kw_p11_token *tok, P11KitUri *uri, CK_SLOT_ID want)
+{
+    CK_SLOT_INFO sinfo;
+
+    if (!tok->present)
+        return 0;
+    if (uri == NULL)
+        return 1;
+    if (!p11_kit_uri_match_token_info(uri, &tok->info))
+        return 0;
+    if (want != (CK_SLOT_ID)-1 && want != tok->slot)
+        return 0;
+    if (KW_P11_CALL(mod, C_GetSlotInfo, tok->slot, &sinfo) == CKR_OK &&
+        !p11_kit_uri_match_slot_info(uri, &sinfo))
+        return 0;
+    return 1;
+}
+
 kw_err kw_p11_find_tokens(kw_p11_module *mod, P11KitUri *uri, kw_p11_token ***out, size_t *n)
 {
     CK_INFO minfo;
@@ -399,36 +616,38 @@ kw_err kw_p11_find_tokens(kw_p11_module *mod, P11KitUri *uri, kw_p11_token ***ou
     *n = 0;
     if ((e = kw_p11_module_check(mod)) != KW_OK)
         return e;
-    if (uri != NULL) {
-        if (KW_P11_CALL(mod, C_GetInfo, &minfo) == CKR_OK &&
-            !p11_kit_uri_match_module_info(uri, &minfo))
-            return KW_OK;
+    if (uri != NULL)
         want_slot = p11_kit_uri_get_slot_id(uri);
-    }
 
     pthread_mutex_lock(&mod->lock);
-    e = refresh_tokens_locked(mod);
+    e = mod->initialized ? refresh_tokens_locked(mod)
+                         : kw_err_set(KW_ERR_TOKEN_GONE,
+                                      "PKCS#11 module %s is not initialised (re-initialising it "
+                                      "failed; it is tried again on use)",
+                                      mod->path);
+    if (e != KW_OK || mod->want_reinit || lost_token_wanted_locked(mod, uri)) {
+        int found = 0;
+        for (size_t i = 0; e == KW_OK && !mod->want_reinit && i < mod->ntokens; i++)
+            found |= token_matches(mod, mod->tokens[i], uri, want_slot);
+        if (!found && module_recover_locked(mod)) {
+            mod->want_reinit = 0;
+            kw_err_clear();
+            e = refresh_tokens_locked(mod);
+        }
+    }
+    if (e == KW_OK && uri != NULL && KW_P11_CALL(mod, C_GetInfo, &minfo) == CKR_OK &&
+        !p11_kit_uri_match_module_info(uri, &minfo)) {
+        pthread_mutex_unlock(&mod->lock);
+        return KW_OK;
+    }
     if (e == KW_OK && mod->ntokens > 0) {
         *out = calloc(mod->ntokens, sizeof(**out));
         if (*out == NULL)
             e = kw_err_set(KW_ERR_MEMORY, "out of memory");
     }
     for (size_t i = 0; e == KW_OK && i < mod->ntokens; i++) {
-        kw_p11_token *tok = mod->tokens[i];
-        CK_SLOT_INFO sinfo;
-
-        if (!tok->present)
-            continue;
-        if (uri != NULL) {
-            if (!p11_kit_uri_match_token_info(uri, &tok->info))
-                continue;
-            if (want_slot != (CK_SLOT_ID)-1 && want_slot != tok->slot)
-                continue;
-            if (KW_P11_CALL(mod, C_GetSlotInfo, tok->slot, &sinfo) == CKR_OK &&
-                !p11_kit_uri_match_slot_info(uri, &sinfo))
-                continue;
-        }
-        (*out)[(*n)++] = tok;
+        if (token_matches(mod, mod->tokens[i], uri, want_slot))
+            (*out)[(*n)++] = mod->tokens[i];
     }
     pthread_mutex_unlock(&mod->lock);
     if (e != KW_OK) {
@@ -444,28 +663,48 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
     kw_p11_module *mod = tok->mod;
     int found = 0;
 
+    /* A forked child must initialise the module before it may ask anything. */
+    if (kw_p11_module_check(mod) != KW_OK)
+        return 0;
+    pthread_mutex_lock(&mod->lock);
+    int usable = mod->initialized;
+    pthread_mutex_unlock(&mod->lock);
     pthread_mutex_lock(&tok->lock);
-    if (tok->mechs == NULL) {
+    usable &= tok->present;
+    pthread_mutex_unlock(&tok->lock);
+    if (!usable) {
+        /* A lost token or module: this may be the first call after it came back, so try to
+         * recover here too (rate limited), else nothing would ever ask again. */
+        kw_p11_token **toks = NULL;
+        size_t n = 0;
+        if (kw_p11_find_tokens(mod, NULL, &toks, &n) != KW_OK)
+            kw_err_clear();
+        free(toks);
+    }
+    pthread_mutex_lock(&tok->lock);
+    /* Fetched once per token (this is asked on every signature); a failure is not cached, and
+     * is retried briefly since SoftHSM2 fails now and then under concurrent logins. */
+    for (int attempt = 0; tok->mechs == NULL && attempt < (tok->present ? 3 : 1); attempt++) {
         CK_ULONG cnt = 0;
-        /* Fetched once per token: this is asked on every signature. */
-        if (KW_P11_CALL(mod, C_GetMechanismList, tok->slot, NULL, &cnt) == CKR_OK && cnt > 0) {
-            tok->mechs = calloc(cnt, sizeof(*tok->mechs));
-            tok->mech_flags = calloc(cnt, sizeof(*tok->mech_flags));
-            if (tok->mechs != NULL && tok->mech_flags != NULL &&
-                KW_P11_CALL(mod, C_GetMechanismList, tok->slot, tok->mechs, &cnt) == CKR_OK) {
-                tok->nmechs = cnt;
-                for (CK_ULONG i = 0; i < cnt; i++) {
-                    CK_MECHANISM_INFO mi;
-                    if (KW_P11_CALL(mod, C_GetMechanismInfo, tok->slot, tok->mechs[i], &mi) ==
-                        CKR_OK)
-                        tok->mech_flags[i] = mi.flags;
-                }
-            } else {
-                free(tok->mechs);
-                free(tok->mech_flags);
-                tok->mechs = NULL;
-                tok->mech_flags = NULL;
+        if (attempt > 0)
+            nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        if (KW_P11_CALL(mod, C_GetMechanismList, tok->slot, NULL, &cnt) != CKR_OK || cnt == 0)
+            continue;
+        tok->mechs = calloc(cnt, sizeof(*tok->mechs));
+        tok->mech_flags = calloc(cnt, sizeof(*tok->mech_flags));
+        if (tok->mechs != NULL && tok->mech_flags != NULL &&
+            KW_P11_CALL(mod, C_GetMechanismList, tok->slot, tok->mechs, &cnt) == CKR_OK) {
+            tok->nmechs = cnt;
+            for (CK_ULONG i = 0; i < cnt; i++) {
+                CK_MECHANISM_INFO mi;
+                if (KW_P11_CALL(mod, C_GetMechanismInfo, tok->slot, tok->mechs[i], &mi) == CKR_OK)
+                    tok->mech_flags[i] = mi.flags;
             }
+        } else {
+            free(tok->mechs);
+            free(tok->mech_flags);
+            tok->mechs = NULL;
+            tok->mech_flags = NULL;
         }
     }
     for (CK_ULONG i = 0; i < tok->nmechs; i++)

@@ -49,6 +49,15 @@ static kw_err do_login_locked(kw_p11_token *tok, CK_SESSION_HANDLE s, const kw_p
                           label);
     if (rv == CKR_PIN_LOCKED)
         return kw_err_set(KW_ERR_PIN_LOCKED, "PIN of token \"%s\" is locked", label);
+    if ((rv == CKR_USER_PIN_NOT_INITIALIZED && (tok->info.flags & CKF_USER_PIN_INITIALIZED)) ||
+        rv == CKR_GENERAL_ERROR || rv == CKR_DEVICE_ERROR)
+        /* SoftHSM2 can read its token file half-written by another process (it rewrites it on
+         * every login) and then fail or forget the PIN until re-initialised: take it as a lost
+         * token, which recovery re-reads. The PIN was not judged, so a retry cannot lock it. */
+        return kw_err_set(KW_ERR_TOKEN_GONE,
+                          "login to token \"%s\" failed with %s (its state changed under us "
+                          "or it went away); it will be re-read",
+                          label, kw_p11_rv_name(rv));
     if (rv == CKR_PIN_EXPIRED)
         return kw_err_set(KW_ERR_PIN_LOCKED, "PIN of token \"%s\" has expired", label);
     return kw_p11_fail(rv, "C_Login", "login to token \"%s\"", label);
@@ -115,6 +124,8 @@ kw_err kw_p11_session_get(kw_p11_token *tok, int login, const kw_pin_ctx *pin,
             tok->idle[tok->nidle++] = s; /* the slot array has room: s came from the pool */
             pthread_cond_signal(&tok->cond);
             pthread_mutex_unlock(&tok->lock);
+            if (e == KW_ERR_TOKEN_GONE)
+                kw_p11_token_suspect(tok);
             return e;
         }
     }
@@ -159,8 +170,8 @@ kw_err kw_p11_find(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, C
     return KW_OK;
 }
 
-kw_err kw_p11_attr(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                   CK_ATTRIBUTE_TYPE t, unsigned char **val, CK_ULONG *len)
+kw_err kw_p11_attr(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t,
+                   unsigned char **val, CK_ULONG *len)
 {
     kw_p11_module *mod = tok->mod;
     CK_ATTRIBUTE a = {t, NULL, 0};
@@ -176,16 +187,14 @@ kw_err kw_p11_attr(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
         return KW_ERR_INVALID;
     }
     if (rv != CKR_OK)
-        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx",
-                           (unsigned long)t);
+        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx", (unsigned long)t);
     a.pValue = malloc(a.ulValueLen ? a.ulValueLen : 1);
     if (a.pValue == NULL)
         return kw_err_set(KW_ERR_MEMORY, "out of memory");
     rv = KW_P11_CALL(mod, C_GetAttributeValue, s, o, &a, 1);
     if (rv != CKR_OK) {
         free(a.pValue);
-        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx",
-                           (unsigned long)t);
+        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx", (unsigned long)t);
     }
     *val = a.pValue;
     *len = a.ulValueLen;
@@ -198,8 +207,7 @@ kw_err kw_p11_attr_ulong(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDL
     CK_ATTRIBUTE a = {t, v, sizeof(*v)};
     CK_RV rv = KW_P11_CALL(tok->mod, C_GetAttributeValue, s, o, &a, 1);
     if (rv != CKR_OK)
-        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx",
-                           (unsigned long)t);
+        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx", (unsigned long)t);
     return KW_OK;
 }
 
@@ -209,7 +217,6 @@ kw_err kw_p11_attr_bool(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE
     CK_ATTRIBUTE a = {t, v, sizeof(*v)};
     CK_RV rv = KW_P11_CALL(tok->mod, C_GetAttributeValue, s, o, &a, 1);
     if (rv != CKR_OK)
-        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx",
-                           (unsigned long)t);
+        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx", (unsigned long)t);
     return KW_OK;
 }

@@ -89,7 +89,7 @@ static int ac_init(void *vctx, void *keydata, const OSSL_PARAM params[])
     }
     kwp_key_free(c->key);
     c->key = kwp_key_ref(k);
-    return ac_set_ctx_params(c, params);
+    return kwp_key_ready(k) && ac_set_ctx_params(c, params);
 }
 
 static int ac_set_ctx_params(void *vctx, const OSSL_PARAM params[])
@@ -103,10 +103,10 @@ static int ac_set_ctx_params(void *vctx, const OSSL_PARAM params[])
         int pad = 0;
         if (p->data_type == OSSL_PARAM_UTF8_STRING) {
             const char *s = p->data;
-            pad = strcmp(s, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0  ? RSA_PKCS1_PADDING
-                  : strcmp(s, OSSL_PKEY_RSA_PAD_MODE_OAEP) == 0   ? RSA_PKCS1_OAEP_PADDING
-                  : strcmp(s, OSSL_PKEY_RSA_PAD_MODE_NONE) == 0   ? RSA_NO_PADDING
-                                                                  : -1;
+            pad = strcmp(s, OSSL_PKEY_RSA_PAD_MODE_PKCSV15) == 0 ? RSA_PKCS1_PADDING
+                  : strcmp(s, OSSL_PKEY_RSA_PAD_MODE_OAEP) == 0  ? RSA_PKCS1_OAEP_PADDING
+                  : strcmp(s, OSSL_PKEY_RSA_PAD_MODE_NONE) == 0  ? RSA_NO_PADDING
+                                                                 : -1;
         } else if (!OSSL_PARAM_get_int(p, &pad)) {
             return 0;
         }
@@ -120,14 +120,12 @@ static int ac_set_ctx_params(void *vctx, const OSSL_PARAM params[])
     }
     if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_DIGEST)) != NULL) {
         const char *name;
-        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) ||
-            !kwp_md_fetch(c->pctx, &c->oaep_md, name))
+        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) || !kwp_md_fetch(c->pctx, &c->oaep_md, name))
             return 0;
     }
     if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_MGF1_DIGEST)) != NULL) {
         const char *name;
-        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) ||
-            !kwp_md_fetch(c->pctx, &c->mgf1_md, name))
+        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) || !kwp_md_fetch(c->pctx, &c->mgf1_md, name))
             return 0;
     }
     if ((p = OSSL_PARAM_locate_const(params, OSSL_ASYM_CIPHER_PARAM_OAEP_LABEL)) != NULL) {
@@ -172,11 +170,10 @@ static int ac_get_ctx_params(void *vctx, OSSL_PARAM params[])
         if (p->data_type == OSSL_PARAM_INTEGER) {
             if (!OSSL_PARAM_set_int(p, c->pad))
                 return 0;
-        } else if (!OSSL_PARAM_set_utf8_string(p, c->pad == RSA_PKCS1_OAEP_PADDING
-                                                      ? OSSL_PKEY_RSA_PAD_MODE_OAEP
-                                                  : c->pad == RSA_NO_PADDING
-                                                      ? OSSL_PKEY_RSA_PAD_MODE_NONE
-                                                      : OSSL_PKEY_RSA_PAD_MODE_PKCSV15)) {
+        } else if (!OSSL_PARAM_set_utf8_string(
+                       p, c->pad == RSA_PKCS1_OAEP_PADDING ? OSSL_PKEY_RSA_PAD_MODE_OAEP
+                          : c->pad == RSA_NO_PADDING       ? OSSL_PKEY_RSA_PAD_MODE_NONE
+                                                           : OSSL_PKEY_RSA_PAD_MODE_PKCSV15)) {
             return 0;
         }
     }
@@ -335,8 +332,8 @@ static int ac_encrypt(void *vctx, unsigned char *out, size_t *outlen, size_t out
 {
     kwp_rsa_cipher *c = vctx;
     EVP_PKEY_CTX *e = EVP_PKEY_CTX_new_from_pkey(c->pctx->hlibctx, c->key->pub, KWP_HELPER_PROPQ);
-    int ok = e != NULL && EVP_PKEY_encrypt_init(e) == 1 &&
-             EVP_PKEY_CTX_set_rsa_padding(e, c->pad) == 1;
+    int ok =
+        e != NULL && EVP_PKEY_encrypt_init(e) == 1 && EVP_PKEY_CTX_set_rsa_padding(e, c->pad) == 1;
 
     if (ok && c->pad == RSA_PKCS1_OAEP_PADDING) {
         if (c->oaep_md != NULL)

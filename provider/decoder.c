@@ -15,7 +15,7 @@
 #include "kwp.h"
 
 #define KWP_PEM_LABEL_P11PROV "PKCS#11 PROVIDER URI"
-#define KWP_STRUCTURE "keyward-uri"
+#define KWP_STRUCTURE         "keyward-uri"
 
 typedef struct {
     kwp_ctx *pctx;

@@ -86,8 +86,7 @@ static int enc_text(void *vctx, OSSL_CORE_BIO *cout, const void *obj, const OSSL
     ok = BIO_printf(out, "keyward %s key, %d bits\n", k->alg, k->bits) > 0 &&
          BIO_printf(out, "URI: %s\n", k->uri ? k->uri : "(none: public key only)") > 0 &&
          BIO_printf(out, "Private key: %s\n",
-                    k->has_private ? "on the token, not extractable from keyward"
-                                   : "none") > 0 &&
+                    k->has_private ? "on the token, not extractable from keyward" : "none") > 0 &&
          EVP_PKEY_print_public(out, k->pub, 0, NULL) > 0;
     BIO_free(out);
     return ok;

@@ -2,6 +2,7 @@
 /* Key objects: a reference to a token key (never its value) plus its public half. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/core_names.h>
 #include <openssl/objects.h>
@@ -97,8 +98,7 @@ static EVP_PKEY *pub_from_params(kwp_ctx *ctx, OSSL_PARAM_BLD *bld, const char *
     return pk;
 }
 
-static EVP_PKEY *rsa_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
-                         CK_OBJECT_HANDLE h)
+static EVP_PKEY *rsa_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
 {
     unsigned char *n = NULL, *e = NULL;
     CK_ULONG nl, el;
@@ -168,8 +168,7 @@ done:
     return pk;
 }
 
-static EVP_PKEY *cert_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
-                          CK_OBJECT_HANDLE h)
+static EVP_PKEY *cert_pub(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
 {
     unsigned char *der = NULL;
     CK_ULONG len;
@@ -437,6 +436,18 @@ static kw_err key_refind(kwp_key *k)
     return KW_OK;
 }
 
+int kwp_key_ready(kwp_key *k)
+{
+    if (k == NULL || !k->has_private || k->tok == NULL || kw_p11_module_check(k->tok->mod) == KW_OK)
+        return 1;
+    kwp_raise_last(k->pctx);
+    return 0;
+}
+
+/* Tries of one private-key operation when the token goes away or its state is re-read, with
+ * back-off (20, 40, 80, 160 ms): a token that stays away fails in about 0.3 s. */
+#define KWP_OP_ATTEMPTS 5
+
 static CK_RV op_init(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHANISM *mech,
                      CK_OBJECT_HANDLE h, const char **fn)
 {
@@ -461,9 +472,9 @@ static CK_RV op_derive(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mec
     CK_BBOOL f = CK_FALSE, t = CK_TRUE;
     CK_ULONG len = (CK_ULONG)*outlen;
     CK_ATTRIBUTE tmpl[] = {
-        {CKA_CLASS, &cls, sizeof(cls)},     {CKA_KEY_TYPE, &kt, sizeof(kt)},
-        {CKA_TOKEN, &f, sizeof(f)},         {CKA_SENSITIVE, &f, sizeof(f)},
-        {CKA_EXTRACTABLE, &t, sizeof(t)},   {CKA_VALUE_LEN, &len, sizeof(len)},
+        {CKA_CLASS, &cls, sizeof(cls)},   {CKA_KEY_TYPE, &kt, sizeof(kt)},
+        {CKA_TOKEN, &f, sizeof(f)},       {CKA_SENSITIVE, &f, sizeof(f)},
+        {CKA_EXTRACTABLE, &t, sizeof(t)}, {CKA_VALUE_LEN, &len, sizeof(len)},
     };
     CK_ATTRIBUTE v = {CKA_VALUE, out, (CK_ULONG)*outlen};
     CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
@@ -483,8 +494,8 @@ static CK_RV op_derive(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mec
 }
 
 static CK_RV op_run(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHANISM *mech,
-                    CK_OBJECT_HANDLE h, const unsigned char *in, size_t inlen,
-                    unsigned char *out, size_t *outlen, const char **fn)
+                    CK_OBJECT_HANDLE h, const unsigned char *in, size_t inlen, unsigned char *out,
+                    size_t *outlen, const char **fn)
 {
     CK_ULONG olen = (CK_ULONG)*outlen;
     CK_RV rv;
@@ -532,7 +543,9 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
         kwp_raise_last(k->pctx);
         return 0;
     }
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0; attempt < KWP_OP_ATTEMPTS; attempt++) {
+        if (attempt > 0)
+            nanosleep(&(struct timespec){0, (20L << attempt) * 1000 * 1000}, NULL);
         pthread_mutex_lock(&k->lock);
         e = KW_OK;
         if ((kw_p11_module_check(k->tok->mod)) != KW_OK ||
@@ -541,9 +554,16 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
         tok = k->tok;
         h = k->handle;
         pthread_mutex_unlock(&k->lock);
-        if (e != KW_OK)
-            break;
-        e = kw_p11_session_get(tok, (tok->info.flags & CKF_LOGIN_REQUIRED) != 0, &k->pin, &s);
+        if (e == KW_OK)
+            e = kw_p11_session_get(tok, (tok->info.flags & CKF_LOGIN_REQUIRED) != 0, &k->pin, &s);
+        if (e == KW_ERR_TOKEN_GONE && attempt + 1 < KWP_OP_ATTEMPTS) {
+            /* Again after finding the token again (recovery may re-initialise it), backing
+             * off: other processes may be rewriting the token's state meanwhile. */
+            pthread_mutex_lock(&k->lock);
+            k->gen = 0;
+            pthread_mutex_unlock(&k->lock);
+            continue;
+        }
         if (e != KW_OK)
             break;
         for (int relogin = 0; relogin < 2; relogin++) {
@@ -570,8 +590,9 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
             return 1;
         /* Once more, with the object found again: the token was reset or came back, or the
          * handle went stale (SoftHSM2 invalidates handles when its store changes). */
-        if (attempt == 0 && (kw_p11_rv_is_gone(rv) || rv == CKR_OBJECT_HANDLE_INVALID ||
-                             rv == CKR_KEY_HANDLE_INVALID)) {
+        if (attempt + 1 < KWP_OP_ATTEMPTS &&
+            (kw_p11_rv_is_gone(rv) || rv == CKR_OBJECT_HANDLE_INVALID ||
+             rv == CKR_KEY_HANDLE_INVALID)) {
             pthread_mutex_lock(&k->lock);
             k->gen = 0;
             pthread_mutex_unlock(&k->lock);
@@ -584,8 +605,8 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
             kw_err_set(KW_ERR_MECHANISM, "token refused mechanism 0x%lx for key %s (%s: %s)",
                        (unsigned long)mech->mechanism, k->uri, fn, kw_p11_rv_name(rv));
         else if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT)
-            kw_err_set(KW_ERR_KEY_USAGE, "key %s is not usable for this operation (%s: %s)",
-                       k->uri, fn, kw_p11_rv_name(rv));
+            kw_err_set(KW_ERR_KEY_USAGE, "key %s is not usable for this operation (%s: %s)", k->uri,
+                       fn, kw_p11_rv_name(rv));
         else
             kw_p11_fail(rv, fn, "key %s", k->uri);
     }

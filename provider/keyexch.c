@@ -56,6 +56,8 @@ static int kx_init(void *vctx, void *keydata, const OSSL_PARAM params[])
                   "key is not usable for ECDH: an EC private key on a token is needed");
         return 0;
     }
+    if (!kwp_key_ready(k))
+        return 0;
     kwp_key_free(c->key);
     c->key = kwp_key_ref(k);
     return 1;
@@ -93,8 +95,8 @@ static int kx_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_
     }
     if (c->peer == NULL || outlen < flen || flen > sizeof(buf))
         return 0;
-    if (EVP_PKEY_get_octet_string_param(c->peer->pub, OSSL_PKEY_PARAM_PUB_KEY, point,
-                                        sizeof(point), &plen) != 1)
+    if (EVP_PKEY_get_octet_string_param(c->peer->pub, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point),
+                                        &plen) != 1)
         return 0;
     memset(&p, 0, sizeof(p));
     p.kdf = CKD_NULL;

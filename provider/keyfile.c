@@ -20,24 +20,26 @@ typedef struct {
     ASN1_UTF8STRING *uri;
 } KWP_KEYFILE;
 
-ASN1_SEQUENCE(KWP_KEYFILE) = {
-    ASN1_SIMPLE(KWP_KEYFILE, version, ASN1_INTEGER),
-    ASN1_SIMPLE(KWP_KEYFILE, uri, ASN1_UTF8STRING),
+ASN1_SEQUENCE(KWP_KEYFILE) =
+    {
+        ASN1_SIMPLE(KWP_KEYFILE, version, ASN1_INTEGER),
+        ASN1_SIMPLE(KWP_KEYFILE, uri, ASN1_UTF8STRING),
 } static_ASN1_SEQUENCE_END(KWP_KEYFILE)
 
-typedef struct {
+        typedef struct {
     ASN1_VISIBLESTRING *desc;
     ASN1_UTF8STRING *uri;
 } KWP_P11PROV_KEYFILE;
 
-ASN1_SEQUENCE(KWP_P11PROV_KEYFILE) = {
-    ASN1_SIMPLE(KWP_P11PROV_KEYFILE, desc, ASN1_VISIBLESTRING),
-    ASN1_SIMPLE(KWP_P11PROV_KEYFILE, uri, ASN1_UTF8STRING),
+ASN1_SEQUENCE(KWP_P11PROV_KEYFILE) =
+    {
+        ASN1_SIMPLE(KWP_P11PROV_KEYFILE, desc, ASN1_VISIBLESTRING),
+        ASN1_SIMPLE(KWP_P11PROV_KEYFILE, uri, ASN1_UTF8STRING),
 } static_ASN1_SEQUENCE_END(KWP_P11PROV_KEYFILE)
 
 #define KWP_KEYFILE_VERSION 1
 
-int kwp_keyfile_der_encode(const char *uri, unsigned char **der, int *derlen)
+        int kwp_keyfile_der_encode(const char *uri, unsigned char **der, int *derlen)
 {
     KWP_KEYFILE *kf = (KWP_KEYFILE *)ASN1_item_new(ASN1_ITEM_rptr(KWP_KEYFILE));
     int ok = 0;

@@ -121,8 +121,8 @@ static int curve_der(const char *name, unsigned char **der)
     return i2d_ASN1_OBJECT(OBJ_nid2obj(nid), der);
 }
 
-static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE s,
-                           P11KitUri *uri, CK_OBJECT_HANDLE *priv)
+static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE s, P11KitUri *uri,
+                           CK_OBJECT_HANDLE *priv)
 {
     CK_BBOOL t = CK_TRUE, f = CK_FALSE;
     CK_ATTRIBUTE_PTR aid = p11_kit_uri_get_attribute(uri, CKA_ID);
@@ -138,11 +138,13 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
                                              : CKM_EC_EDWARDS_KEY_PAIR_GEN,
                          NULL, 0};
     /* Edwards curves by name, as PKCS#11 3.0 allows and SoftHSM2 expects. */
-    static const CK_MECHANISM_TYPE pss_mechs[] = {
-        CKM_RSA_PKCS_PSS,        CKM_SHA1_RSA_PKCS_PSS,   CKM_SHA224_RSA_PKCS_PSS,
-        CKM_SHA256_RSA_PKCS_PSS, CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS};
-    static const unsigned char ed25519[] = "\x13\x0c" "edwards25519";
-    static const unsigned char ed448[] = "\x13\x0a" "edwards448";
+    static const CK_MECHANISM_TYPE pss_mechs[] = {CKM_RSA_PKCS_PSS,        CKM_SHA1_RSA_PKCS_PSS,
+                                                  CKM_SHA224_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS,
+                                                  CKM_SHA384_RSA_PKCS_PSS, CKM_SHA512_RSA_PKCS_PSS};
+    static const unsigned char ed25519[] = "\x13\x0c"
+                                           "edwards25519";
+    static const unsigned char ed448[] = "\x13\x0a"
+                                         "edwards448";
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
     CK_RV rv;
     kw_err err;
@@ -184,7 +186,8 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
                                    g->e < 0x1000000 ? 3 : 4};
         if (strcmp(g->alg, "RSA-PSS") == 0) {
             /* An RSA-PSS key signs with PSS and nothing else, on the token too. */
-            prv[nv++] = (CK_ATTRIBUTE){CKA_ALLOWED_MECHANISMS, (void *)pss_mechs, sizeof(pss_mechs)};
+            prv[nv++] =
+                (CK_ATTRIBUTE){CKA_ALLOWED_MECHANISMS, (void *)pss_mechs, sizeof(pss_mechs)};
         } else {
             pub[np++] = (CK_ATTRIBUTE){CKA_ENCRYPT, &t, sizeof(t)};
             prv[nv++] = (CK_ATTRIBUTE){CKA_DECRYPT, &t, sizeof(t)};
@@ -195,8 +198,8 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
                                    is448 ? sizeof(ed448) - 1 : sizeof(ed25519) - 1};
     } else {
         if ((eclen = curve_der(g->curve, &ecpar)) <= 0)
-            return kw_err_set(KW_ERR_INVALID,
-                              "curve \"%s\" is not supported (P-256, P-384, P-521)", g->curve);
+            return kw_err_set(KW_ERR_INVALID, "curve \"%s\" is not supported (P-256, P-384, P-521)",
+                              g->curve);
         pub[np++] = (CK_ATTRIBUTE){CKA_EC_PARAMS, ecpar, (CK_ULONG)eclen};
         prv[nv++] = (CK_ATTRIBUTE){CKA_DERIVE, &t, sizeof(t)};
     }
@@ -213,8 +216,9 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
     }
     if (!kw_p11_token_has_mech(tok, mech.mechanism, CKF_GENERATE_KEY_PAIR)) {
         OPENSSL_free(ecpar);
-        return kw_err_set(KW_ERR_MECHANISM, "mechanism not supported by the token: cannot "
-                                            "generate %s key pairs",
+        return kw_err_set(KW_ERR_MECHANISM,
+                          "mechanism not supported by the token: cannot "
+                          "generate %s key pairs",
                           g->alg);
     }
     rv = KW_P11_CALL(tok->mod, C_GenerateKeyPair, s, &mech, pub, np, prv, nv, &pubh, priv);
@@ -259,8 +263,7 @@ void *kwp_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
         goto err;
     }
     if (n > 1) {
-        kw_err_set(KW_ERR_AMBIGUOUS, "URI matches %zu tokens: name one with token= or serial=",
-                   n);
+        kw_err_set(KW_ERR_AMBIGUOUS, "URI matches %zu tokens: name one with token= or serial=", n);
         goto err;
     }
     kw_uri_pin(uri, &pin);

@@ -20,8 +20,9 @@
 
 typedef struct kwp_ctx {
     const OSSL_CORE_HANDLE *core;
-    OSSL_LIB_CTX *libctx;  /* the application's, for the core */
-    OSSL_LIB_CTX *hlibctx; /* private: default provider only */
+    OSSL_LIB_CTX *libctx;    /* the application's, for the core */
+    OSSL_LIB_CTX *hlibctx;   /* private: default provider only */
+    OSSL_PROVIDER *hdefault; /* the default provider in hlibctx, unloaded at teardown */
     char *module_path;
     char *pin_source;
     int load_early;
@@ -49,25 +50,25 @@ typedef struct kwp_key {
     unsigned magic;
     atomic_int refs;
     kwp_ctx *pctx;
-    CK_KEY_TYPE type;       /* CKK_RSA, CKK_EC, CKK_EC_EDWARDS */
-    const char *alg;        /* OpenSSL's name: RSA, EC, ED25519, ED448 */
-    int has_private;        /* a token private key object backs it */
-    EVP_PKEY *pub;          /* public half, in the helper libctx; may be NULL only while empty */
+    CK_KEY_TYPE type; /* CKK_RSA, CKK_EC, CKK_EC_EDWARDS */
+    const char *alg;  /* OpenSSL's name: RSA, EC, ED25519, ED448 */
+    int has_private;  /* a token private key object backs it */
+    EVP_PKEY *pub;    /* public half, in the helper libctx; may be NULL only while empty */
     int bits;
 
     /* where the private object lives; re-found after fork or token loss */
-    char *uri;              /* canonical URI for display and key files (no PIN) */
-    P11KitUri *puri;        /* parsed, for re-finding the token */
+    char *uri;       /* canonical URI for display and key files (no PIN) */
+    P11KitUri *puri; /* parsed, for re-finding the token */
     kw_p11_token *tok;
     CK_OBJECT_HANDLE handle;
     unsigned gen;
-    CK_TOKEN_INFO tokinfo;  /* identity of the token: label + serial */
+    CK_TOKEN_INFO tokinfo; /* identity of the token: label + serial */
     unsigned char *id;
     CK_ULONG idlen;
     char *label;
     CK_BBOOL always_auth;
-    int ambiguous;           /* listed by a URI that matched more private keys than this one */
-    kw_pin_ctx pin;          /* sources only; strings owned below */
+    int ambiguous;  /* listed by a URI that matched more private keys than this one */
+    kw_pin_ctx pin; /* sources only; strings owned below */
     char *pin_value, *pin_source;
     pthread_mutex_t lock;
 } kwp_key;
@@ -86,14 +87,17 @@ void kwp_key_free(kwp_key *k);
 kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
                              CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, const kw_pin_ctx *pin);
 /* Open the first private key (or public key when want_private is 0) a URI names. */
-kwp_key *kwp_key_open_uri(kwp_ctx *ctx, const char *uri, int want_private,
-                          kw_pin_prompt_fn prompt, void *prompt_arg);
+kwp_key *kwp_key_open_uri(kwp_ctx *ctx, const char *uri, int want_private, kw_pin_prompt_fn prompt,
+                          void *prompt_arg);
 /* Build the canonical URI of a key from token info and id/label. */
 char *kwp_key_make_uri(const CK_TOKEN_INFO *ti, const unsigned char *id, CK_ULONG idlen,
                        const char *label, CK_OBJECT_CLASS cls);
 /* Run a private-key operation: init (Sign or Decrypt), then one-shot. Handles re-finding the
  * object, login, relogin on CKR_USER_NOT_LOGGED_IN and one retry after token loss. */
 typedef enum { KWP_OP_SIGN, KWP_OP_DECRYPT, KWP_OP_DERIVE } kwp_op;
+/* Can this process use the key's module (after fork it may not: a module that kept its
+ * parent's state is refused)? Raises the reason when not. Public-only keys are always ready. */
+int kwp_key_ready(kwp_key *k);
 int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
                        size_t inlen, unsigned char *out, size_t *outlen);
 /* Maximum output size of a private operation (signature size). */

@@ -30,18 +30,18 @@ const OSSL_PARAM *kwp_km_ec_gen_settable(void *genctx, void *provctx);
 void *kwp_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg);
 void kwp_km_gen_cleanup(void *genctx);
 
-#define KWP_KEYMGMT_DISPATCH(pfx, cktype, alg)                                                          \
+#define KWP_KEYMGMT_DISPATCH(pfx, cktype, alg)                                                     \
     static void *pfx##_new(void *provctx)                                                          \
     {                                                                                              \
-        return kwp_km_new(provctx, cktype, alg);                                                        \
+        return kwp_km_new(provctx, cktype, alg);                                                   \
     }                                                                                              \
     static void *pfx##_load(const void *ref, size_t ref_size)                                      \
     {                                                                                              \
-        return kwp_km_load(alg, ref, ref_size);                                                 \
+        return kwp_km_load(alg, ref, ref_size);                                                    \
     }                                                                                              \
     static void *pfx##_gen_init(void *provctx, int selection, const OSSL_PARAM params[])           \
     {                                                                                              \
-        return kwp_km_gen_init(provctx, cktype, alg, selection, params);                                \
+        return kwp_km_gen_init(provctx, cktype, alg, selection, params);                           \
     }
 
 #endif

@@ -36,10 +36,10 @@ static const OSSL_ALGORITHM kwp_signature[] = {
     {"ED448:1.3.101.113", KWP_PROPS, kwp_eddsa_signature_functions, "Ed448 on a token"},
     {NULL, NULL, NULL, NULL}};
 
-static const OSSL_ALGORITHM kwp_asym_cipher[] = {
-    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", KWP_PROPS, kwp_rsa_asym_cipher_functions,
-     "RSA decryption on a PKCS#11 token"},
-    {NULL, NULL, NULL, NULL}};
+static const OSSL_ALGORITHM kwp_asym_cipher[] = {{"RSA:rsaEncryption:1.2.840.113549.1.1.1",
+                                                  KWP_PROPS, kwp_rsa_asym_cipher_functions,
+                                                  "RSA decryption on a PKCS#11 token"},
+                                                 {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM kwp_keyexch[] = {
     {"ECDH", KWP_PROPS, kwp_ecdh_keyexch_functions, "ECDH with a key on a PKCS#11 token"},
@@ -54,16 +54,22 @@ static const OSSL_ALGORITHM kwp_store[] = {
      "key file carrying the key's pkcs11 URI"},                                                    \
         {names, KWP_PROPS ",output=der,structure=PrivateKeyInfo", kwp_encoder_uri_der_functions,   \
          "key file carrying the key's pkcs11 URI"},                                                \
-        {names, KWP_PROPS ",output=text", kwp_encoder_text_functions,                              \
-         "key description without private values"}
+    {                                                                                              \
+        names, KWP_PROPS ",output=text", kwp_encoder_text_functions,                               \
+            "key description without private values"                                               \
+    }
 
-static const OSSL_ALGORITHM kwp_encoder[] = {
-    KWP_ENCODERS("RSA:rsaEncryption"), KWP_ENCODERS("RSA-PSS:RSASSA-PSS"),
-    KWP_ENCODERS("EC:id-ecPublicKey"),
-    KWP_ENCODERS("ED25519"), KWP_ENCODERS("ED448"), {NULL, NULL, NULL, NULL}};
+static const OSSL_ALGORITHM kwp_encoder[] = {KWP_ENCODERS("RSA:rsaEncryption"),
+                                             KWP_ENCODERS("RSA-PSS:RSASSA-PSS"),
+                                             KWP_ENCODERS("EC:id-ecPublicKey"),
+                                             KWP_ENCODERS("ED25519"),
+                                             KWP_ENCODERS("ED448"),
+                                             {NULL, NULL, NULL, NULL}};
 
 #define KWP_URI_DECODER(names, fns)                                                                \
-    {names, KWP_PROPS ",input=der,structure=keyward-uri", fns, "key file carrying a pkcs11 URI"}
+    {                                                                                              \
+        names, KWP_PROPS ",input=der,structure=keyward-uri", fns, "key file carrying a pkcs11 URI" \
+    }
 
 static const OSSL_ALGORITHM kwp_decoder[] = {
     {"DER", KWP_PROPS ",input=pem", kwp_decoder_pem_functions,
@@ -151,6 +157,8 @@ static void kwp_teardown(void *provctx)
     if (ctx == NULL)
         return;
     kw_p11_module_put(ctx->mod);
+    if (ctx->hdefault != NULL)
+        OSSL_PROVIDER_unload(ctx->hdefault);
     OSSL_LIB_CTX_free(ctx->hlibctx);
     OSSL_LIB_CTX_free(ctx->libctx);
     free(ctx->module_path);
@@ -255,8 +263,10 @@ static int read_config(kwp_ctx *ctx, const OSSL_DISPATCH *in)
     return 1;
 }
 
-__attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
-                       const OSSL_DISPATCH **out, void **provctx)
+__attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HANDLE *handle,
+                                                              const OSSL_DISPATCH *in,
+                                                              const OSSL_DISPATCH **out,
+                                                              void **provctx)
 {
     kwp_ctx *ctx = calloc(1, sizeof(*ctx));
 
@@ -269,8 +279,9 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
     /* For BIOs handed to us by the core (decoders). */
     ctx->libctx = OSSL_LIB_CTX_new_from_dispatch(handle, in);
     ctx->hlibctx = OSSL_LIB_CTX_new();
-    if (ctx->libctx == NULL || ctx->hlibctx == NULL ||
-        OSSL_PROVIDER_load(ctx->hlibctx, "default") == NULL) {
+    if (ctx->hlibctx != NULL)
+        ctx->hdefault = OSSL_PROVIDER_load(ctx->hlibctx, "default");
+    if (ctx->libctx == NULL || ctx->hdefault == NULL) {
         kwp_raise(ctx, KWP_R(KW_ERR_MEMORY), "cannot set up the helper library context");
         goto err;
     }

@@ -27,11 +27,11 @@ typedef struct {
     kwp_ctx *pctx;
     CK_KEY_TYPE type;
     kwp_key *key;
-    int pad;           /* RSA_PKCS1_PADDING, RSA_PKCS1_PSS_PADDING or RSA_NO_PADDING */
-    EVP_MD *md;        /* helper libctx */
+    int pad;    /* RSA_PKCS1_PADDING, RSA_PKCS1_PSS_PADDING or RSA_NO_PADDING */
+    EVP_MD *md; /* helper libctx */
     EVP_MD *mgf1;
-    int saltlen;       /* RSA_PSS_SALTLEN_* or a length */
-    EVP_MD_CTX *mdctx; /* digest-sign on the host */
+    int saltlen;        /* RSA_PSS_SALTLEN_* or a length */
+    EVP_MD_CTX *mdctx;  /* digest-sign on the host */
     unsigned char *buf; /* digest-sign data for a combined mechanism */
     size_t buflen, bufcap;
     int combined;
@@ -96,8 +96,8 @@ static void *sig_dupctx(void *vctx)
         EVP_MD_up_ref(d->md);
     if (d->mgf1 != NULL)
         EVP_MD_up_ref(d->mgf1);
-    if (c->mdctx != NULL && ((d->mdctx = EVP_MD_CTX_new()) == NULL ||
-                             !EVP_MD_CTX_copy_ex(d->mdctx, c->mdctx))) {
+    if (c->mdctx != NULL &&
+        ((d->mdctx = EVP_MD_CTX_new()) == NULL || !EVP_MD_CTX_copy_ex(d->mdctx, c->mdctx))) {
         sig_freectx(d);
         return NULL;
     }
@@ -196,8 +196,7 @@ static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
         } else if (!OSSL_PARAM_get_int(p, &pad)) {
             return 0;
         }
-        if (c->key != NULL && strcmp(c->key->alg, "RSA-PSS") == 0 &&
-            pad != RSA_PKCS1_PSS_PADDING) {
+        if (c->key != NULL && strcmp(c->key->alg, "RSA-PSS") == 0 && pad != RSA_PKCS1_PSS_PADDING) {
             kwp_raise(c->pctx, KWP_R(KW_ERR_KEY_USAGE),
                       "key %s is restricted to RSA-PSS signatures", c->key->uri);
             return 0;
@@ -289,9 +288,9 @@ static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
         EVP_PKEY_CTX *v;
         unsigned char aid[256];
         int saltlen = c->saltlen;
-        OSSL_PARAM q[2] = {OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, aid,
-                                                   sizeof(aid)),
-                           OSSL_PARAM_END};
+        OSSL_PARAM q[2] = {
+            OSSL_PARAM_octet_string(OSSL_SIGNATURE_PARAM_ALGORITHM_ID, aid, sizeof(aid)),
+            OSSL_PARAM_END};
         if (c->key == NULL)
             return 0;
         /* Encode the salt length we really use, not "auto". */
@@ -340,7 +339,8 @@ static const OSSL_PARAM *sig_gettable_ctx_params(void *vctx, void *provctx)
         OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, NULL, 0),
         OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, NULL, 0),
         OSSL_PARAM_int(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, NULL),
-        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0), OSSL_PARAM_END};
+        OSSL_PARAM_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, NULL, 0),
+        OSSL_PARAM_END};
     return p;
 }
 
@@ -362,7 +362,7 @@ static CK_MECHANISM_TYPE combined_mech(const kwp_sig *c)
     int nid = c->md ? EVP_MD_get_type(c->md) : 0;
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
         if (t[i].nid == nid)
-            return c->type == CKK_EC                ? t[i].ecdsa
+            return c->type == CKK_EC                 ? t[i].ecdsa
                    : c->pad == RSA_PKCS1_PSS_PADDING ? t[i].pss
                                                      : t[i].pkcs1;
     return CK_UNAVAILABLE_INFORMATION;
@@ -431,7 +431,7 @@ static int ecdsa_to_der(const unsigned char *rs, size_t rslen, unsigned char *si
 
 static int infer_md(kwp_sig *c, size_t tbslen)
 {
-    const char *name = tbslen == 20 ? "SHA1"
+    const char *name = tbslen == 20   ? "SHA1"
                        : tbslen == 28 ? "SHA224"
                        : tbslen == 32 ? "SHA256"
                        : tbslen == 48 ? "SHA384"
@@ -458,9 +458,8 @@ static int pss_via_raw(kwp_sig *c, const unsigned char *dgst, unsigned char *sig
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
     rsa = EVP_PKEY_get1_RSA(c->key->pub);
-    ok = rsa != NULL && RSA_padding_add_PKCS1_PSS_mgf1(rsa, em, dgst, c->md,
-                                                       c->mgf1 ? c->mgf1 : c->md,
-                                                       pss_saltlen(c)) == 1;
+    ok = rsa != NULL && RSA_padding_add_PKCS1_PSS_mgf1(
+                            rsa, em, dgst, c->md, c->mgf1 ? c->mgf1 : c->md, pss_saltlen(c)) == 1;
     RSA_free(rsa);
 #pragma GCC diagnostic pop
     *siglen = sigsize;
@@ -483,8 +482,9 @@ static int token_sign(kwp_sig *c, CK_MECHANISM_TYPE mt, const unsigned char *dat
     if (c->type == CKK_RSA && c->pad == RSA_PKCS1_PSS_PADDING) {
         int sl = pss_saltlen(c);
         if (c->md == NULL || sl < 0) {
-            kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "PSS needs a digest and a salt length "
-                                                      "that fits the key");
+            kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID),
+                      "PSS needs a digest and a salt length "
+                      "that fits the key");
             return 0;
         }
         pss.hashAlg = kwp_md_mech(c->md);
@@ -538,9 +538,8 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsi
         return 0;
     }
     if (c->md != NULL && (size_t)EVP_MD_get_size(c->md) != tbslen && c->pad != RSA_NO_PADDING) {
-        kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID),
-                  "input is %zu bytes but a %s digest is %d bytes", tbslen,
-                  EVP_MD_get0_name(c->md), EVP_MD_get_size(c->md));
+        kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "input is %zu bytes but a %s digest is %d bytes",
+                  tbslen, EVP_MD_get0_name(c->md), EVP_MD_get_size(c->md));
         return 0;
     }
     if (c->type == CKK_RSA && c->pad == RSA_PKCS1_PSS_PADDING && c->md == NULL &&
@@ -559,8 +558,8 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsi
     return token_sign(c, mt, tbs, tbslen, sig, siglen, sigsize);
 }
 
-static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
-                      const unsigned char *tbs, size_t tbslen)
+static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen, const unsigned char *tbs,
+                      size_t tbslen)
 {
     kwp_sig *c = vctx;
     EVP_PKEY_CTX *v = shadow_ctx(c);
@@ -571,12 +570,12 @@ static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen,
 
 /* ---- digest-sign ---- */
 
-static int sig_digest_init(void *vctx, const char *mdname, void *keydata,
-                           const OSSL_PARAM params[], int signing)
+static int sig_digest_init(void *vctx, const char *mdname, void *keydata, const OSSL_PARAM params[],
+                           int signing)
 {
     kwp_sig *c = vctx;
 
-    if (!sig_init(c, keydata, params))
+    if (!sig_init(c, keydata, params) || (signing && !kwp_key_ready(c->key)))
         return 0;
     if (mdname == NULL || *mdname == '\0')
         mdname = "SHA256";
@@ -586,8 +585,7 @@ static int sig_digest_init(void *vctx, const char *mdname, void *keydata,
         if (!token_has(c, combined_mech(c))) {
             kwp_raise(c->pctx, KWP_R(KW_ERR_MECHANISM),
                       "mechanism not supported by the token: no %s signature with %s for key %s",
-                      c->type == CKK_EC ? "ECDSA" : "RSA", EVP_MD_get0_name(c->md),
-                      c->key->uri);
+                      c->type == CKK_EC ? "ECDSA" : "RSA", EVP_MD_get0_name(c->md), c->key->uri);
             return 0;
         }
         c->combined = 1; /* the token hashes: collect the data */
@@ -658,7 +656,7 @@ static int sig_digest_verify_final(void *vctx, const unsigned char *sig, size_t 
 
 static int sig_sign_init(void *vctx, void *keydata, const OSSL_PARAM params[])
 {
-    return sig_init(vctx, keydata, params);
+    return sig_init(vctx, keydata, params) && kwp_key_ready(((kwp_sig *)vctx)->key);
 }
 
 /* ---- EdDSA: one-shot over the message ---- */
@@ -677,7 +675,7 @@ static int eddsa_digest_init(void *vctx, const char *mdname, void *keydata,
         kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "EdDSA takes no digest (got %s)", mdname);
         return 0;
     }
-    return sig_init(c, keydata, NULL);
+    return sig_init(c, keydata, NULL) && kwp_key_ready(c->key);
 }
 
 static int eddsa_digest_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsize,
@@ -707,8 +705,8 @@ static int eddsa_digest_verify(void *vctx, const unsigned char *sig, size_t sigl
     kwp_sig *c = vctx;
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     int ok = m != NULL &&
-             EVP_DigestVerifyInit_ex(m, NULL, NULL, c->pctx->hlibctx, KWP_HELPER_PROPQ,
-                                     c->key->pub, NULL) == 1 &&
+             EVP_DigestVerifyInit_ex(m, NULL, NULL, c->pctx->hlibctx, KWP_HELPER_PROPQ, c->key->pub,
+                                     NULL) == 1 &&
              EVP_DigestVerify(m, sig, siglen, tbs, tbslen) == 1;
     EVP_MD_CTX_free(m);
     return ok;
@@ -765,7 +763,9 @@ const OSSL_DISPATCH kwp_eddsa_signature_functions[] = {
         {OSSL_FUNC_SIGNATURE_DIGEST_VERIFY_FINAL, (void (*)(void))sig_digest_verify_final},        \
         {OSSL_FUNC_SIGNATURE_GET_CTX_PARAMS, (void (*)(void))sig_get_ctx_params},                  \
         {OSSL_FUNC_SIGNATURE_GETTABLE_CTX_PARAMS, (void (*)(void))sig_gettable_ctx_params},        \
-        {OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))sig_set_ctx_params}
+    {                                                                                              \
+        OSSL_FUNC_SIGNATURE_SET_CTX_PARAMS, (void (*)(void))sig_set_ctx_params                     \
+    }
 
 const OSSL_DISPATCH kwp_rsa_signature_functions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))rsa_newctx},

@@ -75,8 +75,7 @@ static int store_prompt(void *arg, const char *label, char *buf, size_t cap)
     kwp_prompt *pr = arg;
     char info[128];
     size_t len = 0;
-    OSSL_PARAM p[] = {OSSL_PARAM_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, info, 0),
-                      OSSL_PARAM_END};
+    OSSL_PARAM p[] = {OSSL_PARAM_utf8_string(OSSL_PASSPHRASE_PARAM_INFO, info, 0), OSSL_PARAM_END};
 
     if (pr->cb == NULL)
         return 0;

@@ -7,6 +7,12 @@
 # Argument "p11-kit-server": tpm2-pkcs11 runs behind `p11-kit server` (one process owns the TPM)
 # and nginx uses p11-kit-client.so. Without it each worker has tpm2-pkcs11 loaded itself.
 # Argument "single": one nginx process (master_process off), no fork: the TPM's own rate.
+# Without an argument ("direct"), each forked worker would use tpm2-pkcs11 loaded in the master:
+# tpm2-pkcs11 keeps its parent's state (TPM connection, sessions, login) across fork, which is
+# what breaks other integrations. keyward detects that and refuses in the workers instead of
+# sharing; the test checks every handshake is refused that way (reason in keyward's debug log),
+# that no worker dies, and that the same nginx serves once the token sits behind p11-kit server
+# (the "p11-kit-server" variant, a separate test).
 #   KW_TPM_LOAD_CLIENTS (16) parallel clients x KW_TPM_LOAD_EACH (25) handshakes per key.
 set -euo pipefail
 . "${KEYWARD_SRC:?run through meson test}/tests/fixtures/tpm.sh"
@@ -94,12 +100,20 @@ http {
     }
 }
 CONF
+if [ "$VIA" = direct ]; then
+    export KEYWARD_DEBUG=file:$KW_TPM_DIR/kw-debug.log
+fi
 LD_PRELOAD=${KEYWARD_ASAN_PRELOAD:-} nginx -p "$KW_TPM_DIR/ng" -c "$KW_TPM_DIR/ng/nginx.conf" \
     -e "$KW_TPM_DIR/ng/logs/error.log" </dev/null >ng/logs/stdout.log 2>&1 &
 NGINX=$!
 kw_at_exit "kill $NGINX; wait $NGINX"
 for _ in $(seq 100); do
     kill -0 $NGINX 2>/dev/null || { cat ng/logs/error.log >&2; fail "nginx exited at start"; }
+    if [ "$VIA" = direct ]; then
+        [ "$(pgrep -c -P $NGINX)" = 4 ] && break
+        sleep 0.1
+        continue
+    fi
     OPENSSL_CONF=$KW_TPM_DIR/plain.cnf curl -sf --cacert ec.crt "https://localhost:$EC_PORT/" \
         --resolve "localhost:$EC_PORT:127.0.0.1" -o /dev/null && break
     sleep 0.1
@@ -135,6 +149,22 @@ load() {
         fail "$((want - ok)) of $want $name handshakes failed"; }
     [ "$workers" -ge $((WORKERS > 1 ? 2 : 1)) ] || fail "only $workers nginx worker served the $name load"
 }
+if [ "$VIA" = direct ]; then
+    for port in "$EC_PORT" "$RSA_PORT"; do
+        crt=ec.crt
+        [ "$port" = "$RSA_PORT" ] && crt=rsa.crt
+        codes=$(CLIENTS=4 EACH=3 client "$port" "$crt")
+        [ "$(echo "$codes" | grep -cx 200 || true)" = 0 ] ||
+            fail "a forked worker signed with the master's tpm2-pkcs11 state (shared TPM sessions)"
+    done
+    grep -q "kept its parent's state across fork" kw-debug.log ||
+        { tail -20 kw-debug.log >&2; fail "the workers' refusal does not say why"; }
+    echo "ok: workers refuse the master's tpm2-pkcs11 state: $(grep -m1 -o "PKCS#11 module .*refused" kw-debug.log)"
+    kill -0 $NGINX || fail "nginx died"
+    [ "$(nworkers)" = $WORKERS ] || fail "a worker died: $(nworkers) left"
+    echo PASS
+    exit 0
+fi
 load ecdsa-p256 "$EC_PORT" ec.crt
 load rsa-2048 "$RSA_PORT" rsa.crt
 
