@@ -16,6 +16,7 @@ kw_err kw_err_set(kw_err e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
     va_end(ap);
+    kw_redact_pins(last_msg);
     KW_DEBUG("err", "%s: %s", kw_err_name(e), last_msg);
     return e;
 }

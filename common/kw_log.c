@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "kw_log.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +32,10 @@ static void log_setup(void)
         memcpy(path, v + 5, n);
         path[n] = '\0';
         /* 0600-style: the log is for the operator only. */
-        FILE *fp = fopen(path, "ae");
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        FILE *fp = fd >= 0 ? fdopen(fd, "a") : NULL;
+        if (fp == NULL && fd >= 0)
+            close(fd);
         if (fp != NULL) {
             setvbuf(fp, NULL, _IOLBF, 0);
             log_fp = fp;
@@ -51,20 +55,40 @@ int kw_log_level(void)
     return log_level;
 }
 
+void kw_redact_pins(char *msg)
+{
+    static const char key[] = "pin-value=";
+    char *p = msg;
+
+    while ((p = strcasestr(p, key)) != NULL) {
+        char *v = p + sizeof(key) - 1, *end = v;
+        while (*end != '\0' && strchr(";&?\"' \t\n),", *end) == NULL)
+            end++;
+        if (end - v >= 3) {
+            memcpy(v, "***", 3);
+            memmove(v + 3, end, strlen(end) + 1);
+        } else {
+            memset(v, '*', (size_t)(end - v));
+        }
+        p = v;
+    }
+}
+
 void kw_log_msg(int level, const char *component, const char *fmt, ...)
 {
     va_list ap;
     struct timeval tv;
+    char line[2048];
 
     if (kw_log_level() < level || log_fp == NULL)
         return;
     gettimeofday(&tv, NULL);
-    pthread_mutex_lock(&log_lock);
-    fprintf(log_fp, "keyward[%ld.%03ld %d %s] ", (long)tv.tv_sec, (long)(tv.tv_usec / 1000),
-            (int)getpid(), component);
     va_start(ap, fmt);
-    vfprintf(log_fp, fmt, ap);
+    vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fputc('\n', log_fp);
+    kw_redact_pins(line);
+    pthread_mutex_lock(&log_lock);
+    fprintf(log_fp, "keyward[%ld.%03ld %d %s] %s\n", (long)tv.tv_sec, (long)(tv.tv_usec / 1000),
+            (int)getpid(), component, line);
     pthread_mutex_unlock(&log_lock);
 }

@@ -10,6 +10,10 @@ int kw_log_level(void);
 void kw_log_msg(int level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Mask every "pin-value=..." in a message in place (a URI the user gave may carry a PIN, and
+ * messages name URIs). Applied to every log line and every error message. */
+void kw_redact_pins(char *msg);
+
 #define KW_DEBUG(comp, ...)                                                                        \
     do {                                                                                           \
         if (kw_log_level() >= 1)                                                                   \

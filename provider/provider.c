@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Provider entry point: configuration, algorithm tables, reason strings, errors. */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -175,16 +176,28 @@ static const OSSL_DISPATCH kwp_dispatch[] = {
     {OSSL_FUNC_PROVIDER_GET_REASON_STRINGS, (void (*)(void))kwp_reasons},
     {0, NULL}};
 
-void kwp_raise(kwp_ctx *ctx, int reason, const char *fmt, ...)
+static void kwp_core_set_error(kwp_ctx *ctx, int reason, const char *fmt, ...)
 {
     va_list ap;
-    if (ctx == NULL || ctx->core_new_error == NULL)
-        return;
-    ctx->core_new_error(ctx->core);
-    ctx->core_set_error_debug(ctx->core, NULL, 0, "keyward");
     va_start(ap, fmt);
     ctx->core_vset_error(ctx->core, (uint32_t)reason, fmt, ap);
     va_end(ap);
+}
+
+void kwp_raise(kwp_ctx *ctx, int reason, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+
+    if (ctx == NULL || ctx->core_new_error == NULL)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    kw_redact_pins(msg);
+    ctx->core_new_error(ctx->core);
+    ctx->core_set_error_debug(ctx->core, NULL, 0, "keyward");
+    kwp_core_set_error(ctx, reason, "%s", msg);
 }
 
 void kwp_raise_last(kwp_ctx *ctx)

@@ -44,4 +44,19 @@ done
 KEYWARD_DEBUG=file:"$KW_TMP/debug.ok.log",2 openssl dgst -sha256 -sign "$KEY" -out sig data
 grep -q 'C_Login' debug.ok.log || kw_fail "debug log has no C_Login line: the login count check above is void"
 grep -qF "$(cat "$KW_PIN_FILE")" debug.ok.log && kw_fail "debug log of a good login contains the PIN"
+# A PIN given in the URI (pin-value) is not repeated by keyward's errors that name the URI: not
+# on stderr, not in the debug log (a wrong token and a wrong object both print the URI).
+pin=$(cat "$KW_PIN_FILE")
+for uri in "pkcs11:token=nope;object=ec?pin-value=$pin" "pkcs11:token=kwtest;object=nope?pin-value=$pin"; do
+    rm -f pinv.log
+    if KEYWARD_DEBUG=file:"$KW_TMP/pinv.log",2 openssl dgst -sha256 -sign "$uri" -out sig data \
+        >pinv.out 2>&1; then
+        kw_fail "signing with $uri (no such key) succeeded"
+    fi
+    grep -q 'pin-value=\*\*\*' pinv.out || { cat pinv.out >&2; kw_fail "the error does not name the (redacted) URI"; }
+    # (openssl's own "Could not read private key from URI" repeats its argument: not ours.)
+    grep keyward pinv.out | grep -qF "$pin" && kw_fail "keyward's error repeats the URI's pin-value"
+    grep -qF "$pin" pinv.log && kw_fail "the debug log repeats the URI's pin-value"
+    [ "$(stat -c %a pinv.log)" = 600 ] || kw_fail "the debug log is not created 0600"
+done
 echo "PASS: wrong PIN refused once per command, token not locked, PIN never logged"
