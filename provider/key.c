@@ -419,6 +419,17 @@ static kw_err key_refind(kwp_key *k)
     login = (k->tok->info.flags & CKF_LOGIN_REQUIRED) && k->has_private;
     if ((e = kw_p11_session_get(k->tok, login, &k->pin, &s)) != KW_OK)
         return e;
+    if (login) {
+        /* Someone logged the token out (another user of the module in this process, or the
+         * token itself): private objects are invisible until we log in again. */
+        CK_SESSION_INFO si;
+        if (KW_P11_CALL(k->tok->mod, C_GetSessionInfo, s, &si) == CKR_OK &&
+            si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS &&
+            (e = kw_p11_login(k->tok, s, &k->pin)) != KW_OK) {
+            kw_p11_session_put(k->tok, s, CKR_OK);
+            return e;
+        }
+    }
     t[nt++] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
     if (k->idlen > 0)
         t[nt++] = (CK_ATTRIBUTE){CKA_ID, k->id, k->idlen};
