@@ -447,6 +447,9 @@ static kw_err key_refind(kwp_key *k)
     return KW_OK;
 }
 
+static const CK_FLAGS op_flag[] = {
+    [KWP_OP_SIGN] = CKF_SIGN, [KWP_OP_DECRYPT] = CKF_DECRYPT, [KWP_OP_DERIVE] = CKF_DERIVE};
+
 int kwp_key_ready(kwp_key *k)
 {
     if (k == NULL || !k->has_private || k->tok == NULL || kw_p11_module_check(k->tok->mod) == KW_OK)
@@ -612,9 +615,15 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
         break;
     }
     if (rv != CKR_OK) {
-        if (rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID)
-            kw_err_set(KW_ERR_MECHANISM, "token refused mechanism 0x%lx for key %s (%s: %s)",
-                       (unsigned long)mech->mechanism, k->uri, fn, kw_p11_rv_name(rv));
+        if (rv == CKR_MECHANISM_INVALID && kw_p11_token_has_mech(tok, mech->mechanism, op_flag[op]))
+            /* The token has it; this key does not allow it (CKA_ALLOWED_MECHANISMS). */
+            kw_err_set(KW_ERR_KEY_USAGE,
+                       "key %s is not usable for this operation: it does not allow %s (see its "
+                       "CKA_ALLOWED_MECHANISMS), though the token has it (%s: %s)",
+                       k->uri, kwp_mech_name(mech->mechanism), fn, kw_p11_rv_name(rv));
+        else if (rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID)
+            kw_err_set(KW_ERR_MECHANISM, "token refused mechanism %s for key %s (%s: %s)",
+                       kwp_mech_name(mech->mechanism), k->uri, fn, kw_p11_rv_name(rv));
         else if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED || rv == CKR_KEY_TYPE_INCONSISTENT)
             kw_err_set(KW_ERR_KEY_USAGE, "key %s is not usable for this operation (%s: %s)", k->uri,
                        fn, kw_p11_rv_name(rv));

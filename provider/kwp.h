@@ -107,6 +107,7 @@ size_t kwp_key_max_size(const kwp_key *k);
 CK_MECHANISM_TYPE kwp_md_mech(const EVP_MD *md);
 CK_RSA_PKCS_MGF_TYPE kwp_md_mgf(const EVP_MD *md);
 /* Fetch a digest for token use (SHA-1/2 only) into *slot; raises an error naming it if not. */
+const char *kwp_mech_name(CK_MECHANISM_TYPE m);
 int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name);
 
 /* ---- key file (keyfile.c): PEM "KEYWARD KEY URI" and pkcs11-provider's form ---- */

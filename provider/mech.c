@@ -55,3 +55,40 @@ int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name)
     *slot = md;
     return 1;
 }
+
+/* For error messages: the mechanisms keyward asks for, by their PKCS#11 names. */
+const char *kwp_mech_name(CK_MECHANISM_TYPE m)
+{
+    switch (m) {
+#define M(x)                                                                                       \
+    case x:                                                                                        \
+        return #x;
+        M(CKM_RSA_PKCS)
+        M(CKM_RSA_X_509)
+        M(CKM_RSA_PKCS_OAEP)
+        M(CKM_RSA_PKCS_PSS)
+        M(CKM_SHA1_RSA_PKCS)
+        M(CKM_SHA224_RSA_PKCS)
+        M(CKM_SHA256_RSA_PKCS)
+        M(CKM_SHA384_RSA_PKCS)
+        M(CKM_SHA512_RSA_PKCS)
+        M(CKM_SHA1_RSA_PKCS_PSS)
+        M(CKM_SHA224_RSA_PKCS_PSS)
+        M(CKM_SHA256_RSA_PKCS_PSS)
+        M(CKM_SHA384_RSA_PKCS_PSS)
+        M(CKM_SHA512_RSA_PKCS_PSS)
+        M(CKM_ECDSA)
+        M(CKM_ECDSA_SHA1)
+        M(CKM_ECDSA_SHA224)
+        M(CKM_ECDSA_SHA256)
+        M(CKM_ECDSA_SHA384)
+        M(CKM_ECDSA_SHA512)
+        M(CKM_ECDH1_DERIVE)
+        M(CKM_RSA_PKCS_KEY_PAIR_GEN)
+        M(CKM_EC_KEY_PAIR_GEN)
+        M(CKM_EDDSA)
+#undef M
+    default:
+        return "a vendor or unknown mechanism";
+    }
+}
