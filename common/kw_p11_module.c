@@ -32,6 +32,7 @@ struct kw_p11_module {
     struct timespec reinit; /* last recovery attempt (C_Finalize + C_Initialize) */
     int want_reinit;        /* a token's state looked corrupt: re-initialise when idle */
     int fork_unsafe;        /* in a child: the module kept the parent's state; refused */
+    CK_RV fork_rv; /* why it could not start afresh in the child */
     kw_p11_module *next;
 };
 
@@ -323,8 +324,18 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
             }
             rv = module_initialize_raw(mod);
             if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-                __atomic_store_n(&mod->fork_unsafe, 1, __ATOMIC_RELAXED);
-                break;
+                /* The module kept its parent's state (SoftHSM2 without reset_on_fork,
+                 * tpm2-pkcs11). It is this process's copy: finalise it and start afresh. */
+                KW_DEBUG("p11", "%s kept its parent's state across fork: finalising this "
+                                "process's copy and initialising again",
+                         mod->path);
+                (void)KW_P11_CALL(mod, C_Finalize, NULL);
+                rv = module_initialize(mod);
+                if (rv != CKR_OK) {
+                    mod->fork_rv = rv;
+                    __atomic_store_n(&mod->fork_unsafe, 1, __ATOMIC_RELAXED);
+                    break;
+                }
             }
             mod->initialized = rv == CKR_OK;
             if (rv != CKR_OK)
@@ -337,26 +348,29 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
         }
         free(was);
         if (rv == CKR_OK && kept_parent_login_locked(mod))
-            __atomic_store_n(&mod->fork_unsafe, 1, __ATOMIC_RELAXED);
+            /* Through p11-kit's proxy a module's "already initialised" is hidden and its
+             * finalisation only drops a reference: nothing more can be done from here. */
+            KW_DEBUG("p11", "warning: %s still has the parent's login after fork: the module "
+                            "shares its parent's state",
+                     mod->path);
         if (!mod->fork_unsafe && rv != CKR_OK) {
             pthread_mutex_unlock(&mod->lock);
             return kw_p11_fail(rv, "C_Initialize", "re-initialising %s after fork", mod->path);
         }
     }
     if (mod->fork_unsafe) {
-        /* tpm2-pkcs11 does this: every worker would talk through the parent's one TPM
-         * connection and sessions, and they trample each other (failed signatures, and
-         * authorisation failures that can lock the TPM). Finalising the copy here would flush
-         * the parent's objects, and with tpm2-abrmd (GLib D-Bus) a child cannot connect
-         * again. So the child does not use it, and says why. */
+        /* tpm2-pkcs11 with tpm2-abrmd: its D-Bus client (GLib) cannot connect again in a
+         * forked child. Using the parent's copy, every worker would talk through the parent's
+         * one TPM connection and sessions and trample each other (failed signatures, and
+         * authorisation failures that can lock the TPM). So the child does not, and says why. */
         pthread_mutex_unlock(&mod->lock);
         return kw_err_set(KW_ERR_MODULE,
-                          "PKCS#11 module %s kept its parent's state across fork (it is not "
-                          "fork-safe), so this process (pid %d) would share the parent's "
-                          "sessions: refused. Serve the token from one process with `p11-kit "
-                          "server` and load p11-kit-client.so here (docs/scale-out.md), or "
-                          "run a single process",
-                          mod->path, (int)me);
+                          "PKCS#11 module %s kept its parent's state across fork and cannot "
+                          "start afresh in this process (pid %d; C_Initialize: %s), so it "
+                          "would share the parent's sessions: refused. Serve the token from "
+                          "one process with `p11-kit server` and load p11-kit-client.so here "
+                          "(docs/scale-out.md), or run a single process",
+                          mod->path, (int)me, kw_p11_rv_name(mod->fork_rv));
     }
     pthread_mutex_unlock(&mod->lock);
     return KW_OK;
