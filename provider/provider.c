@@ -265,8 +265,11 @@ static int read_config(kwp_ctx *ctx, const OSSL_DISPATCH *in)
         if (strcmp(load, "early") == 0) {
             ctx->load_early = 1;
         } else if (strcmp(load, "lazy") != 0) {
-            kwp_raise(ctx, KWP_R(KW_ERR_INVALID), "%s must be \"lazy\" or \"early\", not \"%s\"",
-                      KEYWARD_CONF_LOAD, load);
+            /* Through kw_err so that KEYWARD_DEBUG shows it: openssl ignores a provider that
+             * fails to load from the config unless config_diagnostics = 1. */
+            kw_err_set(KW_ERR_INVALID, "%s must be \"lazy\" or \"early\", not \"%s\"",
+                       KEYWARD_CONF_LOAD, load);
+            kwp_raise_last(ctx);
             return 0;
         }
     }
