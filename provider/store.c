@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+#include <openssl/err.h>
 #include <openssl/core_names.h>
 #include <openssl/core_object.h>
 #include <openssl/params.h>
@@ -28,6 +30,29 @@ typedef struct {
     kwp_item *items;
     size_t n, pos;
 } kwp_store;
+
+/* Same public key? An RSA-PSS private key (restricted by CKA_ALLOWED_MECHANISMS) has a plain
+ * RSA public key object beside it: EVP_PKEY_eq calls those different types, so compare the
+ * modulus and exponent. Leaves no error behind. */
+static int same_public(const EVP_PKEY *a, const EVP_PKEY *b)
+{
+    BIGNUM *na = NULL, *nb = NULL, *ea = NULL, *eb = NULL;
+    int same;
+
+    ERR_set_mark();
+    same = EVP_PKEY_eq(a, b) == 1;
+    if (!same && EVP_PKEY_get_bn_param(a, OSSL_PKEY_PARAM_RSA_N, &na) &&
+        EVP_PKEY_get_bn_param(b, OSSL_PKEY_PARAM_RSA_N, &nb) &&
+        EVP_PKEY_get_bn_param(a, OSSL_PKEY_PARAM_RSA_E, &ea) &&
+        EVP_PKEY_get_bn_param(b, OSSL_PKEY_PARAM_RSA_E, &eb))
+        same = BN_cmp(na, nb) == 0 && BN_cmp(ea, eb) == 0;
+    ERR_pop_to_mark();
+    BN_free(na);
+    BN_free(nb);
+    BN_free(ea);
+    BN_free(eb);
+    return same;
+}
 
 static void *store_open(void *provctx, const char *uri)
 {
@@ -188,7 +213,7 @@ static int store_list(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_a
                 for (size_t j = before; j < st->n; j++) {
                     for (size_t m = 0; m < before; m++) {
                         if (st->items[m].key != NULL && st->items[m].key->has_private &&
-                            EVP_PKEY_eq(st->items[m].key->pub, st->items[j].key->pub) == 1) {
+                            same_public(st->items[m].key->pub, st->items[j].key->pub)) {
                             kwp_key_free(st->items[j].key);
                             st->items[j--] = st->items[--st->n];
                             break;

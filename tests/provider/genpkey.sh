@@ -74,4 +74,11 @@ cmp -s ec.pub ec.pub.after || kw_fail "key id 11 was replaced"
 # Generation on a token that does not exist names the problem.
 kw_expect_fail 'token not found' "${GEN[@]}" -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
     -pkeyopt 'keyward_uri:pkcs11:token=nosuch;object=x;id=%20' -out nosuch.pem
+# An RSA-PSS key (restricted by CKA_ALLOWED_MECHANISMS; its public object is plain RSA) is
+# listed once by the store: the public object is recognised as its half.
+kw_ok "genpkey RSA-PSS" "${GEN[@]}" -algorithm RSA-PSS -pkeyopt rsa_keygen_bits:2048 \
+    -pkeyopt 'keyward_uri:pkcs11:token=kwgen;object=pss;id=%30' -out pss.pem
+openssl storeutl 'pkcs11:token=kwgen;object=pss' >pss.list 2>pss.err ||
+    { cat pss.err >&2; kw_fail "storeutl of the RSA-PSS key"; }
+grep -q 'Total found: 1' pss.list || { cat pss.list >&2; kw_fail "the RSA-PSS key pair is listed twice"; }
 echo "PASS: genpkey RSA/EC on the token, sensitive and not extractable, usable as key file"
