@@ -226,6 +226,24 @@ static int store_list(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_a
             if ((e = list_class(st, toks[i], CKO_CERTIFICATE, &pin)) != KW_OK)
                 goto fail;
     }
+    if (st->n == 0 && want == CKO_PRIVATE_KEY && ca == NULL) {
+        /* Nothing private: say so if a public key is what the URI names, rather than
+         * "object not found" about an object that is there. */
+        for (size_t i = 0; i < ntok && st->n == 0; i++)
+            if (list_class(st, toks[i], CKO_PUBLIC_KEY, &pin) != KW_OK)
+                kw_err_clear();
+        if (st->n > 0) {
+            for (size_t i = 0; i < st->n; i++)
+                kwp_key_free(st->items[i].key);
+            st->n = 0;
+            kw_err_set(KW_ERR_KEY_USAGE,
+                       "key not usable for this operation: only a public key matches %s, so "
+                       "there is no private key to use",
+                       st->uristr);
+            e = KW_ERR_KEY_USAGE;
+            goto fail;
+        }
+    }
     free(toks);
     {
         size_t nprivate = 0;

@@ -27,6 +27,8 @@ for uri in 'pkcs11:token=kwtest;object=pub-only' 'pkcs11:token=kwtest;object=pub
     kw_expect_fail "$PUBMSG" openssl pkeyutl -sign -inkey "$uri" -in d256 -out sig
     [ -s sig ] && kw_fail "signed with $uri (pkeyutl)"
 done
+# Without type=, the reason names what is there: a public key, no private one.
+kw_expect_fail 'only a public key matches' openssl dgst -sha256 -sign 'pkcs11:token=kwtest;object=pub-only' -out sig data
 # Loaded explicitly as a public key, it still cannot sign.
 kw_expect_fail "$PUBMSG" openssl pkeyutl -sign -pubin -inkey 'pkcs11:token=kwtest;object=pub-only;type=public' \
     -in d256 -out sig
