@@ -268,7 +268,9 @@ void *kwp_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
     }
     kw_uri_pin(uri, &pin);
     pin.conf_pin_source = g->pctx->pin_source;
-    if ((e = kw_p11_session_get(toks[0], 1, &pin, &s)) != KW_OK)
+    /* A token without CKF_LOGIN_REQUIRED (the keyring token) has no PIN to log in with. */
+    if ((e = kw_p11_session_get(toks[0], (toks[0]->info.flags & CKF_LOGIN_REQUIRED) != 0, &pin,
+                                &s)) != KW_OK)
         goto err;
     e = gen_on_token(g, toks[0], s, uri, &priv);
     if (e == KW_OK)

@@ -1,33 +1,79 @@
 #!/bin/bash
-# keyward demo: install, build, make a SoftHSM token (the embedded default), generate keys on it
-# through the provider, and sign and verify with stock openssl. Prints each step and the openssl
-# command behind it; leaves the state directory for you to explore.
-#   scripts/demo.sh [--state DIR]      (default DIR: ./keyward-demo)
+# keyward demo, end to end on tokens: install, build, a SoftHSM2 token (the embedded default)
+# with keys made through the provider (sign and verify), a CA whose key is on that token, a
+# client key and CSR on a second token, nginx on 127.0.0.1 with its key on the token, curl with
+# mTLS and its key on the client token, then the client revoked and refused via the CRL.
+# Prints each step and the openssl commands behind it; stops everything it started (also on
+# failure) and leaves the state directory to explore.
+#   scripts/demo.sh [--backend softhsm|tpm|keyring] [--state DIR]     (default DIR: ./keyward-demo)
+# --backend picks the client's token: a second SoftHSM2 token (default), a TPM (swtpm +
+# tpm2-pkcs11, started for the demo), or the kernel keyring (keyward-pkcs11.so; software mode
+# unless the kernel has the PKCS#8 key parser). The CA and nginx keys stay on the SoftHSM token.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${KEYWARD_DEMO_STATE:-$PWD/keyward-demo}
+BACKEND=softhsm
+args=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
     --state) STATE=$2; shift 2 ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    --backend) BACKEND=$2; shift 2 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "demo: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
+case $BACKEND in softhsm|tpm|keyring) ;; *) echo "demo: --backend softhsm|tpm|keyring" >&2; exit 2 ;; esac
+case $STATE in /*) ;; *) STATE=$PWD/$STATE ;; esac
+
+# The keyring backend keeps its keys in a session keyring of the demo's own: they vanish with
+# it, and nothing is added to the caller's keyrings.
+if [ "$BACKEND" = keyring ] && [ -z "${KEYWARD_DEMO_SESSION:-}" ]; then
+    "$SRC/scripts/deps.sh" demo
+    export KEYWARD_DEMO_SESSION=1
+    exec keyctl session keyward-demo bash "$0" "${args[@]}"
+fi
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+note() { printf '   %s\n' "$*"; }
 run() { printf '   $ %s\n' "$*"; "$@"; }
+# keyward prints every openssl command it runs (-v), shortened to the program and its verb.
+kw() {
+    printf '   $ keyward %s\n' "$*"
+    "$BUILD/tools/keyward" -v --dir "$STATE/pki" "$@" 2>"$STATE/kw.err" | sed 's/^/     /' ||
+        { cat "$STATE/kw.err" >&2; return 1; }
+    # Lines like "OPENSSL_CONF=.../openssl.cnf openssl ca -batch ...": shown from "openssl".
+    grep -E '^(OPENSSL_CONF=[^ ]+ )?[^ ]*openssl [a-z]' "$STATE/kw.err" |
+        sed -E 's/^(OPENSSL_CONF=[^ ]+ )?[^ ]*openssl /     behind it: openssl /' |
+        awk '{ if (length($0) > 118) print substr($0, 1, 114) " ..."; else print }' || true
+}
+
+PIDS=()
+cleanup() {
+    local rc=$?
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
+    [ -f "$STATE/nginx/nginx.pid" ] && kill "$(cat "$STATE/nginx/nginx.pid")" 2>/dev/null
+    [ $rc = 0 ] || echo "demo: FAILED (exit $rc); state left in $STATE" >&2
+    if declare -F _kw_tpm_on_exit >/dev/null; then _kw_tpm_on_exit; fi
+    exit $rc
+}
+trap cleanup EXIT
 
 step "Installing Debian packages (if missing)"
-"$SRC/scripts/deps.sh" demo
+if [ "$BACKEND" = tpm ]; then "$SRC/scripts/deps.sh" demo-tpm; else "$SRC/scripts/deps.sh" demo; fi
 
 step "Building keyward"
-BUILD=$SRC/build
-[ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC" >/dev/null
-ninja -C "$BUILD" >/dev/null
-echo "   provider: $BUILD/provider/keyward.so"
+if [ -n "${KEYWARD_DEMO_BUILD:-}" ]; then
+    BUILD=$KEYWARD_DEMO_BUILD # an existing build (the test suite's): used as it is
+else
+    BUILD=$SRC/build
+    [ -f "$BUILD/build.ninja" ] || meson setup "$BUILD" "$SRC" >/dev/null
+    ninja -C "$BUILD" >/dev/null
+fi
+note "provider: $BUILD/provider/keyward.so   tool: $BUILD/tools/keyward"
+export KEYWARD_PROVIDER_PATH=$BUILD/provider/keyward.so
 
-step "Creating a SoftHSM2 token in $STATE"
+step "A SoftHSM2 token in $STATE (the embedded default)"
 rm -rf "$STATE"
 mkdir -p "$STATE/tokens"
 chmod 700 "$STATE"
@@ -37,17 +83,26 @@ objectstore.backend = file
 log.level = ERROR
 EOC
 export SOFTHSM2_CONF=$STATE/softhsm2.conf
-# The PIN lives in a 0600 file; no command line below carries it.
+SOFTHSM=$(ls /usr/lib/softhsm/libsofthsm2.so 2>/dev/null || ls /usr/lib/*/softhsm/libsofthsm2.so | head -1)
+# PINs live in 0600 files and reach pkcs11-tool through its environment, never its argv.
 umask 077
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/user.pin"
-head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/so.pin"
-softhsm2-util --init-token --free --label keyward-demo \
-    --so-pin "$(cat "$STATE/so.pin")" --pin "$(cat "$STATE/user.pin")" >/dev/null
-echo "   token 'keyward-demo' ready; user PIN in $STATE/user.pin (mode 0600)"
+newpin() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$1"; }
+mktoken() { # mktoken LABEL SLOT-INDEX PINFILE
+    newpin "$STATE/so.pin"
+    newpin "$3"
+    KW_SO=$(cat "$STATE/so.pin") KW_PIN=$(cat "$3") bash -c '
+        pkcs11-tool --module "$0" --slot-index "$2" --init-token --label "$1" --so-pin env:KW_SO &&
+        pkcs11-tool --module "$0" --token-label "$1" --login --login-type so --so-pin env:KW_SO \
+            --init-pin --new-pin env:KW_PIN' "$SOFTHSM" "$1" "$2" >/dev/null 2>&1 ||
+        { echo "demo: cannot create token $1" >&2; return 1; }
+}
+mktoken keyward-demo 0 "$STATE/user.pin"
+note "token 'keyward-demo' ready; its user PIN is in $STATE/user.pin (mode 0600)"
 
-MODULE=$(ls /usr/lib/softhsm/libsofthsm2.so 2>/dev/null || ls /usr/lib/*/softhsm/libsofthsm2.so | head -1)
-cat >"$STATE/openssl.cnf" <<EOC
-# Generated by keyward's demo: the default provider plus keyward on the demo token.
+# openssl.cnf for a module and PIN file: the default provider plus keyward.
+provider_cnf() { # provider_cnf FILE MODULE [PINFILE]
+    cat >"$1" <<EOC
+# Generated by keyward's demo: the default provider plus keyward on one PKCS#11 module.
 openssl_conf = openssl_init
 [openssl_init]
 providers = provider_sect
@@ -59,47 +114,164 @@ activate = 1
 [keyward_sect]
 module = $BUILD/provider/keyward.so
 activate = 1
-keyward-module = $MODULE
-keyward-pin-source = file:$STATE/user.pin
+keyward-module = $2
+${3:+keyward-pin-source = file:$3}
 EOC
+}
+provider_cnf "$STATE/openssl.cnf" "$SOFTHSM" "$STATE/user.pin"
 export OPENSSL_CONF=$STATE/openssl.cnf
-echo "   OPENSSL_CONF=$OPENSSL_CONF"
+export KEYWARD_MODULE=$SOFTHSM
+printf 'openssl_conf = d\n[d]\nproviders = p\n[p]\ndefault = q\n[q]\nactivate = 1\n' \
+    >"$STATE/default-only.cnf"
+note "OPENSSL_CONF=$OPENSSL_CONF"
 cd "$STATE"
 
-step "Generating an RSA-2048 and a P-256 key on the token (through the provider)"
+step "An RSA-2048 and a P-256 key generated on the token through the provider"
 run openssl genpkey -propquery '?provider=keyward' -algorithm RSA -pkeyopt rsa_keygen_bits:2048 \
     -pkeyopt 'keyward_uri:pkcs11:token=keyward-demo;object=demo-rsa;id=%01' -out rsa-key.pem
 run openssl genpkey -propquery '?provider=keyward' -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
     -pkeyopt 'keyward_uri:pkcs11:token=keyward-demo;object=demo-ec;id=%02' -out ec-key.pem
-echo "   rsa-key.pem and ec-key.pem carry only the keys' URIs:"
-sed 's/^/     /' rsa-key.pem
-run openssl storeutl -keys 'pkcs11:token=keyward-demo' | sed 's/^/     /' | grep -v -e '^     -----' -e '^     [A-Za-z0-9+/=]*$' || true
+note "rsa-key.pem and ec-key.pem carry only the keys' URIs:"
+sed 's/^/     /' ec-key.pem
 
-step "Signing with the token keys and verifying with the default provider alone"
+step "Signing on the token, verifying with the default provider alone"
 echo "keyward demo $(date -u +%FT%TZ)" >message.txt
-run openssl dgst -sha256 -sign 'pkcs11:token=keyward-demo;object=demo-rsa' -out message.rsa.sig message.txt
 run openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sign rsa-key.pem -out message.pss.sig message.txt
 run openssl dgst -sha256 -sign ec-key.pem -out message.ec.sig message.txt
-run openssl pkey -in rsa-key.pem -pubout -out rsa-pub.pem
-run openssl pkey -in ec-key.pem -pubout -out ec-pub.pem
-printf 'openssl_conf = d\n[d]\nproviders = p\n[p]\ndefault = q\n[q]\nactivate = 1\n' >default-only.cnf
+openssl pkey -in rsa-key.pem -pubout -out rsa-pub.pem
+openssl pkey -in ec-key.pem -pubout -out ec-pub.pem
 verify() { OPENSSL_CONF=$STATE/default-only.cnf run openssl dgst -sha256 "$@" message.txt; }
-verify -verify rsa-pub.pem -signature message.rsa.sig
 verify -sigopt rsa_padding_mode:pss -verify rsa-pub.pem -signature message.pss.sig
 verify -verify ec-pub.pem -signature message.ec.sig
-
-step "A self-signed certificate for the P-256 key, verified"
-run openssl req -new -x509 -key ec-key.pem -subj /CN=keyward-demo -days 30 -out ec-cert.pem
-OPENSSL_CONF=$STATE/default-only.cnf run openssl verify -CAfile ec-cert.pem ec-cert.pem
-
-step "The private key never leaves the token"
 printf '   $ openssl pkey -in ec-key.pem -traditional   (asks for the private key value)\n'
 if openssl pkey -in ec-key.pem -traditional -out /dev/null 2>refused.txt; then
-    echo "   UNEXPECTED: a private key value was written" >&2
+    echo "demo: UNEXPECTED: a private key value was written" >&2
     exit 1
 fi
 grep -o 'cannot be exported.*' refused.txt | head -1 | sed 's/^/   refused: /'
 
+step "A CA whose key is on the token"
+kw ca init --key 'pkcs11:token=keyward-demo;object=demo-ca;id=%10' --subject 'CN=keyward demo CA' \
+    --key-type ec:P-256 --pin-source "file:$STATE/user.pin"
+
+step "nginx's key on the token, its certificate from the CA"
+WEB='pkcs11:token=keyward-demo;object=demo-web;id=%11'
+kw req --key "$WEB" --subject CN=localhost --san DNS:localhost,IP:127.0.0.1 \
+    --pin-source "file:$STATE/user.pin" --out web.csr
+kw ca sign web.csr --profile server --name web
+run "$BUILD/tools/keyward" uri2pem "$WEB" --out web-key.pem --pin-source "file:$STATE/user.pin"
+
+step "The client's key and CSR on a second token ($BACKEND)"
+case $BACKEND in
+softhsm)
+    mktoken keyward-client 1 "$STATE/client.pin"
+    CLIENT_MODULE=$SOFTHSM
+    CLIENT_PIN=$STATE/client.pin
+    CLIENT='pkcs11:token=keyward-client;object=demo-client;id=%20'
+    note "token 'keyward-client' (SoftHSM2), PIN in $STATE/client.pin"
+    ;;
+tpm)
+    # The test fixture starts swtpm, a private D-Bus with tpm2-abrmd, and a tpm2-pkcs11 token
+    # with an RSA and a P-256 key; it stops them when the demo ends.
+    . "$SRC/tests/fixtures/tpm.sh"
+    kw_tpm_start
+    CLIENT_MODULE=$KW_TPM_MODULE
+    CLIENT_PIN=$KW_TPM_PIN_FILE
+    CLIENT=$KW_TPM_EC_URI
+    note "TPM token '$KW_TPM_TOKEN' (swtpm + tpm2-pkcs11) in $KW_TPM_DIR, P-256 key made by the TPM"
+    ;;
+keyring)
+    CLIENT_MODULE=$BUILD/pkcs11/keyward-pkcs11.so
+    export KEYWARD_PKCS11_MODULE=$CLIENT_MODULE # for `keyward keyring` (not installed)
+    CLIENT_PIN=
+    export KEYWARD_PKCS11_CONF=$STATE/keyring.conf
+    echo "token keyring session:keyward-demo" >"$KEYWARD_PKCS11_CONF"
+    CLIENT='pkcs11:token=keyring;object=demo-client;id=%20'
+    note "kernel keyring token 'keyring' ($KEYWARD_PKCS11_CONF: the demo's session keyring)"
+    ;;
+esac
+provider_cnf "$STATE/client.cnf" "$CLIENT_MODULE" "$CLIENT_PIN"
+KEYWARD_MODULE=$CLIENT_MODULE kw req --key "$CLIENT" --subject CN=demo-client \
+    ${CLIENT_PIN:+--pin-source "file:$CLIENT_PIN"} --out client.csr
+if [ "$BACKEND" = keyring ]; then
+    run "$BUILD/tools/keyward" keyring list
+fi
+note "only client.csr left the client's token; the CA signs it:"
+kw ca sign client.csr --profile client --name client
+KEYWARD_MODULE=$CLIENT_MODULE run "$BUILD/tools/keyward" uri2pem "$CLIENT" --out client-key.pem \
+    ${CLIENT_PIN:+--pin-source "file:$CLIENT_PIN"}
+
+step "nginx on 127.0.0.1, key on the token, client certificates required, CRL checked"
+PORT=$(for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 30000))
+    (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; break; }
+done)
+mkdir -p nginx/logs nginx/tmp
+cat >nginx/nginx.conf <<EOC
+# Generated by keyward's demo. Workers stay root here only because the demo's token directory
+# is root's; see conf/nginx-keyward.conf.example for a production layout.
+user root;
+worker_processes 2;
+daemon off;
+pid $STATE/nginx/nginx.pid;
+error_log $STATE/nginx/logs/error.log info;
+env OPENSSL_CONF;
+env SOFTHSM2_CONF;
+events { worker_connections 64; }
+http {
+    access_log $STATE/nginx/logs/access.log;
+    client_body_temp_path $STATE/nginx/tmp/body;
+    proxy_temp_path $STATE/nginx/tmp/proxy;
+    fastcgi_temp_path $STATE/nginx/tmp/fastcgi;
+    uwsgi_temp_path $STATE/nginx/tmp/uwsgi;
+    scgi_temp_path $STATE/nginx/tmp/scgi;
+    server {
+        listen 127.0.0.1:$PORT ssl;
+        ssl_certificate $STATE/pki/issued/web.crt;
+        ssl_certificate_key $STATE/web-key.pem;
+        ssl_client_certificate $STATE/pki/ca.crt;
+        ssl_verify_client on;
+        ssl_crl $STATE/pki/crl/crl.pem;
+        location / { return 200 "hello \$ssl_client_s_dn, over \$ssl_protocol\n"; }
+    }
+}
+EOC
+note "nginx.conf: ssl_certificate_key web-key.pem (the URI key file); ssl_crl pki/crl/crl.pem"
+nginx -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf" -e "$STATE/nginx/logs/error.log" \
+    >nginx/logs/stdout.log 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+note "nginx master pid ${PIDS[0]}, https://localhost:$PORT/"
+
+curl_client() {
+    printf '   $ curl --cacert pki/ca.crt --cert pki/issued/client.crt --key client-key.pem https://localhost:%s/\n' "$PORT"
+    OPENSSL_CONF=$STATE/client.cnf KEYWARD_MODULE=$CLIENT_MODULE curl -sS --max-time 20 --cacert pki/ca.crt \
+        --cert pki/issued/client.crt --key client-key.pem --resolve "localhost:$PORT:127.0.0.1" \
+        -w '   (HTTP %{http_code})\n' -o curl.out "https://localhost:$PORT/" 2>curl.err || true
+}
+
+step "curl with mTLS: its key on the client token ($BACKEND)"
+curl_client | tee curl.status
+sed 's/^/     /' curl.out
+grep -q '(HTTP 200)' curl.status || { cat curl.err nginx/logs/error.log >&2; echo "demo: mTLS failed" >&2; exit 1; }
+
+step "Revoking the client; nginx reloads the CRL"
+kw ca revoke client --reason keyCompromise
+run kill -HUP "${PIDS[0]}"
+sleep 1
+
+step "curl again: refused"
+curl_client | tee curl.status
+grep -q '(HTTP 200)' curl.status && { echo "demo: a revoked client was served" >&2; exit 1; }
+grep -h 'revoked' nginx/logs/error.log | tail -1 | sed 's/^.*\(client SSL certificate verify error[^,]*\).*/   nginx: \1/'
+
+step "Stopping nginx"
+kill "${PIDS[0]}" && wait "${PIDS[0]}" 2>/dev/null || true
+PIDS=()
+note "stopped"
+
 step "Done"
-echo "   State left in $STATE. Try:"
-echo "     OPENSSL_CONF=$STATE/openssl.cnf openssl pkey -in $STATE/ec-key.pem -text -noout"
+note "State left in $STATE (CA in pki/, tokens in tokens/, nginx/ logs)."
+note "Try: OPENSSL_CONF=$STATE/openssl.cnf openssl storeutl -keys 'pkcs11:token=keyward-demo'"
+note "     $BUILD/tools/keyward --dir $STATE/pki ca list"
+[ "$BACKEND" = softhsm ] || note "(the $BACKEND token itself was stopped with the demo)"

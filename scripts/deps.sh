@@ -1,11 +1,11 @@
 #!/bin/sh
 # Install the Debian packages keyward needs for a purpose: build, demo, test.
-# Usage: scripts/deps.sh build|demo|test   (root; runs apt-get update first when something is missing)
+# Usage: scripts/deps.sh build|demo|demo-tpm|test   (root; runs apt-get update first when something is missing)
 set -eu
 
 # One list per group. Components append their packages to their own line.
 PKGS_BUILD="meson ninja-build pkg-config gcc libc6-dev libssl-dev openssl libp11-kit-dev p11-kit p11-kit-modules libkeyutils-dev keyutils"
-PKGS_DEMO="softhsm2 opensc nginx-light curl"
+PKGS_DEMO="softhsm2 opensc nginx-light curl keyutils"
 PKGS_TEST_PROVIDER="libcmocka-dev softhsm2 opensc gnutls-bin valgrind"
 PKGS_TEST_PKCS11="qemu-system-x86 busybox-static"
 PKGS_TEST_TOOLS="softhsm2 openssl python3 iproute2"
@@ -16,8 +16,9 @@ PKGS_TEST_TPM="swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tool
 case "${1:-}" in
 build) want="$PKGS_BUILD" ;;
 demo) want="$PKGS_BUILD $PKGS_DEMO" ;;
+demo-tpm) want="$PKGS_BUILD $PKGS_DEMO $PKGS_TEST_TPM" ;;
 test) want="$PKGS_BUILD $PKGS_TEST_PROVIDER $PKGS_TEST_PKCS11 $PKGS_TEST_TOOLS $PKGS_TEST_SERVERS $PKGS_TEST_TPM $PKGS_TEST_FUZZ" ;;
-*) echo "usage: $0 build|demo|test" >&2; exit 2 ;;
+*) echo "usage: $0 build|demo|demo-tpm|test" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -21,6 +21,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Under the asan test setup keyward.so is built with ASan: the openssl that keyward runs (and the
+# tests' own openssl calls) need the ASan runtime first in line.
+if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ] && [ -f "$KEYWARD_ASAN_PRELOAD" ]; then
+    printf '#!/bin/sh\nLD_PRELOAD=%s${LD_PRELOAD:+:$LD_PRELOAD} exec %s "$@"\n' \
+        "$KEYWARD_ASAN_PRELOAD" "$(command -v openssl)" >"$T/openssl-asan"
+    chmod 755 "$T/openssl-asan"
+    export KEYWARD_OPENSSL="$T/openssl-asan"
+    openssl() { "$KEYWARD_OPENSSL" "$@"; }
+fi
+
 need_softhsm() {
     [ -f "$SOFTHSM_MODULE" ] || skip "SoftHSM2 module $SOFTHSM_MODULE not installed"
     command -v softhsm2-util >/dev/null || skip "softhsm2-util not installed"
