@@ -166,6 +166,9 @@ CK_RV kwk_kernel_rsa_raw(const kwk_key *k, const unsigned char *in, unsigned cha
     unsigned char blinded[KWK_MAX_RSA_BYTES], res[KWK_MAX_RSA_BYTES];
     void *st = NULL;
     CK_RV rv = kwk_blind(k->pub, in, k->klen, blinded, &st);
+    /* Says where the private operation ran (tests check it in the debug log). */
+    KW_TRACE(KWK_COMP, "RSA private operation in the kernel: key %d, enc=raw, blinded",
+             (int)k->serial);
     if (rv == CKR_OK)
         rv = kwk_kr_pkey_decrypt(k->serial, "enc=raw", blinded, k->klen, res, k->klen);
     if (rv == CKR_OK)
@@ -181,5 +184,6 @@ CK_RV kwk_kernel_rsa_pkcs1(const kwk_key *k, const unsigned char *di, size_t dil
                            unsigned char *out)
 {
     /* enc=pkcs1 without hash=: the kernel pads the DigestInfo we give it (any hash). */
+    KW_TRACE(KWK_COMP, "RSA private operation in the kernel: key %d, enc=pkcs1", (int)k->serial);
     return kwk_kr_pkey_sign(k->serial, "enc=pkcs1", di, dilen, out, k->klen);
 }
