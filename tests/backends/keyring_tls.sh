@@ -14,6 +14,7 @@ MODE=${1:?usage: $0 host|vm MODULE KEYWARD}
 MOD=$(readlink -f "${2:?module}")
 KW=$(readlink -f "${3:?keyward binary}")
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../fixtures/provider-cnf.sh"
 : "${KEYWARD_PROVIDER_DIR:?run through meson test}"
 skip() { echo "SKIP: $*"; exit 77; }
 for t in openssl keyctl nginx curl; do command -v $t >/dev/null || skip "$t missing"; done
@@ -27,20 +28,7 @@ if [ "$MODE" = host ] || [ "$MODE" = vm ]; then
         { echo "FAIL: test key"; exit 1; }
     echo "token keyring session:kw-tls" >"$W/pkcs11.conf"
     printf 'openssl_conf = d\n[d]\nproviders = p\n[p]\ndefault = q\n[q]\nactivate = 1\n' >"$W/default.cnf"
-    cat >"$W/kw.cnf" <<CNF
-openssl_conf = init
-[init]
-providers = provs
-[provs]
-default = dflt
-keyward = kw
-[dflt]
-activate = 1
-[kw]
-module = $KEYWARD_PROVIDER_DIR/keyward.so
-activate = 1
-keyward-module = $MOD
-CNF
+    kw_write_provider_cnf "$W/kw.cnf" "$KEYWARD_PROVIDER_DIR" "keyward-module = $MOD"
     chmod -R a+rX "$W"
     if [ "$MODE" = vm ]; then
         mkdir -p "$W/out"

@@ -25,19 +25,8 @@ sed "s|^module: .*|module: $MOD|" "$SRC/conf/keyward.module" >"$H/.config/pkcs11
 grep -q "^module: $MOD\$" "$H/.config/pkcs11/modules/keyward.module" ||
     { echo "FAIL: conf/keyward.module has no module: line"; exit 1; }
 printf 'token keyring session:kwk-reg\n' >"$H/pkcs11.conf"
-cat >"$H/openssl.cnf" <<CNF
-openssl_conf = init
-[init]
-providers = provs
-[provs]
-default = dflt
-keyward = kw
-[dflt]
-activate = 1
-[kw]
-module = ${KEYWARD_PROVIDER_DIR:?}/keyward.so
-activate = 1
-CNF
+. "$SRC/tests/fixtures/provider-cnf.sh"
+kw_write_provider_cnf "$H/openssl.cnf" "${KEYWARD_PROVIDER_DIR:?}"
 cat >"$H/run.sh" <<'RUN'
 set -eu
 fail() { echo "FAIL: $*"; exit 1; }
