@@ -22,13 +22,14 @@ cleanup() {
 trap cleanup EXIT
 
 # Under the asan test setup keyward.so is built with ASan: the openssl that keyward runs (and the
-# tests' own openssl calls) need the ASan runtime first in line.
+# tests' own openssl calls) need the ASan runtime first in line. A wrapper named openssl first in
+# PATH does it, so dry-run output still reads "openssl ...".
 if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ] && [ -f "$KEYWARD_ASAN_PRELOAD" ]; then
+    mkdir -p "$T/asan-bin"
     printf '#!/bin/sh\nLD_PRELOAD=%s${LD_PRELOAD:+:$LD_PRELOAD} exec %s "$@"\n' \
-        "$KEYWARD_ASAN_PRELOAD" "$(command -v openssl)" >"$T/openssl-asan"
-    chmod 755 "$T/openssl-asan"
-    export KEYWARD_OPENSSL="$T/openssl-asan"
-    openssl() { "$KEYWARD_OPENSSL" "$@"; }
+        "$KEYWARD_ASAN_PRELOAD" "$(command -v openssl)" >"$T/asan-bin/openssl"
+    chmod 755 "$T/asan-bin/openssl"
+    export PATH="$T/asan-bin:$PATH"
 fi
 
 need_softhsm() {

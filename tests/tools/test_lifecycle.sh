@@ -99,7 +99,7 @@ OPENSSL_CONF=$T/tls.cnf openssl s_server -accept "127.0.0.1:$port" -naccept 1 \
     -verify_return_error -www > "$T/s_server.log" 2>&1 &
 KWT_PIDS="$KWT_PIDS $!"
 for _ in $(seq 50); do grep -q ACCEPT "$T/s_server.log" && break; sleep 0.1; done
-echo "GET / HTTP/1.0" | OPENSSL_CONF=$T/tls.cnf timeout 20 "${KEYWARD_OPENSSL:-openssl}" s_client \
+echo "GET / HTTP/1.0" | OPENSSL_CONF=$T/tls.cnf timeout 20 openssl s_client \
     -connect "127.0.0.1:$port" -cert "$P/issued/alice.crt" -key "$(cl alice)" \
     -CAfile "$P/ca.crt" -verify_return_error -servername web.example.com > "$T/s_client.log" 2>&1 ||
     { cat "$T/s_server.log" "$T/s_client.log"; fail "mTLS handshake with token keys failed"; }
