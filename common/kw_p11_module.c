@@ -32,7 +32,7 @@ struct kw_p11_module {
     struct timespec reinit; /* last recovery attempt (C_Finalize + C_Initialize) */
     int want_reinit;        /* a token's state looked corrupt: re-initialise when idle */
     int fork_unsafe;        /* in a child: the module kept the parent's state; refused */
-    CK_RV fork_rv; /* why it could not start afresh in the child */
+    CK_RV fork_rv;          /* why it could not start afresh in the child */
     kw_p11_module *next;
 };
 
@@ -326,8 +326,9 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
             if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {
                 /* The module kept its parent's state (SoftHSM2 without reset_on_fork,
                  * tpm2-pkcs11). It is this process's copy: finalise it and start afresh. */
-                KW_DEBUG("p11", "%s kept its parent's state across fork: finalising this "
-                                "process's copy and initialising again",
+                KW_DEBUG("p11",
+                         "%s kept its parent's state across fork: finalising this "
+                         "process's copy and initialising again",
                          mod->path);
                 (void)KW_P11_CALL(mod, C_Finalize, NULL);
                 rv = module_initialize(mod);
@@ -350,8 +351,9 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
         if (rv == CKR_OK && kept_parent_login_locked(mod))
             /* Through p11-kit's proxy a module's "already initialised" is hidden and its
              * finalisation only drops a reference: nothing more can be done from here. */
-            KW_DEBUG("p11", "warning: %s still has the parent's login after fork: the module "
-                            "shares its parent's state",
+            KW_DEBUG("p11",
+                     "warning: %s still has the parent's login after fork: the module "
+                     "shares its parent's state",
                      mod->path);
         if (!mod->fork_unsafe && rv != CKR_OK) {
             pthread_mutex_unlock(&mod->lock);

@@ -22,7 +22,9 @@ const char *kwk_config_path(void)
 
 static int hexval(int c)
 {
-    return isdigit(c) ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+    return isdigit(c)                               ? c - '0'
+           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                    : -1;
 }
 
 static int parse_hex32(const char *s, unsigned char out[32])

@@ -100,9 +100,9 @@ CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
             return CKR_ATTRIBUTE_TYPE_INVALID;
         }
         int is_priv_attr = a->type == CKA_SENSITIVE || a->type == CKA_EXTRACTABLE ||
-                           a->type == CKA_SIGN || a->type == CKA_DECRYPT ||
-                           a->type == CKA_UNWRAP || a->type == CKA_SIGN_RECOVER ||
-                           a->type == CKA_ALWAYS_AUTHENTICATE || a->type == CKA_WRAP_WITH_TRUSTED;
+                           a->type == CKA_SIGN || a->type == CKA_DECRYPT || a->type == CKA_UNWRAP ||
+                           a->type == CKA_SIGN_RECOVER || a->type == CKA_ALWAYS_AUTHENTICATE ||
+                           a->type == CKA_WRAP_WITH_TRUSTED;
         int is_pub_attr = a->type == CKA_VERIFY || a->type == CKA_ENCRYPT || a->type == CKA_WRAP ||
                           a->type == CKA_VERIFY_RECOVER;
         if ((is_priv_attr && !priv) || (is_pub_attr && cls != CKO_PUBLIC_KEY) ||
@@ -209,9 +209,9 @@ static const unsigned char *point_bytes(const CK_ATTRIBUTE *a, size_t *len)
 
 static CK_RV build_rsa(const CK_ATTRIBUTE *t, CK_ULONG n, int priv, EVP_PKEY **out)
 {
-    static const CK_ATTRIBUTE_TYPE ta[] = {CKA_MODULUS,  CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
-                                           CKA_PRIME_1,  CKA_PRIME_2,         CKA_EXPONENT_1,
-                                           CKA_EXPONENT_2, CKA_COEFFICIENT};
+    static const CK_ATTRIBUTE_TYPE ta[] = {
+        CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+        CKA_PRIME_2, CKA_EXPONENT_1,      CKA_EXPONENT_2,       CKA_COEFFICIENT};
     static const char *names[] = {OSSL_PKEY_PARAM_RSA_N,         OSSL_PKEY_PARAM_RSA_E,
                                   OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,
                                   OSSL_PKEY_PARAM_RSA_FACTOR2,   OSSL_PKEY_PARAM_RSA_EXPONENT1,
@@ -302,13 +302,12 @@ static CK_RV create_key(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_O
                         CK_OBJECT_HANDLE *out)
 {
     static const CK_ATTRIBUTE_TYPE priv_extra[] = {
-        CKA_KEY_TYPE,   CKA_MODULUS,    CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT,
-        CKA_PRIME_1,    CKA_PRIME_2,    CKA_EXPONENT_1,      CKA_EXPONENT_2,
-        CKA_COEFFICIENT, CKA_EC_PARAMS, CKA_VALUE,           CKA_KEYWARD_PKCS8,
-        CKA_PUBLIC_KEY_INFO};
-    static const CK_ATTRIBUTE_TYPE pub_extra[] = {CKA_KEY_TYPE, CKA_MODULUS, CKA_PUBLIC_EXPONENT,
-                                                  CKA_EC_PARAMS, CKA_EC_POINT, CKA_MODULUS_BITS,
-                                                  CKA_PUBLIC_KEY_INFO};
+        CKA_KEY_TYPE, CKA_MODULUS,       CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
+        CKA_PRIME_2,  CKA_EXPONENT_1,    CKA_EXPONENT_2,      CKA_COEFFICIENT,      CKA_EC_PARAMS,
+        CKA_VALUE,    CKA_KEYWARD_PKCS8, CKA_PUBLIC_KEY_INFO};
+    static const CK_ATTRIBUTE_TYPE pub_extra[] = {
+        CKA_KEY_TYPE, CKA_MODULUS,      CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS,
+        CKA_EC_POINT, CKA_MODULUS_BITS, CKA_PUBLIC_KEY_INFO};
     int priv = cls == CKO_PRIVATE_KEY;
     kwk_new_obj m;
     CK_RV rv = kwk_tmpl_common(tmpl, n, cls, &m, priv ? priv_extra : pub_extra,
@@ -365,15 +364,20 @@ static CK_RV create_key(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_O
 
 static CK_RV create_cert(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_HANDLE *out)
 {
-    static const CK_ATTRIBUTE_TYPE extra[] = {CKA_CERTIFICATE_TYPE, CKA_VALUE, CKA_ISSUER,
-                                              CKA_SERIAL_NUMBER, CKA_CERTIFICATE_CATEGORY,
-                                              CKA_CHECK_VALUE, CKA_URL,
+    static const CK_ATTRIBUTE_TYPE extra[] = {CKA_CERTIFICATE_TYPE,
+                                              CKA_VALUE,
+                                              CKA_ISSUER,
+                                              CKA_SERIAL_NUMBER,
+                                              CKA_CERTIFICATE_CATEGORY,
+                                              CKA_CHECK_VALUE,
+                                              CKA_URL,
                                               CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
                                               CKA_HASH_OF_ISSUER_PUBLIC_KEY,
                                               CKA_JAVA_MIDP_SECURITY_DOMAIN};
     kwk_new_obj m;
     CK_ULONG ct;
-    CK_RV rv = kwk_tmpl_common(tmpl, n, CKO_CERTIFICATE, &m, extra, sizeof(extra) / sizeof(extra[0]));
+    CK_RV rv =
+        kwk_tmpl_common(tmpl, n, CKO_CERTIFICATE, &m, extra, sizeof(extra) / sizeof(extra[0]));
     if (rv != CKR_OK)
         return rv;
     rv = kwk_attr_ulong(tmpl, n, CKA_CERTIFICATE_TYPE, &ct);

@@ -66,8 +66,8 @@ static CK_RV gen(CK_MECHANISM_TYPE mech, const CK_ATTRIBUTE *pt, CK_ULONG pn, EV
 }
 
 CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR pt,
-                        CK_ULONG pn, CK_ATTRIBUTE_PTR vt, CK_ULONG vn,
-                        CK_OBJECT_HANDLE_PTR pub_out, CK_OBJECT_HANDLE_PTR priv_out)
+                        CK_ULONG pn, CK_ATTRIBUTE_PTR vt, CK_ULONG vn, CK_OBJECT_HANDLE_PTR pub_out,
+                        CK_OBJECT_HANDLE_PTR priv_out)
 {
     static const CK_ATTRIBUTE_TYPE pub_extra[] = {CKA_KEY_TYPE, CKA_MODULUS_BITS,
                                                   CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS};

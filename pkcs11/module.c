@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Module entry points: function lists (2.40 and 3.0 interfaces), C_Initialize/C_Finalize, C_GetInfo,
- * global lock and fork handling. */
+/* Module entry points: function lists (2.40 and 3.0 interfaces), C_Initialize/C_Finalize,
+ * C_GetInfo, global lock and fork handling. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -133,8 +133,7 @@ CK_RV C_GetInfo(CK_INFO_PTR info)
     info->cryptokiVersion.major = 3;
     info->cryptokiVersion.minor = 0;
     pad(info->manufacturerID, sizeof(info->manufacturerID), "keyward");
-    pad(info->libraryDescription, sizeof(info->libraryDescription),
-        "keyward Linux keyring token");
+    pad(info->libraryDescription, sizeof(info->libraryDescription), "keyward Linux keyring token");
     info->libraryVersion.major = 0;
     info->libraryVersion.minor = 1;
     return CKR_OK;

@@ -15,8 +15,10 @@
 #include "kw_secmem.h"
 #include "kwk.h"
 
-static const char *kind_names[] = {[KWK_KIND_PRIV] = "priv", [KWK_KIND_SOFT] = "soft",
-                                   [KWK_KIND_PUB] = "pub",   [KWK_KIND_CERT] = "cert",
+static const char *kind_names[] = {[KWK_KIND_PRIV] = "priv",
+                                   [KWK_KIND_SOFT] = "soft",
+                                   [KWK_KIND_PUB] = "pub",
+                                   [KWK_KIND_CERT] = "cert",
                                    [KWK_KIND_META] = "meta"};
 static const char flag_chars[] = "lsdxp"; /* bit i of the flags */
 
@@ -34,8 +36,8 @@ int kwk_desc_format(char *out, size_t cap, kwk_kind kind, unsigned flags, kwk_se
     for (size_t i = 0; i < id_len; i++)
         snprintf(hex + 2 * i, 3, "%02x", id[i]);
     hex[2 * id_len] = '\0';
-    int n = snprintf(out, cap, "keyward:%s:%s:%d:%s:%s", kind_names[kind], f, (int)link, hex,
-                     label);
+    int n =
+        snprintf(out, cap, "keyward:%s:%s:%d:%s:%s", kind_names[kind], f, (int)link, hex, label);
     return n > 0 && (size_t)n < cap;
 }
 
@@ -326,7 +328,7 @@ CK_RV kwk_object_key(kwk_session *s, CK_OBJECT_HANDLE h, kwk_key *out)
     if (rv == CKR_OK) {
         out->cls = o->cls;
         out->ktype = o->ktype;
-        out->mode = o->kind == KWK_KIND_PRIV ? KWK_MODE_KERNEL
+        out->mode = o->kind == KWK_KIND_PRIV   ? KWK_MODE_KERNEL
                     : o->kind == KWK_KIND_SOFT ? KWK_MODE_SOFTWARE
                                                : KWK_MODE_NONE;
         out->serial = o->serial;
@@ -422,8 +424,8 @@ static CK_RV v_ec_point(aval *v, EVP_PKEY *pk)
     unsigned char pt[256];
     size_t len = sizeof(pt);
     if (EVP_PKEY_is_a(pk, "EC")) {
-        if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt,
-                                             sizeof(pt), &len))
+        if (!EVP_PKEY_get_octet_string_param(pk, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, pt, sizeof(pt),
+                                             &len))
             return CKR_ATTRIBUTE_TYPE_INVALID;
     } else if (!EVP_PKEY_get_raw_public_key(pk, pt, &len)) {
         return CKR_ATTRIBUTE_TYPE_INVALID;
@@ -544,9 +546,9 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
     if (priv) {
         switch (type) {
         case CKA_KEYWARD_MODE:
-            return v_bytes(v, kwk_mode_name(o->kind == KWK_KIND_PRIV ? KWK_MODE_KERNEL
-                                                                     : KWK_MODE_SOFTWARE),
-                           o->kind == KWK_KIND_PRIV ? 6 : 8);
+            return v_bytes(
+                v, kwk_mode_name(o->kind == KWK_KIND_PRIV ? KWK_MODE_KERNEL : KWK_MODE_SOFTWARE),
+                o->kind == KWK_KIND_PRIV ? 6 : 8);
         case CKA_SENSITIVE:
             return v_bool(v, 1);
         case CKA_EXTRACTABLE:

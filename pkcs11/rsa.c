@@ -37,7 +37,8 @@ static int below_modulus(EVP_PKEY *pub, const unsigned char *in, size_t klen)
 
 static CK_RV private_raw(const kwk_key *k, const unsigned char *in, unsigned char *out)
 {
-    return k->mode == KWK_MODE_KERNEL ? kwk_kernel_rsa_raw(k, in, out) : kwk_soft_rsa_raw(k, in, out);
+    return k->mode == KWK_MODE_KERNEL ? kwk_kernel_rsa_raw(k, in, out)
+                                      : kwk_soft_rsa_raw(k, in, out);
 }
 
 /* Fault check: out^e mod n must give back what went in. */

@@ -26,7 +26,7 @@ typedef struct {
  * fresh pair costs a modular inversion (about half an RSA-2048 private operation), a squared one
  * two multiplications. A pair is used at most BLIND_USES times and never across fork. */
 #define BLIND_SLOTS 32
-#define BLIND_USES 32
+#define BLIND_USES  32
 typedef struct {
     BIGNUM *n; /* the modulus the pair belongs to */
     pid_t pid;
@@ -59,8 +59,7 @@ static int fresh_pair(const BIGNUM *n, const BIGNUM *e, BN_CTX *ctx, BIGNUM *u, 
 }
 
 /* Next pair for this key into u/rinv (fresh or squared). */
-static int next_pair(const BIGNUM *n, const BIGNUM *e, BN_CTX *ctx, BIGNUM *u,
-                     BIGNUM *rinv)
+static int next_pair(const BIGNUM *n, const BIGNUM *e, BN_CTX *ctx, BIGNUM *u, BIGNUM *rinv)
 {
     pid_t pid = getpid();
     int ok = 0;
@@ -91,8 +90,7 @@ static int next_pair(const BIGNUM *n, const BIGNUM *e, BN_CTX *ctx, BIGNUM *u,
         p->rinv = BN_new();
         p->n = BN_new();
     }
-    if (p->u && p->rinv && p->n && BN_copy(p->u, u) && BN_copy(p->rinv, rinv) &&
-        BN_copy(p->n, n)) {
+    if (p->u && p->rinv && p->n && BN_copy(p->u, u) && BN_copy(p->rinv, rinv) && BN_copy(p->n, n)) {
         p->pid = pid;
         p->uses = 1;
     } else {
@@ -148,8 +146,8 @@ CK_RV kwk_unblind(EVP_PKEY *pub, void *state, const unsigned char *in, size_t kl
     BN_CTX *ctx = BN_CTX_new_ex(kwk_libctx());
     CK_RV rv = CKR_FUNCTION_FAILED;
     if (st != NULL && ctx != NULL && EVP_PKEY_get_bn_param(pub, OSSL_PKEY_PARAM_RSA_N, &n) &&
-        (y = BN_bin2bn(in, (int)klen, NULL)) != NULL &&
-        BN_mod_mul(y, y, st->rinv, n, ctx) && BN_bn2binpad(y, out, (int)klen) == (int)klen)
+        (y = BN_bin2bn(in, (int)klen, NULL)) != NULL && BN_mod_mul(y, y, st->rinv, n, ctx) &&
+        BN_bn2binpad(y, out, (int)klen) == (int)klen)
         rv = CKR_OK;
     if (st) {
         BN_clear_free(st->rinv);

@@ -123,8 +123,8 @@ CK_RV C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY 
         s->flags = flags & (CKF_SERIAL_SESSION | CKF_RW_SESSION);
         table[i] = s;
         *out = s->handle;
-        KW_TRACE(KWK_COMP, "session %lu opened on %s (%s mode)", (unsigned long)s->handle,
-                 t->label, kwk_mode_name(t->mode));
+        KW_TRACE(KWK_COMP, "session %lu opened on %s (%s mode)", (unsigned long)s->handle, t->label,
+                 kwk_mode_name(t->mode));
     }
     pthread_mutex_unlock(&kwk_lock);
     return rv;

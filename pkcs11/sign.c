@@ -126,7 +126,8 @@ static CK_RV do_verify(kwk_op *op, const unsigned char *in, size_t inlen, const 
             EVP_PKEY_CTX_free(c);
             return CKR_DATA_LEN_RANGE;
         }
-        if (EVP_PKEY_verify_init(c) > 0 && EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) > 0 &&
+        if (EVP_PKEY_verify_init(c) > 0 &&
+            EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PSS_PADDING) > 0 &&
             EVP_PKEY_CTX_set_signature_md(c, op->md) > 0 &&
             EVP_PKEY_CTX_set_rsa_mgf1_md(c, op->mgf1) > 0 &&
             EVP_PKEY_CTX_set_rsa_pss_saltlen(c, (int)op->salt_len) > 0 &&
@@ -134,7 +135,8 @@ static CK_RV do_verify(kwk_op *op, const unsigned char *in, size_t inlen, const 
             rv = CKR_OK;
     } else if (k->ktype == CKK_EC) {
         ECDSA_SIG *es = ECDSA_SIG_new();
-        BIGNUM *r = BN_bin2bn(sig, (int)(slen / 2), NULL), *s = BN_bin2bn(sig + slen / 2, (int)(slen / 2), NULL);
+        BIGNUM *r = BN_bin2bn(sig, (int)(slen / 2), NULL),
+               *s = BN_bin2bn(sig + slen / 2, (int)(slen / 2), NULL);
         unsigned char *der = NULL;
         int dl = -1;
         if (es && r && s && ECDSA_SIG_set0(es, r, s)) {

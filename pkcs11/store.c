@@ -68,9 +68,8 @@ CK_RV kwk_store_keypair(kwk_token *t, EVP_PKEY *pk, const kwk_new_obj *m, kwk_se
     if (rv == CKR_FUNCTION_NOT_SUPPORTED) {
         rv = add_user(t, KWK_KIND_SOFT, m->flags, *pub, m, der, (size_t)len, priv);
         if (rv == CKR_OK)
-            KW_DEBUG(KWK_COMP,
-                     "key '%s' stored as a user key (key %d): SOFTWARE mode (%s)", m->label,
-                     (int)*priv,
+            KW_DEBUG(KWK_COMP, "key '%s' stored as a user key (key %d): SOFTWARE mode (%s)",
+                     m->label, (int)*priv,
                      EVP_PKEY_is_a(pk, "RSA") ? "the kernel cannot hold RSA private keys here"
                                               : "the kernel cannot sign with this key type");
     }
@@ -87,8 +86,8 @@ CK_RV kwk_store_meta(kwk_token *t, kwk_object *o)
 {
     char desc[DESC_MAX];
     kwk_new_obj m = {0};
-    if (!kwk_desc_format(desc, sizeof(desc), KWK_KIND_META, o->flags, o->serial, o->id,
-                         o->id_len, o->label))
+    if (!kwk_desc_format(desc, sizeof(desc), KWK_KIND_META, o->flags, o->serial, o->id, o->id_len,
+                         o->label))
         return CKR_ATTRIBUTE_VALUE_INVALID;
     if (o->meta)
         return kwk_kr_update(o->meta, desc, strlen(desc));

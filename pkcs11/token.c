@@ -29,7 +29,8 @@ kwk_mode kwk_probe_kernel(kwk_serial ring)
     int len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, &der) : -1;
     kwk_serial k;
 
-    if (len > 0 && kwk_kr_add("asymmetric", "keyward:probe", der, (size_t)len, ring, &k) == CKR_OK) {
+    if (len > 0 &&
+        kwk_kr_add("asymmetric", "keyward:probe", der, (size_t)len, ring, &k) == CKR_OK) {
         mode = KWK_MODE_KERNEL;
         kwk_kr_remove(ring, k);
     }
@@ -55,8 +56,10 @@ CK_RV kwk_token_open(kwk_token *t)
     if (t->mode == KWK_MODE_NONE) {
         t->mode = t->force_software ? KWK_MODE_SOFTWARE : kwk_probe_kernel(t->ring);
         if (t->mode == KWK_MODE_SOFTWARE)
-            KW_DEBUG(KWK_COMP, "token %s: SOFTWARE mode: private keys live in user keys and are "
-                               "used in user space", t->label);
+            KW_DEBUG(KWK_COMP,
+                     "token %s: SOFTWARE mode: private keys live in user keys and are "
+                     "used in user space",
+                     t->label);
     }
     return CKR_OK;
 }

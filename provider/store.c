@@ -163,7 +163,7 @@ static kw_err list_class(kwp_store *st, kw_p11_token *tok, CK_OBJECT_CLASS cls,
     return e;
 }
 
-static int store_list(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_arg)
+static int store_list_once(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_arg)
 {
     kw_p11_module *mod = kwp_module(st->pctx);
     kw_p11_token **toks = NULL;
@@ -264,6 +264,28 @@ fail:
     free(toks);
     kwp_raise_last(st->pctx);
     return 0;
+}
+
+/* List once more when the token went away in the middle (recovery re-finds it): a failed
+ * listing reads like an empty one to `openssl storeutl`, which exits 0 either way. */
+static int store_list(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_arg)
+{
+    int ok;
+
+    ERR_set_mark();
+    ok = store_list_once(st, pw_cb, pw_arg);
+    if (ok || kw_err_last(NULL) != KW_ERR_TOKEN_GONE) {
+        ERR_clear_last_mark();
+        return ok;
+    }
+    ERR_pop_to_mark();
+    for (size_t i = 0; i < st->n; i++) {
+        kwp_key_free(st->items[i].key);
+        free(st->items[i].der);
+    }
+    st->n = 0;
+    KW_DEBUG("store", "token went away while listing %s: listing again", st->uristr);
+    return store_list_once(st, pw_cb, pw_arg);
 }
 
 static int store_load(void *vctx, OSSL_CALLBACK *object_cb, void *object_cbarg,

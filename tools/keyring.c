@@ -201,8 +201,8 @@ static int shred_file(const char *path)
     }
     unsigned char zero[4096] = {0};
     for (off_t done = 0; done < st.st_size;) {
-        size_t n = (size_t)(st.st_size - done) < sizeof(zero) ? (size_t)(st.st_size - done)
-                                                               : sizeof(zero);
+        size_t n =
+            (size_t)(st.st_size - done) < sizeof(zero) ? (size_t)(st.st_size - done) : sizeof(zero);
         ssize_t w = write(fd, zero, n);
         if (w <= 0) {
             close(fd);
@@ -217,10 +217,11 @@ static int shred_file(const char *path)
 
 static const char *key_type_name(EVP_PKEY *pk)
 {
-    return EVP_PKEY_is_a(pk, "RSA") ? "RSA" : EVP_PKEY_is_a(pk, "EC") ? "EC"
-           : EVP_PKEY_is_a(pk, "ED25519")                             ? "Ed25519"
-           : EVP_PKEY_is_a(pk, "ED448")                               ? "Ed448"
-                                                                      : "?";
+    return EVP_PKEY_is_a(pk, "RSA")       ? "RSA"
+           : EVP_PKEY_is_a(pk, "EC")      ? "EC"
+           : EVP_PKEY_is_a(pk, "ED25519") ? "Ed25519"
+           : EVP_PKEY_is_a(pk, "ED448")   ? "Ed448"
+                                          : "?";
 }
 
 static int cmd_import(int argc, char **argv)
@@ -330,8 +331,9 @@ static int cmd_import(int argc, char **argv)
     printf("imported '%s' (%s %d bits) as key %lu: %s mode\n", label, key_type_name(pk),
            EVP_PKEY_get_bits(pk), (unsigned long)serial, mode);
     if (strcmp(mode, "kernel") != 0)
-        fprintf(stderr, "keyward keyring: warning: '%s' is in SOFTWARE mode: the private key is "
-                        "kept in a user key and used in user space, not by the kernel\n",
+        fprintf(stderr,
+                "keyward keyring: warning: '%s' is in SOFTWARE mode: the private key is "
+                "kept in a user key and used in user space, not by the kernel\n",
                 label);
     rc = shred ? shred_file(file) : 0;
 out:
@@ -402,7 +404,8 @@ static int cmd_list(int argc, char **argv, int json)
     }
     CK_OBJECT_HANDLE objs[512];
     CK_ULONG n = 0;
-    if (p11->C_FindObjectsInit(s, NULL, 0) != CKR_OK || p11->C_FindObjects(s, objs, 512, &n) != CKR_OK) {
+    if (p11->C_FindObjectsInit(s, NULL, 0) != CKR_OK ||
+        p11->C_FindObjects(s, objs, 512, &n) != CKR_OK) {
         close_token();
         return fail("cannot list the token's objects");
     }
@@ -439,7 +442,9 @@ static int cmd_list(int argc, char **argv, int json)
                     r.mode[md.ulValueLen] = '\0';
             }
         }
-        const char *what = r.cls == CKO_PRIVATE_KEY ? "private" : r.cls == CKO_PUBLIC_KEY ? "public" : "cert";
+        const char *what = r.cls == CKO_PRIVATE_KEY  ? "private"
+                           : r.cls == CKO_PUBLIC_KEY ? "public"
+                                                     : "cert";
         char idhex[257];
         for (CK_ULONG k = 0; k < r.id_len && k < 128; k++)
             snprintf(idhex + 2 * k, 3, "%02x", r.id[k]);

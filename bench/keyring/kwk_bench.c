@@ -102,13 +102,14 @@ int main(int argc, char **argv)
     CK_ULONG ns = 1;
     if (gfl == NULL || gfl(&p11) != CKR_OK || p11->C_Initialize(NULL) != CKR_OK ||
         p11->C_GetSlotList(CK_TRUE, &slot, &ns) != CKR_OK ||
-        p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sess) != CKR_OK) {
+        p11->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sess) !=
+            CKR_OK) {
         fprintf(stderr, "cannot use module %s\n", argv[1]);
         return 1;
     }
     CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, "bench", 5},
-                        {CKA_KEYWARD_PKCS8, der, dl}};
+    CK_ATTRIBUTE t[] = {
+        {CKA_CLASS, &cls, sizeof(cls)}, {CKA_LABEL, "bench", 5}, {CKA_KEYWARD_PKCS8, der, dl}};
     if (p11->C_CreateObject(sess, t, 3, &priv) != CKR_OK) {
         fprintf(stderr, "import into the module failed\n");
         return 1;

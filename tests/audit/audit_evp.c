@@ -22,7 +22,7 @@ static OSSL_LIB_CTX *plain; /* default provider only: can it read what came out?
 static int failures, checks;
 
 static const char *const private_params[] = {
-    OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,  OSSL_PKEY_PARAM_RSA_FACTOR2,
+    OSSL_PKEY_PARAM_RSA_D,         OSSL_PKEY_PARAM_RSA_FACTOR1,   OSSL_PKEY_PARAM_RSA_FACTOR2,
     OSSL_PKEY_PARAM_RSA_EXPONENT1, OSSL_PKEY_PARAM_RSA_EXPONENT2, OSSL_PKEY_PARAM_RSA_COEFFICIENT1,
     OSSL_PKEY_PARAM_PRIV_KEY,
 };
@@ -133,8 +133,7 @@ static int probe_dup(EVP_PKEY *pk)
 static int encode_leak(EVP_PKEY *pk, int selection, const char *type, const char *structure,
                        int encrypt)
 {
-    OSSL_ENCODER_CTX *ec =
-        OSSL_ENCODER_CTX_new_for_pkey(pk, selection, type, structure, NULL);
+    OSSL_ENCODER_CTX *ec = OSSL_ENCODER_CTX_new_for_pkey(pk, selection, type, structure, NULL);
     unsigned char *out = NULL;
     size_t len = 0;
     int leak = 0;
@@ -168,16 +167,21 @@ static int encode_leak(EVP_PKEY *pk, int selection, const char *type, const char
 static int probe_encoders(EVP_PKEY *pk)
 {
     static const char *const types[] = {"DER", "PEM", "TEXT"};
-    static const char *const structures[] = {"PrivateKeyInfo", "EncryptedPrivateKeyInfo",
-                                             "type-specific", "pkcs1", "PKCS1", "SEC1", NULL};
+    static const char *const structures[] = {"PrivateKeyInfo",
+                                             "EncryptedPrivateKeyInfo",
+                                             "type-specific",
+                                             "pkcs1",
+                                             "PKCS1",
+                                             "SEC1",
+                                             NULL};
     static const int selections[] = {EVP_PKEY_KEYPAIR, OSSL_KEYMGMT_SELECT_PRIVATE_KEY,
                                      OSSL_KEYMGMT_SELECT_ALL};
     int leak = 0;
     for (size_t t = 0; t < 3; t++)
         for (size_t s = 0; s < sizeof(structures) / sizeof(structures[0]); s++)
             for (size_t l = 0; l < 3; l++) {
-                int enc = structures[s] != NULL &&
-                          strcmp(structures[s], "EncryptedPrivateKeyInfo") == 0;
+                int enc =
+                    structures[s] != NULL && strcmp(structures[s], "EncryptedPrivateKeyInfo") == 0;
                 if (encode_leak(pk, selections[l], types[t], structures[s], enc)) {
                     printf("#   leak: encoder %s/%s selection 0x%x\n", types[t],
                            structures[s] ? structures[s] : "(any)", selections[l]);

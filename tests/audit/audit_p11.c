@@ -70,9 +70,8 @@ static CK_OBJECT_HANDLE wrapping_key(CK_SESSION_HANDLE s)
     CK_MECHANISM m = {CKM_AES_KEY_GEN, NULL, 0};
     CK_ULONG len = 32;
     CK_BBOOL t = CK_TRUE, f = CK_FALSE;
-    CK_ATTRIBUTE tmpl[] = {{CKA_VALUE_LEN, &len, sizeof(len)},
-                           {CKA_WRAP, &t, sizeof(t)},
-                           {CKA_TOKEN, &f, sizeof(f)}};
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_VALUE_LEN, &len, sizeof(len)}, {CKA_WRAP, &t, sizeof(t)}, {CKA_TOKEN, &f, sizeof(f)}};
     CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
     if (p11->C_GenerateKey(s, &m, tmpl, 3, &k) != CKR_OK)
         return CK_INVALID_HANDLE;
@@ -95,9 +94,12 @@ static void audit_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, CK_OBJECT_HANDLE 
         CK_ATTRIBUTE_TYPE t;
         const char *name;
     } secret[] = {
-        {CKA_PRIVATE_EXPONENT, "CKA_PRIVATE_EXPONENT"}, {CKA_PRIME_1, "CKA_PRIME_1"},
-        {CKA_PRIME_2, "CKA_PRIME_2"},   {CKA_EXPONENT_1, "CKA_EXPONENT_1"},
-        {CKA_EXPONENT_2, "CKA_EXPONENT_2"}, {CKA_COEFFICIENT, "CKA_COEFFICIENT"},
+        {CKA_PRIVATE_EXPONENT, "CKA_PRIVATE_EXPONENT"},
+        {CKA_PRIME_1, "CKA_PRIME_1"},
+        {CKA_PRIME_2, "CKA_PRIME_2"},
+        {CKA_EXPONENT_1, "CKA_EXPONENT_1"},
+        {CKA_EXPONENT_2, "CKA_EXPONENT_2"},
+        {CKA_COEFFICIENT, "CKA_COEFFICIENT"},
         {CKA_VALUE, "CKA_VALUE"},
     };
     CK_ULONG kt = get_ulong(s, k, CKA_KEY_TYPE);
@@ -158,8 +160,9 @@ static void audit_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, CK_OBJECT_HANDLE 
             leaked = get_bool(s, c, CKA_EXTRACTABLE) != CK_FALSE || try_wrap(s, wk, c) == CKR_OK;
             p11->C_DestroyObject(s, c);
         }
-        CHECK(rv != CKR_OK && !leaked, "%s: C_CopyObject with CKA_EXTRACTABLE=TRUE refused (rv 0x%lx)",
-              label, (unsigned long)rv);
+        CHECK(rv != CKR_OK && !leaked,
+              "%s: C_CopyObject with CKA_EXTRACTABLE=TRUE refused (rv 0x%lx)", label,
+              (unsigned long)rv);
         CK_ATTRIBUTE tmpl2[] = {{CKA_SENSITIVE, &f, sizeof(f)}, {CKA_TOKEN, &f, sizeof(f)}};
         c = CK_INVALID_HANDLE;
         rv = p11->C_CopyObject(s, k, tmpl2, 2, &c);
@@ -171,8 +174,9 @@ static void audit_key(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k, CK_OBJECT_HANDLE 
             memset(buf, 0, sizeof(buf));
             p11->C_DestroyObject(s, c);
         }
-        CHECK(rv != CKR_OK && !leaked, "%s: C_CopyObject with CKA_SENSITIVE=FALSE refused (rv 0x%lx)",
-              label, (unsigned long)rv);
+        CHECK(rv != CKR_OK && !leaked,
+              "%s: C_CopyObject with CKA_SENSITIVE=FALSE refused (rv 0x%lx)", label,
+              (unsigned long)rv);
     }
 }
 

@@ -158,9 +158,9 @@ int main(int argc, char **argv)
         "CKR_USER_NOT_LOGGED_IN", "CKR_PIN_EXPIRED",    "CKR_SESSION_COUNT",
         "CKR_HOST_MEMORY"};
     /* Calls a signature may or may not reach (sessions pooled, already logged in). */
-    static const char *const maybe_fns[] = {"C_OpenSession", "C_Login", "C_FindObjectsInit",
-                                            "C_GetAttributeValue", "C_GetTokenInfo",
-                                            "C_GetSlotList"};
+    static const char *const maybe_fns[] = {"C_OpenSession",     "C_Login",
+                                            "C_FindObjectsInit", "C_GetAttributeValue",
+                                            "C_GetTokenInfo",    "C_GetSlotList"};
     EVP_PKEY *rsa, *ec;
     void *shim;
 

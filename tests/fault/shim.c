@@ -162,15 +162,46 @@ static int parse_rules(const char *var, const char *v, rule *rules, int *n, int 
 
 /* ---- per-function call counters ---- */
 
-#define FN_LIST(X)                                                                                 \
-    X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetSlotList) X(C_GetSlotInfo)                   \
-    X(C_GetTokenInfo) X(C_GetMechanismList) X(C_GetMechanismInfo) X(C_OpenSession)                 \
-    X(C_CloseSession) X(C_CloseAllSessions) X(C_GetSessionInfo) X(C_Login) X(C_Logout)             \
-    X(C_CreateObject) X(C_CopyObject) X(C_DestroyObject) X(C_GetAttributeValue)                    \
-    X(C_SetAttributeValue) X(C_FindObjectsInit) X(C_FindObjects) X(C_FindObjectsFinal)             \
-    X(C_EncryptInit) X(C_Encrypt) X(C_DecryptInit) X(C_Decrypt) X(C_SignInit) X(C_Sign)            \
-    X(C_SignUpdate) X(C_SignFinal) X(C_VerifyInit) X(C_Verify) X(C_GenerateKeyPair)               \
-    X(C_WrapKey) X(C_DeriveKey) X(C_GenerateRandom)
+/* One entry a line; clang-format would re-flow this list differently on every run. */
+/* clang-format off */
+#define FN_LIST(X) \
+    X(C_Initialize) \
+    X(C_Finalize) \
+    X(C_GetInfo) \
+    X(C_GetSlotList) \
+    X(C_GetSlotInfo) \
+    X(C_GetTokenInfo) \
+    X(C_GetMechanismList) \
+    X(C_GetMechanismInfo) \
+    X(C_OpenSession) \
+    X(C_CloseSession) \
+    X(C_CloseAllSessions) \
+    X(C_GetSessionInfo) \
+    X(C_Login) \
+    X(C_Logout) \
+    X(C_CreateObject) \
+    X(C_CopyObject) \
+    X(C_DestroyObject) \
+    X(C_GetAttributeValue) \
+    X(C_SetAttributeValue) \
+    X(C_FindObjectsInit) \
+    X(C_FindObjects) \
+    X(C_FindObjectsFinal) \
+    X(C_EncryptInit) \
+    X(C_Encrypt) \
+    X(C_DecryptInit) \
+    X(C_Decrypt) \
+    X(C_SignInit) \
+    X(C_Sign) \
+    X(C_SignUpdate) \
+    X(C_SignFinal) \
+    X(C_VerifyInit) \
+    X(C_Verify) \
+    X(C_GenerateKeyPair) \
+    X(C_WrapKey) \
+    X(C_DeriveKey) \
+    X(C_GenerateRandom)
+/* clang-format on */
 
 #define X_ENUM(f) FN_##f,
 enum { FN_LIST(X_ENUM) FN_COUNT };
@@ -277,7 +308,8 @@ WRAP(C_Logout, (CK_SESSION_HANDLE h), (h))
 WRAP(C_CreateObject, (CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR o),
      (h, t, n, o))
 WRAP(C_CopyObject,
-     (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR c),
+     (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+      CK_OBJECT_HANDLE_PTR c),
      (h, o, t, n, c))
 WRAP(C_DestroyObject, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o), (h, o))
 WRAP(C_GetAttributeValue, (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_PTR t, CK_ULONG n),
@@ -298,12 +330,12 @@ WRAP(C_VerifyInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
 WRAP(C_Verify, (CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR s, CK_ULONG sn),
      (h, d, n, s, sn))
 WRAP(C_GenerateKeyPair,
-     (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn, CK_ATTRIBUTE_PTR st,
-      CK_ULONG sn, CK_OBJECT_HANDLE_PTR ph, CK_OBJECT_HANDLE_PTR sh),
+     (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
+      CK_ATTRIBUTE_PTR st, CK_ULONG sn, CK_OBJECT_HANDLE_PTR ph, CK_OBJECT_HANDLE_PTR sh),
      (h, m, pt, pn, st, sn, ph, sh))
 WRAP(C_WrapKey,
-     (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k, CK_BYTE_PTR o,
-      CK_ULONG_PTR on),
+     (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE w, CK_OBJECT_HANDLE k,
+      CK_BYTE_PTR o, CK_ULONG_PTR on),
      (h, m, w, k, o, on))
 WRAP(C_DeriveKey,
      (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE b, CK_ATTRIBUTE_PTR t, CK_ULONG n,

@@ -41,8 +41,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p += sizeof(ti.model);
     memcpy(ti.serialNumber, p, sizeof(ti.serialNumber));
     p += sizeof(ti.serialNumber);
-    left -= sizeof(ti.label) + sizeof(ti.manufacturerID) + sizeof(ti.model) +
-            sizeof(ti.serialNumber);
+    left -=
+        sizeof(ti.label) + sizeof(ti.manufacturerID) + sizeof(ti.model) + sizeof(ti.serialNumber);
     if (idlen > left)
         idlen = left;
     const uint8_t *id = p;
@@ -71,7 +71,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (CK_ULONG i = 0; i < n; i++) {
         if (t[i].type == CKA_CLASS) {
             seen_cls = 1;
-            FUZZ_CHECK(t[i].ulValueLen == sizeof(cls) && memcmp(t[i].pValue, &cls, sizeof(cls)) == 0);
+            FUZZ_CHECK(t[i].ulValueLen == sizeof(cls) &&
+                       memcmp(t[i].pValue, &cls, sizeof(cls)) == 0);
         } else if (t[i].type == CKA_ID) {
             seen_id = 1;
             FUZZ_CHECK(t[i].ulValueLen == idlen && memcmp(t[i].pValue, id, idlen) == 0);

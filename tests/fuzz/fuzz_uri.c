@@ -45,8 +45,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CK_ULONG n = kw_uri_object_template(uri, t, max);
             FUZZ_CHECK(n <= max && n <= 3);
             for (CK_ULONG i = 0; i < n; i++) {
-                FUZZ_CHECK(t[i].type == CKA_CLASS || t[i].type == CKA_ID ||
-                           t[i].type == CKA_LABEL);
+                FUZZ_CHECK(t[i].type == CKA_CLASS || t[i].type == CKA_ID || t[i].type == CKA_LABEL);
                 if (t[i].type == CKA_CLASS)
                     FUZZ_CHECK(t[i].ulValueLen == sizeof(CK_OBJECT_CLASS));
                 if (t[i].ulValueLen > 0)

@@ -20,7 +20,7 @@ static int failures;
     do {                                                                                           \
         CK_RV rv_ = (call);                                                                        \
         if (rv_ != (CK_RV)(want)) {                                                                \
-            printf("FAIL %s:%d: %s -> 0x%lx, want %s (0x%lx)\n", __FILE__, __LINE__, #call,      \
+            printf("FAIL %s:%d: %s -> 0x%lx, want %s (0x%lx)\n", __FILE__, __LINE__, #call,        \
                    (unsigned long)rv_, #want, (unsigned long)(want));                              \
             failures++;                                                                            \
         }                                                                                          \
@@ -167,8 +167,10 @@ int main(int argc, char **argv)
     CK_KEY_TYPE krsa = CKK_RSA;
     CK_OBJECT_HANDLE o;
     unsigned char mod[128] = {0xc1}, exp3[] = {1, 0, 1};
-    CK_ATTRIBUTE t_pub[] = {{CKA_CLASS, &cpub, sizeof(cpub)}, {CKA_KEY_TYPE, &krsa, sizeof(krsa)},
-                            {CKA_MODULUS, mod, sizeof(mod)}, {CKA_PUBLIC_EXPONENT, exp3, 3}};
+    CK_ATTRIBUTE t_pub[] = {{CKA_CLASS, &cpub, sizeof(cpub)},
+                            {CKA_KEY_TYPE, &krsa, sizeof(krsa)},
+                            {CKA_MODULUS, mod, sizeof(mod)},
+                            {CKA_PUBLIC_EXPONENT, exp3, 3}};
     EXPECT(f->C_CreateObject(ro, t_pub, 4, &o), CKR_SESSION_READ_ONLY);
     EXPECT(f->C_CreateObject(s, NULL, 4, &o), CKR_ARGUMENTS_BAD);
     EXPECT(f->C_CreateObject(s, t_pub, 4, NULL), CKR_ARGUMENTS_BAD);
@@ -191,7 +193,8 @@ int main(int argc, char **argv)
     EXPECT(f->C_CreateObject(s, t_local, 5, &o), CKR_ATTRIBUTE_READ_ONLY);
     CK_ATTRIBUTE t_bool[] = {t_pub[0], t_pub[1], t_pub[2], t_pub[3], {CKA_TOKEN, &yes, 4}};
     EXPECT(f->C_CreateObject(s, t_bool, 5, &o), CKR_ATTRIBUTE_VALUE_INVALID);
-    CK_ATTRIBUTE t_extr[] = {{CKA_CLASS, &cpriv, sizeof(cpriv)}, {CKA_KEY_TYPE, &krsa, sizeof(krsa)},
+    CK_ATTRIBUTE t_extr[] = {{CKA_CLASS, &cpriv, sizeof(cpriv)},
+                             {CKA_KEY_TYPE, &krsa, sizeof(krsa)},
                              {CKA_EXTRACTABLE, &yes, 1}};
     EXPECT(f->C_CreateObject(s, t_extr, 3, &o), CKR_ATTRIBUTE_VALUE_INVALID);
     CK_ATTRIBUTE t_insens[] = {{CKA_CLASS, &cpriv, sizeof(cpriv)}, {CKA_SENSITIVE, &no, 1}};
@@ -235,9 +238,10 @@ int main(int argc, char **argv)
     CK_BBOOL sens = 0, extr = 1, always = 0, local = 0;
     char mode[16] = {0};
     CK_ULONG serial = 0;
-    CK_ATTRIBUTE a_priv[] = {{CKA_SENSITIVE, &sens, 1},        {CKA_EXTRACTABLE, &extr, 1},
-                             {CKA_ALWAYS_SENSITIVE, &always, 1}, {CKA_LOCAL, &local, 1},
-                             {CKA_KEYWARD_MODE, mode, 15},     {CKA_KEYWARD_SERIAL, &serial, sizeof(serial)}};
+    CK_ATTRIBUTE a_priv[] = {
+        {CKA_SENSITIVE, &sens, 1},          {CKA_EXTRACTABLE, &extr, 1},
+        {CKA_ALWAYS_SENSITIVE, &always, 1}, {CKA_LOCAL, &local, 1},
+        {CKA_KEYWARD_MODE, mode, 15},       {CKA_KEYWARD_SERIAL, &serial, sizeof(serial)}};
     EXPECT(f->C_GetAttributeValue(s, priv, a_priv, 6), CKR_OK);
     TRUE_OR_FAIL(sens && !extr && always && local);
     TRUE_OR_FAIL(strcmp(mode, kernel ? "kernel" : "software") == 0);
@@ -262,7 +266,8 @@ int main(int argc, char **argv)
     TRUE_OR_FAIL(nf == 1 && found[0] == priv);
 
     /* ---- operations ---- */
-    CK_MECHANISM m_pkcs = {CKM_SHA256_RSA_PKCS, NULL, 0}, m_pss_noparam = {CKM_RSA_PKCS_PSS, NULL, 0};
+    CK_MECHANISM m_pkcs = {CKM_SHA256_RSA_PKCS, NULL, 0},
+                 m_pss_noparam = {CKM_RSA_PKCS_PSS, NULL, 0};
     CK_MECHANISM m_ecdsa = {CKM_ECDSA, NULL, 0}, m_unk = {CKM_AES_CBC, NULL, 0};
     unsigned char sig[256], data[20] = "data";
     CK_ULONG sl = sizeof(sig);
@@ -300,7 +305,8 @@ int main(int argc, char **argv)
     CK_RSA_PKCS_PSS_PARAMS pss_bad = {CKM_SHA384, CKG_MGF1_SHA256, 32};
     EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss_bad, sizeof(pss_bad), priv, pub),
            CKR_MECHANISM_PARAM_INVALID);
-    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss, 3, priv, pub), CKR_MECHANISM_PARAM_INVALID);
+    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss, 3, priv, pub),
+           CKR_MECHANISM_PARAM_INVALID);
     EXPECT(sign_verify(s, CKM_ECDSA_SHA256, NULL, 0, epriv, epub), CKR_OK);
     CK_MECHANISM m_dec = {CKM_RSA_PKCS, NULL, 0};
     CK_ULONG ol = sizeof(buf);

@@ -91,20 +91,23 @@ static void test_oaep_decode(void **state)
     RAND_bytes(msg, sizeof(msg));
     encrypt_ref(RSA_PKCS1_OAEP_PADDING, label, 7, msg, sizeof(msg), ct);
     raw_private(ct, em);
-    assert_int_equal(kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA256), kwk_md(CKM_SHA_1),
-                                    label, 7),
-                     40);
+    assert_int_equal(
+        kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA256), kwk_md(CKM_SHA_1), label, 7),
+        40);
     assert_memory_equal(out, msg, 40);
     /* wrong label, wrong hash, damaged block, short output buffer: all one failure */
-    assert_int_equal(kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA256),
-                                    kwk_md(CKM_SHA_1), label, 6), -1);
-    assert_int_equal(kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA_1),
-                                    kwk_md(CKM_SHA_1), label, 7), -1);
-    assert_int_equal(kwk_unpad_oaep(out, 39, em, 256, kwk_md(CKM_SHA256), kwk_md(CKM_SHA_1), label,
-                                    7), -1);
+    assert_int_equal(
+        kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA256), kwk_md(CKM_SHA_1), label, 6),
+        -1);
+    assert_int_equal(
+        kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA_1), kwk_md(CKM_SHA_1), label, 7),
+        -1);
+    assert_int_equal(
+        kwk_unpad_oaep(out, 39, em, 256, kwk_md(CKM_SHA256), kwk_md(CKM_SHA_1), label, 7), -1);
     em[0] = 1;
-    assert_int_equal(kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA256),
-                                    kwk_md(CKM_SHA_1), label, 7), -1);
+    assert_int_equal(
+        kwk_unpad_oaep(out, sizeof(out), em, 256, kwk_md(CKM_SHA256), kwk_md(CKM_SHA_1), label, 7),
+        -1);
 }
 
 static void test_pkcs1_type2_decode(void **state)
@@ -200,14 +203,14 @@ static void test_desc_codec(void **state)
     assert_false(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label));
     assert_false(kwk_desc_parse("asymmetric", "keyward:pub:-:0::x", &kind, &flags, &link, id,
                                 &id_len, label));
-    assert_false(kwk_desc_parse("user", "keyward:pub:-:0:0g:x", &kind, &flags, &link, id, &id_len,
-                                label));
-    assert_false(kwk_desc_parse("user", "keyward:pub:-:0:abc:x", &kind, &flags, &link, id,
-                                &id_len, label));
-    assert_false(kwk_desc_parse("user", "other:pub:-:0::x", &kind, &flags, &link, id, &id_len,
-                                label));
-    assert_true(kwk_desc_parse("user", "keyward:cert:-:0::", &kind, &flags, &link, id, &id_len,
-                               label));
+    assert_false(
+        kwk_desc_parse("user", "keyward:pub:-:0:0g:x", &kind, &flags, &link, id, &id_len, label));
+    assert_false(
+        kwk_desc_parse("user", "keyward:pub:-:0:abc:x", &kind, &flags, &link, id, &id_len, label));
+    assert_false(
+        kwk_desc_parse("user", "other:pub:-:0::x", &kind, &flags, &link, id, &id_len, label));
+    assert_true(
+        kwk_desc_parse("user", "keyward:cert:-:0::", &kind, &flags, &link, id, &id_len, label));
     assert_int_equal(kind, KWK_KIND_CERT);
     assert_int_equal(id_len, 0);
     assert_string_equal(label, "");

@@ -154,8 +154,7 @@ static int attr_match(const fake_obj *o, const CK_ATTRIBUTE *a)
 {
     switch (a->type) {
     case CKA_CLASS:
-        return a->ulValueLen == sizeof(CK_OBJECT_CLASS) &&
-               *(CK_OBJECT_CLASS *)a->pValue == o->cls;
+        return a->ulValueLen == sizeof(CK_OBJECT_CLASS) && *(CK_OBJECT_CLASS *)a->pValue == o->cls;
     case CKA_LABEL:
         return a->ulValueLen == strlen(o->label) && memcmp(a->pValue, o->label, a->ulValueLen) == 0;
     case CKA_ID:

@@ -256,8 +256,8 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_find_tokens),      cmocka_unit_test(test_uri_errors),
-        cmocka_unit_test(test_object_template),  cmocka_unit_test(test_login_and_objects),
+        cmocka_unit_test(test_find_tokens),        cmocka_unit_test(test_uri_errors),
+        cmocka_unit_test(test_object_template),    cmocka_unit_test(test_login_and_objects),
         cmocka_unit_test(test_session_pool_waits), cmocka_unit_test(test_token_gone_and_back),
         cmocka_unit_test(test_rv_mapping),
     };
