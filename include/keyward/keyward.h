@@ -3,7 +3,7 @@
 #ifndef KEYWARD_KEYWARD_H
 #define KEYWARD_KEYWARD_H
 
-#define KEYWARD_VERSION_STR "0.1.0"
+#define KEYWARD_VERSION_STR   "0.1.0"
 #define KEYWARD_PROVIDER_NAME "keyward"
 
 /* Keys of the provider's section in openssl.cnf. */
