@@ -13,7 +13,7 @@ SECS=${1:-60}
 BUILD=${KEYWARD_FUZZ_BUILD:-$SRC/build-fuzz}
 OUT=${KEYWARD_FUZZ_OUT:-$BUILD/fuzz-out}
 ALL="uri keyfile_der key_uri keyfile_pem"
-# TODO(issue 7): keyward-pkcs11.so entry points and the CLI parsers when they land.
+# Not yet a target: keyward-pkcs11.so's entry points (issue 7).
 TARGETS=${*:-$ALL}
 
 case "$SECS" in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;; esac
