@@ -152,12 +152,13 @@ CK_RV kwk_kr_update(kwk_serial k, const void *data, size_t len)
 
 CK_RV kwk_kr_remove(kwk_serial ring, kwk_serial k)
 {
-    /* Invalidate, not just unlink: another keyring linking the key must not keep it alive. */
-    if (keyctl_invalidate(k) < 0) {
-        int e = errno;
-        if (keyctl_unlink(k, ring) < 0)
-            return kwk_rv_from_errno(e, "remove key");
-    }
+    /* Invalidate, not just unlink: another keyring linking the key must not keep it alive. And
+     * unlink too: the kernel's garbage collector takes an invalidated key out of keyrings only
+     * later, so without it a listing right after still shows the destroyed object. */
+    int inval = keyctl_invalidate(k) == 0;
+    int e = errno;
+    if (keyctl_unlink(k, ring) < 0 && !inval)
+        return kwk_rv_from_errno(e, "remove key");
     return CKR_OK;
 }
 

@@ -203,7 +203,7 @@ KEYWARD_MODULE=$CLIENT_MODULE run "$BUILD/tools/keyward" uri2pem "$CLIENT" --out
 
 step "nginx on 127.0.0.1, key on the token, client certificates required, CRL checked"
 PORT=$(for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 30000))
+    p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768+)
     (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; break; }
 done)
 mkdir -p nginx/logs nginx/tmp
@@ -240,7 +240,14 @@ note "nginx.conf: ssl_certificate_key web-key.pem (the URI key file); ssl_crl pk
 nginx -p "$STATE/nginx" -c "$STATE/nginx/nginx.conf" -e "$STATE/nginx/logs/error.log" \
     >nginx/logs/stdout.log 2>&1 &
 PIDS+=($!)
-for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+# Up to 30 s: a loaded machine can take a while to start nginx and load the token key.
+for _ in $(seq 300); do
+    (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break
+    kill -0 "${PIDS[0]}" 2>/dev/null || { cat nginx/logs/stdout.log nginx/logs/error.log >&2; echo "demo: nginx did not start" >&2; exit 1; }
+    sleep 0.1
+done
+(echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null ||
+    { tail -20 nginx/logs/error.log >&2; echo "demo: nginx is not listening on $PORT after 30 s" >&2; exit 1; }
 note "nginx master pid ${PIDS[0]}, https://localhost:$PORT/"
 
 curl_client() {

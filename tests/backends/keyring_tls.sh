@@ -55,7 +55,7 @@ trap 'for p in "${PIDS[@]}"; do kill $p 2>/dev/null; done' EXIT
 free_port() {
     local p
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768+)
         (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null || { echo $p; return; }
     done
 }
@@ -124,7 +124,10 @@ http {
 CONF
 nginx -p "$PWD/ng" -c "$PWD/ng/nginx.conf" -e "$PWD/ng/logs/error.log" >ng/out.log 2>&1 &
 PIDS+=($!)
-for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+# Up to 30 s: a loaded machine can take a while to start nginx and load the key.
+for _ in $(seq 300); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+(echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null ||
+    { cat ng/out.log; tail -20 ng/logs/error.log; bad "nginx is not listening on $port after 30 s"; }
 good=0
 for i in $(seq 6); do
     OPENSSL_CONF=$W/default.cnf timeout 60 curl -sS --cacert "$W/tls.crt" \
