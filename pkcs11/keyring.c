@@ -143,6 +143,24 @@ CK_RV kwk_kr_add(const char *type, const char *desc, const void *data, size_t le
     return CKR_OK;
 }
 
+int kwk_kr_has(kwk_serial ring, const char *desc)
+{
+    /* Only keys linked straight into the ring: keyctl_search would also look in nested rings. */
+    kwk_serial *ids = NULL;
+    size_t n = 0;
+    int found = 0;
+    if (kwk_kr_list(ring, &ids, &n) != CKR_OK)
+        return 0;
+    for (size_t i = 0; i < n && !found; i++) {
+        char type[32], *d = NULL;
+        if (kwk_kr_describe(ids[i], type, sizeof(type), &d) == CKR_OK)
+            found = strcmp(type, "user") == 0 && strcmp(d, desc) == 0;
+        free(d);
+    }
+    free(ids);
+    return found;
+}
+
 CK_RV kwk_kr_update(kwk_serial k, const void *data, size_t len)
 {
     if (keyctl_update(k, data, len) < 0)

@@ -264,6 +264,8 @@ void kwk_ossl_free(void);
 #define KWK_PERM_PRIVATE 0x3f010000u /* possessor: all; user: view */
 CK_RV kwk_kr_resolve(const char *spec, kwk_serial *out);
 CK_RV kwk_kr_list(kwk_serial ring, kwk_serial **out, size_t *n);
+/* Is a user key with this description linked straight into ring? */
+int kwk_kr_has(kwk_serial ring, const char *desc);
 CK_RV kwk_kr_describe(kwk_serial k, char *type, size_t tcap, char **desc);
 CK_RV kwk_kr_read(kwk_serial k, unsigned char **buf, size_t *len); /* secure memory */
 CK_RV kwk_kr_add(const char *type, const char *desc, const void *data, size_t len, kwk_serial ring,

@@ -16,8 +16,20 @@ static CK_RV add_user(kwk_token *t, kwk_kind kind, unsigned flags, kwk_serial li
                       const kwk_new_obj *m, const void *data, size_t len, kwk_serial *out)
 {
     char desc[DESC_MAX];
-    if (!kwk_desc_format(desc, sizeof(desc), kind, flags, link, m->id, m->id_len, m->label))
-        return CKR_ATTRIBUTE_VALUE_INVALID;
+    /* add_key() replaces a key of the same type and description in place: two public keys or
+     * certificates with the same label and ID (both empty, say) would become one, and the first
+     * key pair's private key would then be linked to the second one's public key. Their link
+     * field means nothing, so a number not yet used there (-1, -2, ...) keeps them apart.
+     * Private keys link to their (unique) public key; a meta key is meant to be replaced. */
+    for (kwk_serial alt = 0;; alt--) {
+        if (!kwk_desc_format(desc, sizeof(desc), kind, flags, alt == 0 ? link : alt, m->id,
+                             m->id_len, m->label))
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+        if ((kind != KWK_KIND_PUB && kind != KWK_KIND_CERT) || !kwk_kr_has(t->ring, desc))
+            break;
+        if (alt < -4096)
+            return CKR_DEVICE_MEMORY;
+    }
     return kwk_kr_add("user", desc, data, len, t->ring, out);
 }
 
