@@ -12,8 +12,7 @@ SECS=${1:-60}
 [ $# -gt 0 ] && shift
 BUILD=${KEYWARD_FUZZ_BUILD:-$SRC/build-fuzz}
 OUT=${KEYWARD_FUZZ_OUT:-$BUILD/fuzz-out}
-ALL="uri keyfile_der key_uri keyfile_pem"
-# Not yet a target: keyward-pkcs11.so's entry points (issue 7).
+ALL="uri keyfile_der key_uri keyfile_pem cli pkcs11"
 TARGETS=${*:-$ALL}
 
 case "$SECS" in '' | *[!0-9]*) echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2; exit 2 ;; esac
