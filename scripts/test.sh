@@ -1,19 +1,127 @@
 #!/bin/bash
-# Install what the tests need, build with -Werror, run the whole suite (meson test).
-#   scripts/test.sh [meson test args...]      e.g. scripts/test.sh --suite unit
-# KEYWARD_TEST_SETUP=asan|valgrind runs the suite under that meson test setup.
-set -euo pipefail
+# Install what the tests need, build with -Werror and run the tests in stages:
+#   main      the whole suite (meson test) on a plain build
+#   asan      the whole suite under the asan setup, on a fresh ASan+UBSan build
+#   valgrind  the whole suite under the valgrind setup (memcheck), on the main build
+#   fuzz      every libFuzzer target (tests/fuzz/run.sh) for KEYWARD_FUZZ_SECONDS (default 60) s
+#   tsan      the thread tests on a ThreadSanitizer build
+# Usage: scripts/test.sh [--stages "main asan ..."] [meson test args...]
+#   With no arguments every stage runs (this is what CI runs). Meson test arguments alone
+#   (scripts/test.sh --suite unit) run the main stage only, with those arguments.
+#   KEYWARD_CI_STAGES="..." picks the stages as --stages does; KEYWARD_TEST_SETUP=asan|valgrind
+#   (older spelling) runs that one stage with the given meson test arguments.
+# Every stage runs even when an earlier one failed; the summary names each stage's result and
+# time, and the exit status is non-zero when any stage failed.
+set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-SETUP=${KEYWARD_TEST_SETUP:-}
-BUILD=${KEYWARD_BUILD_DIR:-$SRC/build-test${SETUP:+-$SETUP}}
+ALL_STAGES="main asan valgrind fuzz tsan"
 
-"$SRC/scripts/deps.sh" test
-if [ ! -f "$BUILD/build.ninja" ]; then
-    opts=(--werror -Dtests=enabled)
-    [ "$SETUP" = asan ] && opts+=(-Db_sanitize=address,undefined -Db_lundef=false)
-    meson setup "$BUILD" "$SRC" "${opts[@]}"
+stages=${KEYWARD_CI_STAGES:-}
+if [ "${1:-}" = "--stages" ]; then
+    stages=${2:?--stages needs a list, e.g. --stages "main fuzz"}
+    shift 2
+elif [ "${1:-}" != "${1#--stages=}" ]; then
+    stages=${1#--stages=}
+    shift
 fi
-ninja -C "$BUILD"
-setup=()
-[ -n "$SETUP" ] && setup=(--setup "$SETUP")
-meson test -C "$BUILD" --print-errorlogs --num-processes 2 "${setup[@]}" "$@"
+if [ -z "$stages" ]; then
+    if [ -n "${KEYWARD_TEST_SETUP:-}" ]; then
+        stages=$KEYWARD_TEST_SETUP
+    elif [ $# -gt 0 ]; then
+        stages=main
+    else
+        stages=$ALL_STAGES
+    fi
+fi
+for s in $stages; do
+    case " $ALL_STAGES " in *" $s "*) ;; *)
+        echo "unknown stage '$s' (stages: $ALL_STAGES)" >&2
+        exit 2
+        ;;
+    esac
+done
+
+"$SRC/scripts/deps.sh" test || {
+    echo "test.sh: installing test packages failed" >&2
+    exit 1
+}
+
+BUILD=${KEYWARD_BUILD_DIR:-$SRC/build-test}
+NPROC=$(nproc)
+
+# setup DIR [meson options]: configure DIR once with --werror, then build it.
+setup() {
+    local dir=$1
+    shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        meson setup "$dir" "$SRC" --werror -Dtests=enabled "$@" || return 1
+    fi
+    ninja -C "$dir"
+}
+
+stage_main() {
+    setup "$BUILD" && meson test -C "$BUILD" --print-errorlogs --num-processes "$NPROC" "$@"
+}
+
+# A fresh build: an ASan build left from an older tree could hide a finding.
+stage_asan() {
+    local dir=$BUILD-asan
+    rm -rf "$dir"
+    setup "$dir" -Db_sanitize=address,undefined -Db_lundef=false &&
+        meson test -C "$dir" --setup asan --print-errorlogs --num-processes "$NPROC" "$@"
+}
+
+# memcheck on the plain build (the same binaries the main stage tested).
+stage_valgrind() {
+    setup "$BUILD" &&
+        meson test -C "$BUILD" --setup valgrind --print-errorlogs --num-processes "$NPROC" "$@"
+}
+
+# Each target KEYWARD_FUZZ_SECONDS seconds, as many at once as there are CPUs; run.sh prints
+# the execs of each and the total. Its exit 77 (no clang) is a failure here: CI installs clang.
+stage_fuzz() {
+    KEYWARD_FUZZ_BUILD=${KEYWARD_FUZZ_BUILD:-$BUILD-fuzz} \
+        "$SRC/tests/fuzz/run.sh" "${KEYWARD_FUZZ_SECONDS:-60}"
+}
+
+# The tests that run threads against one module (tests/unit p11 worker threads, the keyring
+# module's api_test thread and fork parts, tests/servers thread-sign and fork-sign) on a gcc
+# ThreadSanitizer build. gcc's libtsan is a shared library, so keyward.so and
+# keyward-pkcs11.so (linked with -z defs) resolve it; the programs the tests run are ours and
+# instrumented. Fewer signatures per thread than the main stage: TSan is 5-15x slower.
+TSAN_TESTS="p11 pkcs11-api servers-fork-thread servers-fork-thread-softhsm-default"
+stage_tsan() {
+    local dir=$BUILD-tsan
+    setup "$dir" -Db_sanitize=thread -Db_lundef=false || return 1
+    TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$SRC/tests/tsan.supp" \
+        KWS_THREAD_COUNT=${KWS_THREAD_COUNT:-200} \
+        meson test -C "$dir" --print-errorlogs --num-processes "$NPROC" $TSAN_TESTS "$@"
+}
+
+results=()
+failed=""
+t_all=$SECONDS
+for s in $stages; do
+    echo "==== stage $s ===="
+    t0=$SECONDS
+    if [ "$s" = main ] || [ -n "${KEYWARD_TEST_SETUP:-}" ]; then
+        "stage_$s" "$@"
+    else
+        "stage_$s"
+    fi
+    rc=$?
+    dt=$((SECONDS - t0))
+    if [ "$rc" -eq 0 ]; then
+        results+=("$(printf '%-9s ok      %5ds' "$s" "$dt")")
+    else
+        results+=("$(printf '%-9s FAILED  %5ds  (exit %d)' "$s" "$dt" "$rc")")
+        failed="$failed $s"
+    fi
+done
+echo "==== summary ($((SECONDS - t_all)) s) ===="
+printf '%s\n' "${results[@]}"
+if [ -n "$failed" ]; then
+    echo "test.sh: stages that failed:$failed" >&2
+    exit 1
+fi
+echo "test.sh: all stages passed: $stages"

@@ -2,6 +2,7 @@
 # Build the libFuzzer targets (clang, ASan+UBSan) and run each for a bounded time.
 #   tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]      default 60 s, every target
 # Environment: KEYWARD_FUZZ_BUILD  build dir (default BUILD-ROOT/build-fuzz)
+#              KEYWARD_FUZZ_JOBS   targets run at once (default: the number of CPUs)
 #              KEYWARD_FUZZ_OUT    where crash inputs and logs go (default BUILD/fuzz-out)
 # Prints execs per target and the total; exits 1 when a target crashed, leaked, hit UB, timed
 # out or failed a property (the input is kept in KEYWARD_FUZZ_OUT), 77 when clang or libFuzzer
@@ -35,22 +36,44 @@ ninja -C "$BUILD" >/dev/null
 mkdir -p "$OUT"
 export ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+for t in $TARGETS; do
+    if [ ! -x "$BUILD/tests/fuzz/fuzz-$t" ] || [ ! -d "$SRC/tests/fuzz/corpus/$t" ]; then
+        echo "no such fuzz target: $t" >&2
+        exit 2
+    fi
+done
+
+# One target: its libFuzzer log in OUT/T.log, its exit status in OUT/T.rc.
+fuzz_one() {
+    local t=$1 work rc=0
+    work=$(mktemp -d)
+    "$BUILD/tests/fuzz/fuzz-$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 \
+        -max_len=4096 -print_final_stats=1 -artifact_prefix="$OUT/$t-" \
+        "$work" "$SRC/tests/fuzz/corpus/$t" >"$OUT/$t.log" 2>&1 || rc=$?
+    rm -rf "$work"
+    echo "$rc" >"$OUT/$t.rc"
+}
+
+# Targets run JOBS at a time (default: one per CPU); each still gets SECS seconds.
+JOBS=${KEYWARD_FUZZ_JOBS:-$(nproc)}
+running=0
+for t in $TARGETS; do
+    rm -f "$OUT/$t.rc" "$OUT/$t.log"
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    fuzz_one "$t" &
+    running=$((running + 1))
+done
+wait || true
+
 total=0
 failed=""
 printf '%-14s %12s %8s  %s\n' target execs exec/s result
 for t in $TARGETS; do
-    exe="$BUILD/tests/fuzz/fuzz-$t"
-    seeds="$SRC/tests/fuzz/corpus/$t"
-    if [ ! -x "$exe" ] || [ ! -d "$seeds" ]; then
-        echo "no such fuzz target: $t" >&2
-        exit 2
-    fi
-    work=$(mktemp -d)
     log="$OUT/$t.log"
-    rc=0
-    "$exe" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=4096 \
-        -print_final_stats=1 -artifact_prefix="$OUT/$t-" "$work" "$seeds" >"$log" 2>&1 || rc=$?
-    rm -rf "$work"
+    rc=$(cat "$OUT/$t.rc" 2>/dev/null || echo 99)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     execs=${execs:-0}
