@@ -3,6 +3,7 @@
  * session closed by one thread while another uses it is freed only after that call ends. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kw_log.h"
 #include "kw_secmem.h"
@@ -34,20 +35,35 @@ static void session_free(kwk_session *s)
     free(s);
 }
 
+/* Lock order: a session's lock, then kwk_lock (a call on a session takes the module lock while
+ * it runs). Finding a session needs kwk_lock, so the session's lock is only tried under it: when
+ * a call on that session is in progress, kwk_lock is let go (that call may be waiting for it)
+ * and the lookup is repeated. Blocking there instead deadlocked two threads using one session. */
+static void pause_briefly(void)
+{
+    struct timespec ts = {0, 50 * 1000};
+    nanosleep(&ts, NULL);
+}
+
 CK_RV kwk_session_get(CK_SESSION_HANDLE h, kwk_session **out)
 {
-    if (!kwk_initialized())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    pthread_mutex_lock(&kwk_lock);
-    kwk_session *s = h >= 1 && h <= KWK_MAX_SESSIONS ? table[h - 1] : NULL;
-    if (s == NULL) {
+    for (;;) {
+        if (!kwk_initialized())
+            return CKR_CRYPTOKI_NOT_INITIALIZED;
+        pthread_mutex_lock(&kwk_lock);
+        kwk_session *s = h >= 1 && h <= KWK_MAX_SESSIONS ? table[h - 1] : NULL;
+        if (s == NULL) {
+            pthread_mutex_unlock(&kwk_lock);
+            return kwk_initialized() ? CKR_SESSION_HANDLE_INVALID : CKR_CRYPTOKI_NOT_INITIALIZED;
+        }
+        if (pthread_mutex_trylock(&s->lock) == 0) {
+            pthread_mutex_unlock(&kwk_lock);
+            *out = s;
+            return CKR_OK;
+        }
         pthread_mutex_unlock(&kwk_lock);
-        return kwk_initialized() ? CKR_SESSION_HANDLE_INVALID : CKR_CRYPTOKI_NOT_INITIALIZED;
+        pause_briefly();
     }
-    pthread_mutex_lock(&s->lock);
-    pthread_mutex_unlock(&kwk_lock);
-    *out = s;
-    return CKR_OK;
 }
 
 void kwk_session_put(kwk_session *s)
@@ -70,7 +86,13 @@ static void session_close_locked(size_t i)
     kwk_session *s = table[i];
     kwk_token *t = s->tok;
     table[i] = NULL;
-    pthread_mutex_lock(&s->lock); /* wait for a call in progress */
+    /* Wait for a call in progress (no new one can find the session now); it may need kwk_lock
+     * to finish, so that is let go meanwhile (see kwk_session_get). */
+    while (pthread_mutex_trylock(&s->lock) != 0) {
+        pthread_mutex_unlock(&kwk_lock);
+        pause_briefly();
+        pthread_mutex_lock(&kwk_lock);
+    }
     pthread_mutex_unlock(&s->lock);
     kwk_objects_drop_session(t, s->handle);
     session_free(s);
