@@ -87,12 +87,15 @@ stage_fuzz() {
 # module's api_test thread and fork parts, tests/servers thread-sign and fork-sign) on a gcc
 # ThreadSanitizer build. gcc's libtsan is a shared library, so keyward.so and
 # keyward-pkcs11.so (linked with -z defs) resolve it; the programs the tests run are ours and
-# instrumented. Fewer signatures per thread than the main stage: TSan is 5-15x slower.
+# instrumented; openssl, which the tests use to make keys, gets libtsan preloaded (the fixtures'
+# KEYWARD_ASAN_PRELOAD hook). Fewer signatures per thread than the main stage: TSan is 5-15x
+# slower.
 TSAN_TESTS="p11 pkcs11-api servers-fork-thread servers-fork-thread-softhsm-default"
 stage_tsan() {
     local dir=$BUILD-tsan
     setup "$dir" -Db_sanitize=thread -Db_lundef=false || return 1
     TSAN_OPTIONS="halt_on_error=1:exitcode=66:second_deadlock_stack=1:suppressions=$SRC/tests/tsan.supp" \
+        KEYWARD_ASAN_PRELOAD=$(gcc -print-file-name=libtsan.so) \
         KWS_THREAD_COUNT=${KWS_THREAD_COUNT:-200} \
         meson test -C "$dir" --print-errorlogs --num-processes "$NPROC" $TSAN_TESTS "$@"
 }
