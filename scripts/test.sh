@@ -18,13 +18,16 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 ALL_STAGES="main asan valgrind fuzz tsan"
 
 stages=${KEYWARD_CI_STAGES:-}
-if [ "${1:-}" = "--stages" ]; then
+case "${1:-}" in
+--stages)
     stages=${2:?--stages needs a list, e.g. --stages "main fuzz"}
     shift 2
-elif [ "${1:-}" != "${1#--stages=}" ]; then
+    ;;
+--stages=*)
     stages=${1#--stages=}
     shift
-fi
+    ;;
+esac
 if [ -z "$stages" ]; then
     if [ -n "${KEYWARD_TEST_SETUP:-}" ]; then
         stages=$KEYWARD_TEST_SETUP
