@@ -120,6 +120,15 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
                oldg, newcrt);
         goto out;
     }
+    /* keyward.conf naming generation N is the commit point: ca/ca-N.crt and the cross
+     * certificate must be on disk before it (recovery rolls ca.crt forward from ca-N.crt) */
+    char *cadir = kwt_path(ca.dir, "ca");
+    rc = kwt_fsync_file(newcrt) || kwt_fsync_file(cross) || kwt_fsync_dir(cadir);
+    free(cadir);
+    if (rc) {
+        rc = kwt_err(KWT_FAIL, "cannot sync the new CA certificates: %s", strerror(errno));
+        goto out;
+    }
     /* switch: config (new key, old key kept), ca.crt, then CRLs from both keys */
     char *ok = kwt_asprintf("%s%s%d:%s", ca.conf.old_keys ? ca.conf.old_keys : "",
                             ca.conf.old_keys ? " " : "", oldg, oldkey);

@@ -434,6 +434,30 @@ static void remove_tmp_files(const char *dir)
     closedir(d);
 }
 
+/* ca rotate commits by saving keyward.conf with the new generation, then copies ca/ca-N.crt
+ * to ca.crt: a rotate killed between the two leaves ca.crt one generation behind its key. */
+static int roll_forward_ca_cert(kwt_ca *ca)
+{
+    char *want = kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, ca->conf.generation);
+    char *cacrt = kwt_path(ca->dir, "ca.crt");
+    size_t wl = 0, cl = 0;
+    char *w = kwt_read_file(want, &wl), *c = kwt_read_file(cacrt, &cl);
+    int rc = 0;
+    if (w && (!c || wl != cl || memcmp(w, c, wl) != 0)) {
+        if (kwt_g.verbose)
+            fprintf(stderr, "keyward: finishing an interrupted rotation: %s becomes ca.crt\n",
+                    want);
+        if (kwt_write_atomic(cacrt, w, wl, 0644) != 0)
+            rc = kwt_err(KWT_FAIL, "cannot finish the interrupted CA rotation (%s to %s): %s",
+                         want, cacrt, strerror(errno));
+    }
+    free(w);
+    free(c);
+    free(want);
+    free(cacrt);
+    return rc;
+}
+
 int kwt_ca_recover(kwt_ca *ca)
 {
     int gen = current_gen(ca->dir);
@@ -457,6 +481,8 @@ int kwt_ca_recover(kwt_ca *ca)
     }
     closedir(d);
     remove_tmp_files(ca->dir);
+    if (roll_forward_ca_cert(ca) != 0)
+        return KWT_FAIL;
     char *issued = kwt_path(ca->dir, "issued");
     remove_tmp_files(issued);
     /* issued/NAME.crt must point at the newest valid certificate of NAME; walk the index

@@ -52,6 +52,8 @@ int kwt_copy_file(const char *from, const char *to, int mode); /* atomic, fsynce
 /* Inside a transaction the per-file fsyncs are deferred to one syncfs before the commit. */
 extern bool kwt_defer_sync;
 int kwt_fsync_dir(const char *dir);
+/* fsync a file another program (openssl) wrote */
+int kwt_fsync_file(const char *path);
 int kwt_symlink_atomic(const char *target, const char *linkpath);
 bool kwt_exists(const char *path);
 int kwt_rm_rf(const char *path);

@@ -178,6 +178,16 @@ int kwt_fsync_dir(const char *dir)
     return rc;
 }
 
+int kwt_fsync_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
 static char *dir_of(const char *path)
 {
     char *d = kwt_strdup(path);
