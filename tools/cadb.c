@@ -434,26 +434,35 @@ static void remove_tmp_files(const char *dir)
     closedir(d);
 }
 
-/* ca rotate commits by saving keyward.conf with the new generation, then copies ca/ca-N.crt
- * to ca.crt: a rotate killed between the two leaves ca.crt one generation behind its key. */
+/* ca rotate commits by saving keyward.conf with generation N, then copies ca/ca-N.crt to
+ * ca.crt. A rotate killed between the two leaves ca.crt equal to ca/ca-(N-1).crt; only that
+ * exact state is rolled forward (an operator's own ca.crt is left alone). */
 static int roll_forward_ca_cert(kwt_ca *ca)
 {
-    char *want = kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, ca->conf.generation);
+    int n = ca->conf.generation;
+    if (n < 2)
+        return 0;
+    char *newp = kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, n);
+    char *oldp = kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, n - 1);
     char *cacrt = kwt_path(ca->dir, "ca.crt");
-    size_t wl = 0, cl = 0;
-    char *w = kwt_read_file(want, &wl), *c = kwt_read_file(cacrt, &cl);
+    size_t nl = 0, ol = 0, cl = 0;
+    char *nw = kwt_read_file(newp, &nl), *od = kwt_read_file(oldp, &ol);
+    char *cur = kwt_read_file(cacrt, &cl);
     int rc = 0;
-    if (w && (!c || wl != cl || memcmp(w, c, wl) != 0)) {
+    if (nw && od && cur && cl == ol && memcmp(cur, od, ol) == 0 &&
+        (nl != ol || memcmp(nw, od, nl) != 0)) {
         if (kwt_g.verbose)
             fprintf(stderr, "keyward: finishing an interrupted rotation: %s becomes ca.crt\n",
-                    want);
-        if (kwt_write_atomic(cacrt, w, wl, 0644) != 0)
-            rc = kwt_err(KWT_FAIL, "cannot finish the interrupted CA rotation (%s to %s): %s",
-                         want, cacrt, strerror(errno));
+                    newp);
+        if (kwt_write_atomic(cacrt, nw, nl, 0644) != 0)
+            rc = kwt_err(KWT_FAIL, "cannot finish the interrupted CA rotation (%s to %s): %s", newp,
+                         cacrt, strerror(errno));
     }
-    free(w);
-    free(c);
-    free(want);
+    free(nw);
+    free(od);
+    free(cur);
+    free(newp);
+    free(oldp);
     free(cacrt);
     return rc;
 }

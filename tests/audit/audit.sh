@@ -128,7 +128,7 @@ kw_log "ok: pkcs12 -export carries no private key (exit $rc)"
 
 # ---- 2. EVP API ----
 "$B/tests/audit/audit-evp" "$(uri rsa)" "$(uri ec)" "$(uri ed)" >evp.out 2>>"$ALL_ERR" ||
-    { cat evp.out >&2; kw_fail "audit-evp: $(tail -1 evp.out)"; }
+    { cat evp.out >&2; tail -60 "$ALL_ERR" >&2; kw_fail "audit-evp: $(tail -1 evp.out)"; }
 kw_log "ok: EVP API: $(tail -1 evp.out)"
 fi
 

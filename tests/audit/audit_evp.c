@@ -289,7 +289,8 @@ static EVP_PKEY *load_key(const char *uri)
 int main(int argc, char **argv)
 {
     plain = OSSL_LIB_CTX_new();
-    if (plain == NULL || OSSL_PROVIDER_load(plain, "default") == NULL) {
+    OSSL_PROVIDER *deflt = plain != NULL ? OSSL_PROVIDER_load(plain, "default") : NULL;
+    if (deflt == NULL) {
         fprintf(stderr, "cannot make a default-only library context\n");
         return 1;
     }
@@ -319,6 +320,7 @@ int main(int argc, char **argv)
         EVP_PKEY_free(soft);
         EVP_PKEY_free(pk);
     }
+    OSSL_PROVIDER_unload(deflt);
     OSSL_LIB_CTX_free(plain);
     printf("%d checks, %d failed\n", checks, failures);
     return failures != 0 || argc < 2;

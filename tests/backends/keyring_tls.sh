@@ -31,9 +31,18 @@ if [ "$MODE" = host ] || [ "$MODE" = vm ]; then
     kw_write_provider_cnf "$W/kw.cnf" "$KEYWARD_PROVIDER_DIR" "keyward-module = $MOD"
     chmod -R a+rX "$W"
     if [ "$MODE" = vm ]; then
+        # An ASan build of openssl's provider stack under TCG emulation (no KVM) does not get
+        # its TLS servers up within the VM's time: measured 300 s and out. The same provider
+        # code runs under asan in keyring-tls-host, and the module's kernel paths in pkcs11-vm.
+        if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ] && ! { [ -w /dev/kvm ] && grep -qwE "vmx|svm" /proc/cpuinfo; }; then
+            echo "SKIP: under the asan setup without KVM the VM's TLS servers do not start in time"
+            exit 77
+        fi
         mkdir -p "$W/out"
         KW_VM_OUT_HOST=$W/out "$HERE/../fixtures/vm-run.sh" -t 300 -- env W="$W" MOD="$MOD" \
-            KW="$KW" WANT=kernel KEYWARD_PROVIDER_DIR="$KEYWARD_PROVIDER_DIR" bash "$HERE/keyring_tls.sh" run "$MOD" "$KW"
+            KW="$KW" WANT=kernel KEYWARD_PROVIDER_DIR="$KEYWARD_PROVIDER_DIR" PATH="$PATH" \
+            KEYWARD_ASAN_PRELOAD="${KEYWARD_ASAN_PRELOAD:-}" ASAN_OPTIONS="${ASAN_OPTIONS:-}" \
+            LSAN_OPTIONS="${LSAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" bash "$HERE/keyring_tls.sh" run "$MOD" "$KW"
         rc=$?
         [ $rc = 77 ] && exit 77
         exit $rc

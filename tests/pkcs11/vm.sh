@@ -35,7 +35,9 @@ chmod -R a+rX "$W"
 OUT=$W/out
 mkdir -p "$OUT"
 KW_VM_OUT_HOST=$OUT "$VMRUN" -t 300 -- env MOD="$MOD" API="$API" TOOL="$TOOL" W="$W" \
-    KEYWARD_PKCS11_CONF="$W/conf" bash "$HERE/vm_guest.sh"
+    KEYWARD_PKCS11_CONF="$W/conf" KEYWARD_ASAN_PRELOAD="${KEYWARD_ASAN_PRELOAD:-}" \
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}" LSAN_OPTIONS="${LSAN_OPTIONS:-}" \
+    UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" bash "$HERE/vm_guest.sh"
 rc=$?
 [ $rc = 77 ] && exit 77
 [ $rc = 0 ] || bad "guest script exit status $rc"
