@@ -114,12 +114,14 @@ t_all=$SECONDS
 for s in $stages; do
     echo "==== stage $s ===="
     t0=$SECONDS
+    log=$BUILD-stage-$s.log
+    mkdir -p "$(dirname "$log")"
     if [ "$s" = main ] || [ -n "${KEYWARD_TEST_SETUP:-}" ]; then
-        "stage_$s" "$@"
+        "stage_$s" "$@" 2>&1 | tee "$log"
     else
-        "stage_$s"
+        "stage_$s" 2>&1 | tee "$log"
     fi
-    rc=$?
+    rc=${PIPESTATUS[0]}
     dt=$((SECONDS - t0))
     if [ "$rc" -eq 0 ]; then
         results+=("$(printf '%-9s ok      %5ds' "$s" "$dt")")
@@ -131,6 +133,13 @@ done
 echo "==== summary ($((SECONDS - t_all)) s) ===="
 printf '%s\n' "${results[@]}"
 if [ -n "$failed" ]; then
+    # CI may keep only the end of the console: repeat the end of each failed stage's output.
+    for s in $failed; do
+        echo "==== end of the failed stage $s (whole output: $BUILD-stage-$s.log) ===="
+        grep -v -E '^\[[0-9]+/[0-9]+\] (Compiling|Linking|Generating)' "$BUILD-stage-$s.log" | tail -n 80
+    done
+    echo "==== summary, again ===="
+    printf '%s\n' "${results[@]}"
     echo "test.sh: stages that failed:$failed" >&2
     exit 1
 fi

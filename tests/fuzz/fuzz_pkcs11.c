@@ -7,9 +7,9 @@
  * mechanisms with their parameters (PSS, OAEP) and data:
  *   0 C_FindObjectsInit/FindObjects/Final with a fuzzed template
  *   1 C_CreateObject with a fuzzed template, then C_SetAttributeValue and C_GetAttributeValue on
- *     the new object, which is destroyed again
+ *     the new object, which is destroyed again (with an imported private key's public half)
  *   2 C_GetAttributeValue with a fuzzed template (length queries, short and odd buffers)
- *   3 C_SetAttributeValue on the generated keys
+ *   3 C_SetAttributeValue on the generated keys, whose label and ID are restored after
  *   4 C_SignInit with a fuzzed mechanism and parameters, then C_Sign or SignUpdate/SignFinal
  *   5 C_DecryptInit with a fuzzed mechanism, C_Decrypt of fuzzed bytes, of a fuzzed block under
  *     raw RSA (so the unpadding sees any padded block), or of a real PKCS#1/OAEP ciphertext
@@ -17,7 +17,8 @@
  * Properties besides "no crash, no leak, no overflow": a private key's secret attributes are
  * never returned; private keys stay sensitive and unextractable whatever is set; a signature
  * the token made verifies on the token; a decryption's output fits the padding's bounds and a
- * real ciphertext decrypts to its plaintext. */
+ * real ciphertext decrypts to its plaintext. Each input leaves the token as it found it, so a
+ * finding replays from its input alone. */
 #include <keyutils.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +40,11 @@ static CK_SLOT_ID slot;
 static CK_OBJECT_HANDLE keys[6]; /* rsa priv, rsa pub, ec priv, ec pub, ed priv, ed pub */
 static EVP_PKEY *rsa_pub;        /* the RSA key's public half, for raw and real ciphertexts */
 static size_t rsa_len;
+static struct {
+    unsigned char label[64], id[64];
+    CK_ULONG label_len, id_len;
+} orig[6]; /* the generated keys' label and ID */
+#define MAX_OBJS 64
 
 typedef struct {
     const uint8_t *p;
@@ -529,11 +535,22 @@ static void op_find(CK_SESSION_HANDLE s, rd *r)
     free_template(t, n);
 }
 
+/* Every object handle on the token (at most cap). */
+static CK_ULONG list_objects(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *h, CK_ULONG cap)
+{
+    CK_ULONG got = 0;
+    FUZZ_CHECK(f->C_FindObjectsInit(s, NULL, 0) == CKR_OK);
+    FUZZ_CHECK(f->C_FindObjects(s, h, cap, &got) == CKR_OK);
+    FUZZ_CHECK(f->C_FindObjectsFinal(s) == CKR_OK);
+    return got;
+}
+
 static void op_create(CK_SESSION_HANDLE s, rd *r)
 {
     CK_ATTRIBUTE t[MAX_ATTRS], t2[MAX_ATTRS];
     CK_ULONG n = read_template(r, t), n2;
-    CK_OBJECT_HANDLE o = CK_INVALID_HANDLE;
+    CK_OBJECT_HANDLE o = CK_INVALID_HANDLE, before[MAX_OBJS], after[MAX_OBJS];
+    CK_ULONG nb = list_objects(s, before, MAX_OBJS);
 
     if (f->C_CreateObject(s, t, n, &o) == CKR_OK) {
         check_private_stays_private(s, o);
@@ -547,6 +564,17 @@ static void op_create(CK_SESSION_HANDLE s, rd *r)
         FUZZ_CHECK(f->C_DestroyObject(s, o) == CKR_OK);
     }
     free_template(t, n);
+    /* An imported private key brings its public half as a second object: that goes too, so the
+     * token is as it was and the next input does not depend on this one. */
+    CK_ULONG na = list_objects(s, after, MAX_OBJS);
+    for (CK_ULONG i = 0; i < na; i++) {
+        int old = 0;
+        for (CK_ULONG j = 0; j < nb && !old; j++)
+            old = after[i] == before[j];
+        if (!old)
+            FUZZ_CHECK(f->C_DestroyObject(s, after[i]) == CKR_OK);
+    }
+    FUZZ_CHECK(list_objects(s, after, MAX_OBJS) == nb);
 }
 
 static void op_set(CK_SESSION_HANDLE s, rd *r, CK_OBJECT_HANDLE key)
@@ -556,12 +584,12 @@ static void op_set(CK_SESSION_HANDLE s, rd *r, CK_OBJECT_HANDLE key)
     (void)f->C_SetAttributeValue(s, key, t, n);
     check_private_stays_private(s, key);
     free_template(t, n);
-    /* Usage flags back on, so later inputs still reach signing and decryption. */
+    /* Label and ID (all a token key lets one change) back as generated, so that the next input
+     * finds the token as every input does. */
     for (int i = 0; i < 6; i++) {
-        CK_BBOOL yes = CK_TRUE;
-        CK_ATTRIBUTE u[] = {{CKA_SIGN, &yes, 1}, {CKA_DECRYPT, &yes, 1}, {CKA_VERIFY, &yes, 1}};
-        for (int j = 0; j < 3; j++)
-            (void)f->C_SetAttributeValue(s, keys[i], &u[j], 1);
+        CK_ATTRIBUTE a[] = {{CKA_LABEL, orig[i].label, orig[i].label_len},
+                            {CKA_ID, orig[i].id, orig[i].id_len}};
+        FUZZ_CHECK(f->C_SetAttributeValue(s, keys[i], a, 2) == CKR_OK);
     }
 }
 
@@ -640,6 +668,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     FUZZ_CHECK(f->C_GenerateKeyPair(s, &mec, pec, 2, tok, 1, &keys[3], &keys[2]) == CKR_OK);
     FUZZ_CHECK(f->C_GenerateKeyPair(s, &med, ped, 2, tok, 1, &keys[5], &keys[4]) == CKR_OK);
     rsa_pub = rsa_public(s, keys[1]);
+    for (int i = 0; i < 6; i++) {
+        CK_ATTRIBUTE a[] = {{CKA_LABEL, orig[i].label, sizeof(orig[i].label)},
+                            {CKA_ID, orig[i].id, sizeof(orig[i].id)}};
+        FUZZ_CHECK(f->C_GetAttributeValue(s, keys[i], a, 2) == CKR_OK);
+        orig[i].label_len = a[0].ulValueLen;
+        orig[i].id_len = a[1].ulValueLen;
+    }
     f->C_CloseSession(s);
     return 0;
 }

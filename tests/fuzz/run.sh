@@ -58,7 +58,7 @@ fuzz_one() {
 JOBS=${KEYWARD_FUZZ_JOBS:-$(nproc)}
 running=0
 for t in $TARGETS; do
-    rm -f "$OUT/$t.rc" "$OUT/$t.log"
+    rm -f "$OUT/$t.rc" "$OUT/$t.log" "$OUT/$t"-*
     if [ "$running" -ge "$JOBS" ]; then
         wait -n || true
         running=$((running - 1))
@@ -88,6 +88,18 @@ for t in $TARGETS; do
 done
 echo "total execs: $total"
 if [ -n "$failed" ]; then
+    # CI keeps only the console, so the finding itself goes there: the report's first lines and
+    # the input, base64, to replay with: base64 -d > in; BUILD/tests/fuzz/fuzz-T in
+    for t in $failed; do
+        echo "---- fuzz-$t: what it found"
+        grep -m1 -A24 -E '^==[0-9]+== *(ERROR|WARNING)|runtime error|property failed|deadly signal|ALARM|out-of-memory' \
+            "$OUT/$t.log" || tail -n 30 "$OUT/$t.log"
+        for a in "$OUT/$t"-*; do
+            [ -f "$a" ] || continue
+            echo "input $a ($(stat -c %s "$a") bytes), base64:"
+            head -c 8192 "$a" | base64 -w 76
+        done
+    done
     echo "fuzz targets that failed:$failed" >&2
     exit 1
 fi
