@@ -23,7 +23,7 @@ if ! command -v "$CC_FUZZ" >/dev/null; then
     exit 77
 fi
 if [ ! -e "$("$CC_FUZZ" -print-runtime-dir)/libclang_rt.fuzzer-x86_64.a" ]; then
-    echo "SKIP: libFuzzer runtime missing (apt-get install libfuzzer-14-dev)" >&2
+    echo "SKIP: libFuzzer runtime missing (apt-get install libfuzzer-14-dev libclang-rt-14-dev)" >&2
     exit 77
 fi
 
