@@ -95,9 +95,16 @@ if [ -n "$failed" ]; then
         grep -m1 -A24 -E '^==[0-9]+== *(ERROR|WARNING)|runtime error|property failed|deadly signal|ALARM|out-of-memory' \
             "$OUT/$t.log" || tail -n 30 "$OUT/$t.log"
         for a in "$OUT/$t"-*; do
-            [ -f "$a" ] || continue
+            [ -f "$a" ] && [ "${a%.replay}" = "$a" ] || continue
             echo "input $a ($(stat -c %s "$a") bytes), base64:"
             head -c 8192 "$a" | base64 -w 76
+            # Whether the input alone brings it back tells a plain bug from one that needs the
+            # state earlier inputs left.
+            if "$BUILD/tests/fuzz/fuzz-$t" -timeout=10 -rss_limit_mb=2048 "$a" >"$a.replay" 2>&1; then
+                echo "replayed alone: passes (the finding needs what earlier inputs did)"
+            else
+                echo "replayed alone: fails again"
+            fi
         done
     done
     echo "fuzz targets that failed:$failed" >&2
