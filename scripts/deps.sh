@@ -7,7 +7,7 @@ set -eu
 PKGS_BUILD="meson ninja-build pkg-config gcc libc6-dev libssl-dev openssl libp11-kit-dev p11-kit p11-kit-modules libkeyutils-dev keyutils"
 PKGS_DEMO="softhsm2 opensc nginx-light curl keyutils"
 PKGS_TEST_PROVIDER="libcmocka-dev softhsm2 opensc gnutls-bin valgrind clang-format git"
-PKGS_TEST_PKCS11="qemu-system-x86 busybox-static"
+PKGS_TEST_PKCS11="qemu-system-x86 busybox-static xxd"
 PKGS_TEST_TOOLS="softhsm2 openssl python3 iproute2"
 PKGS_TEST_SERVERS="nginx-light stunnel4 curl python3 procps"
 PKGS_TEST_FUZZ="clang-14 libfuzzer-14-dev libclang-rt-14-dev strace"

@@ -144,7 +144,7 @@ load() {
     ok=$(cat res.$name.* | grep -cx 200 || true)
     workers=$(awk '{print $1}' ng/logs/access.log | sort -u | wc -l)
     printf 'RESULT tpm-nginx (%s) %s: %d/%d handshakes ok, %d clients, %d workers served, %.1f handshakes/s\n' \
-        "$VIA" "$name" "$ok" "$want" "$CLIENTS" "$workers" "$(echo "$want * 1000000000 / ($t1 - $t0)" | bc -l)"
+        "$VIA" "$name" "$ok" "$want" "$CLIENTS" "$workers" "$(awk -v n="$want" -v ns="$((t1 - t0))" 'BEGIN { print n * 1e9 / ns }')"
     [ "$ok" = "$want" ] || { sort res.$name.* | uniq -c >&2; tail -20 ng/logs/error.log >&2; \
         fail "$((want - ok)) of $want $name handshakes failed"; }
     [ "$workers" -ge $((WORKERS > 1 ? 2 : 1)) ] || fail "only $workers nginx worker served the $name load"
