@@ -15,9 +15,11 @@ CK_RV C_FindObjectsInit(CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n)
         kwk_session_put(s);
         return CKR_OPERATION_ACTIVE;
     }
-    if (tmpl == NULL && n > 0) {
+    /* A value with a length but no pointer would be compared byte by byte. */
+    rv = kwk_attr_check(tmpl, n);
+    if (rv != CKR_OK) {
         kwk_session_put(s);
-        return CKR_ARGUMENTS_BAD;
+        return rv;
     }
     pthread_mutex_lock(&kwk_lock);
     kwk_token *t = s->tok;

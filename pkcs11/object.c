@@ -646,8 +646,9 @@ int kwk_object_match(kwk_token *t, const kwk_object *o, const CK_ATTRIBUTE *tmpl
     (void)t;
     for (CK_ULONG i = 0; i < n; i++) {
         aval v = {0};
-        int ok = attr_value(o, tmpl[i].type, &v) == CKR_OK && v.len == tmpl[i].ulValueLen &&
-                 (v.len == 0 || memcmp(v.p, tmpl[i].pValue, v.len) == 0);
+        int ok =
+            attr_value(o, tmpl[i].type, &v) == CKR_OK && v.len == tmpl[i].ulValueLen &&
+            (v.len == 0 || (tmpl[i].pValue != NULL && memcmp(v.p, tmpl[i].pValue, v.len) == 0));
         aval_free(&v);
         if (!ok)
             return 0;

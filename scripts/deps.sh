@@ -10,7 +10,7 @@ PKGS_TEST_PROVIDER="libcmocka-dev softhsm2 opensc gnutls-bin valgrind clang-form
 PKGS_TEST_PKCS11="qemu-system-x86 busybox-static xxd"
 PKGS_TEST_TOOLS="softhsm2 openssl python3 iproute2"
 PKGS_TEST_SERVERS="nginx-light stunnel4 curl python3 procps"
-PKGS_TEST_FUZZ="clang-14 libfuzzer-14-dev libclang-rt-14-dev strace"
+PKGS_TEST_FUZZ="clang-14 libfuzzer-14-dev libclang-rt-14-dev llvm-14 strace"
 PKGS_TEST_TPM="swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus"
 
 case "${1:-}" in

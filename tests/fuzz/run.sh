@@ -35,6 +35,11 @@ ninja -C "$BUILD" >/dev/null
 
 mkdir -p "$OUT"
 export ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1:abort_on_error=0
+# Stacks with function names and lines: Debian's clang-14 alone has no llvm-symbolizer in PATH.
+if [ -z "${ASAN_SYMBOLIZER_PATH:-}" ] && ! command -v llvm-symbolizer >/dev/null &&
+    [ -x /usr/lib/llvm-14/bin/llvm-symbolizer ]; then
+    export ASAN_SYMBOLIZER_PATH=/usr/lib/llvm-14/bin/llvm-symbolizer
+fi
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 for t in $TARGETS; do
     if [ ! -x "$BUILD/tests/fuzz/fuzz-$t" ] || [ ! -d "$SRC/tests/fuzz/corpus/$t" ]; then
@@ -92,7 +97,7 @@ if [ -n "$failed" ]; then
     # the input, base64, to replay with: base64 -d > in; BUILD/tests/fuzz/fuzz-T in
     for t in $failed; do
         echo "---- fuzz-$t: what it found"
-        grep -m1 -A24 -E '^==[0-9]+== *(ERROR|WARNING)|runtime error|property failed|deadly signal|ALARM|out-of-memory' \
+        grep -m1 -A24 -E '^==[0-9]+== *ERROR|runtime error|property failed|deadly signal|ALARM|out-of-memory|^==[0-9]+== *WARNING: [^F]' \
             "$OUT/$t.log" || tail -n 30 "$OUT/$t.log"
         for a in "$OUT/$t"-*; do
             [ -f "$a" ] && [ "${a%.replay}" = "$a" ] || continue

@@ -259,6 +259,9 @@ int main(int argc, char **argv)
     CK_OBJECT_HANDLE found[4];
     CK_ULONG nf = 0;
     EXPECT(f->C_FindObjects(s, found, 4, &nf), CKR_OPERATION_NOT_INITIALIZED);
+    /* A length without a value (found by the pkcs11 fuzz target: it was compared from NULL). */
+    CK_ATTRIBUTE find_null[] = {{CKA_SIGN, NULL, 1}};
+    EXPECT(f->C_FindObjectsInit(s, find_null, 1), CKR_ATTRIBUTE_VALUE_INVALID);
     EXPECT(f->C_FindObjectsInit(s, find_label, 1), CKR_OK);
     EXPECT(f->C_FindObjectsInit(s, find_label, 1), CKR_OPERATION_ACTIVE);
     EXPECT(f->C_FindObjects(s, found, 4, &nf), CKR_OK);
