@@ -45,7 +45,7 @@ check_private gen-ec384 EC
 grep -q 'ID:         10' objects.txt || kw_fail "gen-rsa does not have id 10"
 
 # Private objects are not visible without login (CKA_PRIVATE).
-_kw_p11_public kwgen --list-objects --type privkey 2>/dev/null | grep -q 'Private Key Object' &&
+_kw_p11_public kwgen --list-objects --type privkey 2>/dev/null | grep 'Private Key Object' >/dev/null &&
     kw_fail "generated private keys are visible without login (not CKA_PRIVATE)"
 
 # The PEM works where a key file is expected, and signatures verify with the public key that
@@ -59,7 +59,7 @@ kw_ok "dgst -sign ec.pem" openssl dgst -sha256 -sign ec.pem -out ec.sig data
 kw_ok "verify ec.pem signature" kw_default openssl dgst -sha256 -verify ec.pub -signature ec.sig data
 kw_ok "pkey -pubout of ec.pem" openssl pkey -in ec.pem -pubout -out ec.pem.pub
 cmp -s ec.pem.pub ec.pub || kw_fail "ec.pem's public key differs from the token's"
-openssl pkey -in ec384.pem -pubout | kw_default openssl pkey -pubin -noout -text | grep -q 'NIST CURVE: P-384' ||
+openssl pkey -in ec384.pem -pubout | kw_default openssl pkey -pubin -noout -text | grep 'NIST CURVE: P-384' >/dev/null ||
     kw_fail "ec384.pem is not a P-384 key"
 
 # An existing id is never overwritten: refused, and the old key still signs as before.
