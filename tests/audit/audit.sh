@@ -168,6 +168,60 @@ if want keys; then
     kw_log "ok: PKCS#11: $(tail -1 p11.out)"
 fi
 
+# ---- 4c. key bytes keyward handled: imports into the keyring token ----
+# The one place private key bytes pass through keyward's code: `keyward keyring import` and the
+# module's C_CreateObject (keyward's PKCS#8 attribute, and pkcs11-tool's standard RSA/EC ones).
+# With the debug log at level 3, neither the log nor any error output may hold them.
+if [ "$GROUP" = keyring ]; then
+    KEYWARD=$B/tools/keyward
+    [ -x "$KEYWARD" ] || kw_fail "keyward CLI not built"
+    kw_default openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out imp-rsa.key 2>/dev/null
+    kw_default openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out imp-ec.key 2>/dev/null
+    KEYWARD_PKCS11_MODULE=$KW_MODULE kw_run "$KEYWARD" keyring import imp-rsa.key --label imp-rsa \
+        --id a1 >imp.out 2>>"$ALL_ERR" || kw_fail "keyward keyring import of an RSA key"
+    KEYWARD_PKCS11_MODULE=$KW_MODULE kw_run "$KEYWARD" keyring import imp-ec.key --label imp-ec \
+        --id a2 >>imp.out 2>>"$ALL_ERR" || kw_fail "keyward keyring import of an EC key"
+    kw_run pkcs11-tool --module "$KW_MODULE" --login --pin 0000 --write-object imp-rsa.key \
+        --type privkey --id a3 --label imp-rsa-std >>imp.out 2>>"$ALL_ERR" ||
+        kw_fail "pkcs11-tool import of an RSA key (CKA_PRIVATE_EXPONENT, CKA_PRIME_1, ...)"
+    # Each private number, as hex (with and without colons, either case) and as raw bytes.
+    secrets() { # KEYFILE FIELD...: hex of each field of `pkey -text`
+        local f=$1 field
+        shift
+        for field in "$@"; do
+            kw_default openssl pkey -in "$f" -noout -text | awk -v f="$field:" '
+                $1 == f { on = 1; next } on && /^ +[0-9a-f:]+$/ { gsub(/[ :]/, ""); h = h $0; next }
+                on { on = 0 } END { sub(/^00/, "", h); print h }'
+        done
+    }
+    found=""
+    probe() { # FILE: which private numbers FILE holds
+        local h c
+        for h in $(secrets imp-rsa.key privateExponent prime1 prime2) $(secrets imp-ec.key priv); do
+            [ ${#h} -ge 64 ] || kw_fail "could not read a private number from the key's text"
+            # The first 12 bytes: 2^-96 to match by chance, and on one line of `pkey -text`.
+            c=$(echo "$h" | cut -c1-24)
+            grep -qiF -- "$c" "$1" && found="$found hex:$(basename "$1")"
+            grep -qiF -- "$(echo "$c" | sed 's/../&:/g;s/:$//')" "$1" && found="$found colonhex:$(basename "$1")"
+            printf '%b' "$(echo "$c" | sed 's/../\\x&/g')" >probe.raw
+            grep -qaF -f <(head -c 16 probe.raw | tr -d '\0\n') "$1" 2>/dev/null && found="$found raw:$(basename "$1")"
+        done
+        return 0
+    }
+    # Control: the probe sees the numbers where they are.
+    kw_default openssl pkey -in imp-rsa.key -noout -text >control.txt
+    probe control.txt
+    case $found in *colonhex:control.txt*) ;; *) kw_fail "the key-byte probe does not find the key in its own text" ;; esac
+    found=""
+    [ -s debug.log ] || kw_fail "the keyring module wrote no debug log at level 3"
+    for l in imp-rsa imp-ec imp-rsa-std; do
+        grep -Eq "key '$l' (stored|loaded)" debug.log || kw_fail "the debug log does not trace the import of $l"
+    done
+    probe debug.log
+    probe "$ALL_ERR"
+    [ -z "$found" ] || kw_fail "private key bytes in logs or error output:$found"
+    kw_log "ok: 3 key imports (keyward keyring import RSA and EC, pkcs11-tool RSA): no private number in the level-3 debug log ($(wc -l <debug.log) lines) or error output"
+fi
 # ---- 4b. the kernel keyring itself ----
 if [ "$GROUP" = keyring ]; then
     kernel=0
@@ -198,7 +252,13 @@ if [ "$GROUP" = keyring ]; then
     fi
     if [ "$soft" -gt 0 ]; then
         kw_log "ok: $soft software-mode keys are possessor-only user keys"
-        echo "SKIP (part): this kernel puts keyward-pkcs11 in software mode: its private keys are user keys their possessor can read (docs/security.md); keyctl read on kernel-resident keys is checked only where the token is in kernel mode (VM)" >&2
+    fi
+    # In the VM (audit-keyring-vm) the kernel has the PKCS#8 parser: the RSA key must be there.
+    if [ -n "${KW_AUDIT_NEED_KERNEL:-}" ] && [ "$kernel" = 0 ]; then
+        kw_fail "no kernel-resident key although this kernel ($(uname -r)) should hold the RSA key"
+    fi
+    if [ "$kernel" = 0 ]; then
+        echo "SKIP (part): this kernel puts keyward-pkcs11 in software mode: its private keys are user keys their possessor can read (docs/security.md); keyctl read on kernel-resident keys is checked where the token is in kernel mode (audit-keyring-vm)" >&2
     fi
 fi
 want logs || exit 0
