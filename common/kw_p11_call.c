@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <time.h>
 
+#include <openssl/err.h>
+
 #include "kw_log.h"
 #include "kw_p11.h"
 
@@ -80,10 +82,20 @@ const char *kw_p11_rv_name(CK_RV rv)
 static __thread sigset_t call_oldmask;
 static __thread int call_pipe_was_pending;
 
+/* A module that uses libcrypto in our process (SoftHSM2's C_Initialize looks for the "rdrand"
+ * engine and fails) can leave errors on this thread's OpenSSL queue. They are not ours, and an
+ * application that finds a stale error takes it for its own: nginx's SSL_get_error() then turns
+ * a handshake that is waiting for the client into a failed one. Each call runs between a mark
+ * and a pop to it, so whatever the module leaves is dropped (and logged). */
+static __thread unsigned long call_err_before;
+
 int kw_p11_call_begin(kw_p11_module *mod)
 {
     sigset_t pipe, pending;
 
+    /* Only the debug log compares (a module's error vs one the caller had); no peek without it. */
+    call_err_before = kw_log_level() >= 1 ? ERR_peek_last_error() : 0;
+    ERR_set_mark();
     if (!kw_p11_module_guards_sigpipe(mod))
         return 0;
     sigemptyset(&pipe);
@@ -108,6 +120,15 @@ CK_RV kw_p11_called(kw_p11_module *mod, const char *fn, CK_RV rv)
         }
         pthread_sigmask(SIG_SETMASK, &call_oldmask, NULL);
     }
+    if (kw_log_level() >= 1) {
+        unsigned long left = ERR_peek_last_error();
+        if (left != 0 && left != call_err_before) {
+            char what[256];
+            ERR_error_string_n(left, what, sizeof(what));
+            KW_DEBUG("p11", "%s left OpenSSL errors on the queue (dropped): %s", fn, what);
+        }
+    }
+    ERR_pop_to_mark();
     if (rv != CKR_OK)
         KW_DEBUG("p11", "%s -> %s (0x%lx)", fn, kw_p11_rv_name(rv), (unsigned long)rv);
     else

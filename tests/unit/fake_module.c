@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A tiny PKCS#11 module for unit tests of the call layer: two tokens, a few objects, a PIN,
- * a login counter and switches (environment) to make a token vanish. Not a real token. */
+ * a login counter and switches (environment) to make a token vanish or to leave libcrypto
+ * errors on the caller's queue, as SoftHSM2 does. Not a real token. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <p11-kit/pkcs11.h>
 
 #define FAKE_PIN "4321"
@@ -66,8 +68,18 @@ static CK_RV f_GetInfo(CK_INFO_PTR i)
     return CKR_OK;
 }
 
+/* FAKE_P11_OSSL_ERRORS=1: push an error on this thread's OpenSSL queue and return CKR_OK
+ * (SoftHSM2's C_Initialize leaves four, from its failed search for the "rdrand" engine). */
+static void ossl_litter(void)
+{
+    const char *e = getenv("FAKE_P11_OSSL_ERRORS");
+    if (e != NULL && *e == '1')
+        ERR_raise_data(ERR_LIB_USER, 99, "the fake module's own libcrypto error");
+}
+
 static CK_RV f_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
 {
+    ossl_litter();
     CK_SLOT_ID ids[2];
     CK_ULONG c = 0;
     for (CK_SLOT_ID s = 1; s <= 2; s++)
@@ -95,6 +107,7 @@ static CK_RV f_GetSlotInfo(CK_SLOT_ID s, CK_SLOT_INFO_PTR i)
 
 static CK_RV f_GetTokenInfo(CK_SLOT_ID s, CK_TOKEN_INFO_PTR i)
 {
+    ossl_litter();
     if (s < 1 || s > 2)
         return CKR_SLOT_ID_INVALID;
     if (token_gone(s))

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests of the PKCS#11 call layer against a fake module: URI to token and object
  * matching, login and PIN handling (no retry on a wrong PIN), the bounded session pool,
- * a token that goes away and comes back, and CK_RV mapping. */
+ * a token that goes away and comes back, errors a module leaves on the OpenSSL queue, and
+ * CK_RV mapping. */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
 
 #include "kw_p11.h"
 #include "kw_secmem.h"
@@ -211,6 +213,28 @@ static void test_token_gone_and_back(void **state)
     free(t);
 }
 
+/* Errors the module pushes on this thread's OpenSSL queue are dropped after each call; those
+ * the application had before the call stay, in order. */
+static void test_module_openssl_errors(void **state)
+{
+    kw_p11_token **t;
+
+    ERR_clear_error();
+    setenv("FAKE_P11_OSSL_ERRORS", "1", 1);
+    assert_int_equal(tokens_for("pkcs11:token=first", &t), 1);
+    free(t);
+    assert_int_equal(ERR_peek_error(), 0);
+
+    ERR_raise_data(ERR_LIB_USER, 7, "the application's own");
+    assert_int_equal(tokens_for("pkcs11:token=second", &t), 1);
+    free(t);
+    unsetenv("FAKE_P11_OSSL_ERRORS");
+    unsigned long e = ERR_get_error();
+    assert_int_equal(ERR_GET_LIB(e), ERR_LIB_USER);
+    assert_int_equal(ERR_GET_REASON(e), 7);
+    assert_int_equal(ERR_get_error(), 0);
+}
+
 static void test_rv_mapping(void **state)
 {
     static const struct {
@@ -256,10 +280,10 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_find_tokens),        cmocka_unit_test(test_uri_errors),
-        cmocka_unit_test(test_object_template),    cmocka_unit_test(test_login_and_objects),
-        cmocka_unit_test(test_session_pool_waits), cmocka_unit_test(test_token_gone_and_back),
-        cmocka_unit_test(test_rv_mapping),
+        cmocka_unit_test(test_find_tokens),           cmocka_unit_test(test_uri_errors),
+        cmocka_unit_test(test_object_template),       cmocka_unit_test(test_login_and_objects),
+        cmocka_unit_test(test_session_pool_waits),    cmocka_unit_test(test_token_gone_and_back),
+        cmocka_unit_test(test_module_openssl_errors), cmocka_unit_test(test_rv_mapping),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
