@@ -81,23 +81,38 @@ stage_asan() {
 
 # memcheck on the plain build (the same binaries the main stage tested). The whole suite under
 # memcheck takes hours on two CPUs (an openssl run costs ~40x, a provider test ~50 s), so CI's
-# stage runs the tests that put keyward's code in the processes they check, where memcheck
-# sees every allocation: every unit test (the fuzz corpora replayed included), every provider
-# test (openssl with keyward.so), the keyring module's (api_test, pkcs11-tool and keyward
-# keyring on it) and fault-recover (one process through ~200 injected faults: the error
-# paths). Tools, servers, backends and the other fault tests: valgrind-all. Measured in CI's
-# stage: about 10 minutes.
+# stage runs, under the `valgrind` setup, the tests that put keyward's code in the processes
+# they check, where memcheck sees every allocation: every unit test (the fuzz corpora replayed
+# included), every provider test (openssl with keyward.so), the keyring module's (api_test,
+# pkcs11-tool and keyward keyring on it) and fault-recover (one process through ~200 injected
+# faults: the error paths); then the tools tests under `valgrindcli`, which traces the keyward
+# command but runs openssl natively. Servers, backends and the other fault tests: valgrind-all.
+# Measured in CI's stage: about 15 minutes.
 VALGRIND_TESTS='^(provider-.*|pkcs11-(api|host|keyring-tool)|fault-recover)$'
+VALGRIND_CLI_TESTS='^tools-'
+# valgrind_pick RE: "keyward:SUITE / NAME" lines; the names matching RE (units with RE "unit").
+valgrind_pick() {
+    meson test -C "$BUILD" --list 2>/dev/null | awk -v re="$1" \
+        '$2 == "/" && (re == "unit" ? $1 == "keyward:unit" : $1 != "keyward:unit" && $3 ~ re) { print $3 }'
+}
 stage_valgrind() {
-    local names
+    local names cli
     setup "$BUILD" || return 1
-    # "keyward:SUITE / NAME" lines.
-    names=$(meson test -C "$BUILD" --list 2>/dev/null | awk -v re="$VALGRIND_TESTS" \
-        '$2 == "/" && ($1 == "keyward:unit" || $3 ~ re) { print $3 }')
-    [ -n "$names" ] || { echo "valgrind stage: no tests selected" >&2; return 1; }
+    names="$(valgrind_pick unit) $(valgrind_pick "$VALGRIND_TESTS")"
+    cli=$(valgrind_pick "$VALGRIND_CLI_TESTS")
+    if [ -z "${names// /}" ] || [ -z "$cli" ]; then
+        echo "valgrind stage: no tests selected" >&2
+        return 1
+    fi
+    # shellcheck disable=SC2086,SC2116
     echo "valgrind stage: $(echo $names | wc -w) tests: $(echo $names)"
     # shellcheck disable=SC2086
-    meson test -C "$BUILD" --setup valgrind --print-errorlogs --num-processes "$NPROC" $names "$@"
+    meson test -C "$BUILD" --setup valgrind --print-errorlogs --num-processes "$NPROC" $names "$@" ||
+        return 1
+    # shellcheck disable=SC2086,SC2116
+    echo "valgrind stage, the keyward command (openssl native): $(echo $cli | wc -w) tests: $(echo $cli)"
+    # shellcheck disable=SC2086
+    meson test -C "$BUILD" --setup valgrindcli --print-errorlogs --num-processes "$NPROC" $cli "$@"
 }
 
 stage_valgrind-all() {

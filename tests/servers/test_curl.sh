@@ -8,15 +8,14 @@ set -u
 . "$(dirname "$0")/lib.sh"
 
 kw_require_tools curl
-# Under the asan setup keyward.so needs the ASan runtime in curl. Debian bookworm's curl with
-# gcc 12's libasan preloaded hangs in its own second setlocale() call in main(), before any TLS
-# or keyward code runs (glibc's locale lock is left broken; `curl --version` hangs the same way
-# without keyward). Probe it: when it hangs, this test cannot run here. The same client-side
-# path (URI key file, mTLS client signature) runs under ASan in servers-s_client-mtls.
+# Under the asan setup curl gets the ASan runtime and the start-up shim from tests/asan-bin
+# (without the shim Debian's curl hangs in setlocale() before keyward loads). Probe it, so a
+# broken setup fails here in words and not at the test's timeout.
 if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ] && [ -f "$KEYWARD_ASAN_PRELOAD" ] &&
-    ! OPENSSL_CONF=/dev/null kw_run timeout 10 curl --version >/dev/null 2>&1; then
-    kw_skip "curl does not start with the ASan runtime preloaded (hangs in setlocale before" \
-        "keyward loads; third-party): curl mTLS not run under asan"
+    ! OPENSSL_CONF=/dev/null kw_run timeout 20 curl --version >/dev/null 2>&1; then
+    echo "FAIL: curl does not start under the asan setup (tests/asan-bin/asan-run and" \
+        "KEYWARD_ASAN_EARLY=${KEYWARD_ASAN_EARLY:-unset})" >&2
+    exit 1
 fi
 kws_setup curl
 failures=0
