@@ -174,7 +174,12 @@ tpm)
     # The test fixture starts swtpm, a private D-Bus with tpm2-abrmd, and a tpm2-pkcs11 token
     # with an RSA and a P-256 key; it stops them when the demo ends.
     . "$SRC/tests/fixtures/tpm.sh"
+    # swtpm, tpm2-abrmd and the tpm2 tools link libcrypto: without this they would load
+    # keyward (and SoftHSM behind it) from the demo's openssl.cnf, which they have no use for.
+    demo_cnf=$OPENSSL_CONF
+    unset OPENSSL_CONF
     kw_tpm_start
+    export OPENSSL_CONF=$demo_cnf
     CLIENT_MODULE=$KW_TPM_MODULE
     CLIENT_PIN=$KW_TPM_PIN_FILE
     CLIENT=$KW_TPM_EC_URI
