@@ -295,6 +295,12 @@ tls_server() { # SPEC NACCEPT: start s_server with faults SPEC; sets SPID PORT
     cat srv.err >&2
     kw_fail "s_server did not start"
 }
+tls_server_ended() { # [CKR]: wait for s_server, which must end by itself: no signal, no timeout
+    local rc=0
+    wait "$SPID" || rc=$?
+    [ "$rc" -lt 128 ] || { cat srv.err >&2; kw_fail "s_server killed by signal $((rc - 128))${1:+ ($1)}"; }
+    [ "$rc" != 124 ] || { cat srv.err >&2; kw_fail "s_server still waiting after 60 s${1:+ ($1)}"; }
+}
 tls_client() { # -> 0 when the handshake completed and the server certificate verified
     kw_default timeout -k 5 20 openssl s_client -connect "127.0.0.1:$PORT" -tls1_3 \
         -CAfile tls.crt -verify_return_error -brief </dev/null >cli.out 2>&1 &&
@@ -305,10 +311,7 @@ tls_client() { # -> 0 when the handshake completed and the server certificate ve
 tls_server 'C_Sign:1-5:CKR_DEVICE_REMOVED' 2
 tls_client && kw_fail "TLS handshake succeeded while the token failed every signature"
 tls_client || { cat cli.out srv.err >&2; kw_fail "s_server did not recover: the next handshake failed"; }
-rc=0
-wait "$SPID" || rc=$?
-[ "$rc" -lt 128 ] || kw_fail "s_server killed by signal $((rc - 128))"
-[ "$rc" != 124 ] || kw_fail "s_server still waiting after 60 s"
+tls_server_ended
 grep -Eq 'keyward:.*token not present' srv.err ||
     { cat srv.err >&2; kw_fail "s_server did not say why the first handshake failed"; }
 kw_log "s_server: failed handshake reported (token not present), next handshake served"
@@ -316,10 +319,7 @@ kw_log "s_server: failed handshake reported (token not present), next handshake 
 for ckr in $CKRS; do
     tls_server "C_Sign:1+:$ckr" 1
     tls_client && kw_fail "TLS handshake succeeded with C_Sign failing ($ckr)"
-    rc=0
-    wait "$SPID" || rc=$?
-    [ "$rc" -lt 128 ] || { cat srv.err >&2; kw_fail "s_server killed by signal $((rc - 128)) ($ckr)"; }
-    [ "$rc" != 124 ] || { cat srv.err >&2; kw_fail "s_server still waiting after 60 s ($ckr)"; }
+    tls_server_ended "$ckr"
     grep -Eq "keyward:.*($(reason_for "$ckr"))" srv.err ||
         { cat srv.err >&2; kw_fail "s_server gave no keyward reason for $ckr"; }
     CASES=$((CASES + 1))

@@ -13,9 +13,8 @@ kw_require_tools curl
 # broken setup fails here in words and not at the test's timeout.
 if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ] && [ -f "$KEYWARD_ASAN_PRELOAD" ] &&
     ! OPENSSL_CONF=/dev/null kw_run timeout 20 curl --version >/dev/null 2>&1; then
-    echo "FAIL: curl does not start under the asan setup (tests/asan-bin/asan-run and" \
-        "KEYWARD_ASAN_EARLY=${KEYWARD_ASAN_EARLY:-unset})" >&2
-    exit 1
+    kw_fail "curl does not start under the asan setup (tests/asan-bin/asan-run and" \
+        "KEYWARD_ASAN_EARLY=${KEYWARD_ASAN_EARLY:-unset})"
 fi
 kws_setup curl
 failures=0
