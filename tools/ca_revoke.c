@@ -4,6 +4,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/asn1.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -111,17 +113,125 @@ out:
     return rc;
 }
 
+static bool is_hex(const char *s)
+{
+    bool hex = *s != '\0';
+    for (const char *p = s; *p; p++)
+        hex = hex && isxdigit((unsigned char)*p);
+    return hex;
+}
+
+static bool on_hold(const kwt_row *r)
+{
+    return r->status == 'R' && strstr(r->revocation, ",holdInstruction") != NULL;
+}
+
+/* notBefore of the certificate with this serial (-1 when unreadable). */
+static long long not_before(kwt_ca *ca, const char *serial)
+{
+    char *p = kwt_asprintf("%s/certs/%s.pem", ca->dir, serial);
+    X509 *x = kwt_load_cert(p);
+    long long t = -1;
+    if (x) {
+        struct tm tm;
+        if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
+            t = (long long)timegm(&tm);
+    }
+    X509_free(x);
+    free(p);
+    return t;
+}
+
+static void list_rows(kwt_row **rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "  serial %s  name %s  not after 20%.2s-%.2s-%.2s  %s\n", rows[i]->serial,
+                rows[i]->name, rows[i]->expiry, rows[i]->expiry + 2, rows[i]->expiry + 4,
+                rows[i]->status == 'V' ? "valid" : "revoked");
+}
+
+/* The index rows that `ca revoke` acts on. A bare argument may be a NAME or a SERIAL; when it
+ * is both (a requester can pick a CN that is another certificate's serial) it is refused. A NAME
+ * with several valid certificates (renew --keep-old) needs --all or --serial. */
+static int select_rows(kwt_index *ix, const char *arg, bool by_serial, bool by_name, bool all,
+                       const char *reason, kwt_row ***out, size_t *nout)
+{
+    bool lift = !strcmp(reason, "removeFromCRL");
+    kwt_row **sel = calloc(ix->n + 1, sizeof(*sel)), *newest = NULL;
+    size_t n = 0;
+    if (!sel)
+        abort();
+    *out = sel;
+    *nout = 0;
+    kwt_row *bys = !by_name && is_hex(arg) ? kwt_index_find_serial(ix, arg) : NULL;
+    if (by_serial) {
+        if (!bys)
+            return kwt_err(KWT_FAIL, "no certificate with serial %s in this CA", arg);
+        sel[0] = bys;
+        *nout = 1;
+        return 0;
+    }
+    for (size_t i = 0; i < ix->n; i++) {
+        kwt_row *r = &ix->rows[i];
+        if (strcmp(r->name, arg) != 0)
+            continue;
+        newest = r;
+        if (lift ? on_hold(r) : r->status == 'V')
+            sel[n++] = r;
+    }
+    if (!by_name && newest && bys && strcmp(bys->name, arg) != 0) {
+        kwt_row *both[2] = {newest, bys};
+        kwt_err(KWT_FAIL,
+                "'%s' is both a certificate name and another certificate's serial; say which "
+                "with --name %s or --serial %s:",
+                arg, arg, arg);
+        list_rows(both, 2);
+        return KWT_FAIL;
+    }
+    if (!newest) {
+        if (bys && !by_name) {
+            sel[0] = bys;
+            *nout = 1;
+            return 0;
+        }
+        return kwt_err(KWT_FAIL, "no certificate named%s %s in this CA",
+                       by_name ? "" : " or numbered", arg);
+    }
+    if (n == 0) { /* nothing valid (or on hold) under this name: report on the newest */
+        sel[0] = newest;
+        *nout = 1;
+        return 0;
+    }
+    if (n > 1 && !all) {
+        kwt_err(KWT_FAIL,
+                "%s has %zu %s certificates; revoke one with --serial SERIAL, or all of them "
+                "with --all:",
+                arg, n, lift ? "held" : "valid");
+        list_rows(sel, n);
+        return KWT_FAIL;
+    }
+    *nout = n;
+    return 0;
+}
+
 int kwt_cmd_ca_revoke(int argc, char **argv)
 {
-    const char *reason_s = "unspecified", *date = NULL;
-    kwt_optspec spec[] = {
-        {"--reason", &reason_s, NULL}, {"--date", &date, NULL}, {NULL, NULL, NULL}};
+    const char *reason_s = "unspecified", *date = NULL, *serial_opt = NULL, *name_opt = NULL;
+    bool all = false;
+    kwt_optspec spec[] = {{"--reason", &reason_s, NULL}, {"--date", &date, NULL},
+                          {"--serial", &serial_opt, NULL}, {"--name", &name_opt, NULL},
+                          {"--all", NULL, &all},          {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca revoke", argc, argv, spec, pos, 1, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (npos != 1)
-        return kwt_err(KWT_USAGE, "ca revoke: give a NAME or SERIAL");
+    if ((npos == 1) + (serial_opt != NULL) + (name_opt != NULL) != 1)
+        return kwt_err(KWT_USAGE, "ca revoke: give one NAME or SERIAL (or --name N, --serial S)");
+    const char *arg = npos == 1 ? pos[0] : serial_opt ? serial_opt : name_opt;
+    if (serial_opt && !is_hex(serial_opt))
+        return kwt_err(KWT_USAGE, "--serial %s: a serial is hexadecimal", serial_opt);
+    if (all && serial_opt)
+        return kwt_err(KWT_USAGE, "--all goes with a NAME, not with --serial");
     const char *reason = kwt_reason_canon(reason_s);
     if (!reason)
         return kwt_err(KWT_USAGE,
@@ -145,56 +255,64 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
         return rc;
     kwt_index ix = {0};
     char *ixp = kwt_state_path(&ca, "index.txt");
-    char *serial = NULL, *name = NULL, *subject = NULL;
+    kwt_row **sel = NULL;
+    size_t nsel = 0;
+    char **serials = NULL, *name = NULL, *subject = NULL;
     if (kwt_index_load(&ix, ixp) != 0) {
         rc = kwt_err(KWT_FAIL, "cannot read %s", ixp);
         goto out;
     }
-    /* NAME first (its newest certificate), then SERIAL */
-    kwt_row *r = kwt_index_find_name(&ix, pos[0]);
-    if (r && r->status == 'R' && strcmp(reason, "removeFromCRL") != 0) {
-        kwt_row *bys = kwt_index_find_serial(&ix, pos[0]);
-        if (bys)
-            r = bys;
-    }
-    if (!r) {
-        bool hex = pos[0][0] != '\0';
-        for (const char *p = pos[0]; *p; p++)
-            hex = hex && isxdigit((unsigned char)*p);
-        r = hex ? kwt_index_find_serial(&ix, pos[0]) : NULL;
-    }
-    if (!r) {
-        rc = kwt_err(KWT_FAIL, "no certificate named or numbered %s in this CA", pos[0]);
+    if ((rc = select_rows(&ix, arg, serial_opt != NULL, name_opt != NULL, all, reason, &sel,
+                          &nsel)))
         goto out;
+    serials = calloc(nsel + 1, sizeof(*serials));
+    if (!serials)
+        abort();
+    for (size_t i = 0; i < nsel; i++) {
+        serials[i] = kwt_strdup(sel[i]->serial);
+        long long nb = when >= 0 ? not_before(&ca, sel[i]->serial) : -1;
+        if (nb >= 0 && when < nb) {
+            rc = kwt_err(KWT_USAGE,
+                         "--date %s is before serial %s was issued: a certificate cannot be "
+                         "compromised before it exists",
+                         date, sel[i]->serial);
+            goto out;
+        }
     }
-    serial = kwt_strdup(r->serial);
-    name = kwt_strdup(r->name);
-    subject = kwt_strdup(r->subject);
+    name = kwt_strdup(sel[0]->name);
+    subject = kwt_strdup(sel[0]->subject);
     if ((rc = kwt_txn_begin(&ca)))
         goto out;
-    rc = kwt_revoke_serial(&ca, serial, reason, when);
+    for (size_t i = 0; i < nsel && rc == 0; i++)
+        rc = kwt_revoke_serial(&ca, serials[i], reason, when);
     if (rc == 0)
         rc = kwt_txn_commit(&ca);
     if (rc == 0 && !kwt_g.dry_run) {
         kwt_clear_error();
-        if (kwt_g.json)
-            printf("{\"name\":\"%s\",\"serial\":\"%s\",\"reason\":\"%s\",\"crl\":\"%s/crl/"
-                   "crl.pem\"}\n",
-                   name, serial, reason, ca.dir);
-        else
-            printf("%s %s (serial %s); CRL regenerated: %s/crl/crl.pem\n",
-                   !strcmp(reason, "removeFromCRL") ? "hold lifted for" : "revoked", name, serial,
-                   ca.dir);
+        for (size_t i = 0; i < nsel; i++) {
+            if (kwt_g.json)
+                printf("{\"name\":\"%s\",\"serial\":\"%s\",\"reason\":\"%s\",\"crl\":\"%s/"
+                       "crl/crl.pem\"}\n",
+                       name, serials[i], reason, ca.dir);
+            else
+                printf("%s %s (serial %s); CRLs regenerated: %s/crl/crl.pem\n",
+                       !strcmp(reason, "removeFromCRL") ? "hold lifted for" : "revoked", name,
+                       serials[i], ca.dir);
+        }
     }
 out:
     if (!kwt_g.dry_run) {
         char *op = kwt_asprintf("ca revoke %s", reason);
-        kwt_audit(&ca, op, name, serial, subject, rc);
+        for (size_t i = 0; i < (nsel && serials ? nsel : 1); i++)
+            kwt_audit(&ca, op, name ? name : arg, serials ? serials[i] : NULL, subject, rc);
         free(op);
     }
+    for (size_t i = 0; serials && i < nsel; i++)
+        free(serials[i]);
+    free(serials);
+    free(sel);
     kwt_index_free(&ix);
     free(ixp);
-    free(serial);
     free(name);
     free(subject);
     kwt_ca_close(&ca);
@@ -220,8 +338,9 @@ int kwt_cmd_ca_crl(int argc, char **argv)
         rc = kwt_txn_commit(&ca);
     if (rc == 0 && !kwt_g.dry_run) {
         kwt_clear_error();
-        kwt_info("CRL written: %s/crl/crl.pem and %s/crl/crl.der (next update in %d days)", ca.dir,
-                 ca.dir, days ? days : ca.conf.crl_days);
+        kwt_info("CRLs written: %s/crl/gen-G.pem and .crl for each CA generation, the bundle "
+                 "crl/crl.pem and crl/crl.der (generation %d); next update in %d days",
+                 ca.dir, ca.conf.generation, days ? days : ca.conf.crl_days);
     }
     kwt_audit(&ca, "ca crl", NULL, NULL, NULL, rc);
     kwt_ca_close(&ca);

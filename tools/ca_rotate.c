@@ -1,14 +1,65 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `keyward ca rotate`: a new CA key generation with the same subject. ca/ca-N.crt is the new
- * self-signed certificate, ca/cross-N.crt the new key certified by the old one (clients that
- * trust only the old root reach the new one through it). The old key stays listed in
- * keyward.conf and keeps signing crl/crl-(N-1).pem for the certificates it issued. */
+ * self-signed certificate. Two link certificates (RFC 4210 section 4.4) join the generations:
+ * ca/cross-N.crt (NewWithOld: the new key certified by the old one, for relying parties that
+ * trust only the old root) and ca/oldwithnew-N.crt (OldWithNew: the old key certified by the new
+ * one, for relying parties that trust only the new root). The old key stays listed in
+ * keyward.conf and keeps signing crl/gen-(N-1).pem for the certificates it issued. */
 #include "kwt.h"
 
 #include <errno.h>
+#include <openssl/asn1.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+/* A link certificate: the key and subject of `in`, certified by the key of `cacrt`. */
+static int link_cert(kwt_ca *ca, const char *in, const char *cacrt, const char *cakey, int days,
+                     const char *extf, const char *out)
+{
+    char serial[40], setserial[48], ds[16];
+    if (kwt_random_serial(serial, sizeof(serial)) != 0)
+        return kwt_err(KWT_FAIL, "no random serial for %s", out);
+    snprintf(setserial, sizeof(setserial), "0x%s", serial);
+    snprintf(ds, sizeof(ds), "%d", days);
+    kwt_cmd c;
+    kwt_cmd_init(&c, "x509");
+    kwt_cmd_add(&c, "-in");
+    kwt_cmd_add(&c, in);
+    kwt_cmd_add(&c, "-CA");
+    kwt_cmd_add(&c, cacrt);
+    kwt_cmd_add(&c, "-CAkey");
+    kwt_cmd_add(&c, cakey);
+    kwt_cmd_add(&c, "-set_serial");
+    kwt_cmd_add(&c, setserial);
+    kwt_cmd_add(&c, "-days");
+    kwt_cmd_add(&c, ds);
+    kwt_cmd_add(&c, "-sha256");
+    kwt_cmd_add(&c, "-clrext");
+    kwt_cmd_add(&c, "-extfile");
+    kwt_cmd_add(&c, extf);
+    kwt_cmd_add(&c, "-extensions");
+    kwt_cmd_add(&c, "ext_ca");
+    kwt_cmd_add(&c, "-out");
+    kwt_cmd_add(&c, out);
+    int rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
+    if (rc == 0 && !kwt_g.dry_run && chmod(out, 0644) != 0)
+        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", out, strerror(errno));
+    return rc;
+}
+
+/* Days from now until x's notAfter, at least 1: the OldWithNew certificate need not outlive the
+ * old generation's own certificate. */
+static int days_left(const char *path)
+{
+    X509 *x = kwt_load_cert(path);
+    int days = 1, secs = 0;
+    if (x && ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) != 1)
+        days = 1;
+    X509_free(x);
+    return days < 1 ? 1 : days;
+}
 
 int kwt_cmd_ca_rotate(int argc, char **argv)
 {
@@ -51,6 +102,7 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     char *oldcrt = kwt_asprintf("%s/ca/ca-%d.crt", ca.dir, oldg);
     char *newcrt = kwt_asprintf("%s/ca/ca-%d.crt", ca.dir, newg);
     char *cross = kwt_asprintf("%s/ca/cross-%d.crt", ca.dir, newg);
+    char *back = kwt_asprintf("%s/ca/oldwithnew-%d.crt", ca.dir, newg);
     char *keypem = kwt_asprintf("%s/ca/ca-key-%d.pem", ca.dir, newg);
     char *oldkey = kwt_strdup(ca.conf.ca_key), *subj = NULL, *extf = NULL;
     X509 *x = kwt_load_cert(cacrt);
@@ -74,6 +126,8 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     rc = kwt_ca_selfsign(&ca, subj, days, newcrt);
     free(ca.conf.ca_key);
     ca.conf.ca_key = kwt_strdup(oldkey);
+    if (rc == 0 && !kwt_g.dry_run && chmod(newcrt, 0644) != 0) /* published to relying parties */
+        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", newcrt, strerror(errno));
     if (rc)
         goto out;
     /* cross certificate: the new key and subject, signed by the old key */
@@ -88,31 +142,8 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     free(ext);
     if (rc)
         goto out;
-    char serial[40], setserial[48], ds[16];
-    kwt_random_serial(serial, sizeof(serial));
-    snprintf(setserial, sizeof(setserial), "0x%s", serial);
-    snprintf(ds, sizeof(ds), "%d", days);
-    kwt_cmd c;
-    kwt_cmd_init(&c, "x509");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, newcrt);
-    kwt_cmd_add(&c, "-CA");
-    kwt_cmd_add(&c, oldcrt);
-    kwt_cmd_add(&c, "-CAkey");
-    kwt_cmd_add(&c, oldkey);
-    kwt_cmd_add(&c, "-set_serial");
-    kwt_cmd_add(&c, setserial);
-    kwt_cmd_add(&c, "-days");
-    kwt_cmd_add(&c, ds);
-    kwt_cmd_add(&c, "-sha256");
-    kwt_cmd_add(&c, "-clrext");
-    kwt_cmd_add(&c, "-extfile");
-    kwt_cmd_add(&c, extf);
-    kwt_cmd_add(&c, "-extensions");
-    kwt_cmd_add(&c, "ext_ca");
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, cross);
-    if ((rc = kwt_run(&c, kwt_ca_cnf(&ca), NULL)))
+    if ((rc = link_cert(&ca, newcrt, oldcrt, oldkey, days, extf, cross)) ||
+        (rc = link_cert(&ca, oldcrt, newcrt, key, days_left(oldcrt), extf, back)))
         goto out;
     if (kwt_g.dry_run) {
         printf("# keyward then records the old key as generation %d in keyward.conf, makes "
@@ -123,7 +154,8 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     /* keyward.conf naming generation N is the commit point: ca/ca-N.crt and the cross
      * certificate must be on disk before it (recovery rolls ca.crt forward from ca-N.crt) */
     char *cadir = kwt_path(ca.dir, "ca");
-    rc = kwt_fsync_file(newcrt) || kwt_fsync_file(cross) || kwt_fsync_dir(cadir);
+    rc = kwt_fsync_file(newcrt) || kwt_fsync_file(cross) || kwt_fsync_file(back) ||
+         kwt_fsync_dir(cadir);
     free(cadir);
     if (rc) {
         rc = kwt_err(KWT_FAIL, "cannot sync the new CA certificates: %s", strerror(errno));
@@ -152,18 +184,22 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
         goto out;
     kwt_clear_error();
     if (kwt_g.json)
-        printf("{\"generation\":%d,\"ca\":\"%s\",\"cross\":\"%s\"}\n", newg, newcrt, cross);
+        printf("{\"generation\":%d,\"ca\":\"%s\",\"cross\":\"%s\",\"oldwithnew\":\"%s\"}\n",
+               newg, newcrt, cross, back);
     else
         printf("CA rotated to generation %d (key %s)\n  new CA certificate: %s (also ca.crt)\n"
-               "  cross certificate:  %s (new key signed by the old)\n"
-               "  the old key keeps signing crl/crl-%d.pem for its certificates\n",
-               newg, key, newcrt, cross, oldg);
+               "  cross certificate:  %s (NewWithOld: new key signed by the old)\n"
+               "  link certificate:   %s (OldWithNew: old key signed by the new)\n"
+               "  the old key keeps signing crl/gen-%d.pem for its certificates; publish\n"
+               "  crl/crl.pem (all generations) or each crl/gen-G.crl at its URL\n",
+               newg, key, newcrt, cross, back, oldg);
 out:
     kwt_audit(&ca, "ca rotate", NULL, NULL, subj, rc);
     free(cacrt);
     free(oldcrt);
     free(newcrt);
     free(cross);
+    free(back);
     free(keypem);
     free(oldkey);
     free(subj);

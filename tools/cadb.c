@@ -212,11 +212,31 @@ static bool in_list(const char *list, const char *a, const char *b)
     return found;
 }
 
+char *kwt_crl_url_for(const kwt_conf *c, int gen)
+{
+    if (!c->crl_url)
+        return NULL;
+    kwt_buf b = {0};
+    kwt_buf_addn(&b, "", 0);
+    for (const char *p = c->crl_url; *p;) {
+        if (!strncmp(p, "{gen}", 5)) {
+            kwt_buf_printf(&b, "%d", gen);
+            p += 5;
+        } else {
+            kwt_buf_addn(&b, p++, 1);
+        }
+    }
+    return b.s;
+}
+
 static void profile_common(kwt_buf *b, const kwt_conf *c)
 {
     kwt_buf_add(b, "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid:always\n");
-    if (c->crl_url)
-        kwt_buf_printf(b, "crlDistributionPoints = URI:%s\n", c->crl_url);
+    /* each generation's certificates point at that generation's own CRL */
+    char *url = kwt_crl_url_for(c, c->generation);
+    if (url)
+        kwt_buf_printf(b, "crlDistributionPoints = URI:%s\n", url);
+    free(url);
 }
 
 char *kwt_profile_text(const kwt_conf *c, const char *profile)
@@ -570,32 +590,44 @@ int kwt_txn_begin(kwt_ca *ca)
     ca->stage = kwt_asprintf("%s/state.%d", ca->dir, ca->gen + 1);
     kwt_rm_rf(ca->stage);
     char *crl = kwt_path(ca->stage, "crl");
-    if (mkdir(ca->stage, 0700) != 0 || mkdir(crl, 0700) != 0) {
+    if (mkdir(ca->stage, 0700) != 0 || mkdir(crl, 0755) != 0) {
         free(crl);
         int e = errno;
         kwt_txn_abort(ca);
         return kwt_err(KWT_FAIL, "cannot create the staging state: %s", strerror(e));
     }
     free(crl);
-    const char *files[40] = {"index.txt", "index.txt.attr", "serial",
-                             "crlnumber", "crl/crl.pem",    "crl/crl.der"};
-    size_t nfiles = 6;
-    char gens[32][24];
-    for (int g = 1; g < ca->conf.generation && g < 33 && nfiles < 38; g++) {
-        snprintf(gens[g - 1], sizeof(gens[0]), "crl/crl-%d.pem", g);
-        files[nfiles++] = gens[g - 1];
-    }
-    for (size_t i = 0; i < nfiles; i++) {
+    const char *files[] = {"index.txt", "index.txt.attr", "serial", "crlnumber"};
+    int rc = 0;
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]) && rc == 0; i++) {
         char *from = kwt_asprintf("%s/state.%d/%s", ca->dir, ca->gen, files[i]);
         char *to = kwt_path(ca->stage, files[i]);
-        int rc = kwt_exists(from) ? kwt_copy_file(from, to, 0600) : 0;
+        rc = kwt_exists(from) ? kwt_copy_file(from, to, 0600) : 0;
         free(from);
         free(to);
-        if (rc != 0) {
-            int e = errno;
-            kwt_txn_abort(ca);
-            return kwt_err(KWT_FAIL, "cannot copy the CA state: %s", strerror(e));
-        }
+    }
+    /* the published CRLs (every generation's and the bundle) stay world-readable */
+    char *crlsrc = kwt_asprintf("%s/state.%d/crl", ca->dir, ca->gen);
+    DIR *d = rc == 0 ? opendir(crlsrc) : NULL;
+    struct dirent *de;
+    while (d && rc == 0 && (de = readdir(d))) {
+        if (de->d_name[0] == '.' || is_tmp_name(de->d_name))
+            continue;
+        char *from = kwt_path(crlsrc, de->d_name);
+        char *to = kwt_asprintf("%s/crl/%s", ca->stage, de->d_name);
+        struct stat st;
+        if (lstat(from, &st) == 0 && S_ISREG(st.st_mode))
+            rc = kwt_copy_file(from, to, 0644);
+        free(from);
+        free(to);
+    }
+    if (d)
+        closedir(d);
+    free(crlsrc);
+    if (rc != 0) {
+        int e = errno;
+        kwt_txn_abort(ca);
+        return kwt_err(KWT_FAIL, "cannot copy the CA state: %s", strerror(e));
     }
     ca->stage_cnf = kwt_path(ca->stage, "openssl.cnf");
     kwt_defer_sync = true; /* the commit makes everything durable with one syncfs */
@@ -771,20 +803,24 @@ int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial)
     return rc ? KWT_FAIL : 0;
 }
 
-int kwt_ca_make_crl(kwt_ca *ca, int days)
+/* One generation's CRL, signed by that generation's own key (a relying party matches a CRL to
+ * the issuing key by its authorityKeyIdentifier): crl/gen-G.pem and crl/gen-G.crl (DER). */
+static int make_gen_crl(kwt_ca *ca, int g, const char *cert, const char *key, const char *days)
 {
-    char *pem = kwt_state_path(ca, "crl/crl.pem");
-    char *der = kwt_state_path(ca, "crl/crl.der");
-    char ds[16];
-    snprintf(ds, sizeof(ds), "%d", days > 0 ? days : ca->conf.crl_days);
+    char *pn = kwt_asprintf("crl/gen-%d.pem", g), *dn = kwt_asprintf("crl/gen-%d.crl", g);
+    char *pem = kwt_state_path(ca, pn), *der = kwt_state_path(ca, dn);
     kwt_cmd c;
     kwt_cmd_init(&c, "ca");
     kwt_cmd_add(&c, "-batch");
     kwt_cmd_add(&c, "-gencrl");
     kwt_cmd_add(&c, "-crldays");
-    kwt_cmd_add(&c, ds);
+    kwt_cmd_add(&c, days);
+    if (cert) {
+        kwt_cmd_add(&c, "-cert");
+        kwt_cmd_add(&c, cert);
+    }
     kwt_cmd_add(&c, "-keyfile");
-    kwt_cmd_add(&c, ca->conf.ca_key);
+    kwt_cmd_add(&c, key);
     kwt_cmd_add(&c, "-out");
     kwt_cmd_add(&c, pem);
     int rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
@@ -798,40 +834,108 @@ int kwt_ca_make_crl(kwt_ca *ca, int days)
         kwt_cmd_add(&c, der);
         rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     }
-    /* Certificates of earlier generations are checked against a CRL from their own key. */
-    char *save = NULL, *list = ca->conf.old_keys ? kwt_strdup(ca->conf.old_keys) : NULL;
-    for (char *t = list ? strtok_r(list, " ", &save) : NULL; t && rc == 0;
+    /* a CRL is public: relying parties and the web server that publishes it must read it */
+    if (rc == 0 && !kwt_g.dry_run && (chmod(pem, 0644) != 0 || chmod(der, 0644) != 0))
+        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", pem, strerror(errno));
+    free(pn);
+    free(dn);
+    free(pem);
+    free(der);
+    return rc;
+}
+
+char *kwt_gen_key(const kwt_conf *c, int g)
+{
+    if (g == c->generation)
+        return c->ca_key ? kwt_strdup(c->ca_key) : NULL;
+    char *save = NULL, *list = c->old_keys ? kwt_strdup(c->old_keys) : NULL, *found = NULL;
+    for (char *t = list ? strtok_r(list, " ", &save) : NULL; t && !found;
          t = strtok_r(NULL, " ", &save)) {
         char *colon = strchr(t, ':');
-        if (!colon)
-            continue;
-        *colon = '\0';
-        int g = atoi(t);
-        char *gcrt = kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, g);
-        char *gname = kwt_asprintf("crl/crl-%d.pem", g);
-        char *gout = kwt_state_path(ca, gname);
-        X509 *gx = kwt_load_cert(gcrt);
-        bool live = gx && X509_cmp_current_time(X509_get0_notAfter(gx)) > 0;
-        X509_free(gx);
-        if (live) {
-            kwt_cmd_init(&c, "ca");
-            kwt_cmd_add(&c, "-batch");
-            kwt_cmd_add(&c, "-gencrl");
-            kwt_cmd_add(&c, "-crldays");
-            kwt_cmd_add(&c, ds);
-            kwt_cmd_add(&c, "-cert");
-            kwt_cmd_add(&c, gcrt);
-            kwt_cmd_add(&c, "-keyfile");
-            kwt_cmd_add(&c, colon + 1);
-            kwt_cmd_add(&c, "-out");
-            kwt_cmd_add(&c, gout);
-            rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
-        }
-        free(gcrt);
-        free(gname);
-        free(gout);
+        if (colon && atoi(t) == g)
+            found = kwt_strdup(colon + 1);
     }
     free(list);
+    return found;
+}
+
+char *kwt_gen_cert_path(const kwt_ca *ca, int g)
+{
+    if (g == ca->conf.generation)
+        return kwt_path(ca->dir, "ca.crt");
+    return kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, g);
+}
+
+bool kwt_gen_live(const kwt_ca *ca, int g)
+{
+    if (g == ca->conf.generation)
+        return true;
+    char *p = kwt_gen_cert_path(ca, g), *key = kwt_gen_key(&ca->conf, g);
+    X509 *x = kwt_load_cert(p);
+    bool live = key && x && X509_cmp_current_time(X509_get0_notAfter(x)) > 0;
+    X509_free(x);
+    free(p);
+    free(key);
+    return live;
+}
+
+int kwt_ca_make_crl(kwt_ca *ca, int days)
+{
+    char ds[16];
+    snprintf(ds, sizeof(ds), "%d", days > 0 ? days : ca->conf.crl_days);
+    int n = ca->conf.generation, rc = 0;
+    /* every generation whose CA certificate is unexpired keeps a CRL from its own key, so
+     * certificates issued before a rotation stay checkable; newest first in the bundle, so a
+     * reader that takes only the first CRL of crl.pem gets the current one */
+    kwt_buf bundle = {0};
+    kwt_buf_addn(&bundle, "", 0);
+    for (int g = n; g >= 1 && rc == 0; g--) {
+        char *pn = kwt_asprintf("crl/gen-%d.pem", g), *dn = kwt_asprintf("crl/gen-%d.crl", g);
+        char *pem = kwt_state_path(ca, pn), *der = kwt_state_path(ca, dn);
+        if (kwt_gen_live(ca, g)) {
+            char *key = kwt_gen_key(&ca->conf, g);
+            char *cert = g == n ? NULL : kwt_gen_cert_path(ca, g);
+            rc = make_gen_crl(ca, g, cert, key, ds);
+            free(key);
+            free(cert);
+            if (rc == 0 && kwt_g.dry_run) {
+                kwt_buf_printf(&bundle, " %s", pem);
+            } else if (rc == 0) {
+                size_t l = 0;
+                char *t = kwt_read_file(pem, &l);
+                if (!t)
+                    rc = kwt_err(KWT_FAIL, "cannot read %s: %s", pem, strerror(errno));
+                else
+                    kwt_buf_addn(&bundle, t, l);
+                free(t);
+            }
+        } else if (!kwt_g.dry_run) {
+            unlink(pem); /* an expired generation has nothing left to revoke */
+            unlink(der);
+        }
+        /* the names before per-generation CRLs */
+        char *legacy = kwt_asprintf("crl/crl-%d.pem", g), *lp = kwt_state_path(ca, legacy);
+        if (!kwt_g.dry_run)
+            unlink(lp);
+        free(legacy);
+        free(lp);
+        free(pn);
+        free(dn);
+        free(pem);
+        free(der);
+    }
+    char *pem = kwt_state_path(ca, "crl/crl.pem"), *der = kwt_state_path(ca, "crl/crl.der");
+    char *curname = kwt_asprintf("crl/gen-%d.crl", n), *cur = kwt_state_path(ca, curname);
+    if (rc == 0 && kwt_g.dry_run) {
+        printf("cat%s > %s\ncp %s %s\n", bundle.s, pem, cur, der);
+    } else if (rc == 0) {
+        if (kwt_write_atomic(pem, bundle.s, bundle.len, 0644) != 0 ||
+            kwt_copy_file(cur, der, 0644) != 0)
+            rc = kwt_err(KWT_FAIL, "cannot write the CRL bundle %s: %s", pem, strerror(errno));
+    }
+    kwt_buf_free(&bundle);
+    free(curname);
+    free(cur);
     free(pem);
     free(der);
     return rc;

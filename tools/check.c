@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,6 +124,122 @@ static bool sign_test(const char *uri, const char *cnf, EVP_PKEY *pub)
     return ok;
 }
 
+static X509_CRL *load_crl(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    X509_CRL *c = f ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    return c;
+}
+
+/* The unexpired valid certificates of the index issued by root's key, and the latest notAfter
+ * among them: while any remain, that generation's key must keep signing its CRL. */
+static int gen_certs(kwt_ca *ca, const kwt_index *ix, X509 *root, char *last, size_t llen)
+{
+    int n = 0;
+    long long latest = 0;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < ix->n; i++) {
+        const kwt_row *r = &ix->rows[i];
+        long long exp = kwt_asn1_to_time(r->expiry);
+        if (r->status != 'V' || exp <= (long long)now)
+            continue;
+        char *p = kwt_asprintf("%s/certs/%s.pem", ca->dir, r->serial);
+        X509 *x = kwt_load_cert(p);
+        free(p);
+        if (x && X509_check_issued(root, x) == X509_V_OK) {
+            n++;
+            if (exp > latest) {
+                latest = exp;
+                snprintf(last, llen, "20%.2s-%.2s-%.2s", r->expiry, r->expiry + 2, r->expiry + 4);
+            }
+        }
+        X509_free(x);
+    }
+    return n;
+}
+
+/* Earlier CA generations: their CRLs, the link certificates to the next generation, and
+ * whether their key is still needed. */
+static void check_generations(kwt_ca *ca)
+{
+    int n = ca->conf.generation;
+    kwt_index ix = {0};
+    char *ixp = kwt_state_path(ca, "index.txt");
+    bool have_ix = kwt_index_load(&ix, ixp) == 0;
+    free(ixp);
+    time_t now = time(NULL);
+    for (int g = 1; g < n; g++) {
+        char *cp = kwt_gen_cert_path(ca, g), *key = kwt_gen_key(&ca->conf, g);
+        X509 *root = kwt_load_cert(cp);
+        if (!root) {
+            res("generation", "FAIL", "generation %d: %s missing or unreadable", g, cp);
+        } else if (X509_cmp_time(X509_get0_notAfter(root), &now) < 0) {
+            res("generation", "OK", "generation %d: its CA certificate has expired; its key may be "
+                                    "retired", g);
+        } else {
+            char last[16] = "";
+            int live = have_ix ? gen_certs(ca, &ix, root, last, sizeof(last)) : -1;
+            if (!key)
+                res("generation", "FAIL", "generation %d: no key for it in keyward.conf old_keys", g);
+            else if (live > 0)
+                res("generation", "OK",
+                    "generation %d: %d unexpired certificates (the last until %s); its key %s "
+                    "keeps signing crl/gen-%d.pem until then",
+                    g, live, last, key, g);
+            else if (live == 0)
+                res("generation", "OK",
+                    "generation %d: no unexpired certificates; its key may be retired once relying "
+                    "parties trust generation %d",
+                    g, n);
+            char *crlname = kwt_asprintf("crl/gen-%d.pem", g);
+            char *crlp = kwt_path(ca->dir, crlname);
+            X509_CRL *crl = load_crl(crlp);
+            const ASN1_TIME *nu = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
+            if (!crl)
+                res("crl", "FAIL", "%s missing: run keyward ca crl", crlp);
+            else if (X509_CRL_verify(crl, X509_get0_pubkey(root)) != 1)
+                res("crl", "FAIL", "%s is not signed by generation %d's key", crlp, g);
+            else if (nu && X509_cmp_time(nu, &now) < 0)
+                res("crl", "FAIL", "%s is past its next update: run keyward ca crl", crlp);
+            else
+                res("crl", "OK", "%s signed by generation %d's key", crlname, g);
+            X509_CRL_free(crl);
+            free(crlname);
+            free(crlp);
+        }
+        /* the two link certificates between g and g+1 */
+        char *np = kwt_gen_cert_path(ca, g + 1);
+        X509 *next = kwt_load_cert(np);
+        const char *kinds[2] = {"cross", "oldwithnew"};
+        for (int k = 0; k < 2 && root && next; k++) {
+            char *lp = kwt_asprintf("%s/ca/%s-%d.crt", ca->dir, kinds[k], g + 1);
+            X509 *l = kwt_load_cert(lp);
+            X509 *signer = k == 0 ? root : next, *subject = k == 0 ? next : root;
+            if (!l)
+                res("links", "FAIL", "%s missing: relying parties of one generation cannot reach "
+                                     "the other", lp);
+            else if (X509_verify(l, X509_get0_pubkey(signer)) != 1 ||
+                     EVP_PKEY_eq(X509_get0_pubkey(l), X509_get0_pubkey(subject)) != 1)
+                res("links", "FAIL", "%s does not link generation %d and %d", lp, g, g + 1);
+            else if (X509_cmp_time(X509_get0_notAfter(l), &now) < 0)
+                res("links", "WARN", "%s has expired", lp);
+            else
+                res("links", "OK", "%s: generation %d's key certified by generation %d's", lp,
+                    k == 0 ? g + 1 : g, k == 0 ? g : g + 1);
+            X509_free(l);
+            free(lp);
+        }
+        X509_free(next);
+        free(np);
+        X509_free(root);
+        free(cp);
+        free(key);
+    }
+    kwt_index_free(&ix);
+}
+
 int kwt_cmd_check(int argc, char **argv)
 {
     const char *warn_s = NULL;
@@ -228,6 +345,7 @@ int kwt_cmd_check(int argc, char **argv)
         }
     }
     free(p);
+    check_generations(&ca);
     /* index vs CRL, and expiring certificates */
     kwt_index ix = {0};
     p = kwt_state_path(&ca, "index.txt");

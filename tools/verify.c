@@ -15,7 +15,7 @@
 
 typedef struct {
     kwt_buf out;
-    int n;
+    int n, fails;
     bool fail;
 } report_t;
 
@@ -28,8 +28,10 @@ static void line(report_t *r, const char *check, const char *result, const char 
     va_start(ap, fmt);
     vsnprintf(detail, sizeof(detail), fmt, ap);
     va_end(ap);
-    if (!strcmp(result, "FAIL"))
+    if (!strcmp(result, "FAIL")) {
         r->fail = true;
+        r->fails++;
+    }
     if (kwt_g.json) {
         kwt_buf_add(&r->out, r->n ? ",{\"check\":" : "{\"check\":");
         kwt_buf_json_str(&r->out, check);
@@ -83,41 +85,56 @@ static int load_crls(const char *path, STACK_OF(X509_CRL) * sk)
     return n;
 }
 
-/* All CA generations and cross certificates, and every CRL, from the CA directory. */
+/* Split certificates into self-signed roots (trust anchors) and the rest (link certificates
+ * between CA generations, intermediates), which only help to build a chain. */
+static void split_roots(STACK_OF(X509) * in, STACK_OF(X509) * roots, STACK_OF(X509) * others)
+{
+    X509 *x;
+    while ((x = sk_X509_shift(in))) {
+        if (X509_get_extension_flags(x) & EXFLAG_SS)
+            sk_X509_push(roots, x);
+        else
+            sk_X509_push(others, x);
+    }
+}
+
+static bool has_suffix(const char *n, const char *suf)
+{
+    size_t l = strlen(n), s = strlen(suf);
+    return l > s && !strcmp(n + l - s, suf);
+}
+
+/* Every CA generation's certificate and the link certificates from the CA directory; with crls,
+ * every generation's CRL too. */
 static void load_ca_dir(const char *dir, STACK_OF(X509) * cas, STACK_OF(X509_CRL) * crls)
 {
     char *p = kwt_path(dir, "ca");
     DIR *d = opendir(p);
     struct dirent *de;
     while (d && (de = readdir(d))) {
-        size_t l = strlen(de->d_name);
         char *fp = kwt_path(p, de->d_name);
-        if (l > 4 && !strcmp(de->d_name + l - 4, ".crt"))
+        if (has_suffix(de->d_name, ".crt"))
             load_certs(fp, cas);
         free(fp);
     }
     if (d)
         closedir(d);
     free(p);
+    p = kwt_path(dir, "ca.crt");
+    load_certs(p, cas);
+    free(p);
+    if (!crls)
+        return;
     p = kwt_path(dir, "crl");
     d = opendir(p);
     while (d && (de = readdir(d))) {
-        size_t l = strlen(de->d_name);
         char *fp = kwt_path(p, de->d_name);
-        if (l > 4 && !strncmp(de->d_name, "crl-", 4) && !strcmp(de->d_name + l - 4, ".pem"))
+        if (!strncmp(de->d_name, "gen-", 4) && has_suffix(de->d_name, ".pem"))
             load_crls(fp, crls);
         free(fp);
     }
     if (d)
         closedir(d);
-    free(p);
-    if (sk_X509_num(cas) == 0) {
-        p = kwt_path(dir, "ca.crt");
-        load_certs(p, cas);
-        free(p);
-    }
-    p = kwt_path(dir, "crl/crl.pem");
-    load_crls(p, crls);
     free(p);
 }
 
@@ -157,12 +174,89 @@ static bool has_device_id(X509 *x, const char *id, const char *oid)
     return dns && (other || !any_other);
 }
 
+static char *time_text(const ASN1_TIME *t)
+{
+    char buf[64] = "";
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && t && ASN1_TIME_print(b, t) == 1) {
+        int n = BIO_read(b, buf, sizeof(buf) - 1);
+        buf[n > 0 ? n : 0] = '\0';
+    }
+    BIO_free(b);
+    return kwt_strdup(buf);
+}
+
+/* Revocation of one certificate of the chain against the CRLs whose signature verifies with its
+ * issuer's key (another generation's CRL has the same issuer name but another key). Fails
+ * closed: no such CRL, or only a stale one, is a FAIL. */
+static void check_revocation(report_t *r, X509 *x, X509 *issuer, STACK_OF(X509_CRL) * crls,
+                             const char *crl_origin, bool leaf)
+{
+    time_t now = time(NULL);
+    char *subj = kwt_cert_subject(x);
+    EVP_PKEY *ik = X509_get0_pubkey(issuer);
+    X509_CRL *use = NULL;
+    bool stale = false;
+    for (int i = 0; ik && i < sk_X509_CRL_num(crls); i++) {
+        X509_CRL *c = sk_X509_CRL_value(crls, i);
+        if (X509_NAME_cmp(X509_CRL_get_issuer(c), X509_get_subject_name(issuer)) != 0 ||
+            X509_CRL_verify(c, ik) != 1)
+            continue;
+        const ASN1_TIME *nu = X509_CRL_get0_nextUpdate(c);
+        if (nu && X509_cmp_time(nu, &now) < 0) {
+            stale = true;
+            continue;
+        }
+        use = c;
+        break;
+    }
+    const char *what = leaf ? "" : " (a certificate of the chain)";
+    if (!use && stale) {
+        line(r, "revocation", "FAIL",
+             "%s%s: the issuer's CRL in %s is past its next update; regenerate it (keyward ca "
+             "crl) or fetch a fresh one",
+             subj, what, crl_origin);
+    } else if (!use) {
+        char *is = kwt_cert_subject(issuer);
+        line(r, "revocation", "FAIL",
+             "%s%s: no CRL from its issuer (%s, this generation's key) in %s; give that CRL "
+             "(after a CA rotation: the bundle crl/crl.pem has every generation's) or "
+             "--no-revocation-check",
+             subj, what, is, crl_origin);
+        free(is);
+    } else {
+        X509_REVOKED *rev = NULL;
+        if (X509_CRL_get0_by_cert(use, &rev, x) == 1 && rev) {
+            int crit = 0;
+            ASN1_ENUMERATED *re = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL);
+            long reason = re ? ASN1_ENUMERATED_get(re) : 0;
+            ASN1_ENUMERATED_free(re);
+            char *when = time_text(X509_REVOKED_get0_revocationDate(rev));
+            line(r, "revocation", "FAIL", "%s%s: revoked on %s, reason %s", subj, what, when,
+                 crl_reason_name((int)reason));
+            free(when);
+        } else if (leaf) {
+            char *nu = time_text(X509_CRL_get0_nextUpdate(use));
+            line(r, "revocation", "OK", "not on the issuer's CRL (next update %s)", nu);
+            free(nu);
+        }
+    }
+    free(subj);
+}
+
 int kwt_cmd_verify(int argc, char **argv)
 {
-    const char *cafile = NULL, *crlfile = NULL, *purpose = NULL, *devid = NULL, *warn_s = NULL;
-    kwt_optspec spec[] = {{"--ca", &cafile, NULL},        {"--crl", &crlfile, NULL},
-                          {"--purpose", &purpose, NULL},  {"--device-id", &devid, NULL},
-                          {"--warn-days", &warn_s, NULL}, {NULL, NULL, NULL}};
+    const char *cafile = NULL, *crlfile = NULL, *purpose = NULL, *devid = NULL, *warn_s = NULL,
+               *untrusted_f = NULL;
+    bool no_rev = false;
+    kwt_optspec spec[] = {{"--ca", &cafile, NULL},
+                          {"--crl", &crlfile, NULL},
+                          {"--untrusted", &untrusted_f, NULL},
+                          {"--no-revocation-check", NULL, &no_rev},
+                          {"--purpose", &purpose, NULL},
+                          {"--device-id", &devid, NULL},
+                          {"--warn-days", &warn_s, NULL},
+                          {NULL, NULL, NULL}};
     const char *pos[1], *why;
     int npos, warn = 30, rc = kwt_parse_args("verify", argc, argv, spec, pos, 1, &npos);
     if (rc)
@@ -178,32 +272,37 @@ int kwt_cmd_verify(int argc, char **argv)
         return kwt_err(KWT_USAGE, "--device-id: %s", why);
     if (purpose && !strcmp(purpose, "device") && !devid)
         return kwt_err(KWT_USAGE, "--purpose device needs --device-id");
+    if (no_rev && crlfile)
+        return kwt_err(KWT_USAGE, "--crl and --no-revocation-check contradict each other");
     X509 *x = kwt_load_cert(pos[0]);
     if (!x)
         return kwt_err(KWT_FAIL, "%s: not a certificate (PEM or DER)", pos[0]);
-    STACK_OF(X509) *cas = sk_X509_new_null();
+    STACK_OF(X509) *given = sk_X509_new_null(), *cas = sk_X509_new_null();
+    STACK_OF(X509) *untrusted = sk_X509_new_null();
     STACK_OF(X509_CRL) *crls = sk_X509_CRL_new_null();
-    char *device_oid = NULL;
-    if (cafile) {
-        if (load_certs(cafile, cas) <= 0) {
-            rc = kwt_err(KWT_FAIL, "--ca %s: no certificates in it", cafile);
-            goto out;
-        }
+    char *device_oid = NULL, *crl_origin = NULL;
+    if (cafile && load_certs(cafile, given) <= 0) {
+        rc = kwt_err(KWT_FAIL, "--ca %s: no certificates in it", cafile);
+        goto out;
+    }
+    if (untrusted_f && load_certs(untrusted_f, untrusted) <= 0) {
+        rc = kwt_err(KWT_FAIL, "--untrusted %s: no certificates in it", untrusted_f);
+        goto out;
     }
     if (crlfile && load_crls(crlfile, crls) <= 0) {
         rc = kwt_err(KWT_FAIL, "--crl %s: no CRL in it", crlfile);
         goto out;
     }
+    if (crlfile)
+        crl_origin = kwt_asprintf("--crl %s", crlfile);
     if (!cafile || !crlfile) {
         kwt_ca ca;
         if (kwt_ca_open(&ca, false) == 0) {
-            if (!cafile && !crlfile)
-                load_ca_dir(ca.dir, cas, crls);
-            else if (!cafile) {
-                STACK_OF(X509_CRL) *ignore = sk_X509_CRL_new_null();
-                load_ca_dir(ca.dir, cas, ignore); /* the CRL given with --crl is used */
-                sk_X509_CRL_pop_free(ignore, X509_CRL_free);
-            }
+            /* --ca names the trust anchor; the CA directory still supplies the link
+             * certificates between generations and, without --crl, its CRLs */
+            load_ca_dir(ca.dir, cafile ? untrusted : given, crlfile || no_rev ? NULL : crls);
+            if (!crl_origin)
+                crl_origin = kwt_asprintf("the CA directory's CRLs (%s/crl)", ca.dir);
             device_oid = kwt_strdup(ca.conf.device_oid);
             kwt_ca_close(&ca);
         } else if (!cafile) {
@@ -211,6 +310,12 @@ int kwt_cmd_verify(int argc, char **argv)
             goto out;
         }
         kwt_clear_error();
+    }
+    split_roots(given, cas, untrusted);
+    if (sk_X509_num(cas) == 0) {
+        rc = kwt_err(KWT_FAIL, "%s: no self-signed CA certificate to trust in it",
+                     cafile ? cafile : "the CA directory");
+        goto out;
     }
     report_t r = {0};
     kwt_buf_addn(&r.out, "", 0);
@@ -222,13 +327,12 @@ int kwt_cmd_verify(int argc, char **argv)
     for (int i = 0; i < sk_X509_num(cas); i++)
         X509_STORE_add_cert(store, sk_X509_value(cas, i));
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
-    X509_STORE_CTX_init(ctx, store, x, cas);
+    X509_STORE_CTX_init(ctx, store, x, untrusted);
     X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
     int ok = X509_verify_cert(ctx);
-    X509 *issuer = NULL;
-    if (ok == 1) {
-        STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(ctx);
-        issuer = sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL;
+    STACK_OF(X509) *chain = ok == 1 ? X509_STORE_CTX_get0_chain(ctx) : NULL;
+    if (chain) {
+        X509 *issuer = sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL;
         char *is = issuer ? kwt_cert_subject(issuer) : kwt_strdup("(self)");
         line(&r, "chain", "OK", "%s issued by %s (%d certificates)", subj, is, sk_X509_num(chain));
         free(is);
@@ -250,45 +354,24 @@ int kwt_cmd_verify(int argc, char **argv)
         else
             line(&r, "dates", "OK", "valid for %d more days", days);
     }
-    /* 4. revocation */
-    if (issuer) {
-        int found = 0;
-        for (int i = 0; i < sk_X509_CRL_num(crls); i++) {
-            X509_CRL *c = sk_X509_CRL_value(crls, i);
-            if (X509_NAME_cmp(X509_CRL_get_issuer(c), X509_get_subject_name(issuer)) != 0)
-                continue;
-            EVP_PKEY *ik = X509_get0_pubkey(issuer);
-            if (!ik || X509_CRL_verify(c, ik) != 1)
-                continue; /* another generation's CRL with the same issuer name */
-            found++;
-            X509_REVOKED *rev = NULL;
-            if (X509_CRL_get0_by_cert(c, &rev, x) == 1 && rev) {
-                int crit = 0;
-                ASN1_ENUMERATED *re = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL);
-                long reason = re ? ASN1_ENUMERATED_get(re) : 0;
-                ASN1_ENUMERATED_free(re);
-                const ASN1_TIME *rt = X509_REVOKED_get0_revocationDate(rev);
-                char when[64] = "";
-                BIO *b = BIO_new(BIO_s_mem());
-                ASN1_TIME_print(b, rt);
-                int wn = BIO_read(b, when, sizeof(when) - 1);
-                when[wn > 0 ? wn : 0] = '\0';
-                BIO_free(b);
-                line(&r, "revocation", "FAIL", "revoked on %s, reason %s", when,
-                     crl_reason_name((int)reason));
-                found = -1;
-                break;
-            }
-            const ASN1_TIME *nu = X509_CRL_get0_nextUpdate(c);
-            if (nu && X509_cmp_time(nu, &now) < 0)
-                line(&r, "crl", "WARN", "the CRL is past its next update: regenerate it");
-        }
-        if (found > 0)
-            line(&r, "revocation", "OK", "not on the CRL");
-        else if (found == 0)
-            line(&r, "revocation", "WARN", "no CRL from this issuer to check against");
+    /* 4. revocation of every certificate below the trust anchor, each against a CRL from
+     * its own issuer's key */
+    if (no_rev) {
+        line(&r, "revocation", "SKIP", "not checked (--no-revocation-check)");
+    } else if (!chain) {
+        line(&r, "revocation", "FAIL", "not checked: no verified chain to find the issuer");
+    } else if (sk_X509_num(chain) < 2) {
+        line(&r, "revocation", "FAIL", "%s is a trust anchor itself: nothing to check it against",
+             pos[0]);
+    } else if (!crl_origin) {
+        line(&r, "revocation", "FAIL",
+             "no CRL to check against: pass --crl FILE (the CA's crl.pem) or "
+             "--no-revocation-check");
     } else {
-        line(&r, "revocation", "SKIP", "no verified issuer");
+        int before = r.fails;
+        for (int i = 0; i + 1 < sk_X509_num(chain) && r.fails == before; i++)
+            check_revocation(&r, sk_X509_value(chain, i), sk_X509_value(chain, i + 1), crls,
+                             crl_origin, i == 0);
     }
     /* 5. purpose */
     if (purpose) {
@@ -321,7 +404,10 @@ int kwt_cmd_verify(int argc, char **argv)
     X509_STORE_free(store);
 out:
     free(device_oid);
+    free(crl_origin);
     X509_free(x);
+    sk_X509_pop_free(given, X509_free);
+    sk_X509_pop_free(untrusted, X509_free);
     sk_X509_pop_free(cas, X509_free);
     sk_X509_CRL_pop_free(crls, X509_CRL_free);
     return rc;

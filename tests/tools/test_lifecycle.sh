@@ -134,9 +134,14 @@ expect_rc 0 "$KW" --dir "$P" ca revoke r7 --reason removeFromCRL
 expect_rc 0 "$KW" --dir "$P" verify "$P/issued/r7.crt"
 expect_rc 1 "$KW" --dir "$P" ca revoke r1 --reason keyCompromise
 grep -q "already revoked" "$T/err" || fail "re-revocation not refused clearly"
-expect_rc 0 "$KW" --dir "$P" ca revoke "$serial" --reason affiliationChanged --date 2026-01-02T03:04:05Z
+# a date before the certificate was issued is refused; one after it is recorded
+expect_rc 2 "$KW" --dir "$P" ca revoke "$serial" --reason affiliationChanged --date 2020-01-02T03:04:05Z
+grep -q "before serial" "$T/err" || fail "revocation date before notBefore not refused clearly"
+sleep 1
+past=$(date -u -d '-1 second' +%Y%m%d%H%M%SZ)
+expect_rc 0 "$KW" --dir "$P" ca revoke "$serial" --reason affiliationChanged --date "$past"
 grep -q "$serial" "$T/out" || fail "revoke by serial"
-grep -q "^R.*260102030405Z,affiliationChanged.*$serial" "$P/state/index.txt" ||
+grep -q "^R.*${past#20},affiliationChanged.*$serial" "$P/state/index.txt" ||
     fail "revocation date not recorded"
 ok "revoke with every reason, CRL, hold lifted, by serial with a date"
 
@@ -171,14 +176,15 @@ ok "list and JSON"
 
 # export: no key in any of them
 expect_rc 0 "$KW" --dir "$P" ca export dev7 --format pem-bundle --out "$T/dev7.pem"
-[ "$(grep -c BEGIN "$T/dev7.pem")" = 2 ] || fail "bundle is not cert + CA"
+# one CA generation: the leaf alone (no self-signed root: the relying party has its own)
+[ "$(grep -c BEGIN "$T/dev7.pem")" = 1 ] || fail "bundle is not the certificate alone"
 grep -q PRIVATE "$T/dev7.pem" && fail "bundle has a key"
 expect_rc 0 "$KW" --dir "$P" ca export dev7 --format p12 --out "$T/dev7.p12"
 openssl pkcs12 -in "$T/dev7.p12" -passin pass: -nodes -info > "$T/p12.txt" 2>&1 || fail "p12 unreadable"
 grep -q "PRIVATE KEY" "$T/p12.txt" && fail "p12 has a key"
 grep -q "BEGIN CERTIFICATE" "$T/p12.txt" || fail "p12 has no certificate"
 expect_rc 0 "$KW" --dir "$P" ca export dev7 --package "$T/pkg"
-for f in dev7.crt ca.crt README; do [ -s "$T/pkg/$f" ] || fail "package lacks $f"; done
+for f in dev7.crt chain.pem ca.crt crl.pem README; do [ -s "$T/pkg/$f" ] || fail "package lacks $f"; done
 ok "export"
 
 # OCSP: good, revoked, unknown

@@ -32,8 +32,8 @@ ok "old and new leaves verify; cross certificate bridges from the old root"
 expect_rc 0 "$KW" --dir "$P" ca revoke old2 --reason keyCompromise
 expect_rc 1 "$KW" --dir "$P" verify "$P/issued/old2.crt"
 grep -q "^FAIL revocation" "$T/out" || fail "old-generation revocation not seen"
-openssl crl -in "$P/crl/crl-1.pem" -noout -verify -CAfile "$T/root-gen1.crt" 2>&1 | grep -q "verify OK" ||
-    fail "crl-1.pem not signed by the old key"
+openssl crl -in "$P/crl/gen-1.pem" -noout -verify -CAfile "$T/root-gen1.crt" 2>&1 | grep -q "verify OK" ||
+    fail "gen-1.pem not signed by the old key"
 expect_rc 2 "$KW" --dir "$P" ca revoke new1 --reason superseded --date 2099-01-01
 expect_rc 0 "$KW" --dir "$P" ca revoke new1 --reason superseded
 expect_rc 1 "$KW" --dir "$P" verify "$P/issued/new1.crt"
