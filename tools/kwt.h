@@ -180,7 +180,16 @@ int kwt_index_parse_line(char *line, kwt_row *r); /* for tests */
 int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial);
 /* Recover after a crash: drop stale staging dirs, fix issued/ links. */
 int kwt_ca_recover(kwt_ca *ca);
-int kwt_ca_make_crl(kwt_ca *ca, int days); /* into the staging state */
+/* Every live generation's CRL (crl/gen-G.pem, .crl), the bundle crl/crl.pem (newest first) and
+ * crl/crl.der (the current generation's), into the staging state. */
+int kwt_ca_make_crl(kwt_ca *ca, int days);
+/* CA generations: the key URI of generation g (NULL when unknown), its certificate's path, and
+ * whether it still signs (current, or its certificate unexpired and its key known). */
+char *kwt_gen_key(const kwt_conf *c, int g);
+char *kwt_gen_cert_path(const kwt_ca *ca, int g);
+bool kwt_gen_live(const kwt_ca *ca, int g);
+/* crl_url with "{gen}" replaced by the generation (NULL when no URL is configured). */
+char *kwt_crl_url_for(const kwt_conf *c, int gen);
 int kwt_random_serial(char *out, size_t outlen);
 
 /* ---- audit log (audit.c) ---- */
@@ -224,5 +233,11 @@ int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool 
 int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long long when);
 /* Usage text printed by `keyward help CMD` and CMD --help. */
 int kwt_usage(const char *cmd, FILE *f);
+
+/* ---- OCSP (ca_ocsp.c) ---- */
+/* kwt_sign_one with the key and certificate (ca/ca-G.crt) of CA generation gen; 0 or the
+ * current generation: the current key, as kwt_sign_one. */
+int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, const char *name,
+                     int days, const char *san, const char *device_id, char **serial_out);
 
 #endif
