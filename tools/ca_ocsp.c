@@ -2,21 +2,37 @@
 /* `keyward ca ocsp`: an OCSP responder for the CA's index.
  * openssl 3.0's `ocsp -port` listens on every address, so keyward accepts connections itself on
  * the address asked for (default 127.0.0.1) and answers each request by running
- * `openssl ocsp -index ... -reqin REQ -respout RESP` with the responder key on the token. */
+ * `openssl ocsp -index ... -reqin REQ -respout RESP` with the responder key on the token.
+ *
+ * A client (OCSP_basic_verify) accepts a delegated responder only when the responder certificate
+ * was issued by the key that issued the certificate asked about. So every live CA generation
+ * (current, or its CA certificate unexpired and its key listed in old_keys) has its own
+ * responder certificate for the one responder key: issued/ocsp-responder.crt from the current
+ * generation, issued/ocsp-responder-gen-G.crt from generation G. Each request's CertIDs are
+ * matched to a generation's CA certificate (issuer name and key hash) and answered with that
+ * generation's CA certificate and responder certificate; a request about an issuer that is no
+ * live generation gets "unauthorized". All generations share one index (serials are unique
+ * CA-wide). */
 #include "kwt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-#define OCSP_NAME "ocsp-responder"
+#define OCSP_NAME      "ocsp-responder"
+#define MAX_GENS       128
+#define RESPONDER_DAYS 365
 
 static volatile sig_atomic_t stop;
 
@@ -26,27 +42,157 @@ static void on_signal(int sig)
     stop = 1;
 }
 
-static int ensure_signer(kwt_ca *ca, const char *key)
+/* NAME of generation g's responder certificate in the index (and issued/NAME.crt). */
+static char *responder_name(const kwt_ca *ca, int g)
 {
-    char *crt = kwt_asprintf("%s/issued/%s.crt", ca->dir, OCSP_NAME);
-    X509 *x = kwt_load_cert(crt);
-    int rc = 0;
-    if (x && X509_cmp_current_time(X509_get0_notAfter(x)) > 0 && !key) {
+    return g == ca->conf.generation ? kwt_strdup(OCSP_NAME)
+                                    : kwt_asprintf("%s-gen-%d", OCSP_NAME, g);
+}
+
+/* x carries a signature of cacert's key */
+static bool signed_by(X509 *x, X509 *cacert)
+{
+    EVP_PKEY *pk = cacert ? X509_get0_pubkey(cacert) : NULL;
+    bool ok = x && pk && X509_verify(x, pk) == 1;
+    ERR_clear_error();
+    return ok;
+}
+
+static bool expired(X509 *x)
+{
+    return X509_cmp_current_time(X509_get0_notAfter(x)) <= 0;
+}
+
+/* The newest certificate of NAME when its index row is valid (certs/SERIAL.pem); NULL when none.
+ * *serial (may be NULL) gets its serial. */
+static X509 *valid_cert_of(kwt_ca *ca, kwt_index *ix, const char *name, char **serial)
+{
+    kwt_row *r = kwt_index_find_name(ix, name);
+    if (!r || r->status != 'V')
+        return NULL;
+    char *p = kwt_asprintf("%s/certs/%s.pem", ca->dir, r->serial);
+    X509 *x = kwt_load_cert(p);
+    free(p);
+    if (x && serial)
+        *serial = kwt_strdup(r->serial);
+    return x;
+}
+
+/* Days a responder certificate of a CA generation gets: a year, not beyond the CA's own end. */
+static int responder_days(X509 *cacert)
+{
+    int days = 0, secs = 0;
+    if (!ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(cacert)))
+        return RESPONDER_DAYS;
+    if (days >= RESPONDER_DAYS)
+        return RESPONDER_DAYS;
+    return days < 1 ? 1 : days;
+}
+
+/* Live CA generations, newest first, with their CA certificates. */
+typedef struct {
+    int gen[MAX_GENS];
+    X509 *cacert[MAX_GENS];
+    int n;
+} ca_gens;
+
+static void gens_load(kwt_ca *ca, ca_gens *gs)
+{
+    gs->n = 0;
+    for (int g = ca->conf.generation; g >= 1 && gs->n < MAX_GENS; g--) {
+        if (!kwt_gen_live(ca, g))
+            continue;
+        char *p = kwt_gen_cert_path(ca, g);
+        X509 *x = kwt_load_cert(p);
+        free(p);
+        if (!x) {
+            if (g == ca->conf.generation)
+                fprintf(stderr, "keyward: CA generation %d has no readable certificate\n", g);
+            continue;
+        }
+        gs->gen[gs->n] = g;
+        gs->cacert[gs->n++] = x;
+    }
+}
+
+static void gens_free(ca_gens *gs)
+{
+    for (int i = 0; i < gs->n; i++)
+        X509_free(gs->cacert[i]);
+    gs->n = 0;
+}
+
+/* Every live generation gets a valid responder certificate from its own key: issued when
+ * missing, expired or not from that key (and for every generation when --key is given). After a
+ * rotation the previous current generation's responder (NAME ocsp-responder) is renamed
+ * ocsp-responder-gen-G in the index, and the new generation's is issued as ocsp-responder. */
+static int ensure_signers(kwt_ca *ca, const char *key)
+{
+    int cur = ca->conf.generation, rc = 0;
+    ca_gens gs;
+    gens_load(ca, &gs);
+    kwt_index ix = {0};
+    char *ixp = kwt_state_path(ca, "index.txt");
+    if (kwt_index_load(&ix, ixp) != 0 && !kwt_g.dry_run) {
+        rc = kwt_err(KWT_FAIL, "cannot read %s", ixp);
+        free(ixp);
+        gens_free(&gs);
+        return rc;
+    }
+    free(ixp);
+    /* the certificate named ocsp-responder is from an earlier generation: it stays that
+     * generation's responder under the generation's name */
+    int rename_gen = 0;
+    char *rename_serial = NULL;
+    X509 *cx = valid_cert_of(ca, &ix, OCSP_NAME, &rename_serial);
+    if (cx && gs.n && gs.gen[0] == cur && !signed_by(cx, gs.cacert[0]) && !expired(cx)) {
+        for (int i = 1; i < gs.n && !rename_gen; i++) {
+            char *nm = responder_name(ca, gs.gen[i]);
+            X509 *have = valid_cert_of(ca, &ix, nm, NULL);
+            if (signed_by(cx, gs.cacert[i]) && !have)
+                rename_gen = gs.gen[i];
+            X509_free(have);
+            free(nm);
+        }
+    }
+    X509_free(cx);
+    if (!rename_gen) {
+        free(rename_serial);
+        rename_serial = NULL;
+    }
+    int need[MAX_GENS], nneed = 0;
+    for (int i = 0; i < gs.n; i++) {
+        int g = gs.gen[i];
+        char *nm = responder_name(ca, g);
+        /* after the rename: generation rename_gen has the old ocsp-responder certificate,
+         * the current generation none yet */
+        X509 *x = NULL;
+        if (g == rename_gen)
+            x = valid_cert_of(ca, &ix, OCSP_NAME, NULL);
+        else if (g != cur || !rename_gen)
+            x = valid_cert_of(ca, &ix, nm, NULL);
+        if (key || !x || expired(x) || !signed_by(x, gs.cacert[i]))
+            need[nneed++] = i;
         X509_free(x);
-        free(crt);
+        free(nm);
+    }
+    kwt_index_free(&ix);
+    if (!nneed) {
+        gens_free(&gs);
         return 0;
     }
-    X509_free(x);
     if (!key)
         key = ca->conf.ocsp_key;
     if (!key) {
-        free(crt);
+        gens_free(&gs);
+        free(rename_serial);
         return kwt_err(KWT_USAGE, "no OCSP responder certificate yet: pass --key URI for its key "
                                   "(made on the token if absent)");
     }
     const char *why;
     if (!kwt_valid_uri(key, &why)) {
-        free(crt);
+        gens_free(&gs);
+        free(rename_serial);
         return kwt_err(KWT_USAGE, "--key: %s", why);
     }
     bool created;
@@ -57,7 +203,7 @@ static int ensure_signer(kwt_ca *ca, const char *key)
     X509_free(cax);
     char *tmp = kwt_tmpdir();
     char *csr = tmp ? kwt_path(tmp, "ocsp.csr") : NULL;
-    char *serial = NULL;
+    char *serials[MAX_GENS] = {0}, *olds[MAX_GENS] = {0};
     if (!subj || !csr) {
         rc = kwt_err(KWT_FAIL, "cannot prepare the OCSP responder certificate");
         goto out;
@@ -76,44 +222,98 @@ static int ensure_signer(kwt_ca *ca, const char *key)
     kwt_cmd_add(&c, subj);
     kwt_cmd_add(&c, "-out");
     kwt_cmd_add(&c, csr);
-    if ((rc = kwt_run(&c, kwt_ca_cnf(ca), NULL)))
+    if ((rc = kwt_run(&c, kwt_ca_cnf(ca), NULL)) || (rc = kwt_txn_begin(ca)))
         goto out;
-    /* a previous responder certificate is superseded */
-    kwt_index ix = {0};
-    char *ixp = kwt_state_path(ca, "index.txt");
-    char *old = NULL;
-    if (kwt_index_load(&ix, ixp) == 0) {
-        kwt_row *r = kwt_index_find_name(&ix, OCSP_NAME);
-        if (r && r->status == 'V')
-            old = kwt_strdup(r->serial);
+    ixp = kwt_state_path(ca, "index.txt");
+    if (rename_gen && kwt_g.dry_run) {
+        printf("# keyward then renames index row %s (%s, issued by CA generation %d) to "
+               "%s-gen-%d\n",
+               rename_serial, OCSP_NAME, rename_gen, OCSP_NAME, rename_gen);
+    } else if (rename_gen) {
+        kwt_row *r = NULL;
+        if (kwt_index_load(&ix, ixp) == 0)
+            r = kwt_index_find_serial(&ix, rename_serial);
+        if (r) {
+            free(r->name);
+            r->name = responder_name(ca, rename_gen);
+        }
+        if (!r || kwt_index_save(&ix, ixp) != 0)
+            rc = kwt_err(KWT_FAIL, "cannot rename the responder certificate %s in %s",
+                         rename_serial, ixp);
+        kwt_index_free(&ix);
     }
-    kwt_index_free(&ix);
+    /* a previous responder certificate of the same generation is superseded */
+    for (int k = 0; k < nneed && rc == 0; k++) {
+        int i = need[k];
+        char *nm = responder_name(ca, gs.gen[i]);
+        if (kwt_index_load(&ix, ixp) == 0) {
+            kwt_row *r = kwt_index_find_name(&ix, nm);
+            if (r && r->status == 'V')
+                olds[k] = kwt_strdup(r->serial);
+        }
+        kwt_index_free(&ix);
+        if (kwt_g.dry_run) {
+            /* the CSR above was not made, so it cannot be checked and signed here */
+            char *gc = kwt_gen_cert_path(ca, gs.gen[i]), *gk = kwt_gen_key(&ca->conf, gs.gen[i]);
+            printf("# keyward then issues %s (ocsp profile, %d days) from CA generation %d: "
+                   "openssl ca -in CSR -cert %s -keyfile '%s'\n",
+                   nm, responder_days(gs.cacert[i]), gs.gen[i], gc, gk ? gk : "");
+            free(gc);
+            free(gk);
+            free(nm);
+            continue;
+        }
+        rc = kwt_sign_one_gen(ca, gs.gen[i], csr, "ocsp", nm, responder_days(gs.cacert[i]), NULL,
+                              NULL, &serials[k]);
+        if (rc == 0 && olds[k])
+            rc = kwt_revoke_serial(ca, olds[k], "superseded", -1);
+        free(nm);
+    }
     free(ixp);
-    if ((rc = kwt_txn_begin(ca)) == 0)
-        rc = kwt_sign_one(ca, csr, "ocsp", OCSP_NAME, 365, NULL, NULL, &serial);
-    if (rc == 0 && old)
-        rc = kwt_revoke_serial(ca, old, "superseded", -1);
     if (rc == 0)
         rc = kwt_txn_commit(ca);
-    free(old);
     if (rc == 0 && !kwt_g.dry_run) {
-        kwt_ca_link_issued(ca, OCSP_NAME, serial);
-        free(ca->conf.ocsp_key);
-        ca->conf.ocsp_key = kwt_strdup(key);
-        char *cp = kwt_path(ca->dir, "keyward.conf");
-        kwt_conf_save(&ca->conf, cp);
-        free(cp);
+        if (rename_gen) {
+            char *nm = responder_name(ca, rename_gen);
+            kwt_ca_link_issued(ca, nm, rename_serial);
+            kwt_audit(ca, "ca ocsp signer renamed", nm, rename_serial, subj, 0);
+            free(nm);
+        }
+        for (int k = 0; k < nneed; k++) {
+            char *nm = responder_name(ca, gs.gen[need[k]]);
+            kwt_ca_link_issued(ca, nm, serials[k]);
+            free(nm);
+        }
+        if (!ca->conf.ocsp_key || strcmp(ca->conf.ocsp_key, key) != 0) {
+            char *k2 = kwt_strdup(key); /* key may be ca->conf.ocsp_key itself */
+            free(ca->conf.ocsp_key);
+            ca->conf.ocsp_key = k2;
+            char *cp = kwt_path(ca->dir, "keyward.conf");
+            kwt_conf_save(&ca->conf, cp);
+            free(cp);
+        }
         kwt_clear_error();
     }
-    kwt_audit(ca, "ca ocsp signer", OCSP_NAME, serial, subj, rc);
+    for (int k = 0; k < nneed; k++) {
+        char *nm = responder_name(ca, gs.gen[need[k]]);
+        if (!kwt_g.dry_run)
+            kwt_audit(ca, "ca ocsp signer", nm, serials[k], subj, rc);
+        free(nm);
+    }
 out:
+    if (rc)
+        kwt_txn_abort(ca);
+    for (int k = 0; k < MAX_GENS; k++) {
+        free(serials[k]);
+        free(olds[k]);
+    }
     if (tmp)
         kwt_rm_rf(tmp);
+    gens_free(&gs);
+    free(rename_serial);
     free(tmp);
     free(csr);
     free(subj);
-    free(serial);
-    free(crt);
     return rc;
 }
 
@@ -222,7 +422,240 @@ static int read_request(int fd, kwt_buf *req)
     return rc;
 }
 
-static void serve_one(kwt_ca *ca, int fd, const char *tmp)
+/* What the server answers for: the live generations, each with its responder certificate. */
+typedef struct {
+    ca_gens gs;
+    char *signer[MAX_GENS]; /* issued/NAME.crt of gs.gen[i]; NULL: that generation is skipped */
+    time_t renew_at;        /* a responder or CA certificate ends: look again */
+    struct stat conf_st;    /* keyward.conf as loaded: a rotation changes it */
+    time_t retry_at;        /* after a failed reload */
+} responder;
+
+static time_t asn1_to_time_t(const ASN1_TIME *t)
+{
+    struct tm tm;
+    if (!ASN1_TIME_to_tm(t, &tm))
+        return 0;
+    return timegm(&tm);
+}
+
+static void responder_free(responder *rs)
+{
+    for (int i = 0; i < rs->gs.n; i++)
+        free(rs->signer[i]);
+    gens_free(&rs->gs);
+}
+
+static void responder_load(kwt_ca *ca, responder *rs, bool show)
+{
+    memset(rs, 0, sizeof(*rs));
+    gens_load(ca, &rs->gs);
+    rs->renew_at = (time_t)-1;
+    time_t now = time(NULL);
+    for (int i = 0; i < rs->gs.n; i++) {
+        char *nm = responder_name(ca, rs->gs.gen[i]);
+        char *p = kwt_asprintf("%s/issued/%s.crt", ca->dir, nm);
+        X509 *x = kwt_load_cert(p);
+        const ASN1_TIME *ends[2] = {X509_get0_notAfter(rs->gs.cacert[i]),
+                                    x ? X509_get0_notAfter(x) : NULL};
+        for (int k = 0; k < 2; k++) {
+            time_t e = ends[k] ? asn1_to_time_t(ends[k]) : 0;
+            if (e > now && (rs->renew_at == (time_t)-1 || e < rs->renew_at))
+                rs->renew_at = e;
+        }
+        if (x && signed_by(x, rs->gs.cacert[i])) {
+            rs->signer[i] = p;
+            p = NULL;
+            if (show) {
+                char *serial = kwt_cert_serial(x);
+                printf("  CA generation %d: responder issued/%s.crt (serial %s)\n", rs->gs.gen[i],
+                       nm, serial);
+                free(serial);
+            }
+        } else if (!kwt_g.dry_run) {
+            fprintf(stderr, "keyward: no responder certificate for CA generation %d (%s)\n",
+                    rs->gs.gen[i], p);
+        }
+        X509_free(x);
+        free(p);
+        free(nm);
+    }
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    if (stat(cp, &rs->conf_st) != 0)
+        memset(&rs->conf_st, 0, sizeof(rs->conf_st));
+    free(cp);
+}
+
+/* After a rotation (keyward.conf changed) or when a responder certificate ends, the CA is
+ * opened again, missing responder certificates are issued and the generations reloaded.
+ * On failure the old ones keep answering and the next try is a minute later. */
+static void responder_refresh(kwt_ca *ca, responder *rs)
+{
+    time_t now = time(NULL);
+    struct stat st;
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    int src = stat(cp, &st);
+    free(cp);
+    bool changed =
+        src == 0 &&
+        (st.st_ino != rs->conf_st.st_ino || st.st_mtim.tv_sec != rs->conf_st.st_mtim.tv_sec ||
+         st.st_mtim.tv_nsec != rs->conf_st.st_mtim.tv_nsec || st.st_size != rs->conf_st.st_size);
+    bool ending = rs->renew_at != (time_t)-1 && now >= rs->renew_at;
+    if ((!changed && !ending) || now < rs->retry_at)
+        return;
+    const char *saved = kwt_g.dir;
+    kwt_g.dir = ca->dir;
+    kwt_ca nca;
+    int rc = kwt_ca_open(&nca, true);
+    kwt_g.dir = saved;
+    if (rc == 0) {
+        rc = ensure_signers(&nca, NULL);
+        if (nca.lock_fd >= 0) {
+            close(nca.lock_fd);
+            nca.lock_fd = -1;
+        }
+    }
+    if (rc) {
+        fprintf(stderr, "keyward: the OCSP responder keeps its previous certificates; retrying "
+                        "in a minute\n");
+        if (nca.dir)
+            kwt_ca_close(&nca);
+        rs->retry_at = now + 60;
+        return;
+    }
+    kwt_ca_close(ca);
+    *ca = nca;
+    responder_free(rs);
+    responder_load(ca, rs, kwt_g.verbose > 0);
+    if (kwt_g.verbose)
+        fprintf(stderr, "keyward: OCSP responder reloaded (CA generation %d)\n",
+                ca->conf.generation);
+}
+
+/* An OCSP response without a body: malformedRequest, internalError, unauthorized. */
+static void status_reply(int fd, int status)
+{
+    OCSP_RESPONSE *r = OCSP_response_create(status, NULL);
+    unsigned char *der = NULL;
+    int n = r ? i2d_OCSP_RESPONSE(r, &der) : -1;
+    if (n > 0)
+        http_reply(fd, 200, "application/ocsp-response", der, (size_t)n);
+    else
+        http_reply(fd, 500, "text/plain", "responder error\n", 16);
+    OPENSSL_free(der);
+    OCSP_RESPONSE_free(r);
+}
+
+/* The generation (index into rs->gs) whose CA certificate issued every certificate the request
+ * asks about: matched by the CertID's issuer name and key hashes. -1 when one of them matches
+ * no live generation or they differ (one response can be verified for one issuer only). */
+static int pick_generation(const responder *rs, OCSP_REQUEST *rq)
+{
+    int n = OCSP_request_onereq_count(rq), pick = -1;
+    for (int k = 0; k < n; k++) {
+        OCSP_CERTID *cid = OCSP_onereq_get0_id(OCSP_request_onereq_get0(rq, k));
+        ASN1_OBJECT *md_oid = NULL;
+        OCSP_id_get0_info(NULL, &md_oid, NULL, NULL, cid);
+        const EVP_MD *md = md_oid ? EVP_get_digestbyobj(md_oid) : NULL;
+        int found = -1;
+        for (int i = 0; md && i < rs->gs.n && found < 0; i++) {
+            if (!rs->signer[i])
+                continue;
+            OCSP_CERTID *caid = OCSP_cert_to_id(md, NULL, rs->gs.cacert[i]);
+            if (caid && OCSP_id_issuer_cmp(caid, cid) == 0)
+                found = i;
+            OCSP_CERTID_free(caid);
+        }
+        if (found < 0 || (pick >= 0 && found != pick))
+            return -1;
+        pick = found;
+    }
+    return pick;
+}
+
+/* Serial in index form (upper-case hex without leading zeros). */
+static char *serial_hex(const ASN1_INTEGER *sn)
+{
+    BIGNUM *bn = sn ? ASN1_INTEGER_to_BN(sn, NULL) : NULL;
+    char *hex = bn ? BN_bn2hex(bn) : NULL;
+    char *s = kwt_strdup(hex ? hex : "");
+    OPENSSL_free(hex);
+    BN_free(bn);
+    return s;
+}
+
+static const char *skip_zeros(const char *s)
+{
+    while (s[0] == '0' && s[1])
+        s++;
+    return s;
+}
+
+/* The index is shared by all generations, so a serial asked about under generation i's issuer
+ * may belong to a certificate of another generation: that is not generation i's to answer. The
+ * serials of such certificates go into *out (n returned); they are answered "unknown". */
+static int foreign_serials(kwt_ca *ca, const responder *rs, int i, OCSP_REQUEST *rq, char **out,
+                           int max)
+{
+    int n = 0;
+    for (int k = 0; k < OCSP_request_onereq_count(rq) && n < max; k++) {
+        ASN1_INTEGER *sn = NULL;
+        OCSP_id_get0_info(NULL, NULL, NULL, &sn,
+                          OCSP_onereq_get0_id(OCSP_request_onereq_get0(rq, k)));
+        char *hex = serial_hex(sn);
+        bool bad = false;
+        for (const char *c = hex; *c && !bad; c++)
+            bad = !strchr("0123456789ABCDEF", *c);
+        char *p = bad || !*hex ? NULL : kwt_asprintf("%s/certs/%s.pem", ca->dir, hex);
+        X509 *x = p ? kwt_load_cert(p) : NULL;
+        if (x && !signed_by(x, rs->gs.cacert[i]))
+            out[n++] = hex;
+        else
+            free(hex);
+        X509_free(x);
+        free(p);
+    }
+    return n;
+}
+
+/* A copy of the index without the rows of these serials. */
+static int index_without(const char *from, const char *to, char **serials, int n)
+{
+    char *text = kwt_read_file(from, NULL);
+    if (!text)
+        return -1;
+    kwt_buf b = {0};
+    kwt_buf_addn(&b, "", 0);
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        /* status, expiry, revocation, serial, ... */
+        const char *f = l;
+        for (int t = 0; t < 3 && f; t++) {
+            f = strchr(f, '\t');
+            f = f ? f + 1 : NULL;
+        }
+        bool drop = false;
+        if (f) {
+            size_t len = strcspn(f, "\t");
+            char *sn = kwt_asprintf("%.*s", (int)len, f);
+            for (int k = 0; k < n && !drop; k++)
+                drop = !strcasecmp(skip_zeros(sn), skip_zeros(serials[k]));
+            free(sn);
+        }
+        if (!drop)
+            kwt_buf_printf(&b, "%s\n", l);
+    }
+    /* subjects repeat (renewals, the responder certificates): openssl must not insist */
+    char *attr = kwt_asprintf("%s.attr", to);
+    int rc = kwt_write_atomic(to, b.s, b.len, 0600) ||
+             kwt_write_atomic(attr, "unique_subject = no\n", 20, 0600);
+    free(attr);
+    kwt_buf_free(&b);
+    free(text);
+    return rc;
+}
+
+static void serve_one(kwt_ca *ca, const responder *rs, int fd, const char *tmp)
 {
     kwt_buf req = {0};
     if (read_request(fd, &req) != 0) {
@@ -230,12 +663,40 @@ static void serve_one(kwt_ca *ca, int fd, const char *tmp)
         kwt_buf_free(&req);
         return;
     }
-    char *rq = kwt_path(tmp, "req.der"), *rs = kwt_path(tmp, "resp.der");
+    const unsigned char *der = (const unsigned char *)req.s;
+    OCSP_REQUEST *ocsp_req = d2i_OCSP_REQUEST(NULL, &der, (long)req.len);
+    int i = -2;
+    if (ocsp_req && OCSP_request_onereq_count(ocsp_req) > 0)
+        i = pick_generation(rs, ocsp_req);
+    ERR_clear_error();
+    if (i < 0) {
+        if (kwt_g.verbose)
+            fprintf(stderr, "keyward: OCSP request %s\n",
+                    i == -2 ? "malformed: malformedRequest"
+                            : "about no live CA generation (or several): unauthorized");
+        status_reply(fd, i == -2 ? OCSP_RESPONSE_STATUS_MALFORMEDREQUEST
+                                 : OCSP_RESPONSE_STATUS_UNAUTHORIZED);
+        OCSP_REQUEST_free(ocsp_req);
+        kwt_buf_free(&req);
+        return;
+    }
+    char *rq = kwt_path(tmp, "req.der"), *rsp = kwt_path(tmp, "resp.der");
     char *ix = kwt_path(ca->dir, "state/index.txt");
-    char *cacrt = kwt_path(ca->dir, "ca.crt");
-    char *signer = kwt_asprintf("%s/issued/%s.crt", ca->dir, OCSP_NAME);
-    unlink(rs);
-    if (kwt_write_atomic(rq, req.s, req.len, 0600) == 0) {
+    char *cacrt = kwt_gen_cert_path(ca, rs->gs.gen[i]);
+    char *foreign[64];
+    int nforeign = foreign_serials(ca, rs, i, ocsp_req, foreign, 64);
+    OCSP_REQUEST_free(ocsp_req);
+    int prep = 0;
+    if (nforeign) {
+        char *fix = kwt_path(tmp, "index.txt");
+        prep = index_without(ix, fix, foreign, nforeign);
+        free(ix);
+        ix = fix;
+        for (int k = 0; k < nforeign; k++)
+            free(foreign[k]);
+    }
+    unlink(rsp);
+    if (prep == 0 && kwt_write_atomic(rq, req.s, req.len, 0600) == 0) {
         kwt_cmd c;
         kwt_cmd_init(&c, "ocsp");
         kwt_cmd_add(&c, "-index");
@@ -243,29 +704,30 @@ static void serve_one(kwt_ca *ca, int fd, const char *tmp)
         kwt_cmd_add(&c, "-CA");
         kwt_cmd_add(&c, cacrt);
         kwt_cmd_add(&c, "-rsigner");
-        kwt_cmd_add(&c, signer);
+        kwt_cmd_add(&c, rs->signer[i]);
         kwt_cmd_add(&c, "-rkey");
         kwt_cmd_add(&c, ca->conf.ocsp_key);
         kwt_cmd_add(&c, "-reqin");
         kwt_cmd_add(&c, rq);
         kwt_cmd_add(&c, "-respout");
-        kwt_cmd_add(&c, rs);
+        kwt_cmd_add(&c, rsp);
         kwt_cmd_add(&c, "-nmin");
         kwt_cmd_add(&c, "60");
         size_t len = 0;
         char *resp = NULL;
-        if (kwt_run(&c, kwt_ca_cnf(ca), NULL) == 0 && (resp = kwt_read_file(rs, &len)) && len)
+        if (kwt_run(&c, kwt_ca_cnf(ca), NULL) == 0 && (resp = kwt_read_file(rsp, &len)) && len)
             http_reply(fd, 200, "application/ocsp-response", resp, len);
         else
-            http_reply(fd, 500, "text/plain", "responder error\n", 16);
+            status_reply(fd, OCSP_RESPONSE_STATUS_INTERNALERROR);
         free(resp);
+    } else {
+        status_reply(fd, OCSP_RESPONSE_STATUS_INTERNALERROR);
     }
     kwt_buf_free(&req);
     free(rq);
-    free(rs);
+    free(rsp);
     free(ix);
     free(cacrt);
-    free(signer);
 }
 
 int kwt_cmd_ca_ocsp(int argc, char **argv)
@@ -290,7 +752,7 @@ int kwt_cmd_ca_ocsp(int argc, char **argv)
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, true)))
         return rc;
-    rc = ensure_signer(&ca, key);
+    rc = ensure_signers(&ca, key);
     /* serving only reads the state: let writers in */
     if (ca.lock_fd >= 0) {
         close(ca.lock_fd);
@@ -326,6 +788,8 @@ int kwt_cmd_ca_ocsp(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     char *tmp = kwt_tmpdir();
+    responder rs;
+    responder_load(&ca, &rs, true);
     printf("OCSP responder for %s listening on http://%s%s%s:%s/\n", ca.dir,
            strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
     fflush(stdout);
@@ -339,11 +803,13 @@ int kwt_cmd_ca_ocsp(int argc, char **argv)
         }
         struct timeval tv = {5, 0};
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-        serve_one(&ca, c, tmp);
+        responder_refresh(&ca, &rs);
+        serve_one(&ca, &rs, c, tmp);
         close(c);
         served++;
     }
     close(fd);
+    responder_free(&rs);
     if (tmp)
         kwt_rm_rf(tmp);
     free(tmp);

@@ -186,12 +186,31 @@ static int store_meta(kwt_ca *ca, const char *serial, const char *csr, const cha
 int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
                  const char *san, const char *device_id, char **serial_out)
 {
+    return kwt_sign_one_gen(ca, 0, csr, profile, name, days, san, device_id, serial_out);
+}
+
+int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, const char *name,
+                     int days, const char *san, const char *device_id, char **serial_out)
+{
     *serial_out = NULL;
     char *cn = NULL, *csr_sans = NULL, *extra = NULL;
+    /* an earlier generation signs with its own key and certificate (ca/ca-G.crt) */
+    char *gen_key = NULL, *gen_cert = NULL;
     const char *why;
+    if (gen == ca->conf.generation)
+        gen = 0;
+    if (gen) {
+        gen_key = kwt_gen_key(&ca->conf, gen);
+        gen_cert = kwt_gen_cert_path(ca, gen);
+        if (!gen_key)
+            return kwt_err(KWT_FAIL, "no key of CA generation %d in keyward.conf (old_keys)", gen);
+    }
     int rc = check_csr(csr, profile, &cn, &csr_sans);
-    if (rc)
+    if (rc) {
+        free(gen_key);
+        free(gen_cert);
         return rc;
+    }
     kwt_buf all = {0};
     if (csr_sans)
         kwt_buf_add(&all, csr_sans);
@@ -221,7 +240,12 @@ int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *n
         rc = kwt_err(KWT_FAIL, "the server profile needs a subjectAltName (in the CSR or --san)");
         goto out;
     }
+    /* the profile's CRL distribution point names the issuing generation's CRL */
+    int cur_gen = ca->conf.generation;
+    if (gen)
+        ca->conf.generation = gen;
     char *prof = kwt_profile_text(&ca->conf, profile);
+    ca->conf.generation = cur_gen;
     kwt_buf ext = {0};
     kwt_buf_printf(&ext, "# keyward %s profile for %s\n[ext_run]\n%s", profile, name, prof);
     free(prof);
@@ -253,8 +277,12 @@ int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *n
     kwt_cmd_add(&c, extp);
     kwt_cmd_add(&c, "-extensions");
     kwt_cmd_add(&c, "ext_run");
+    if (gen_cert) {
+        kwt_cmd_add(&c, "-cert");
+        kwt_cmd_add(&c, gen_cert);
+    }
     kwt_cmd_add(&c, "-keyfile");
-    kwt_cmd_add(&c, ca->conf.ca_key);
+    kwt_cmd_add(&c, gen_key ? gen_key : ca->conf.ca_key);
     kwt_cmd_add(&c, "-out");
     kwt_cmd_add(&c, outp);
     rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
@@ -299,6 +327,8 @@ out:
     free(extra);
     free(cn);
     free(csr_sans);
+    free(gen_key);
+    free(gen_cert);
     return rc;
 }
 
