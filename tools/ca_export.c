@@ -45,10 +45,11 @@ static int parse_target(const kwt_ca *ca, const char *s, int *target)
         *target = n;
     } else if (!strcmp(s, "old-root")) {
         if (n < 2)
-            return kwt_err(KWT_USAGE, "--for old-root: the CA has one generation (no rotation yet)");
+            return kwt_err(KWT_USAGE,
+                           "--for old-root: the CA has one generation (no rotation yet)");
         *target = n - 1;
-    } else if (!strncmp(s, "gen-", 4) && (*target = (int)strtol(s + 4, &end, 10)) >= 1 &&
-               !*end && s[4] != '+') {
+    } else if (!strncmp(s, "gen-", 4) && (*target = (int)strtol(s + 4, &end, 10)) >= 1 && !*end &&
+               s[4] != '+') {
         if (*target > n)
             return kwt_err(KWT_USAGE, "--for %s: the CA has generations 1 to %d", s, n);
     } else {
@@ -85,8 +86,14 @@ static int chain_links(kwt_ca *ca, int leaf, int target, kwt_buf *b)
 {
     int rc = 0;
     if (target == FOR_ALL) {
+        /* OpenSSL builds a chain greedily and takes the first untrusted certificate whose
+         * subject key matches; this order reaches every generation's root from a leaf of
+         * generation `leaf` (down through the NewWithOld links, then up through the OldWithNew
+         * ones), which no single order of all links does for every leaf */
+        for (int g = leaf; g >= 2 && rc == 0; g--)
+            rc = add_link(ca, b, "cross", g);
         for (int g = 2; g <= ca->conf.generation && rc == 0; g++)
-            rc = add_link(ca, b, "cross", g) || add_link(ca, b, "oldwithnew", g);
+            rc = add_link(ca, b, "oldwithnew", g);
     } else if (leaf < target) {
         for (int g = leaf + 1; g <= target && rc == 0; g++)
             rc = add_link(ca, b, "oldwithnew", g);
@@ -104,8 +111,8 @@ static int package_dir(const char *dir)
     struct stat st;
     if (lstat(dir, &st) == 0) {
         if (S_ISLNK(st.st_mode))
-            return kwt_err(KWT_FAIL, "--package %s is a symbolic link: refusing to write through it",
-                           dir);
+            return kwt_err(KWT_FAIL,
+                           "--package %s is a symbolic link: refusing to write through it", dir);
         if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
             return kwt_err(KWT_FAIL, "--package %s exists and is not a directory of yours", dir);
         return 0;
@@ -208,8 +215,10 @@ static int write_p12(kwt_ca *ca, const char *name, const char *leaf, const kwt_b
 int kwt_cmd_ca_export(int argc, char **argv)
 {
     const char *format = NULL, *out = NULL, *package = NULL, *for_s = NULL;
-    kwt_optspec spec[] = {{"--format", &format, NULL}, {"--out", &out, NULL},
-                          {"--package", &package, NULL}, {"--for", &for_s, NULL},
+    kwt_optspec spec[] = {{"--format", &format, NULL},
+                          {"--out", &out, NULL},
+                          {"--package", &package, NULL},
+                          {"--for", &for_s, NULL},
                           {NULL, NULL, NULL}};
     const char *pos[1], *why;
     int npos, target = FOR_ALL, rc = kwt_parse_args("ca export", argc, argv, spec, pos, 1, &npos);
@@ -234,7 +243,8 @@ int kwt_cmd_ca_export(int argc, char **argv)
     kwt_buf_addn(&chain, "", 0);
     if ((rc = parse_target(&ca, for_s, &target)))
         goto out;
-    if (!kwt_exists(cert) || !(x = kwt_load_cert(cert)) || !(leaf_pem = kwt_read_file(cert, NULL))) {
+    if (!kwt_exists(cert) || !(x = kwt_load_cert(cert)) ||
+        !(leaf_pem = kwt_read_file(cert, NULL))) {
         rc = kwt_err(KWT_FAIL, "no certificate named %s (%s)", pos[0], cert);
         goto out;
     }

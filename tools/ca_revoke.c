@@ -218,9 +218,9 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
 {
     const char *reason_s = "unspecified", *date = NULL, *serial_opt = NULL, *name_opt = NULL;
     bool all = false;
-    kwt_optspec spec[] = {{"--reason", &reason_s, NULL}, {"--date", &date, NULL},
+    kwt_optspec spec[] = {{"--reason", &reason_s, NULL},   {"--date", &date, NULL},
                           {"--serial", &serial_opt, NULL}, {"--name", &name_opt, NULL},
-                          {"--all", NULL, &all},          {NULL, NULL, NULL}};
+                          {"--all", NULL, &all},           {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca revoke", argc, argv, spec, pos, 1, &npos);
     if (rc)
@@ -262,8 +262,8 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
         rc = kwt_err(KWT_FAIL, "cannot read %s", ixp);
         goto out;
     }
-    if ((rc = select_rows(&ix, arg, serial_opt != NULL, name_opt != NULL, all, reason, &sel,
-                          &nsel)))
+    if ((rc =
+             select_rows(&ix, arg, serial_opt != NULL, name_opt != NULL, all, reason, &sel, &nsel)))
         goto out;
     serials = calloc(nsel + 1, sizeof(*serials));
     if (!serials)

@@ -184,8 +184,8 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
         goto out;
     kwt_clear_error();
     if (kwt_g.json)
-        printf("{\"generation\":%d,\"ca\":\"%s\",\"cross\":\"%s\",\"oldwithnew\":\"%s\"}\n",
-               newg, newcrt, cross, back);
+        printf("{\"generation\":%d,\"ca\":\"%s\",\"cross\":\"%s\",\"oldwithnew\":\"%s\"}\n", newg,
+               newcrt, cross, back);
     else
         printf("CA rotated to generation %d (key %s)\n  new CA certificate: %s (also ca.crt)\n"
                "  cross certificate:  %s (NewWithOld: new key signed by the old)\n"

@@ -176,13 +176,16 @@ static void check_generations(kwt_ca *ca)
         if (!root) {
             res("generation", "FAIL", "generation %d: %s missing or unreadable", g, cp);
         } else if (X509_cmp_time(X509_get0_notAfter(root), &now) < 0) {
-            res("generation", "OK", "generation %d: its CA certificate has expired; its key may be "
-                                    "retired", g);
+            res("generation", "OK",
+                "generation %d: its CA certificate has expired; its key may be "
+                "retired",
+                g);
         } else {
             char last[16] = "";
             int live = have_ix ? gen_certs(ca, &ix, root, last, sizeof(last)) : -1;
             if (!key)
-                res("generation", "FAIL", "generation %d: no key for it in keyward.conf old_keys", g);
+                res("generation", "FAIL", "generation %d: no key for it in keyward.conf old_keys",
+                    g);
             else if (live > 0)
                 res("generation", "OK",
                     "generation %d: %d unexpired certificates (the last until %s); its key %s "
@@ -218,8 +221,10 @@ static void check_generations(kwt_ca *ca)
             X509 *l = kwt_load_cert(lp);
             X509 *signer = k == 0 ? root : next, *subject = k == 0 ? next : root;
             if (!l)
-                res("links", "FAIL", "%s missing: relying parties of one generation cannot reach "
-                                     "the other", lp);
+                res("links", "FAIL",
+                    "%s missing: relying parties of one generation cannot reach "
+                    "the other",
+                    lp);
             else if (X509_verify(l, X509_get0_pubkey(signer)) != 1 ||
                      EVP_PKEY_eq(X509_get0_pubkey(l), X509_get0_pubkey(subject)) != 1)
                 res("links", "FAIL", "%s does not link generation %d and %d", lp, g, g + 1);

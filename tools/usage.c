@@ -16,12 +16,12 @@ static const struct {
          "  ca init      create the CA (key on a token, self-signed cert, empty CRL)\n"
          "  ca sign      issue a certificate from a CSR with a profile (or --batch)\n"
          "  ca renew     re-issue (same key, or a new CSR) and supersede the old cert\n"
-         "  ca revoke    revoke by name or serial, regenerate the CRL\n"
-         "  ca crl       regenerate crl/crl.pem and crl/crl.der\n"
-         "  ca rotate    new CA key and certificate, cross-signed by the old key\n"
+         "  ca revoke    revoke by name or serial, regenerate the CRLs\n"
+         "  ca crl       regenerate every CA generation's CRL and the bundle crl/crl.pem\n"
+         "  ca rotate    new CA key and certificate, linked both ways to the old one\n"
          "  ca ocsp      run an OCSP responder on 127.0.0.1\n"
          "  ca list      inventory (table or --json)\n"
-         "  ca export    certificate and chain as PEM bundle or PKCS#12 (no key)\n"
+         "  ca export    certificate and the chain a relying party needs (no key)\n"
          "  req          key on the client's token and a CSR\n"
          "  verify       check a certificate (chain, dates, CRL, purpose, device ID)\n"
          "  check        health of the CA (provider, token, key, files, CRL, expiry)\n"
@@ -52,16 +52,27 @@ static const struct {
     {"ca renew", "usage: keyward ca renew NAME [--days N] [--csr NEW.csr] [--keep-old]\n"
                  "Re-issues NAME (same key and identity from the stored CSR, or rekeyed with\n"
                  "--csr); the previous certificate is revoked as superseded unless --keep-old.\n"},
-    {"ca revoke", "usage: keyward ca revoke NAME|SERIAL [--reason REASON] [--date WHEN]\n"
+    {"ca revoke", "usage: keyward ca revoke NAME|SERIAL [--reason REASON] [--date WHEN] [--all]\n"
+                  "       keyward ca revoke --serial SERIAL | --name NAME [...]\n"
                   "REASON: unspecified keyCompromise cACompromise affiliationChanged superseded\n"
                   "        cessationOfOperation certificateHold removeFromCRL (lifts a hold).\n"
-                  "WHEN: YYYY-MM-DD[THH:MM[:SS]]Z or YYYYMMDDHHMMSSZ, not in the future.\n"
-                  "Updates the index and regenerates the CRL in one step.\n"},
+                  "WHEN: YYYY-MM-DD[THH:MM[:SS]]Z or YYYYMMDDHHMMSSZ, not in the future and not\n"
+                  "before the certificate was issued.\n"
+                  "A NAME with several valid certificates (renew --keep-old) is refused with\n"
+                  "their list: pick one with --serial, or --all. An argument that is both a\n"
+                  "NAME and another certificate's SERIAL is refused: say --name or --serial.\n"
+                  "Updates the index and regenerates the CRLs in one step.\n"},
     {"ca crl", "usage: keyward ca crl [--days N]\n"
-               "Writes crl/crl.pem and crl/crl.der; next update in N days (config crl_days).\n"},
+               "Writes crl/gen-G.pem and crl/gen-G.crl (DER) for every CA generation whose\n"
+               "certificate is unexpired, each signed by its own key; crl/crl.pem, the bundle\n"
+               "of all of them (nginx ssl_crl, openssl verify -CRLfile); crl/crl.der, the\n"
+               "current generation's. Next update in N days (config crl_days).\n"},
     {"ca rotate", "usage: keyward ca rotate --key NEWURI [--key-type TYPE] [--days N]\n"
-                  "New CA key and certificate (same subject, new SKI) plus a cross certificate\n"
-                  "(new key signed by the old) in ca/; the old generation keeps its CRL.\n"},
+                  "                         [--use-existing]\n"
+                  "New CA key and certificate ca/ca-N.crt (same subject, new SKI), and two\n"
+                  "link certificates: ca/cross-N.crt (the new key certified by the old) and\n"
+                  "ca/oldwithnew-N.crt (the old key certified by the new). The old key keeps\n"
+                  "signing crl/gen-(N-1).pem while its CA certificate is valid.\n"},
     {"ca ocsp", "usage: keyward ca ocsp --port N [--host 127.0.0.1] [--key URI] [--count N]\n"
                 "OCSP responder for the CA's index. keyward listens itself (openssl 3.0's\n"
                 "`ocsp -port` would bind every address) and answers each request with\n"
@@ -70,17 +81,26 @@ static const struct {
     {"ca list", "usage: keyward ca list [--status all|valid|revoked|expired|expiring]\n"
                 "                       [--within DAYS]\n"
                 "Columns: name, serial, subject, not-after, status, reason, fingerprint.\n"},
-    {"ca export", "usage: keyward ca export NAME --format pem-bundle|p12 --out FILE\n"
-                  "       keyward ca export NAME --package DIR\n"
-                  "Certificate and CA chain; no key (it stays on the token).\n"},
+    {"ca export",
+     "usage: keyward ca export NAME [--for TARGET] --format pem-bundle|p12 --out FILE\n"
+     "       keyward ca export NAME [--for TARGET] --package DIR\n"
+     "The certificate and the link certificates a relying party that trusts\n"
+     "TARGET's root needs; never a self-signed root, never a key.\n"
+     "TARGET: gen-N (trusts ca/ca-N.crt), new-root (the current generation),\n"
+     "old-root (the one before), all (default: any generation's root).\n"
+     "--package writes NAME.crt, chain.pem, ca.crt (TARGET's root), crl.pem and\n"
+     "a README.\n"},
     {"req", "usage: keyward req --key URI --subject DN [--san LIST] [--device-id ID]\n"
             "                   [--key-type TYPE] [--module PATH] [--pin-source file:PATH]\n"
             "                   --out FILE.csr\n"
             "Generates the key on its token unless it is there, writes the CSR.\n"},
-    {"verify", "usage: keyward verify CERT [--ca FILE] [--crl FILE] [--purpose "
+    {"verify", "usage: keyward verify CERT [--ca FILE] [--untrusted FILE] [--crl FILE |\n"
+               "                      --no-revocation-check] [--purpose "
                "client|server|device|ocsp]\n"
                "                      [--device-id ID] [--warn-days 30]\n"
-               "One line per check, then PASS or FAIL; exit 0 valid, 1 invalid.\n"},
+               "One line per check, then PASS or FAIL; exit 0 valid, 1 invalid. PASS only when\n"
+               "every check ran: without a CRL from the certificate's issuer (the CA\n"
+               "directory's, or --crl) revocation is FAIL unless --no-revocation-check.\n"},
     {"check", "usage: keyward check [--warn-days 30]\n"
               "Provider, module, token, CA key vs ca.crt (sign+verify), permissions, CRL\n"
               "freshness, certificates expiring soon. Exit 1 on any failure.\n"},

@@ -295,7 +295,11 @@ int kwt_cmd_verify(int argc, char **argv)
     }
     if (crlfile)
         crl_origin = kwt_asprintf("--crl %s", crlfile);
-    if (!cafile || !crlfile) {
+    /* with --ca, a CA directory is optional: do not report its absence */
+    char *confp = kwt_path(kwt_g.dir, "keyward.conf");
+    bool have_dir = !cafile || kwt_exists(confp);
+    free(confp);
+    if (have_dir && (!cafile || !crlfile)) {
         kwt_ca ca;
         if (kwt_ca_open(&ca, false) == 0) {
             /* --ca names the trust anchor; the CA directory still supplies the link
