@@ -61,8 +61,11 @@ void kw_redact_pins(char *msg)
     char *p = msg;
 
     while ((p = strcasestr(p, key)) != NULL) {
+        /* The value runs to the next query attribute ('&') or the end of the URI (white space,
+         * a double quote). ',' ')' '\'' and the rest of RFC 7512's pk11-res-avail may be part of
+         * the PIN, so they do not end it. */
         char *v = p + sizeof(key) - 1, *end = v;
-        while (*end != '\0' && strchr(";&?\"' \t\n),", *end) == NULL)
+        while (*end != '\0' && strchr("&\" \t\r\n", *end) == NULL)
             end++;
         if (end - v >= 3) {
             memcpy(v, "***", 3);

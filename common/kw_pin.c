@@ -28,13 +28,21 @@ kw_err kw_pin_from_source(const char *source, char **pin)
     if (path[0] != '/')
         return kw_err_set(KW_ERR_PIN_SOURCE,
                           "PIN source \"%s\" is not supported: use file:/absolute/path", source);
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever, before
+     * the type check below could refuse it. Blocking reads are restored once it is a file. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return kw_err_set(KW_ERR_PIN_SOURCE, "PIN file %s cannot be opened: %s", path,
                           strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return kw_err_set(KW_ERR_PIN_SOURCE, "PIN file %s is not a regular file", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        close(fd);
+        return kw_err_set(KW_ERR_PIN_SOURCE, "PIN file %s cannot be read: %s", path,
+                          strerror(errno));
     }
     /* Like ssh with private keys: a PIN file others can read is refused, not used. */
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {

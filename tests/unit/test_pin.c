@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "kw_log.h"
 #include "kw_p11.h"
 #include "kw_secmem.h"
 
@@ -108,6 +110,37 @@ static void test_pin_order(void **state)
     assert_int_equal(kw_pin_resolve(&c, "tok", &pin), KW_ERR_PIN_REQUIRED);
 }
 
+/* A FIFO as PIN file was opened before the type check: open() waited for a writer forever
+ * (issue 17). The alarm turns a hang into a failure. */
+static void test_pin_fifo_refused(void **state)
+{
+    char path[300], src[310];
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    snprintf(src, sizeof(src), "file:%s", path);
+    signal(SIGALRM, SIG_DFL);
+    alarm(5);
+    expect_err(src, KW_ERR_PIN_SOURCE, "not a regular file");
+    alarm(0);
+    unlink(path);
+}
+
+/* The masking ran only to the first , ) or ': "pin-value=12,34SECRET" became "**,34SECRET". */
+static void test_redact_to_end_of_value(void **state)
+{
+    char m1[] = "pkcs11:token=t;object=k?pin-value=12,34SECRET";
+    char m2[] = "cannot use 'pkcs11:object=k?pin-value=a)b'c&module-name=x' (token absent)";
+    char m3[] = "pkcs11:object=k?PIN-VALUE=9(9)9 rest";
+    kw_redact_pins(m1);
+    assert_null(strstr(m1, "34SECRET"));
+    assert_non_null(strstr(m1, "pin-value=***"));
+    kw_redact_pins(m2);
+    assert_null(strstr(m2, "b'c"));
+    assert_non_null(strstr(m2, "pin-value=***&module-name=x"));
+    kw_redact_pins(m3);
+    assert_string_equal(m3, "pkcs11:object=k?PIN-VALUE=*** rest");
+}
+
 static void test_secmem(void **state)
 {
     unsigned char a[16], b[16];
@@ -139,6 +172,8 @@ int main(void)
         cmocka_unit_test(test_pin_file_ok),
         cmocka_unit_test(test_pin_file_refused),
         cmocka_unit_test(test_pin_order),
+        cmocka_unit_test(test_pin_fifo_refused),
+        cmocka_unit_test(test_redact_to_end_of_value),
         cmocka_unit_test(test_secmem),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
