@@ -183,9 +183,14 @@ static void check_generations(kwt_ca *ca)
         } else {
             char last[16] = "";
             int live = have_ix ? gen_certs(ca, &ix, root, last, sizeof(last)) : -1;
-            if (!key)
-                res("generation", "FAIL", "generation %d: no key for it in keyward.conf old_keys",
-                    g);
+            if (!key && live > 0)
+                res("generation", "FAIL",
+                    "generation %d: %d unexpired certificates but its key is not in keyward.conf "
+                    "old_keys: their revocations cannot be published",
+                    g, live);
+            else if (!key)
+                res("generation", "OK",
+                    "generation %d: retired (no key, no unexpired certificates)", g);
             else if (live > 0)
                 res("generation", "OK",
                     "generation %d: %d unexpired certificates (the last until %s); its key %s "
@@ -196,11 +201,13 @@ static void check_generations(kwt_ca *ca)
                     "generation %d: no unexpired certificates; its key may be retired once relying "
                     "parties trust generation %d",
                     g, n);
-            char *crlname = kwt_asprintf("crl/gen-%d.pem", g);
-            char *crlp = kwt_path(ca->dir, crlname);
-            X509_CRL *crl = load_crl(crlp);
+            char *crlname = key ? kwt_asprintf("crl/gen-%d.pem", g) : NULL;
+            char *crlp = crlname ? kwt_path(ca->dir, crlname) : NULL;
+            X509_CRL *crl = crlp ? load_crl(crlp) : NULL;
             const ASN1_TIME *nu = crl ? X509_CRL_get0_nextUpdate(crl) : NULL;
-            if (!crl)
+            if (!crlp)
+                ; /* retired: no CRL is made for it any more */
+            else if (!crl)
                 res("crl", "FAIL", "%s missing: run keyward ca crl", crlp);
             else if (X509_CRL_verify(crl, X509_get0_pubkey(root)) != 1)
                 res("crl", "FAIL", "%s is not signed by generation %d's key", crlp, g);
