@@ -222,16 +222,15 @@ CK_RV kwk_rsa_decrypt(kwk_op *op, const unsigned char *in, size_t inlen, unsigne
 CK_RV kwk_rsa_public_raw(EVP_PKEY *pub, const unsigned char *in, unsigned char *out, size_t klen);
 
 /* ---- rsa_kernel.c ---- */
-/* Raw private op in the kernel, blinded with r^e and verified with the public key. */
+/* Raw private op in the kernel, blinded with libcrypto's BN_BLINDING (per key and process). */
 CK_RV kwk_kernel_rsa_raw(const kwk_key *k, const unsigned char *in, unsigned char *out);
-/* PKCS#1 v1.5 signature over a DigestInfo by the kernel (enc=pkcs1), verified. */
-CK_RV kwk_kernel_rsa_pkcs1(const kwk_key *k, const unsigned char *di, size_t dilen,
-                           unsigned char *out);
-/* Blinding helpers (exposed for unit tests). */
+/* Blinding helpers (exposed for unit tests): kwk_unblind frees the state, also with in NULL. */
 CK_RV kwk_blind(EVP_PKEY *pub, const unsigned char *in, size_t klen, unsigned char *blinded,
                 void **unblind_state);
 CK_RV kwk_unblind(EVP_PKEY *pub, void *unblind_state, const unsigned char *in, size_t klen,
                   unsigned char *out);
+extern pthread_mutex_t kwk_blind_lock; /* held across fork by module.c */
+void kwk_blind_free_all(void);
 
 /* ---- soft.c: software mode (private key in a user key, op with libcrypto) ---- */
 CK_RV kwk_soft_load(kwk_serial serial, EVP_PKEY **out);
@@ -241,19 +240,19 @@ CK_RV kwk_soft_ecdsa(const kwk_key *k, const unsigned char *hash, size_t hlen, u
 CK_RV kwk_soft_eddsa(const kwk_key *k, const unsigned char *msg, size_t mlen, unsigned char *out,
                      size_t *outlen);
 
-/* ---- padding.c: encodings done in user space (all constant-time where they touch secrets) ---- */
+/* ---- padding.c: encodings around the raw private operation, by libcrypto ---- */
 /* DigestInfo prefix for md; NULL for unknown hashes. */
 const unsigned char *kwk_digestinfo_prefix(const EVP_MD *md, size_t *len);
 int kwk_pad_pkcs1_type1(unsigned char *em, size_t klen, const unsigned char *t, size_t tlen);
-int kwk_pad_pss(unsigned char *em, size_t mod_bits, const unsigned char *mhash, const EVP_MD *md,
+/* EMSA-PSS for pub's modulus into em (RSA_size bytes); slen as PKCS#11 gives it. */
+int kwk_pad_pss(unsigned char *em, EVP_PKEY *pub, const unsigned char *mhash, const EVP_MD *md,
                 const EVP_MD *mgf1, size_t slen);
-/* Decoders return the message length or -1; they do not branch on secret bytes. */
+/* Decoders (libcrypto's constant-time checks; em is the whole klen-byte block, out may be em):
+ * the message length, or -1 for any failure, including a message longer than outcap. */
 int kwk_unpad_oaep(unsigned char *out, size_t outcap, const unsigned char *em, size_t klen,
                    const EVP_MD *md, const EVP_MD *mgf1, const unsigned char *label,
                    size_t label_len);
 int kwk_unpad_pkcs1_type2(unsigned char *out, size_t outcap, const unsigned char *em, size_t klen);
-int kwk_mgf1(unsigned char *mask, size_t len, const unsigned char *seed, size_t seedlen,
-             const EVP_MD *md);
 
 /* ---- ossl.c: private libcrypto context (default provider only) ---- */
 OSSL_LIB_CTX *kwk_libctx(void);

@@ -23,13 +23,16 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void fork_prepare(void)
 {
     pthread_mutex_lock(&kwk_lock);
+    pthread_mutex_lock(&kwk_blind_lock);
 }
 static void fork_parent(void)
 {
+    pthread_mutex_unlock(&kwk_blind_lock);
     pthread_mutex_unlock(&kwk_lock);
 }
 static void fork_child(void)
 {
+    pthread_mutex_unlock(&kwk_blind_lock);
     pthread_mutex_unlock(&kwk_lock);
     kwk_sessions_after_fork();
 }
@@ -112,6 +115,7 @@ CK_RV C_Finalize(CK_VOID_PTR reserved)
     ntokens = 0;
     initialized = 0;
     pthread_mutex_unlock(&kwk_lock);
+    kwk_blind_free_all();
     kwk_ossl_free();
     return CKR_OK;
 }

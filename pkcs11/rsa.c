@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* RSA mechanisms over two private-key primitives (the raw operation, and a PKCS#1 v1.5 signature
- * over a DigestInfo) that the kernel (rsa_kernel.c) or software mode (soft.c) provide. Every
+/* RSA mechanisms over one private-key primitive, the raw operation, that the kernel
+ * (rsa_kernel.c, blinded) or software mode (soft.c) provides; padding by libcrypto. Every
  * private result is checked with the public key before it leaves the module: a fault in the
  * private operation (the Bellcore attack on CRT) must not leak a factor of n. */
 #include <string.h>
@@ -85,10 +85,7 @@ CK_RV kwk_rsa_sign(kwk_op *op, const unsigned char *in, size_t inlen, unsigned c
         }
         if (!kwk_pad_pkcs1_type1(em, klen, t, tlen))
             return CKR_DATA_LEN_RANGE;
-        if (k->mode == KWK_MODE_KERNEL)
-            rv = kwk_kernel_rsa_pkcs1(k, t, tlen, out);
-        else
-            rv = kwk_soft_rsa_raw(k, em, out);
+        rv = private_raw(k, em, out); /* in the kernel: blinded, like every raw operation */
         break;
     }
     case CKM_RSA_X_509:
@@ -103,7 +100,7 @@ CK_RV kwk_rsa_sign(kwk_op *op, const unsigned char *in, size_t inlen, unsigned c
     default: /* PSS: in = the hash */
         if (inlen != (size_t)EVP_MD_get_size(op->md))
             return CKR_DATA_LEN_RANGE;
-        if (!kwk_pad_pss(em, k->bits, in, op->md, op->mgf1, op->salt_len))
+        if (!kwk_pad_pss(em, k->pub, in, op->md, op->mgf1, op->salt_len))
             return CKR_KEY_SIZE_RANGE; /* salt + hash do not fit this modulus */
         rv = private_raw(k, em, out);
         break;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -48,7 +49,7 @@ static void test_pss_encode_verifies(void **state)
     unsigned char h[32], em[256], sig[256];
     RAND_bytes(h, sizeof(h));
     for (size_t slen = 0; slen <= 64; slen += 32) {
-        assert_true(kwk_pad_pss(em, 2048, h, md, md, slen));
+        assert_true(kwk_pad_pss(em, rsa, h, md, md, slen));
         raw_private(em, sig);
         EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(kwk_libctx(), rsa, NULL);
         assert_int_equal(EVP_PKEY_verify_init(c), 1);
@@ -62,7 +63,7 @@ static void test_pss_encode_verifies(void **state)
         EVP_PKEY_CTX_free(c);
     }
     /* salt too long for the modulus */
-    assert_false(kwk_pad_pss(em, 2048, h, md, md, 250));
+    assert_false(kwk_pad_pss(em, rsa, h, md, md, 250));
 }
 
 static void encrypt_ref(int pad, const unsigned char *label, size_t llen, const unsigned char *msg,
@@ -181,6 +182,72 @@ static void test_blinding_roundtrip(void **state)
     assert_memory_equal(back, x, 256);
 }
 
+/* The decoders are libcrypto's: a block that decodes gives libcrypto's message, one that does not
+ * fails, for random damage anywhere in the block (leading byte included). */
+static void test_decoders_agree_with_libcrypto(void **state)
+{
+    unsigned char msg[40], ct[256], em[256], bad[256], out[256], ref[256];
+    RAND_bytes(msg, sizeof(msg));
+    encrypt_ref(RSA_PKCS1_OAEP_PADDING, NULL, 0, msg, sizeof(msg), ct);
+    raw_private(ct, em);
+    for (int i = 0; i < 300; i++) {
+        unsigned char r[2];
+        memcpy(bad, em, sizeof(bad));
+        RAND_bytes(r, 2);
+        if (i > 0)
+            bad[r[0]] ^= (unsigned char)(r[1] | 1);
+        int n = kwk_unpad_oaep(out, sizeof(out), bad, 256, kwk_md(CKM_SHA256), kwk_md(CKM_SHA_1),
+                               NULL, 0);
+        /* the reference: libcrypto's own OAEP decryption of the same block re-encrypted */
+        unsigned char c2[256];
+        size_t rl = sizeof(ref), cl = sizeof(c2);
+        EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(kwk_libctx(), rsa, NULL);
+        assert_int_equal(EVP_PKEY_encrypt_init(c), 1);
+        EVP_PKEY_CTX_set_rsa_padding(c, RSA_NO_PADDING);
+        int below = EVP_PKEY_encrypt(c, c2, &cl, bad, 256) == 1;
+        EVP_PKEY_CTX_free(c);
+        if (!below) { /* the damaged block is not below n: not a valid input at all */
+            assert_int_equal(n, -1);
+            continue;
+        }
+        c = EVP_PKEY_CTX_new_from_pkey(kwk_libctx(), rsa, NULL);
+        assert_int_equal(EVP_PKEY_decrypt_init(c), 1);
+        EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING);
+        EVP_PKEY_CTX_set_rsa_oaep_md(c, kwk_md(CKM_SHA256));
+        EVP_PKEY_CTX_set_rsa_mgf1_md(c, kwk_md(CKM_SHA_1));
+        int ok = EVP_PKEY_decrypt(c, ref, &rl, c2, cl) == 1;
+        EVP_PKEY_CTX_free(c);
+        assert_int_equal(n, ok ? (int)rl : -1);
+        if (ok)
+            assert_memory_equal(out, ref, rl);
+        if (i == 0)
+            assert_int_equal(n, 40);
+    }
+    ERR_clear_error();
+}
+
+/* The pairs are libcrypto's BN_BLINDING, refreshed every use and replaced every 32: over 100
+ * operations on one key no blinded value repeats and each unblinds to the right result. */
+static void test_blinding_refresh(void **state)
+{
+    unsigned char x[256], ref[256], seen[100][8];
+    RAND_bytes(x, sizeof(x));
+    x[0] = 0x02;
+    raw_private(x, ref);
+    for (int i = 0; i < 100; i++) {
+        unsigned char blinded[256], yb[256], y[256];
+        void *st;
+        assert_int_equal(kwk_blind(rsa, x, 256, blinded, &st), CKR_OK);
+        for (int j = 0; j < i; j++)
+            assert_memory_not_equal(seen[j], blinded, 8);
+        memcpy(seen[i], blinded, 8);
+        raw_private(blinded, yb);
+        assert_int_equal(kwk_unblind(rsa, st, yb, 256, y), CKR_OK);
+        assert_memory_equal(y, ref, 256);
+    }
+    assert_int_equal(ERR_peek_error(), 0); /* nothing left on the caller's error queue */
+}
+
 static void test_desc_codec(void **state)
 {
     char d[600], label[KWK_MAX_LABEL];
@@ -268,6 +335,8 @@ int main(void)
         cmocka_unit_test(test_pkcs1_type2_decode),
         cmocka_unit_test(test_pkcs1_type1_matches_libcrypto),
         cmocka_unit_test(test_blinding_roundtrip),
+        cmocka_unit_test(test_blinding_refresh),
+        cmocka_unit_test(test_decoders_agree_with_libcrypto),
         cmocka_unit_test(test_desc_codec),
         cmocka_unit_test(test_attr_put_rules),
         cmocka_unit_test(test_curve_names),

@@ -35,6 +35,16 @@ for b in 2048 3072 4096; do
     id=$((id + 1))
 done
 
+# Every private operation goes through the blinded raw path, PKCS#1 v1.5 signatures included
+# (issue 17: enc=pkcs1 signed a block the caller chose, unblinded).
+KEYWARD_DEBUG=file:/tmp/trace.log,2 P --sign --id 01 -m SHA256-RSA-PKCS -i "$W/data" -o /tmp/s.bin >/dev/null 2>&1 ||
+    bad "sign PKCS#1 with the trace log on"
+if grep -q "enc=raw, blinded" /tmp/trace.log && ! grep -q "enc=pkcs1" /tmp/trace.log; then
+    ok "PKCS#1 signature in the kernel is blinded (enc=raw, never enc=pkcs1)"
+else
+    bad "PKCS#1 signature blinded"; grep "private operation" /tmp/trace.log | head -3
+fi
+
 # The kernel holds the private keys: asymmetric keys, and they cannot be read back.
 keyctl show @s >/tmp/ks
 n=$(grep -c 'asymmetric: keyward:priv:' /tmp/ks)
