@@ -15,11 +15,71 @@ static void fmt_date(long long t, char *out, size_t len)
     strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+static void gen_row(kwt_buf *out, int *shown, int gen, const char *kind, const char *path)
+{
+    X509 *x = kwt_load_cert(path);
+    if (!x)
+        return;
+    char *serial = kwt_cert_serial(x), *fp = kwt_cert_fingerprint(x), na[32] = "";
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+        strftime(na, sizeof(na), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (kwt_g.json) {
+        kwt_buf_printf(out, "%s{\"generation\":%d,\"kind\":", (*shown)++ ? "," : "", gen);
+        kwt_buf_json_str(out, kind);
+        kwt_buf_add(out, ",\"file\":");
+        kwt_buf_json_str(out, path);
+        kwt_buf_printf(out, ",\"serial\":\"%s\",\"not_after\":\"%s\",\"sha256\":\"%s\"}", serial,
+                       na, fp);
+    } else {
+        kwt_buf_printf(out, "%-4d %-11s %-20s %s\n", gen, kind, na, path);
+    }
+    free(serial);
+    free(fp);
+    X509_free(x);
+}
+
+/* `ca list --generations`: every CA generation's root and the link certificates between them
+ * (the certificates relying parties are given, beside the CRLs). */
+static int list_generations(kwt_ca *ca)
+{
+    kwt_buf out = {0};
+    kwt_buf_addn(&out, "", 0);
+    int shown = 0;
+    if (kwt_g.json)
+        kwt_buf_add(&out, "[");
+    else
+        kwt_buf_printf(&out, "%-4s %-11s %-20s %s\n", "GEN", "KIND", "NOT AFTER", "FILE");
+    for (int g = 1; g <= ca->conf.generation; g++) {
+        char *root = kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, g);
+        if (!kwt_exists(root)) { /* before the first rotation only ca.crt exists */
+            free(root);
+            root = kwt_gen_cert_path(ca, g);
+        }
+        char *cross = kwt_asprintf("%s/ca/cross-%d.crt", ca->dir, g);
+        char *back = kwt_asprintf("%s/ca/oldwithnew-%d.crt", ca->dir, g);
+        gen_row(&out, &shown, g, kwt_gen_live(ca, g) ? "root" : "root (retired)", root);
+        gen_row(&out, &shown, g, "NewWithOld", cross);
+        gen_row(&out, &shown, g, "OldWithNew", back);
+        free(root);
+        free(cross);
+        free(back);
+    }
+    if (kwt_g.json)
+        kwt_buf_add(&out, "]\n");
+    fputs(out.s, stdout);
+    kwt_buf_free(&out);
+    return 0;
+}
+
 int kwt_cmd_ca_list(int argc, char **argv)
 {
     const char *status = "all", *within_s = NULL;
-    kwt_optspec spec[] = {
-        {"--status", &status, NULL}, {"--within", &within_s, NULL}, {NULL, NULL, NULL}};
+    bool gens = false;
+    kwt_optspec spec[] = {{"--status", &status, NULL},
+                          {"--within", &within_s, NULL},
+                          {"--generations", NULL, &gens},
+                          {NULL, NULL, NULL}};
     const char *pos[1], *why;
     int npos, within = 30, rc = kwt_parse_args("ca list", argc, argv, spec, pos, 0, &npos);
     if (rc)
@@ -34,6 +94,11 @@ int kwt_cmd_ca_list(int argc, char **argv)
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;
+    if (gens) {
+        rc = list_generations(&ca);
+        kwt_ca_close(&ca);
+        return rc;
+    }
     kwt_index ix = {0};
     char *ixp = kwt_state_path(&ca, "index.txt");
     if (kwt_index_load(&ix, ixp) != 0) {

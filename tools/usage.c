@@ -80,7 +80,9 @@ static const struct {
                 "certificate whose key is on the token (--key, made on first use).\n"},
     {"ca list", "usage: keyward ca list [--status all|valid|revoked|expired|expiring]\n"
                 "                       [--within DAYS]\n"
-                "Columns: name, serial, subject, not-after, status, reason, fingerprint.\n"},
+                "       keyward ca list --generations\n"
+                "Columns: name, serial, subject, not-after, status, reason, fingerprint.\n"
+                "--generations: each CA generation's root and the link certificates.\n"},
     {"ca export",
      "usage: keyward ca export NAME [--for TARGET] --format pem-bundle|p12 --out FILE\n"
      "       keyward ca export NAME [--for TARGET] --package DIR\n"

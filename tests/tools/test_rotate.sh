@@ -42,5 +42,11 @@ expect_rc 0 "$KW" --dir "$P" ca export new1 --format pem-bundle --out "$T/b.pem"
 expect_rc 0 "$KW" --dir "$P" check
 expect_rc 0 "$KW" --dir "$P" --json ca list
 python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1])))==3' "$T/out" || fail "list after rotation"
+expect_rc 0 "$KW" --dir "$P" ca list --generations
+for k in "1 *root .*ca-1.crt" "2 *root .*ca-2.crt" "2 *NewWithOld .*cross-2.crt" "2 *OldWithNew .*oldwithnew-2.crt"; do
+    grep -q "^$k\$" "$T/out" || { cat "$T/out"; fail "ca list --generations lacks: $k"; }
+done
+expect_rc 0 "$KW" --dir "$P" check
+grep -q "^OK   links .*oldwithnew-2.crt" "$T/out" || fail "check does not show the OldWithNew link"
 ok "revocation in both generations, export, check, list"
 echo PASS
