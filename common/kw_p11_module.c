@@ -498,6 +498,12 @@ static kw_err refresh_tokens_locked(kw_p11_module *mod)
                 break;
             }
         }
+        /* A slot whose token was never initialised (SoftHSM2 always has one) holds no
+         * objects and refuses sessions: it is no token a URI can mean. */
+        if (tok == NULL && !(info.flags & CKF_TOKEN_INITIALIZED)) {
+            KW_TRACE("p11", "slot %lu: token not initialised, skipped", (unsigned long)slots[i]);
+            continue;
+        }
         if (tok != NULL) {
             pthread_mutex_lock(&tok->lock);
             if (tok->slot != slots[i]) {
