@@ -7,9 +7,11 @@
 
 /* Overwrite len bytes in a way the compiler cannot drop. */
 void kw_wipe(void *p, size_t len);
-/* Allocate zeroed memory, mlock'd where the system allows (best effort). */
+/* Allocate zeroed memory on pages of its own, mlock'd where the system allows (best effort) and
+ * left out of core dumps (MADV_DONTDUMP). */
 void *kw_secure_alloc(size_t len);
-/* Wipe, unlock and free a buffer from kw_secure_alloc. NULL is fine. */
+/* Wipe, unlock and free a buffer from kw_secure_alloc (len is not needed: the buffer knows its
+ * size). NULL is fine. */
 void kw_secure_free(void *p, size_t len);
 /* Duplicate a string into secure memory; *out_len gets strlen. */
 char *kw_secure_strndup(const char *s, size_t n);

@@ -268,7 +268,7 @@ static CK_RV build_ec(const CK_ATTRIBUTE *t, CK_ULONG n, int priv, CK_KEY_TYPE k
     BIGNUM *d = NULL;
     unsigned char pt[200];
     size_t ptlen = 0;
-    EC_GROUP *g = EC_GROUP_new_by_curve_name_ex(kwk_libctx(), NULL, OBJ_txt2nid(curve));
+    EC_GROUP *g = EC_GROUP_new_by_curve_name_ex(kwk_libctx(), NULL, EC_curve_nist2nid(curve));
     EC_POINT *P = g ? EC_POINT_new(g) : NULL;
     rv = CKR_ATTRIBUTE_VALUE_INVALID;
     if (bld == NULL || P == NULL ||

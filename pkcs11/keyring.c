@@ -125,6 +125,11 @@ CK_RV kwk_kr_read(kwk_serial k, unsigned char **buf, size_t *len)
     return CKR_GENERAL_ERROR;
 }
 
+int kwk_kr_readable(kwk_serial k)
+{
+    return keyctl_read(k, NULL, 0) >= 0; /* the size only: checks existence and permission */
+}
+
 CK_RV kwk_kr_add(const char *type, const char *desc, const void *data, size_t len, kwk_serial ring,
                  kwk_serial *out)
 {

@@ -23,6 +23,7 @@
 #define KWK_MAX_LABEL     256
 #define KWK_MAX_BUFFERED  (1024 * 1024) /* data buffered for single-shot mechanisms */
 #define KWK_MAX_RSA_BYTES 512           /* 4096 bits: the kernel's RSA limit in practice */
+#define KWK_SECURE_HEAP   (1024 * 1024) /* libcrypto's secure heap, when we set it up */
 
 #include "kwk_vendor.h"
 
@@ -62,6 +63,7 @@ typedef struct kwk_object {
     size_t id_len;
     char label[KWK_MAX_LABEL];
     EVP_PKEY *pub;      /* public half (pub, priv, soft, cert objects) */
+    EVP_PKEY *priv;     /* software mode: the key, decoded once into the secure heap */
     unsigned char *der; /* SPKI (pub), certificate (cert), secret value (secret) */
     size_t der_len;
     CK_SESSION_HANDLE owner; /* session objects */
@@ -75,7 +77,8 @@ typedef struct kwk_key {
     kwk_mode mode;
     kwk_serial serial;
     unsigned flags;
-    EVP_PKEY *pub; /* counted reference */
+    EVP_PKEY *pub;  /* counted reference */
+    EVP_PKEY *priv; /* software mode: counted reference to the object's decoded key */
     size_t bits;
     size_t klen; /* RSA modulus bytes / EC field bytes */
 } kwk_key;
@@ -233,6 +236,7 @@ extern pthread_mutex_t kwk_blind_lock; /* held across fork by module.c */
 void kwk_blind_free_all(void);
 
 /* ---- soft.c: software mode (private key in a user key, op with libcrypto) ---- */
+/* Decode the PKCS#8 of a software-mode key; the object keeps the result (never re-decoded). */
 CK_RV kwk_soft_load(kwk_serial serial, EVP_PKEY **out);
 CK_RV kwk_soft_rsa_raw(const kwk_key *k, const unsigned char *in, unsigned char *out);
 CK_RV kwk_soft_ecdsa(const kwk_key *k, const unsigned char *hash, size_t hlen, unsigned char *out,
@@ -267,6 +271,7 @@ CK_RV kwk_kr_list(kwk_serial ring, kwk_serial **out, size_t *n);
 int kwk_kr_has(kwk_serial ring, const char *desc);
 CK_RV kwk_kr_describe(kwk_serial k, char *type, size_t tcap, char **desc);
 CK_RV kwk_kr_read(kwk_serial k, unsigned char **buf, size_t *len); /* secure memory */
+int kwk_kr_readable(kwk_serial k); /* still there, and readable by this process? */
 CK_RV kwk_kr_add(const char *type, const char *desc, const void *data, size_t len, kwk_serial ring,
                  kwk_serial *out);
 CK_RV kwk_kr_update(kwk_serial k, const void *data, size_t len);

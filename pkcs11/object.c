@@ -102,6 +102,7 @@ CK_KEY_TYPE kwk_pkey_ktype(const EVP_PKEY *pk)
 void kwk_object_free(kwk_object *o)
 {
     EVP_PKEY_free(o->pub);
+    EVP_PKEY_free(o->priv);
     if (o->der)
         kw_secure_free(o->der, o->der_len);
     memset(o, 0, sizeof(*o));
@@ -325,6 +326,13 @@ CK_RV kwk_object_key(kwk_session *s, CK_OBJECT_HANDLE h, kwk_key *out)
         rv = CKR_USER_NOT_LOGGED_IN;
     else if (o->pub == NULL)
         rv = CKR_KEY_HANDLE_INVALID; /* private key whose public half was removed */
+    else if (o->kind == KWK_KIND_SOFT && !kwk_kr_readable(o->serial)) {
+        /* Removed, revoked or no longer possessed since it was decoded: the cached key goes. */
+        EVP_PKEY_free(o->priv);
+        o->priv = NULL;
+        rv = CKR_KEY_HANDLE_INVALID;
+    } else if (o->kind == KWK_KIND_SOFT && o->priv == NULL)
+        rv = kwk_soft_load(o->serial, &o->priv);
     if (rv == CKR_OK) {
         out->cls = o->cls;
         out->ktype = o->ktype;
@@ -335,6 +343,8 @@ CK_RV kwk_object_key(kwk_session *s, CK_OBJECT_HANDLE h, kwk_key *out)
         out->flags = o->flags;
         EVP_PKEY_up_ref(o->pub);
         out->pub = o->pub;
+        if (o->priv && EVP_PKEY_up_ref(o->priv))
+            out->priv = o->priv;
         out->bits = (size_t)EVP_PKEY_get_bits(o->pub);
         out->klen = (out->bits + 7) / 8;
     }

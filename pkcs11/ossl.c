@@ -4,6 +4,7 @@
  * application's openssl.cnf cannot redirect our hashing or key parsing elsewhere. */
 #include <pthread.h>
 
+#include <openssl/crypto.h>
 #include <openssl/provider.h>
 
 #include "kw_log.h"
@@ -18,6 +19,13 @@ OSSL_LIB_CTX *kwk_libctx(void)
 {
     pthread_mutex_lock(&ctx_lock);
     if (ctx == NULL) {
+        /* libcrypto's secure heap (one per process, not per context): software-mode keys are
+         * decoded into it (their private BIGNUMs are BN_secure_new), so they sit in locked pages
+         * left out of core dumps (MADV_DONTDUMP) and are wiped on free. When the application has
+         * set one up already, it is used as it is. */
+        if (!CRYPTO_secure_malloc_initialized() &&
+            CRYPTO_secure_malloc_init(KWK_SECURE_HEAP, 32) == 0)
+            KW_DEBUG(KWK_COMP, "no secure heap: software-mode keys live in the ordinary heap");
         OSSL_LIB_CTX *c = OSSL_LIB_CTX_new();
         OSSL_PROVIDER *p = c ? OSSL_PROVIDER_load(c, "default") : NULL;
         if (p == NULL) {

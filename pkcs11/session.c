@@ -14,6 +14,7 @@ static kwk_session *table[KWK_MAX_SESSIONS]; /* handle h lives at table[h - 1] *
 void kwk_key_clear(kwk_key *k)
 {
     EVP_PKEY_free(k->pub);
+    EVP_PKEY_free(k->priv);
     memset(k, 0, sizeof(*k));
 }
 

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,15 @@ static void test_secmem(void **state)
     kw_wipe(a, sizeof(a));
     for (size_t i = 0; i < sizeof(a); i++)
         assert_int_equal(a[i], 0);
+    /* Secrets never share a page: munlock/MADV_DODUMP at one's free would expose the other. */
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    char *s1 = kw_secure_alloc(32), *s2 = kw_secure_alloc(32);
+    assert_non_null(s1);
+    assert_non_null(s2);
+    assert_true((uintptr_t)s1 / pg != (uintptr_t)s2 / pg);
+    assert_true((uintptr_t)(s1 + 31) / pg != (uintptr_t)s2 / pg);
+    kw_secure_free(s1, 1); /* the size is the buffer's own, whatever the caller says */
+    kw_secure_free(s2, 32);
 }
 
 static int setup(void **state)
