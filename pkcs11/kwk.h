@@ -49,6 +49,9 @@ typedef enum {
 #define KWK_F_DECRYPT 0x04
 #define KWK_F_DERIVE  0x08
 #define KWK_F_PRIVATE 0x10 /* CKA_PRIVATE (needs login when the token has a PIN) */
+/* Session objects only (never in a description). */
+#define KWK_F_SENSITIVE   0x100
+#define KWK_F_EXTRACTABLE 0x200
 
 typedef struct kwk_object {
     CK_OBJECT_HANDLE handle; /* key serial; session objects have bit 31 set */
@@ -170,7 +173,8 @@ CK_RV kwk_object_get_attrs(kwk_token *t, const kwk_object *o, CK_ATTRIBUTE *tmpl
 CK_RV kwk_object_set_attrs(kwk_token *t, kwk_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n);
 int kwk_object_match(kwk_token *t, const kwk_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG n);
 CK_RV kwk_object_key(kwk_session *s, CK_OBJECT_HANDLE h, kwk_key *out); /* snapshot */
-CK_RV kwk_object_add_session(kwk_token *t, kwk_object *o); /* takes ownership of o's fields */
+/* Takes ownership of o's fields and sets o->handle. */
+CK_RV kwk_object_add_session(kwk_token *t, kwk_object *o);
 void kwk_objects_drop_session(kwk_token *t, CK_SESSION_HANDLE owner);
 /* Description codec (also used by store.c). */
 int kwk_desc_parse(const char *type, const char *desc, kwk_kind *kind, unsigned *flags,

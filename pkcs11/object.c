@@ -531,17 +531,21 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
                                                : CKM_EC_EDWARDS_KEY_PAIR_GEN);
     }
     if (o->cls == CKO_SECRET_KEY) {
+        int sens = (o->flags & KWK_F_SENSITIVE) != 0, extr = (o->flags & KWK_F_EXTRACTABLE) != 0;
         switch (type) {
         case CKA_VALUE:
+            if (sens || !extr)
+                return CKR_ATTRIBUTE_SENSITIVE;
             return v_bytes(v, o->der, o->der_len);
         case CKA_VALUE_LEN:
             return v_ulong(v, o->der_len);
         case CKA_SENSITIVE:
         case CKA_ALWAYS_SENSITIVE:
-            return v_bool(v, 0);
+            return v_bool(v, sens);
         case CKA_EXTRACTABLE:
-            return v_bool(v, 1);
+            return v_bool(v, extr);
         case CKA_NEVER_EXTRACTABLE:
+            return v_bool(v, !extr);
         case CKA_ENCRYPT:
         case CKA_DECRYPT:
         case CKA_SIGN:

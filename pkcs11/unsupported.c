@@ -164,12 +164,6 @@ CK_RV C_UnwrapKey(CK_SESSION_HANDLE session, CK_MECHANISM *mechanism,
     UNSUPPORTED(CKR_FUNCTION_NOT_SUPPORTED);
 }
 
-CK_RV C_DeriveKey(CK_SESSION_HANDLE session, CK_MECHANISM *mechanism, CK_OBJECT_HANDLE base_key,
-                  CK_ATTRIBUTE *templ, unsigned long attribute_count, CK_OBJECT_HANDLE *key)
-{
-    UNSUPPORTED(CKR_FUNCTION_NOT_SUPPORTED);
-}
-
 CK_RV C_WaitForSlotEvent(CK_FLAGS flags, CK_SLOT_ID *slot, void *reserved)
 {
     UNSUPPORTED(CKR_FUNCTION_NOT_SUPPORTED);

@@ -317,6 +317,61 @@ int main(int argc, char **argv)
     EXPECT(f->C_Decrypt(s, data, 20, buf, &ol), CKR_ENCRYPTED_DATA_LEN_RANGE);
     EXPECT(f->C_DecryptInit(s, &m_dec, epriv), CKR_KEY_TYPE_INCONSISTENT);
 
+    /* ---- ECDH (issue 17: advertised, but C_DeriveKey was CKR_FUNCTION_NOT_SUPPORTED) ---- */
+    EXPECT(f->C_GetMechanismInfo(slot, CKM_ECDH1_DERIVE, &mi), CKR_OK);
+    TRUE_OR_FAIL(mi.flags & CKF_DERIVE);
+    {
+        CK_OBJECT_HANDLE epub2, epriv2, k1, k2;
+        EXPECT(f->C_GenerateKeyPair(s, &mec, g_p256, 1, NULL, 0, &epub2, &epriv2), CKR_OK);
+        unsigned char pt1[100], pt2[100], v1[64], v2[64];
+        CK_ATTRIBUTE q1 = {CKA_EC_POINT, pt1, sizeof(pt1)}, q2 = {CKA_EC_POINT, pt2, sizeof(pt2)};
+        EXPECT(f->C_GetAttributeValue(s, epub, &q1, 1), CKR_OK);
+        EXPECT(f->C_GetAttributeValue(s, epub2, &q2, 1), CKR_OK);
+        CK_OBJECT_CLASS csec = CKO_SECRET_KEY;
+        CK_KEY_TYPE kgen = CKK_GENERIC_SECRET;
+        CK_ULONG vlen = 32;
+        CK_ATTRIBUTE dt[] = {{CKA_CLASS, &csec, sizeof(csec)},
+                             {CKA_KEY_TYPE, &kgen, sizeof(kgen)},
+                             {CKA_TOKEN, &no, 1},
+                             {CKA_SENSITIVE, &no, 1},
+                             {CKA_EXTRACTABLE, &yes, 1},
+                             {CKA_VALUE_LEN, &vlen, sizeof(vlen)}};
+        /* the peer point DER-wrapped (as CKA_EC_POINT gives it) and raw */
+        CK_ECDH1_DERIVE_PARAMS d1 = {CKD_NULL, 0, NULL, q2.ulValueLen, pt2};
+        CK_ECDH1_DERIVE_PARAMS d2 = {CKD_NULL, 0, NULL, q1.ulValueLen - 2, pt1 + 2};
+        CK_MECHANISM md1 = {CKM_ECDH1_DERIVE, &d1, sizeof(d1)},
+                     md2 = {CKM_ECDH1_DERIVE, &d2, sizeof(d2)};
+        EXPECT(f->C_DeriveKey(s, &md1, epriv, dt, 6, &k1), CKR_OK);
+        EXPECT(f->C_DeriveKey(s, &md2, epriv2, dt, 6, &k2), CKR_OK);
+        CK_ATTRIBUTE a1 = {CKA_VALUE, v1, sizeof(v1)}, a2 = {CKA_VALUE, v2, sizeof(v2)};
+        EXPECT(f->C_GetAttributeValue(s, k1, &a1, 1), CKR_OK);
+        EXPECT(f->C_GetAttributeValue(s, k2, &a2, 1), CKR_OK);
+        TRUE_OR_FAIL(a1.ulValueLen == 32 && a2.ulValueLen == 32 && memcmp(v1, v2, 32) == 0);
+        CK_BBOOL tok = 1;
+        CK_ATTRIBUTE at = {CKA_TOKEN, &tok, 1};
+        EXPECT(f->C_GetAttributeValue(s, k1, &at, 1), CKR_OK);
+        TRUE_OR_FAIL(tok == CK_FALSE);
+        /* sensitive per template */
+        CK_ATTRIBUTE dts[] = {dt[0], dt[1], {CKA_SENSITIVE, &yes, 1}};
+        CK_OBJECT_HANDLE k3;
+        EXPECT(f->C_DeriveKey(s, &md1, epriv, dts, 3, &k3), CKR_OK);
+        a1.ulValueLen = sizeof(v1);
+        EXPECT(f->C_GetAttributeValue(s, k3, &a1, 1), CKR_ATTRIBUTE_SENSITIVE);
+        /* what this token cannot do is refused, not done otherwise */
+        CK_ATTRIBUTE dtt[] = {dt[0], {CKA_TOKEN, &yes, 1}};
+        EXPECT(f->C_DeriveKey(s, &md1, epriv, dtt, 2, &k3), CKR_TEMPLATE_INCONSISTENT);
+        CK_ECDH1_DERIVE_PARAMS dk = {CKD_SHA256_KDF, 0, NULL, q2.ulValueLen, pt2};
+        CK_MECHANISM mdk = {CKM_ECDH1_DERIVE, &dk, sizeof(dk)};
+        EXPECT(f->C_DeriveKey(s, &mdk, epriv, dt, 6, &k3), CKR_MECHANISM_PARAM_INVALID);
+        pt2[q2.ulValueLen - 1] ^= 1; /* off the curve */
+        EXPECT(f->C_DeriveKey(s, &md1, epriv, dt, 6, &k3), CKR_MECHANISM_PARAM_INVALID);
+        EXPECT(f->C_DeriveKey(s, &md1, priv, dt, 6, &k3), CKR_KEY_TYPE_INCONSISTENT);
+        EXPECT(f->C_DestroyObject(s, k1), CKR_OK);
+        EXPECT(f->C_DestroyObject(s, k2), CKR_OK);
+        EXPECT(f->C_DestroyObject(s, epriv2), CKR_OK);
+        EXPECT(f->C_DestroyObject(s, epub2), CKR_OK);
+    }
+
     /* ---- unsupported functions ---- */
     EXPECT(f->C_EncryptInit(s, &m_dec, pub), CKR_FUNCTION_NOT_SUPPORTED);
     EXPECT(f->C_DigestInit(s, &(CK_MECHANISM){CKM_SHA256, NULL, 0}), CKR_FUNCTION_NOT_SUPPORTED);
