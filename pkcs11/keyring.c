@@ -125,6 +125,12 @@ CK_RV kwk_kr_read(kwk_serial k, unsigned char **buf, size_t *len)
     return CKR_GENERAL_ERROR;
 }
 
+kwk_serial kwk_kr_find(kwk_serial ring, const char *desc)
+{
+    long r = keyctl_search(ring, "user", desc, 0);
+    return r > 0 ? (kwk_serial)r : 0;
+}
+
 int kwk_kr_readable(kwk_serial k)
 {
     return keyctl_read(k, NULL, 0) >= 0; /* the size only: checks existence and permission */

@@ -93,7 +93,11 @@ typedef struct kwk_token {
     char spec[256];  /* keyring spec from the config */
     kwk_serial ring; /* resolved keyring, 0 until first use */
     int have_pin;
-    unsigned char pin_sha256[32];
+    /* pin-scrypt=LOGN:R:P:SALT:KEY (hex): scrypt(PIN, SALT, N=2^LOGN, R, P), 32 bytes */
+    unsigned pin_logn, pin_r, pin_p;
+    unsigned char pin_salt[64], pin_key[32];
+    size_t pin_salt_len;
+    unsigned pin_max_tries; /* failed C_Login attempts before the PIN locks (pin-max-tries=) */
     int force_software;
     kwk_mode mode; /* probed: can the kernel hold RSA private keys? */
     int logged_in;
@@ -276,6 +280,8 @@ int kwk_kr_has(kwk_serial ring, const char *desc);
 CK_RV kwk_kr_describe(kwk_serial k, char *type, size_t tcap, char **desc);
 CK_RV kwk_kr_read(kwk_serial k, unsigned char **buf, size_t *len); /* secure memory */
 int kwk_kr_readable(kwk_serial k); /* still there, and readable by this process? */
+/* Serial of the user key with this description in ring (or below it), 0 if none. */
+kwk_serial kwk_kr_find(kwk_serial ring, const char *desc);
 CK_RV kwk_kr_add(const char *type, const char *desc, const void *data, size_t len, kwk_serial ring,
                  kwk_serial *out);
 CK_RV kwk_kr_update(kwk_serial k, const void *data, size_t len);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Slots and tokens (one slot per configured keyring), mechanisms per mode, login. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
@@ -62,6 +64,44 @@ CK_RV kwk_token_open(kwk_token *t)
                      t->label);
     }
     return CKR_OK;
+}
+
+/* Failed C_Login attempts are counted per token in its keyring, in a possessor-only user key
+ * "keyward-pin-failures:LABEL" holding the number, so every process sharing the keyring sees the
+ * same count and a restart does not reset it. A correct PIN removes it. */
+static void failures_desc(const kwk_token *t, char *d, size_t cap)
+{
+    snprintf(d, cap, "keyward-pin-failures:%s", t->label);
+}
+
+static unsigned pin_failures(const kwk_token *t)
+{
+    char d[64];
+    unsigned char *buf;
+    size_t len;
+    unsigned n = 0;
+    failures_desc(t, d, sizeof(d));
+    kwk_serial k = t->ring ? kwk_kr_find(t->ring, d) : 0;
+    if (k && kwk_kr_read(k, &buf, &len) == CKR_OK) {
+        n = (unsigned)strtoul((const char *)buf, NULL, 10); /* buf is NUL-terminated */
+        kw_secure_free(buf, len + 1);
+    }
+    return n;
+}
+
+static void set_pin_failures(kwk_token *t, unsigned n)
+{
+    char d[64], v[16];
+    failures_desc(t, d, sizeof(d));
+    kwk_serial k = kwk_kr_find(t->ring, d);
+    if (n == 0) {
+        if (k)
+            kwk_kr_remove(t->ring, k);
+        return;
+    }
+    snprintf(v, sizeof(v), "%u", n);
+    if (k == 0 || kwk_kr_update(k, v, strlen(v)) != CKR_OK)
+        kwk_kr_add("user", d, v, strlen(v), t->ring, &k);
 }
 
 int kwk_token_need_login(const kwk_token *t)
@@ -137,8 +177,16 @@ CK_RV C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
         snprintf(serial, sizeof(serial), "%08x", (unsigned)t->ring);
         pad(info->serialNumber, sizeof(info->serialNumber), serial);
         info->flags = CKF_RNG | CKF_TOKEN_INITIALIZED;
-        if (t->have_pin)
+        if (t->have_pin) {
+            unsigned fails = pin_failures(t);
             info->flags |= CKF_LOGIN_REQUIRED | CKF_USER_PIN_INITIALIZED;
+            if (fails >= t->pin_max_tries)
+                info->flags |= CKF_USER_PIN_LOCKED;
+            else if (fails + 1 == t->pin_max_tries)
+                info->flags |= CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_COUNT_LOW;
+            else if (fails > 0)
+                info->flags |= CKF_USER_PIN_COUNT_LOW;
+        }
         info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
         info->ulSessionCount = kwk_session_count(t, 0);
         info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
@@ -234,6 +282,41 @@ CK_RV C_GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_I
     return CKR_MECHANISM_INVALID;
 }
 
+/* With kwk_lock held; let go while scrypt runs (tens of milliseconds by design), so other
+ * sessions are not stalled behind a login. */
+static CK_RV check_pin(kwk_token *t, const unsigned char *pin, size_t pin_len)
+{
+    unsigned char key[32], salt[sizeof(t->pin_salt)], want[32];
+    unsigned logn = t->pin_logn, r = t->pin_r, p = t->pin_p;
+    size_t salt_len = t->pin_salt_len;
+    CK_RV rv = kwk_token_open(t);
+    if (rv != CKR_OK)
+        return rv;
+    if (pin_failures(t) >= t->pin_max_tries) {
+        KW_DEBUG(KWK_COMP, "token %s: PIN locked after %u failed logins", t->label,
+                 t->pin_max_tries);
+        return CKR_PIN_LOCKED;
+    }
+    memcpy(salt, t->pin_salt, salt_len);
+    memcpy(want, t->pin_key, sizeof(want));
+    pthread_mutex_unlock(&kwk_lock);
+    int ok = pin != NULL &&
+             EVP_PBE_scrypt_ex((const char *)pin, pin_len, salt, salt_len, (uint64_t)1 << logn, r,
+                               p, (uint64_t)1 << 31, key, sizeof(key), kwk_libctx(), NULL) == 1 &&
+             kw_memcmp_ct(key, want, sizeof(key)) == 0;
+    kw_wipe(key, sizeof(key));
+    pthread_mutex_lock(&kwk_lock);
+    if (ok) {
+        set_pin_failures(t, 0);
+        t->logged_in = 1;
+        return CKR_OK;
+    }
+    unsigned n = pin_failures(t) + 1;
+    set_pin_failures(t, n);
+    KW_DEBUG(KWK_COMP, "token %s: wrong PIN (%u of %u tries)", t->label, n, t->pin_max_tries);
+    return CKR_PIN_INCORRECT;
+}
+
 CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len)
 {
     kwk_session *s;
@@ -254,14 +337,7 @@ CK_RV C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_UL
     } else if (t->logged_in) {
         rv = CKR_USER_ALREADY_LOGGED_IN;
     } else if (t->have_pin) {
-        unsigned char md[32];
-        if (pin == NULL || !EVP_Digest(pin, pin_len, md, NULL, kwk_md(CKM_SHA256), NULL))
-            rv = CKR_PIN_INCORRECT;
-        else if (kw_memcmp_ct(md, t->pin_sha256, 32) != 0)
-            rv = CKR_PIN_INCORRECT;
-        else
-            t->logged_in = 1;
-        kw_wipe(md, sizeof(md));
+        rv = check_pin(t, pin, pin_len);
     } else {
         t->logged_in = 1; /* no PIN configured: login is a formality */
     }
