@@ -115,6 +115,25 @@ static int dec_pem_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CA
     return ok;
 }
 
+/* Does the URI name a public key object (type=public)? pkcs11-provider writes key files for
+ * public keys too. */
+static int uri_names_public(const char *uristr)
+{
+    P11KitUri *uri = NULL;
+    CK_ATTRIBUTE_PTR a;
+    CK_OBJECT_CLASS cls = CK_UNAVAILABLE_INFORMATION;
+
+    if (kw_uri_parse(uristr, &uri) != KW_OK) {
+        kw_err_clear(); /* kwp_key_open_uri says what is wrong with it */
+        return 0;
+    }
+    a = p11_kit_uri_get_attribute(uri, CKA_CLASS);
+    if (a != NULL && a->ulValueLen == sizeof(cls))
+        memcpy(&cls, a->pValue, sizeof(cls));
+    p11_kit_uri_free(uri);
+    return cls == CKO_PUBLIC_KEY;
+}
+
 /* DER body of a key file -> the token key it names, as a reference. */
 static int dec_uri_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb,
                           void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
@@ -134,7 +153,7 @@ static int dec_uri_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CA
     if (len <= 0 || (uri = kwp_keyfile_der_decode(buf, len)) == NULL)
         return 1; /* not a key file of ours */
     KW_DEBUG("dec", "key file names %s", uri);
-    k = kwp_key_open_uri(d->pctx, uri, 1, dec_prompt, &pr);
+    k = kwp_key_open_uri(d->pctx, uri, !uri_names_public(uri), dec_prompt, &pr);
     if (k == NULL) {
         kwp_raise_last(d->pctx);
         ok = 0;

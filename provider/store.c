@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* OSSL_STORE for the pkcs11: scheme: keys as references, certificates as DER. */
+/* OSSL_STORE for the pkcs11: scheme: keys as references, certificates as DER; the searches of
+ * OSSL_STORE_SEARCH(3) (subject, issuer and serial, key fingerprint, alias). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include <openssl/core_object.h>
 #include <openssl/params.h>
 #include <openssl/store.h>
+#include <openssl/x509.h>
 
 #include "kw_secmem.h"
 #include "kwp.h"
@@ -21,11 +23,25 @@ typedef struct {
     CK_ULONG derlen;
 } kwp_item;
 
+/* What OSSL_STORE_find asked for (OSSL_STORE_SEARCH(3)); an unset field does not filter. A key
+ * fingerprint is the digest of a key's SubjectPublicKeyInfo; a certificate matches by the
+ * digest of its DER (what `openssl x509 -fingerprint` prints) or of its key's. */
+typedef struct {
+    X509_NAME *subject; /* certificates with this subject */
+    X509_NAME *issuer;  /* certificates with this issuer and serial */
+    BIGNUM *serial;
+    EVP_MD *md; /* fingerprint digest */
+    unsigned char *fp;
+    size_t fplen;
+    char *alias; /* CKA_LABEL */
+} kwp_search;
+
 typedef struct {
     kwp_ctx *pctx;
     char *uristr;
     P11KitUri *uri;
     int expect;
+    kwp_search find;
     int listed;
     kwp_item *items;
     size_t n, pos;
@@ -74,19 +90,236 @@ static void *store_open(void *provctx, const char *uri)
     return st;
 }
 
+/* libcrypto's OSSL_STORE_supports_search() reads this list to learn which searches we do. */
 static const OSSL_PARAM *store_settable(void *provctx)
 {
-    static const OSSL_PARAM p[] = {OSSL_PARAM_int(OSSL_STORE_PARAM_EXPECT, NULL), OSSL_PARAM_END};
+    static const OSSL_PARAM p[] = {OSSL_PARAM_int(OSSL_STORE_PARAM_EXPECT, NULL),
+                                   OSSL_PARAM_octet_string(OSSL_STORE_PARAM_SUBJECT, NULL, 0),
+                                   OSSL_PARAM_octet_string(OSSL_STORE_PARAM_ISSUER, NULL, 0),
+                                   OSSL_PARAM_BN(OSSL_STORE_PARAM_SERIAL, NULL, 0),
+                                   OSSL_PARAM_utf8_string(OSSL_STORE_PARAM_DIGEST, NULL, 0),
+                                   OSSL_PARAM_octet_string(OSSL_STORE_PARAM_FINGERPRINT, NULL, 0),
+                                   OSSL_PARAM_utf8_string(OSSL_STORE_PARAM_ALIAS, NULL, 0),
+                                   OSSL_PARAM_END};
     return p;
+}
+
+/* A DER X.509 Name (as OSSL_STORE_find encodes one) into *out. */
+static int param_name(kwp_store *st, const OSSL_PARAM *p, X509_NAME **out)
+{
+    const void *der = NULL;
+    const unsigned char *q;
+    size_t len = 0;
+    X509_NAME *n = NULL;
+
+    if (OSSL_PARAM_get_octet_string_ptr(p, &der, &len) && len > 0 && len < 65536) {
+        q = der;
+        ERR_set_mark();
+        n = d2i_X509_NAME(NULL, &q, (long)len);
+        ERR_pop_to_mark();
+        if (n != NULL && q != (const unsigned char *)der + len) {
+            X509_NAME_free(n);
+            n = NULL;
+        }
+    }
+    if (n == NULL) {
+        kwp_raise(st->pctx, KWP_R(KW_ERR_INVALID),
+                  "store search by %s: the value is not a DER-encoded X.509 name", p->key);
+        return 0;
+    }
+    X509_NAME_free(*out);
+    *out = n;
+    return 1;
+}
+
+/* The digest of a fingerprint search: by name, or (no name given, as `openssl storeutl
+ * -fingerprint` without -sha256 passes it) the SHA-1 or SHA-2 digest of that length. */
+static int search_digest(kwp_store *st, const char *name)
+{
+    static const char *const by_len[] = {"SHA1", "SHA224", "SHA256", "SHA384", "SHA512"};
+    kwp_search *f = &st->find;
+
+    EVP_MD_free(f->md);
+    f->md = NULL;
+    ERR_set_mark();
+    if (name != NULL && *name != '\0') {
+        f->md = EVP_MD_fetch(st->pctx->hlibctx, name, KWP_HELPER_PROPQ);
+    } else {
+        for (size_t i = 0; f->md == NULL && i < sizeof(by_len) / sizeof(by_len[0]); i++) {
+            f->md = EVP_MD_fetch(st->pctx->hlibctx, by_len[i], KWP_HELPER_PROPQ);
+            if (f->md != NULL && (size_t)EVP_MD_get_size(f->md) != f->fplen) {
+                EVP_MD_free(f->md);
+                f->md = NULL;
+            }
+        }
+    }
+    ERR_pop_to_mark();
+    if (f->md == NULL) {
+        kwp_raise(st->pctx, KWP_R(KW_ERR_INVALID),
+                  "store search by key fingerprint: digest %s is not available",
+                  name != NULL && *name != '\0' ? name : "(none given, none of that length)");
+        return 0;
+    }
+    if ((size_t)EVP_MD_get_size(f->md) != f->fplen) {
+        kwp_raise(st->pctx, KWP_R(KW_ERR_INVALID),
+                  "store search by key fingerprint: %zu bytes given, but %s makes %d", f->fplen,
+                  EVP_MD_get0_name(f->md), EVP_MD_get_size(f->md));
+        return 0;
+    }
+    return 1;
 }
 
 static int store_set_params(void *vctx, const OSSL_PARAM params[])
 {
     kwp_store *st = vctx;
-    const OSSL_PARAM *p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_EXPECT);
-    if (p != NULL && !OSSL_PARAM_get_int(p, &st->expect))
+    kwp_search *f = &st->find;
+    const OSSL_PARAM *p;
+    char *digest = NULL;
+    int ok = 1;
+
+    if (params == NULL)
+        return 1;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_EXPECT)) != NULL &&
+        !OSSL_PARAM_get_int(p, &st->expect))
         return 0;
-    return 1;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_SUBJECT)) != NULL &&
+        !param_name(st, p, &f->subject))
+        return 0;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_ISSUER)) != NULL &&
+        !param_name(st, p, &f->issuer))
+        return 0;
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_SERIAL)) != NULL &&
+        !OSSL_PARAM_get_BN(p, &f->serial)) {
+        kwp_raise(st->pctx, KWP_R(KW_ERR_INVALID), "store search by serial: not a number");
+        return 0;
+    }
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_ALIAS)) != NULL) {
+        free(f->alias);
+        f->alias = NULL;
+        if (p->data_type != OSSL_PARAM_UTF8_STRING || p->data == NULL ||
+            (f->alias = strndup(p->data, p->data_size)) == NULL) {
+            kwp_raise(st->pctx, KWP_R(KW_ERR_INVALID), "store search by alias: not a string");
+            return 0;
+        }
+    }
+    if ((p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_FINGERPRINT)) != NULL) {
+        OPENSSL_free(f->fp);
+        f->fp = NULL;
+        f->fplen = 0;
+        if (!OSSL_PARAM_get_octet_string(p, (void **)&f->fp, 0, &f->fplen) || f->fplen == 0) {
+            kwp_raise(st->pctx, KWP_R(KW_ERR_INVALID),
+                      "store search by key fingerprint: no fingerprint given");
+            return 0;
+        }
+        p = OSSL_PARAM_locate_const(params, OSSL_STORE_PARAM_DIGEST);
+        if (p != NULL && p->data != NULL && !OSSL_PARAM_get_utf8_string(p, &digest, 0))
+            return 0;
+        ok = search_digest(st, digest);
+        OPENSSL_free(digest);
+    }
+    return ok;
+}
+
+static void search_free(kwp_search *f)
+{
+    X509_NAME_free(f->subject);
+    X509_NAME_free(f->issuer);
+    BN_free(f->serial);
+    EVP_MD_free(f->md);
+    OPENSSL_free(f->fp);
+    free(f->alias);
+}
+
+/* Does the digest of der match the fingerprint searched for? */
+static int fp_match(const kwp_search *f, const unsigned char *der, int len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    return der != NULL && len > 0 && EVP_Digest(der, (size_t)len, md, &mdlen, f->md, NULL) == 1 &&
+           mdlen == f->fplen && CRYPTO_memcmp(md, f->fp, mdlen) == 0;
+}
+
+/* A certificate (DER from CKA_VALUE) against the search: parsed, so that names compare as
+ * X.509 says (the token's CKA_SUBJECT bytes may be encoded differently, or missing). */
+static int cert_matches(kwp_store *st, const unsigned char *der, CK_ULONG len)
+{
+    const kwp_search *f = &st->find;
+    const unsigned char *q = der;
+    X509 *x;
+    int ok;
+
+    if (f->subject == NULL && f->issuer == NULL && f->serial == NULL && f->md == NULL)
+        return 1;
+    ERR_set_mark();
+    x = X509_new_ex(st->pctx->hlibctx, KWP_HELPER_PROPQ);
+    ok = x != NULL && d2i_X509(&x, &q, (long)len) != NULL;
+    if (ok && f->subject != NULL)
+        ok = X509_NAME_cmp(X509_get_subject_name(x), f->subject) == 0;
+    if (ok && f->issuer != NULL)
+        ok = X509_NAME_cmp(X509_get_issuer_name(x), f->issuer) == 0;
+    if (ok && f->serial != NULL) {
+        BIGNUM *sn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+        ok = sn != NULL && BN_cmp(sn, f->serial) == 0;
+        BN_free(sn);
+    }
+    if (ok && f->md != NULL) {
+        unsigned char *spki = NULL;
+        int spkilen = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &spki);
+        ok = fp_match(f, der, (int)len) || fp_match(f, spki, spkilen);
+        OPENSSL_free(spki);
+    }
+    X509_free(x);
+    ERR_pop_to_mark();
+    return ok;
+}
+
+static int key_matches(kwp_store *st, const kwp_key *k)
+{
+    const kwp_search *f = &st->find;
+    unsigned char *spki = NULL;
+    int len, ok;
+
+    /* Names and serial numbers are certificates' attributes: no key has them. */
+    if (f->subject != NULL || f->issuer != NULL || f->serial != NULL)
+        return 0;
+    if (f->md == NULL)
+        return 1;
+    ERR_set_mark();
+    len = i2d_PUBKEY(k->pub, &spki);
+    ok = fp_match(f, spki, len);
+    OPENSSL_free(spki);
+    ERR_pop_to_mark();
+    return ok;
+}
+
+/* The public half of a token private key as a key of its own, with no private object behind
+ * it: what a caller that expects public keys gets for a private key. */
+static kwp_key *public_half(kwp_store *st, const kwp_key *priv)
+{
+    kwp_key *k = kwp_key_new(st->pctx, priv->type, priv->alg);
+
+    if (k == NULL)
+        return NULL;
+    k->tokinfo = priv->tokinfo;
+    k->bits = priv->bits;
+    if (EVP_PKEY_up_ref(priv->pub))
+        k->pub = priv->pub;
+    if (priv->idlen > 0 && (k->id = malloc(priv->idlen)) != NULL) {
+        memcpy(k->id, priv->id, priv->idlen);
+        k->idlen = priv->idlen;
+    }
+    if (priv->label != NULL)
+        k->label = strdup(priv->label);
+    /* Where it came from: the private key's URI names the object that holds it. */
+    k->uri = priv->uri != NULL ? strdup(priv->uri) : NULL;
+    if (k->pub == NULL || k->uri == NULL || kw_uri_parse(k->uri, &k->puri) != KW_OK ||
+        (priv->idlen > 0 && k->id == NULL) || (priv->label != NULL && k->label == NULL)) {
+        kwp_key_free(k);
+        kw_err_set(KW_ERR_MEMORY, "out of memory");
+        return NULL;
+    }
+    return k;
 }
 
 typedef struct {
@@ -126,18 +359,34 @@ static int add_item(kwp_store *st, kwp_key *k, unsigned char *der, CK_ULONG derl
 static kw_err list_class(kwp_store *st, kw_p11_token *tok, CK_OBJECT_CLASS cls,
                          const kw_pin_ctx *pin)
 {
-    CK_ATTRIBUTE t[4];
+    CK_ATTRIBUTE t[5];
     CK_ULONG nt, cnt = 0;
     CK_OBJECT_HANDLE h[KWP_STORE_MAX];
     CK_SESSION_HANDLE s;
     int login = cls == CKO_PRIVATE_KEY && (tok->info.flags & CKF_LOGIN_REQUIRED);
+    const char *alias = st->find.alias;
     kw_err e;
 
+    /* Names and serial numbers are searched among certificates only. */
+    if (cls != CKO_CERTIFICATE &&
+        (st->find.subject != NULL || st->find.issuer != NULL || st->find.serial != NULL))
+        return KW_OK;
     t[0] = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
     nt = 1;
-    for (CK_ULONG i = 0, m = kw_uri_object_template(st->uri, t + 1, 3); i < m; i++)
-        if (t[1 + i].type != CKA_CLASS)
-            t[nt++] = t[1 + i];
+    for (CK_ULONG i = 0, m = kw_uri_object_template(st->uri, t + 1, 3); i < m; i++) {
+        if (t[1 + i].type == CKA_CLASS)
+            continue;
+        /* An alias is a label: with the URI's object= as well, both must be the same. */
+        if (t[1 + i].type == CKA_LABEL && alias != NULL) {
+            if (t[1 + i].ulValueLen != strlen(alias) ||
+                memcmp(t[1 + i].pValue, alias, strlen(alias)) != 0)
+                return KW_OK;
+            alias = NULL;
+        }
+        t[nt++] = t[1 + i];
+    }
+    if (alias != NULL)
+        t[nt++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)alias, strlen(alias)};
     if ((e = kw_p11_session_get(tok, login, pin, &s)) != KW_OK)
         return e;
     e = kw_p11_find(tok, s, t, nt, h, KWP_STORE_MAX, &cnt);
@@ -145,13 +394,20 @@ static kw_err list_class(kwp_store *st, kw_p11_token *tok, CK_OBJECT_CLASS cls,
         if (cls == CKO_CERTIFICATE) {
             unsigned char *der;
             CK_ULONG len;
-            if (kw_p11_attr(tok, s, h[i], CKA_VALUE, &der, &len) == KW_OK &&
-                !add_item(st, NULL, der, len)) {
+            if (kw_p11_attr(tok, s, h[i], CKA_VALUE, &der, &len) != KW_OK)
+                continue;
+            if (!cert_matches(st, der, len)) {
+                free(der);
+            } else if (!add_item(st, NULL, der, len)) {
                 free(der);
                 e = kw_err_set(KW_ERR_MEMORY, "out of memory");
             }
         } else {
             kwp_key *k = kwp_key_from_object(st->pctx, tok, s, h[i], cls, pin);
+            if (k != NULL && !key_matches(st, k)) {
+                kwp_key_free(k);
+                continue;
+            }
             /* A key type keyward does not handle is skipped, not fatal, when listing. */
             if (k != NULL && !add_item(st, k, NULL, 0)) {
                 kwp_key_free(k);
@@ -161,6 +417,21 @@ static kw_err list_class(kwp_store *st, kw_p11_token *tok, CK_OBJECT_CLASS cls,
     }
     kw_p11_session_put(tok, s, CKR_OK);
     return e;
+}
+
+/* Items from index `from` on become the public halves of their private keys. */
+static kw_err to_public_halves(kwp_store *st, size_t from)
+{
+    for (size_t i = from; i < st->n; i++) {
+        kwp_key *k = st->items[i].key, *pub;
+        if (k == NULL || !k->has_private)
+            continue;
+        if ((pub = public_half(st, k)) == NULL)
+            return kw_err_last(NULL);
+        kwp_key_free(k);
+        st->items[i].key = pub;
+    }
+    return KW_OK;
 }
 
 static int store_list_once(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_arg)
@@ -197,10 +468,15 @@ static int store_list_once(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void 
     pin.prompt_arg = &pr;
     for (size_t i = 0; i < ntok; i++) {
         if (want == CK_UNAVAILABLE_INFORMATION || want == CKO_PRIVATE_KEY) {
+            size_t before = st->n;
             e = list_class(st, toks[i], CKO_PRIVATE_KEY, &pin);
             /* Listing everything without a PIN: show what needs none. */
             if (e == KW_ERR_PIN_REQUIRED && want == CK_UNAVAILABLE_INFORMATION)
                 e = KW_OK;
+            /* A caller that expects public keys (OSSL_STORE_expect) gets the public half of
+             * the private key a URI names, as it would from a private key file. */
+            if (e == KW_OK && st->expect == OSSL_STORE_INFO_PUBKEY)
+                e = to_public_halves(st, before);
             if (e != KW_OK)
                 goto fail;
         }
@@ -225,6 +501,25 @@ static int store_list_once(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void 
         if (want == CK_UNAVAILABLE_INFORMATION || want == CKO_CERTIFICATE)
             if ((e = list_class(st, toks[i], CKO_CERTIFICATE, &pin)) != KW_OK)
                 goto fail;
+    }
+    if (st->n == 0 && want == CKO_PUBLIC_KEY && ca == NULL) {
+        /* Public keys expected and no public key object matches: the public halves of the
+         * private keys that do (a token may keep no public objects). Only a PIN the URI or the
+         * configuration has is used: no prompt for what may well not exist. */
+        kw_pin_ctx quiet = pin;
+        quiet.prompt = NULL;
+        for (size_t i = 0; i < ntok; i++) {
+            size_t before = st->n;
+            e = list_class(st, toks[i], CKO_PRIVATE_KEY, &quiet);
+            if (e == KW_OK)
+                e = to_public_halves(st, before);
+            if (e == KW_ERR_PIN_REQUIRED) {
+                kw_err_clear();
+                e = KW_OK;
+            }
+            if (e != KW_OK)
+                goto fail;
+        }
     }
     if (st->n == 0 && want == CKO_PRIVATE_KEY && ca == NULL) {
         /* Nothing private: say so if a public key is what the URI names, rather than
@@ -339,6 +634,7 @@ static int store_close(void *vctx)
     free(st->items);
     free(st->uristr);
     p11_kit_uri_free(st->uri);
+    search_free(&st->find);
     free(st);
     return 1;
 }
