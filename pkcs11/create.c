@@ -109,15 +109,20 @@ CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
             (a->type == CKA_DERIVE && cls == CKO_CERTIFICATE) ||
             (a->type == CKA_TRUSTED && cls == CKO_PRIVATE_KEY))
             return CKR_ATTRIBUTE_TYPE_INVALID;
+        /* Session objects are not kept by this token (keys and certificates live in the
+         * keyring); a key whose verification cannot be turned off: inconsistent templates. */
+        if ((a->type == CKA_TOKEN && !b) || (a->type == CKA_VERIFY && !b))
+            return CKR_TEMPLATE_INCONSISTENT;
         /* Values the keyring token cannot honour. */
-        if ((a->type == CKA_TOKEN && !b) || (a->type == CKA_SENSITIVE && !b) ||
-            (a->type == CKA_EXTRACTABLE && b) || (a->type == CKA_COPYABLE && b) ||
-            (a->type == CKA_DESTROYABLE && !b) || (a->type == CKA_ALWAYS_AUTHENTICATE && b) ||
-            (a->type == CKA_UNWRAP && b) || (a->type == CKA_SIGN_RECOVER && b) ||
-            (a->type == CKA_WRAP && b) || (a->type == CKA_VERIFY_RECOVER && b) ||
-            (a->type == CKA_TRUSTED && b) || (a->type == CKA_WRAP_WITH_TRUSTED && b))
+        if ((a->type == CKA_SENSITIVE && !b) || (a->type == CKA_EXTRACTABLE && b) ||
+            (a->type == CKA_COPYABLE && b) || (a->type == CKA_DESTROYABLE && !b) ||
+            (a->type == CKA_ALWAYS_AUTHENTICATE && b) || (a->type == CKA_UNWRAP && b) ||
+            (a->type == CKA_SIGN_RECOVER && b) || (a->type == CKA_WRAP && b) ||
+            (a->type == CKA_VERIFY_RECOVER && b) || (a->type == CKA_TRUSTED && b) ||
+            (a->type == CKA_WRAP_WITH_TRUSTED && b))
             return CKR_ATTRIBUTE_VALUE_INVALID;
         unsigned f = a->type == CKA_SIGN      ? KWK_F_SIGN
+                     : a->type == CKA_ENCRYPT ? KWK_F_ENCRYPT
                      : a->type == CKA_DECRYPT ? KWK_F_DECRYPT
                      : a->type == CKA_DERIVE  ? KWK_F_DERIVE
                      : a->type == CKA_PRIVATE ? KWK_F_PRIVATE
@@ -128,6 +133,52 @@ CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
             m->flags &= ~f;
     }
     return CKR_OK;
+}
+
+CK_RV kwk_tmpl_usage(const CK_ATTRIBUTE *t, CK_ULONG n, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
+                     unsigned *flags)
+{
+    int b;
+    if (cls == CKO_PUBLIC_KEY && kt != CKK_RSA && kwk_attr_bool(t, n, CKA_ENCRYPT, &b) == CKR_OK &&
+        b)
+        return CKR_TEMPLATE_INCONSISTENT;
+    if (cls == CKO_PRIVATE_KEY && kt != CKK_RSA && kwk_attr_bool(t, n, CKA_DECRYPT, &b) == CKR_OK &&
+        b)
+        return CKR_TEMPLATE_INCONSISTENT;
+    if (kt == CKK_RSA && kwk_attr_bool(t, n, CKA_DERIVE, &b) == CKR_OK && b)
+        return CKR_TEMPLATE_INCONSISTENT;
+    /* Defaults by key type: decryption for RSA, derivation for EC (and for an Edwards key only
+     * when asked: pkcs11-tool asks, and the value is then kept as given). */
+    if (kt != CKK_RSA)
+        *flags &= ~(unsigned)KWK_F_DECRYPT;
+    if (kt != CKK_EC && kwk_attr_bool(t, n, CKA_DERIVE, &b) != CKR_OK)
+        *flags &= ~(unsigned)KWK_F_DERIVE;
+    return CKR_OK;
+}
+
+/* A certificate's CKA_SUBJECT, CKA_ISSUER or CKA_SERIAL_NUMBER must be what its CKA_VALUE
+ * says: the token answers them from the certificate, so another value could not be kept. */
+static CK_RV cert_field_check(const CK_ATTRIBUTE *t, CK_ULONG n, X509 *x)
+{
+    static const CK_ATTRIBUTE_TYPE types[] = {CKA_SUBJECT, CKA_ISSUER, CKA_SERIAL_NUMBER};
+    CK_RV rv = CKR_OK;
+    for (size_t i = 0; i < 3 && rv == CKR_OK; i++) {
+        const CK_ATTRIBUTE *a = kwk_attr_get(t, n, types[i]);
+        unsigned char *der = NULL;
+        int len;
+        if (a == NULL)
+            continue;
+        if (types[i] == CKA_SUBJECT)
+            len = i2d_X509_NAME(X509_get_subject_name(x), &der);
+        else if (types[i] == CKA_ISSUER)
+            len = i2d_X509_NAME(X509_get_issuer_name(x), &der);
+        else
+            len = i2d_ASN1_INTEGER(X509_get_serialNumber(x), &der);
+        if (len < 0 || (size_t)len != a->ulValueLen || (len && memcmp(der, a->pValue, len) != 0))
+            rv = CKR_TEMPLATE_INCONSISTENT;
+        OPENSSL_free(der);
+    }
+    return rv;
 }
 
 const char *kwk_curve_name(const CK_ATTRIBUTE *params, int *edwards)
@@ -348,9 +399,10 @@ static CK_RV create_key(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_O
     if (rv == CKR_OK && kwk_pkey_ktype(pk) == CKK_RSA &&
         (kwk_attr_get(tmpl, n, CKA_EC_PARAMS) || (priv && !p8 && kwk_attr_get(tmpl, n, CKA_VALUE))))
         rv = CKR_TEMPLATE_INCONSISTENT;
-    if (rv == CKR_OK && kwk_pkey_ktype(pk) == CKK_RSA && !priv && m.id_len == 0) {
-        /* nothing: an empty id is allowed */
-    }
+    if (rv == CKR_OK)
+        rv = kwk_tmpl_usage(tmpl, n, cls, kwk_pkey_ktype(pk), &m.flags);
+    if (rv == CKR_OK && !priv)
+        m.pub_flags = m.flags & (KWK_F_ENCRYPT | KWK_F_DERIVE);
     kwk_serial ps = 0, pubs = 0;
     if (rv == CKR_OK && priv)
         rv = kwk_store_keypair(t, pk, &m, &ps, &pubs);
@@ -394,7 +446,10 @@ static CK_RV create_cert(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_
         X509_free(x);
         return CKR_ATTRIBUTE_VALUE_INVALID;
     }
+    rv = cert_field_check(tmpl, n, x);
     X509_free(x);
+    if (rv != CKR_OK)
+        return rv;
     kwk_serial s;
     rv = kwk_store_cert(t, v->pValue, v->ulValueLen, &m, &s);
     if (rv == CKR_OK)

@@ -99,6 +99,9 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         if ((kwk_attr_ulong(pt, pn, CKA_KEY_TYPE, &kt) == CKR_OK && kt != want) ||
             (kwk_attr_ulong(vt, vn, CKA_KEY_TYPE, &kt) == CKR_OK && kt != want))
             rv = CKR_TEMPLATE_INCONSISTENT;
+        if (rv == CKR_OK &&
+            (rv = kwk_tmpl_usage(pt, pn, CKO_PUBLIC_KEY, want, &pm.flags)) == CKR_OK)
+            rv = kwk_tmpl_usage(vt, vn, CKO_PRIVATE_KEY, want, &vm.flags);
     }
     EVP_PKEY *pk = NULL;
     if (rv == CKR_OK)
@@ -112,6 +115,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
             vm.id_len = pm.id_len;
         }
         vm.flags |= KWK_F_LOCAL;
+        vm.pub_flags = KWK_F_LOCAL | (pm.flags & (KWK_F_ENCRYPT | KWK_F_DERIVE));
         kwk_serial ps, us;
         pthread_mutex_lock(&kwk_lock);
         rv = kwk_token_open(s->tok);

@@ -49,6 +49,7 @@ typedef enum {
 #define KWK_F_DECRYPT 0x04
 #define KWK_F_DERIVE  0x08
 #define KWK_F_PRIVATE 0x10 /* CKA_PRIVATE (needs login when the token has a PIN) */
+#define KWK_F_ENCRYPT 0x20 /* public keys: CKA_ENCRYPT (RSA) */
 /* Session objects only (never in a description). */
 #define KWK_F_SENSITIVE   0x100
 #define KWK_F_EXTRACTABLE 0x200
@@ -200,6 +201,7 @@ CK_RV kwk_attr_put_ulong(CK_ATTRIBUTE *a, CK_ULONG v);
 /* ---- store.c: put keys into the keyring ---- */
 typedef struct kwk_new_obj {
     unsigned flags;
+    unsigned pub_flags; /* key pairs: the public half's (0: LOCAL from flags only) */
     unsigned char id[KWK_MAX_ID];
     size_t id_len;
     char label[KWK_MAX_LABEL];
@@ -219,6 +221,11 @@ CK_RV kwk_store_remove(kwk_token *t, kwk_object *o);
  * the caller; anything else is CKR_ATTRIBUTE_TYPE_INVALID. */
 CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls, kwk_new_obj *m,
                       const CK_ATTRIBUTE_TYPE *extra, size_t nextra);
+/* Usages the template asks for that a key of type kt cannot have (CKA_ENCRYPT on an EC public
+ * key, CKA_DERIVE on RSA, ...): CKR_TEMPLATE_INCONSISTENT rather than a key that reads FALSE.
+ * Drops the usage defaults that do not apply to kt from *flags. */
+CK_RV kwk_tmpl_usage(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls, CK_KEY_TYPE kt,
+                     unsigned *flags);
 /* EC_PARAMS (OID or curve name) -> OpenSSL group / key type name; NULL if unsupported. */
 const char *kwk_curve_name(const CK_ATTRIBUTE *params, int *edwards);
 

@@ -20,7 +20,7 @@ static const char *kind_names[] = {[KWK_KIND_PRIV] = "priv",
                                    [KWK_KIND_PUB] = "pub",
                                    [KWK_KIND_CERT] = "cert",
                                    [KWK_KIND_META] = "meta"};
-static const char flag_chars[] = "lsdxp"; /* bit i of the flags */
+static const char flag_chars[] = "lsdxpe"; /* bit i of the flags */
 
 int kwk_desc_format(char *out, size_t cap, kwk_kind kind, unsigned flags, kwk_serial link,
                     const unsigned char *id, size_t id_len, const char *label)
@@ -522,7 +522,7 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
     case CKA_END_DATE:
         return v_bytes(v, "", 0);
     case CKA_DERIVE:
-        return v_bool(v, priv && o->ktype == CKK_EC && (o->flags & KWK_F_DERIVE));
+        return v_bool(v, (priv || pubk) && o->ktype != CKK_RSA && (o->flags & KWK_F_DERIVE));
     case CKA_KEY_GEN_MECHANISM:
         if (!local)
             return v_ulong(v, CK_UNAVAILABLE_INFORMATION);
@@ -601,6 +601,7 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
         case CKA_VERIFY:
             return v_bool(v, 1);
         case CKA_ENCRYPT:
+            return v_bool(v, o->ktype == CKK_RSA && (o->flags & KWK_F_ENCRYPT));
         case CKA_VERIFY_RECOVER:
         case CKA_WRAP:
         case CKA_TRUSTED:

@@ -39,7 +39,10 @@ CK_RV kwk_store_public(kwk_token *t, EVP_PKEY *pk, const kwk_new_obj *m, kwk_ser
     int len = i2d_PUBKEY(pk, &der);
     if (len <= 0)
         return kwk_rv_ossl("encode public key");
-    CK_RV rv = add_user(t, KWK_KIND_PUB, m->flags & KWK_F_LOCAL, 0, m, der, (size_t)len, out);
+    /* The public key's own usages: the template's CKA_ENCRYPT / CKA_DERIVE are kept, and read
+     * back as given (PKCS#11 3.0 4.1.1: honoured, not dropped). */
+    unsigned f = m->pub_flags ? m->pub_flags : m->flags & KWK_F_LOCAL;
+    CK_RV rv = add_user(t, KWK_KIND_PUB, f, 0, m, der, (size_t)len, out);
     OPENSSL_free(der);
     return rv;
 }
