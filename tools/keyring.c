@@ -460,6 +460,13 @@ static int cmd_list(int argc, char **argv, int json)
             printf("%-24s %-12s %-8s %5lu %-9s %lu\n", r.label, idhex[0] ? idhex : "-", type,
                    (unsigned long)r.bits, r.mode, (unsigned long)r.serial);
         }
+        if (r.cls == CKO_PRIVATE_KEY && strcmp(r.mode, "software") == 0)
+            fprintf(stderr,
+                    "keyward keyring: warning: '%s' is in SOFTWARE mode: any process of this user "
+                    "that can link the keyring (keyctl link @u @s) can read the private key "
+                    "(keyctl pipe); kernel mode (modprobe pkcs8_key_parser, RSA) does not allow "
+                    "that\n",
+                    r.label);
         first = 0;
     }
     if (json)

@@ -31,7 +31,10 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout other.pem -subj /CN=other -day
     { grep -q "does not belong" err && ok "mismatched certificate refused"; }
 "$TOOL" import web.pem --label x --id zz >/dev/null 2>&1; [ $? = 2 ] && ok "bad --id is a usage error" || bad "bad --id"
 "$TOOL" import missing.pem --label x >/dev/null 2>&1 && bad "missing file" || ok "missing key file refused"
-"$TOOL" list >list
+"$TOOL" list >list 2>list.err
+# Software-mode keys are readable by any process of the uid that links the keyring: said on stderr.
+grep -q "warning: 'ec' is in SOFTWARE mode" list.err && ok "list warns about the software-mode key" ||
+    { bad "list warns about software mode"; cat list.err; }
 grep -E '^web +0a +RSA +2048 +(kernel|software) ' list >/dev/null && ok "list shows web RSA 2048 with its mode" || { bad "list web"; cat list; }
 grep -E '^ec +- +EC +384 +software ' list >/dev/null && ok "list shows ec EC 384 software" || { bad "list ec"; cat list; }
 grep -E '^web +0a +cert ' list >/dev/null && ok "list shows the certificate" || { bad "list cert"; cat list; }
