@@ -8,11 +8,16 @@
 
 static __thread kw_err last_err;
 static __thread char last_msg[512];
+static __thread const char *last_file, *last_func;
+static __thread int last_line;
 
-kw_err kw_err_set(kw_err e, const char *fmt, ...)
+kw_err kw_err_set_at(const char *file, int line, const char *func, kw_err e, const char *fmt, ...)
 {
     va_list ap;
     last_err = e;
+    last_file = file;
+    last_line = line;
+    last_func = func;
     va_start(ap, fmt);
     vsnprintf(last_msg, sizeof(last_msg), fmt, ap);
     va_end(ap);
@@ -28,10 +33,19 @@ kw_err kw_err_last(const char **msg)
     return last_err;
 }
 
+void kw_err_where(const char **file, int *line, const char **func)
+{
+    *file = last_file;
+    *line = last_line;
+    *func = last_func;
+}
+
 void kw_err_clear(void)
 {
     last_err = KW_OK;
     last_msg[0] = '\0';
+    last_file = last_func = NULL;
+    last_line = 0;
 }
 
 const char *kw_err_name(kw_err e)

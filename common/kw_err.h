@@ -26,10 +26,15 @@ typedef enum {
     KW_ERR_MAX
 } kw_err;
 
-/* Set the thread's last error (returns e, so `return kw_err_set(...)` works). */
-kw_err kw_err_set(kw_err e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Set the thread's last error (returns e, so `return kw_err_set(...)` works), remembering where
+ * it was set so that the provider's error stack names the real file, line and function. */
+#define kw_err_set(e, ...) kw_err_set_at(__FILE__, __LINE__, __func__, (e), __VA_ARGS__)
+kw_err kw_err_set_at(const char *file, int line, const char *func, kw_err e, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* The thread's last error; *msg (may be NULL) gets its text, valid until the next set. */
 kw_err kw_err_last(const char **msg);
+/* Where the thread's last error was set (NULL file and func, line 0, when none is). */
+void kw_err_where(const char **file, int *line, const char **func);
 void kw_err_clear(void);
 /* Short name of an error class, for reason strings. */
 const char *kw_err_name(kw_err e);

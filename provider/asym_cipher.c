@@ -12,6 +12,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
@@ -238,17 +239,20 @@ static int oaep_via_raw(kwp_rsa_cipher *c, const unsigned char *in, size_t inlen
     size_t emlen = sizeof(em), klen = kwp_key_max_size(c->key);
     int n;
 
-    if (!kwp_key_private_op(c->key, KWP_OP_DECRYPT, &raw, in, inlen, em, &emlen) || emlen > klen)
+    if (klen > sizeof(em) ||
+        !kwp_key_private_op(c->key, KWP_OP_DECRYPT, &raw, in, inlen, em, &emlen) || emlen > klen)
         return 0;
     /* Left-pad to the key size: tokens may strip leading zero bytes. */
     if (emlen < klen) {
         memmove(em + (klen - emlen), em, emlen);
         memset(em, 0, klen - emlen);
     }
+    /* The whole block, its first byte included: libcrypto checks that it is zero (RFC 8017
+     * 7.1.2 step 3g) along with the rest, in constant time. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    n = RSA_padding_check_PKCS1_OAEP_mgf1(out, (int)*outlen, em + 1, (int)klen - 1, (int)klen,
-                                          c->label, (int)c->labellen, c->oaep_md,
+    n = RSA_padding_check_PKCS1_OAEP_mgf1(out, (int)*outlen, em, (int)klen, (int)klen, c->label,
+                                          (int)c->labellen, c->oaep_md,
                                           c->mgf1_md ? c->mgf1_md : c->oaep_md);
 #pragma GCC diagnostic pop
     kw_wipe(em, sizeof(em));
@@ -260,12 +264,83 @@ static int oaep_via_raw(kwp_rsa_cipher *c, const unsigned char *in, size_t inlen
     return 1;
 }
 
+/* Bit of an OAEP parameter set in kwp_key.oaep_raw: digest x MGF1 digest x label or none.
+ * -1 for digests PKCS#11 cannot name here (SHA-3...): those are always decoded on the host. */
+static int oaep_slot(const EVP_MD *md, const EVP_MD *mgf1, size_t labellen)
+{
+    static const int nids[] = {NID_sha1, NID_sha224, NID_sha256, NID_sha384, NID_sha512};
+    int a = -1, b = -1;
+
+    for (int i = 0; i < 5; i++) {
+        if (EVP_MD_get_type(md) == nids[i])
+            a = i;
+        if (EVP_MD_get_type(mgf1) == nids[i])
+            b = i;
+    }
+    return a < 0 || b < 0 ? -1 : (a * 5 + b) * 2 + (labellen > 0);
+}
+
+/* A token that lacks OAEP, or this parameter set of it (SoftHSM2 has SHA-1 and no label only),
+ * refuses at C_DecryptInit, before it has seen the ciphertext: the answer does not depend on
+ * the input, so it is safe to remember. SoftHSM2 says CKR_ARGUMENTS_BAD for a parameter set it
+ * lacks. A failure of C_Decrypt itself (a bad ciphertext) is never retried another way. */
+static int oaep_unsupported(const kwp_op_status *st)
+{
+    return strcmp(st->fn, "C_DecryptInit") == 0 &&
+           (st->rv == CKR_MECHANISM_INVALID || st->rv == CKR_MECHANISM_PARAM_INVALID ||
+            st->rv == CKR_ARGUMENTS_BAD);
+}
+
+static int oaep_decrypt(kwp_rsa_cipher *c, const unsigned char *in, size_t inlen,
+                        unsigned char *out, size_t *outlen)
+{
+    kwp_key *k = c->key;
+    const EVP_MD *md, *mgf1;
+    CK_RSA_PKCS_OAEP_PARAMS oaep;
+    CK_MECHANISM mech = {CKM_RSA_PKCS_OAEP, &oaep, sizeof(oaep)};
+    kwp_op_status st;
+    int slot, ok;
+
+    if (c->oaep_md == NULL && !kwp_md_fetch(c->pctx, &c->oaep_md, "SHA1"))
+        return 0;
+    md = c->oaep_md;
+    mgf1 = c->mgf1_md ? c->mgf1_md : md;
+    slot = oaep_slot(md, mgf1, c->labellen);
+    if (slot >= 0 && kw_p11_token_has_mech(k->tok, CKM_RSA_PKCS_OAEP, CKF_DECRYPT) &&
+        (atomic_load(&k->oaep_raw) & (1ULL << slot)) == 0) {
+        oaep.hashAlg = kwp_md_mech(md);
+        oaep.mgf = kwp_md_mgf(mgf1);
+        oaep.source = CKZ_DATA_SPECIFIED;
+        oaep.pSourceData = c->label;
+        oaep.ulSourceDataLen = c->labellen;
+        ERR_set_mark();
+        ok = kwp_key_private_op_st(k, KWP_OP_DECRYPT, &mech, in, inlen, out, outlen, &st);
+        if (ok || !oaep_unsupported(&st) ||
+            !kw_p11_token_has_mech(k->tok, CKM_RSA_X_509, CKF_DECRYPT)) {
+            ERR_clear_last_mark();
+            return ok;
+        }
+        ERR_pop_to_mark();
+        atomic_fetch_or(&k->oaep_raw, 1ULL << slot);
+        KW_DEBUG("oaep", "token refused OAEP %s/%s%s (%s): decoding on the host for %s",
+                 EVP_MD_get0_name(md), EVP_MD_get0_name(mgf1), c->labellen ? " with a label" : "",
+                 kw_p11_rv_name(st.rv), k->uri);
+    }
+    if (!kw_p11_token_has_mech(k->tok, CKM_RSA_X_509, CKF_DECRYPT)) {
+        kwp_raise(c->pctx, KWP_R(KW_ERR_MECHANISM),
+                  "mechanism not supported by the token: OAEP with %s needs CKM_RSA_PKCS_OAEP "
+                  "for it or CKM_RSA_X_509",
+                  EVP_MD_get0_name(md));
+        return 0;
+    }
+    return oaep_via_raw(c, in, inlen, out, outlen);
+}
+
 static int ac_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsize,
                       const unsigned char *in, size_t inlen)
 {
     kwp_rsa_cipher *c = vctx;
     size_t ksize = kwp_key_max_size(c->key);
-    CK_RSA_PKCS_OAEP_PARAMS oaep;
     CK_MECHANISM mech = {CKM_RSA_PKCS, NULL, 0};
     unsigned char buf[1024];
     size_t len = sizeof(buf);
@@ -279,42 +354,19 @@ static int ac_decrypt(void *vctx, unsigned char *out, size_t *outlen, size_t out
         *outlen = outsize;
         return tls_decrypt(c, out, outlen, in, inlen);
     }
-    if (c->pad == RSA_NO_PADDING) {
-        mech.mechanism = CKM_RSA_X_509;
-    } else if (c->pad == RSA_PKCS1_OAEP_PADDING) {
-        const EVP_MD *md = c->oaep_md;
-        if (md == NULL && !kwp_md_fetch(c->pctx, &c->oaep_md, "SHA1"))
+    if (c->pad == RSA_PKCS1_OAEP_PADDING) {
+        ok = oaep_decrypt(c, in, inlen, buf, &len);
+    } else {
+        if (c->pad == RSA_NO_PADDING)
+            mech.mechanism = CKM_RSA_X_509;
+        if (!kw_p11_token_has_mech(c->key->tok, mech.mechanism, CKF_DECRYPT)) {
+            kwp_raise(c->pctx, KWP_R(KW_ERR_MECHANISM),
+                      "mechanism not supported by the token: it cannot decrypt with %s",
+                      kwp_mech_name(mech.mechanism));
             return 0;
-        md = c->oaep_md;
-        oaep.hashAlg = kwp_md_mech(md);
-        oaep.mgf = kwp_md_mgf(c->mgf1_md ? c->mgf1_md : md);
-        oaep.source = CKZ_DATA_SPECIFIED;
-        oaep.pSourceData = c->label;
-        oaep.ulSourceDataLen = c->labellen;
-        mech.mechanism = CKM_RSA_PKCS_OAEP;
-        mech.pParameter = &oaep;
-        mech.ulParameterLen = sizeof(oaep);
+        }
+        ok = kwp_key_private_op(c->key, KWP_OP_DECRYPT, &mech, in, inlen, buf, &len);
     }
-    if (!kw_p11_token_has_mech(c->key->tok, mech.mechanism, CKF_DECRYPT)) {
-        kwp_raise(c->pctx, KWP_R(KW_ERR_MECHANISM),
-                  "mechanism not supported by the token: it cannot decrypt with mechanism 0x%lx",
-                  (unsigned long)mech.mechanism);
-        return 0;
-    }
-    ERR_set_mark();
-    ok = kwp_key_private_op(c->key, KWP_OP_DECRYPT, &mech, in, inlen, buf, &len);
-    if (!ok && c->pad == RSA_PKCS1_OAEP_PADDING &&
-        kw_p11_token_has_mech(c->key->tok, CKM_RSA_X_509, CKF_DECRYPT)) {
-        /* Many tokens (SoftHSM2 among them) do OAEP with SHA-1 only: decrypt raw on the token
-         * and decode OAEP here, in constant time. */
-        ERR_pop_to_mark();
-        ERR_set_mark();
-        ok = oaep_via_raw(c, in, inlen, buf, &len);
-    }
-    if (ok)
-        ERR_pop_to_mark();
-    else
-        ERR_clear_last_mark();
     if (ok && len > outsize) {
         kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "output buffer too small");
         ok = 0;

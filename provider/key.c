@@ -39,6 +39,7 @@ void kwp_key_free(kwp_key *k)
     if (k == NULL || atomic_fetch_sub(&k->refs, 1) > 1)
         return;
     EVP_PKEY_free(k->pub);
+    free(k->allowed);
     free(k->uri);
     if (k->puri != NULL)
         p11_kit_uri_free(k->puri);
@@ -49,6 +50,16 @@ void kwp_key_free(kwp_key *k)
     pthread_mutex_destroy(&k->lock);
     k->magic = 0;
     free(k);
+}
+
+int kwp_key_allows(const kwp_key *k, CK_MECHANISM_TYPE m)
+{
+    if (k->nallowed == 0)
+        return 1;
+    for (CK_ULONG i = 0; i < k->nallowed; i++)
+        if (k->allowed[i] == m)
+            return 1;
+    return 0;
 }
 
 size_t kwp_key_max_size(const kwp_key *k)
@@ -257,24 +268,73 @@ static int is_pss_mech(CK_MECHANISM_TYPE m)
            m == CKM_SHA512_RSA_PKCS_PSS;
 }
 
-/* An RSA key whose CKA_ALLOWED_MECHANISMS are all PSS is an RSA-PSS key to OpenSSL. */
-static int pss_only(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
+/* An object's CKA_ALLOWED_MECHANISMS; *n = 0 (and NULL) when it has none, i.e. no limit. */
+static CK_MECHANISM_TYPE *allowed_mechs(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                                        CK_ULONG *n)
 {
     unsigned char *v = NULL;
-    CK_ULONG len = 0, n;
-    CK_MECHANISM_TYPE m;
-    int only = 0;
+    CK_ULONG len = 0;
+    CK_MECHANISM_TYPE *m = NULL;
 
+    *n = 0;
     if (kw_p11_attr(tok, s, h, CKA_ALLOWED_MECHANISMS, &v, &len) != KW_OK)
-        return 0;
-    n = len / sizeof(CK_MECHANISM_TYPE);
-    only = n > 0;
-    for (CK_ULONG i = 0; i < n; i++) {
-        memcpy(&m, v + i * sizeof(m), sizeof(m));
-        only &= is_pss_mech(m);
+        return NULL;
+    if (len >= sizeof(*m) && (m = malloc(len)) != NULL) {
+        memcpy(m, v, len);
+        *n = len / sizeof(*m);
     }
     free(v);
+    return m;
+}
+
+/* Are an object's allowed mechanisms all PSS? -1 when it lists none. */
+static int mechs_all_pss(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h)
+{
+    CK_ULONG n;
+    CK_MECHANISM_TYPE *m = allowed_mechs(tok, s, h, &n);
+    int only = n > 0 ? 1 : -1;
+
+    for (CK_ULONG i = 0; i < n; i++)
+        only &= is_pss_mech(m[i]);
+    free(m);
     return only;
+}
+
+/* The one object of a class with the key's CKA_ID, or CK_INVALID_HANDLE. */
+static CK_OBJECT_HANDLE find_by_id(kwp_key *k, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls)
+{
+    CK_ATTRIBUTE t[2] = {{CKA_CLASS, &cls, sizeof(cls)}, {CKA_ID, k->id, k->idlen}};
+    CK_OBJECT_HANDLE o;
+    CK_ULONG cnt = 0;
+
+    if (k->idlen == 0 || kw_p11_find(k->tok, s, t, 2, &o, 1, &cnt) != KW_OK || cnt != 1)
+        return CK_INVALID_HANDLE;
+    return o;
+}
+
+/* Is this RSA key an RSA-PSS key to OpenSSL? Both halves of a pair must answer alike, or the
+ * private key does not match its public key or certificate (EVP_PKEY_eq compares the types
+ * first). In order: the type of the key in its certificate (same CKA_ID), so that key and
+ * certificate match; the object's own CKA_ALLOWED_MECHANISMS (all PSS); those of the other
+ * half (pkcs11-tool sets them on the private key only), when it is visible in the session. */
+static int rsa_is_pss(kwp_ctx *ctx, kwp_key *k, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                      CK_OBJECT_CLASS cls)
+{
+    CK_OBJECT_HANDLE o = find_by_id(k, s, CKO_CERTIFICATE);
+    int r;
+
+    if (o != CK_INVALID_HANDLE) {
+        EVP_PKEY *pk = cert_pub(ctx, k->tok, s, o);
+        if (pk != NULL) {
+            r = EVP_PKEY_is_a(pk, "RSA-PSS");
+            EVP_PKEY_free(pk);
+            return r;
+        }
+    }
+    if ((r = mechs_all_pss(k->tok, s, h)) >= 0)
+        return r;
+    o = find_by_id(k, s, cls == CKO_PRIVATE_KEY ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY);
+    return o != CK_INVALID_HANDLE && mechs_all_pss(k->tok, s, o) == 1;
 }
 
 static EVP_PKEY *as_rsa_pss(kwp_ctx *ctx, EVP_PKEY *rsa)
@@ -375,7 +435,9 @@ kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE 
         kwp_key_free(k);
         return NULL;
     }
-    if (type == CKK_RSA && !EVP_PKEY_is_a(k->pub, "RSA-PSS") && pss_only(tok, s, h)) {
+    if (k->has_private)
+        k->allowed = allowed_mechs(tok, s, h, &k->nallowed);
+    if (type == CKK_RSA && !EVP_PKEY_is_a(k->pub, "RSA-PSS") && rsa_is_pss(ctx, k, s, h, cls)) {
         EVP_PKEY *pss = as_rsa_pss(ctx, k->pub);
         if (pss != NULL) {
             EVP_PKEY_free(k->pub);
@@ -534,6 +596,12 @@ static CK_RV op_run(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHAN
 int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
                        size_t inlen, unsigned char *out, size_t *outlen)
 {
+    return kwp_key_private_op_st(k, op, mech, in, inlen, out, outlen, NULL);
+}
+
+int kwp_key_private_op_st(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
+                          size_t inlen, unsigned char *out, size_t *outlen, kwp_op_status *st)
+{
     kw_p11_token *tok;
     CK_OBJECT_HANDLE h;
     CK_SESSION_HANDLE s;
@@ -541,6 +609,11 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
     const char *fn = "";
     kw_err e;
     static const char *const verbs[] = {"sign", "decrypt", "derive"};
+
+    if (st != NULL) {
+        st->rv = CKR_GENERAL_ERROR; /* failed before reaching the token */
+        st->fn = "";
+    }
 
     if (!k->has_private) {
         kw_err_set(KW_ERR_KEY_USAGE, "key %s is a public key: no private key to %s with", k->uri,
@@ -613,6 +686,10 @@ int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned
             continue;
         }
         break;
+    }
+    if (st != NULL && rv != CKR_OK) {
+        st->rv = rv;
+        st->fn = fn;
     }
     if (rv != CKR_OK) {
         if (rv == CKR_MECHANISM_INVALID && kw_p11_token_has_mech(tok, mech->mechanism, op_flag[op]))

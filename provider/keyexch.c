@@ -93,21 +93,30 @@ static int kx_derive(void *vctx, unsigned char *secret, size_t *secretlen, size_
         *secretlen = flen;
         return 1;
     }
-    if (c->peer == NULL || outlen < flen || flen > sizeof(buf))
+    if (c->peer == NULL) {
+        kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "ECDH needs a peer key (none was set)");
         return 0;
-    if (EVP_PKEY_get_octet_string_param(c->peer->pub, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point),
-                                        &plen) != 1)
+    }
+    if (flen > sizeof(buf) || EVP_PKEY_get_octet_string_param(c->peer->pub, OSSL_PKEY_PARAM_PUB_KEY,
+                                                              point, sizeof(point), &plen) != 1) {
+        kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "the peer's public point cannot be read");
         return 0;
+    }
     memset(&p, 0, sizeof(p));
     p.kdf = CKD_NULL;
     p.pPublicData = point;
     p.ulPublicDataLen = plen;
     ok = kwp_key_private_op(c->key, KWP_OP_DERIVE, &mech, NULL, 0, buf, &len);
-    if (ok && len == flen) {
+    if (ok && len != flen) {
+        kwp_raise(c->pctx, KWP_R(KW_ERR_P11),
+                  "the token derived %zu bytes, not the %zu of the curve", len, flen);
+        ok = 0;
+    }
+    if (ok) {
+        /* A shorter buffer gets the secret's first bytes, as from the default provider. */
+        len = outlen < flen ? outlen : flen;
         memcpy(secret, buf, len);
         *secretlen = len;
-    } else {
-        ok = 0;
     }
     kw_wipe(buf, sizeof(buf));
     return ok;

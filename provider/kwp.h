@@ -14,15 +14,16 @@
 #include "kw_log.h"
 #include "kw_p11.h"
 
-/* Helper crypto (hashing, public-key operations, AlgorithmIdentifiers) runs in a private
- * library context holding only the default provider, so it can never recurse into keyward. */
-#define KWP_HELPER_PROPQ "provider=default"
+/* Helper crypto (hashing, public-key operations, AlgorithmIdentifiers, DigestInfo) is fetched
+ * from the application's library context, with its default properties (fips=yes included), by
+ * a query that excludes keyward's own algorithms: it can never recurse into keyward. */
+#define KWP_HELPER_PROPQ "provider!=keyward"
 
 typedef struct kwp_ctx {
     const OSSL_CORE_HANDLE *core;
-    OSSL_LIB_CTX *libctx;    /* the application's, for the core */
-    OSSL_LIB_CTX *hlibctx;   /* private: default provider only */
-    OSSL_PROVIDER *hdefault; /* the default provider in hlibctx, unloaded at teardown */
+    OSSL_LIB_CTX *libctx;  /* from the core's dispatch, for the BIOs it hands us */
+    OSSL_LIB_CTX *hlibctx; /* the application's, where keyward is loaded (NULL: the default
+                            * context); not ours to free */
     char *module_path;
     char *pin_source;
     int load_early;
@@ -36,10 +37,14 @@ typedef struct kwp_ctx {
 /* Reason codes: one per kw_err class. */
 #define KWP_R(e) ((int)(e))
 
-void kwp_raise(kwp_ctx *ctx, int reason, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-/* Raise the thread's last kw_err as an OpenSSL error. */
-void kwp_raise_last(kwp_ctx *ctx);
+/* Raise an OpenSSL error naming the caller's file, line and function. */
+#define kwp_raise(ctx, reason, ...)                                                                \
+    kwp_raise_at((ctx), __FILE__, __LINE__, __func__, (reason), __VA_ARGS__)
+void kwp_raise_at(kwp_ctx *ctx, const char *file, int line, const char *func, int reason,
+                  const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Raise the thread's last kw_err as an OpenSSL error, at the place it was set (else here). */
+#define kwp_raise_last(ctx) kwp_raise_last_at((ctx), __FILE__, __LINE__, __func__)
+void kwp_raise_last_at(kwp_ctx *ctx, const char *file, int line, const char *func);
 /* The loaded module, loading it on first use. NULL with an error raised on failure. */
 kw_p11_module *kwp_module(kwp_ctx *ctx);
 
@@ -67,6 +72,11 @@ typedef struct kwp_key {
     CK_ULONG idlen;
     char *label;
     CK_BBOOL always_auth;
+    CK_MECHANISM_TYPE *allowed; /* the private object's CKA_ALLOWED_MECHANISMS; NULL: any */
+    CK_ULONG nallowed;
+    /* OAEP parameter sets (kwp_oaep_slot) the token refused at C_DecryptInit for this key:
+     * those are decrypted raw and decoded here, without trying the token's OAEP again. */
+    _Atomic unsigned long long oaep_raw;
     int ambiguous;  /* listed by a URI that matched more private keys than this one */
     kw_pin_ctx pin; /* sources only; strings owned below */
     char *pin_value, *pin_source;
@@ -100,14 +110,26 @@ typedef enum { KWP_OP_SIGN, KWP_OP_DECRYPT, KWP_OP_DERIVE } kwp_op;
 int kwp_key_ready(kwp_key *k);
 int kwp_key_private_op(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
                        size_t inlen, unsigned char *out, size_t *outlen);
+/* The same, telling the caller which call failed with what (rv CKR_GENERAL_ERROR and fn "" when
+ * it failed before reaching the token), for decisions that must not depend on the input. */
+typedef struct {
+    CK_RV rv;
+    const char *fn;
+} kwp_op_status;
+int kwp_key_private_op_st(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsigned char *in,
+                          size_t inlen, unsigned char *out, size_t *outlen, kwp_op_status *st);
+/* Does the private object's CKA_ALLOWED_MECHANISMS allow m (or list none)? */
+int kwp_key_allows(const kwp_key *k, CK_MECHANISM_TYPE m);
 /* Maximum output size of a private operation (signature size). */
 size_t kwp_key_max_size(const kwp_key *k);
 
 /* ---- digests to PKCS#11 (mech.c) ---- */
+/* The PKCS#11 digest and MGF1 of an OpenSSL digest: SHA-1/2 only (CK_UNAVAILABLE_INFORMATION
+ * and 0 otherwise); other digests are hashed on the host. */
 CK_MECHANISM_TYPE kwp_md_mech(const EVP_MD *md);
 CK_RSA_PKCS_MGF_TYPE kwp_md_mgf(const EVP_MD *md);
-/* Fetch a digest for token use (SHA-1/2 only) into *slot; raises an error naming it if not. */
 const char *kwp_mech_name(CK_MECHANISM_TYPE m);
+/* Fetch a digest (any fixed-size one OpenSSL has) into *slot; raises an error naming it if not. */
 int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name);
 
 /* ---- key file (keyfile.c): PEM "KEYWARD KEY URI" and pkcs11-provider's form ---- */

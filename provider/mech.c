@@ -42,12 +42,15 @@ int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name)
 {
     EVP_MD *md = EVP_MD_fetch(ctx->hlibctx, name, KWP_HELPER_PROPQ);
     if (md == NULL) {
-        kwp_raise(ctx, KWP_R(KW_ERR_INVALID), "digest \"%s\" is not known", name);
+        kwp_raise(ctx, KWP_R(KW_ERR_INVALID),
+                  "digest \"%s\" is not available from the application's providers (fetched "
+                  "with \"%s\" and the default properties, such as fips=yes)",
+                  name, KWP_HELPER_PROPQ);
         return 0;
     }
-    if (kwp_md_mech(md) == CK_UNAVAILABLE_INFORMATION) {
-        kwp_raise(ctx, KWP_R(KW_ERR_MECHANISM),
-                  "digest \"%s\" is not supported with token keys (SHA-1/224/256/384/512)", name);
+    /* Any digest OpenSSL has is hashed on the host; only an XOF has no fixed size to sign. */
+    if ((EVP_MD_get_flags(md) & EVP_MD_FLAG_XOF) != 0 || EVP_MD_get_size(md) <= 0) {
+        kwp_raise(ctx, KWP_R(KW_ERR_INVALID), "digest \"%s\" has no fixed size to sign", name);
         EVP_MD_free(md);
         return 0;
     }

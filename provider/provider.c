@@ -158,9 +158,6 @@ static void kwp_teardown(void *provctx)
     if (ctx == NULL)
         return;
     kw_p11_module_put(ctx->mod);
-    if (ctx->hdefault != NULL)
-        OSSL_PROVIDER_unload(ctx->hdefault);
-    OSSL_LIB_CTX_free(ctx->hlibctx);
     OSSL_LIB_CTX_free(ctx->libctx);
     free(ctx->module_path);
     free(ctx->pin_source);
@@ -184,7 +181,22 @@ static void kwp_core_set_error(kwp_ctx *ctx, int reason, const char *fmt, ...)
     va_end(ap);
 }
 
-void kwp_raise(kwp_ctx *ctx, int reason, const char *fmt, ...)
+/* Meson compiles with paths relative to the build directory ("../src/provider/key.c"): name
+ * the file from the top of the source tree, as OpenSSL's own errors do. */
+static const char *src_file(const char *f)
+{
+    const char *best = f;
+
+    if (f == NULL)
+        return NULL;
+    for (const char *p = f; (p = strchr(p, '/')) != NULL; p++)
+        if (strncmp(p + 1, "provider/", 9) == 0 || strncmp(p + 1, "common/", 7) == 0)
+            best = p + 1;
+    return best;
+}
+
+void kwp_raise_at(kwp_ctx *ctx, const char *file, int line, const char *func, int reason,
+                  const char *fmt, ...)
 {
     va_list ap;
     char msg[1024];
@@ -196,18 +208,26 @@ void kwp_raise(kwp_ctx *ctx, int reason, const char *fmt, ...)
     va_end(ap);
     kw_redact_pins(msg);
     ctx->core_new_error(ctx->core);
-    ctx->core_set_error_debug(ctx->core, NULL, 0, "keyward");
+    ctx->core_set_error_debug(ctx->core, src_file(file), line, func);
     kwp_core_set_error(ctx, reason, "%s", msg);
 }
 
-void kwp_raise_last(kwp_ctx *ctx)
+void kwp_raise_last_at(kwp_ctx *ctx, const char *file, int line, const char *func)
 {
-    const char *msg;
+    const char *msg, *efile, *efunc;
+    int eline;
     kw_err e = kw_err_last(&msg);
+
+    kw_err_where(&efile, &eline, &efunc);
+    if (e != KW_OK && efile != NULL) {
+        file = efile;
+        line = eline;
+        func = efunc;
+    }
     if (e == KW_OK)
-        kwp_raise(ctx, KWP_R(KW_ERR_P11), "%s", "operation failed");
+        kwp_raise_at(ctx, file, line, func, KWP_R(KW_ERR_P11), "%s", "operation failed");
     else
-        kwp_raise(ctx, KWP_R(e), "%s", msg);
+        kwp_raise_at(ctx, file, line, func, KWP_R(e), "%s", msg);
 }
 
 kw_p11_module *kwp_module(kwp_ctx *ctx)
@@ -235,6 +255,11 @@ static int read_config(kwp_ctx *ctx, const OSSL_DISPATCH *in)
         switch (in->function_id) {
         case OSSL_FUNC_CORE_GET_PARAMS:
             get_params = OSSL_FUNC_core_get_params(in);
+            break;
+        case OSSL_FUNC_CORE_GET_LIBCTX:
+            /* keyward links the application's libcrypto, so the core's context is an
+             * OSSL_LIB_CTX it can fetch from (as OpenSSL's own default provider does). */
+            ctx->hlibctx = (OSSL_LIB_CTX *)OSSL_FUNC_core_get_libctx(in)(ctx->core);
             break;
         case OSSL_FUNC_CORE_NEW_ERROR:
             ctx->core_new_error = OSSL_FUNC_core_new_error(in);
@@ -294,11 +319,8 @@ __attribute__((visibility("default"))) int OSSL_provider_init(const OSSL_CORE_HA
         goto err;
     /* For BIOs handed to us by the core (decoders). */
     ctx->libctx = OSSL_LIB_CTX_new_from_dispatch(handle, in);
-    ctx->hlibctx = OSSL_LIB_CTX_new();
-    if (ctx->hlibctx != NULL)
-        ctx->hdefault = OSSL_PROVIDER_load(ctx->hlibctx, "default");
-    if (ctx->libctx == NULL || ctx->hdefault == NULL) {
-        kwp_raise(ctx, KWP_R(KW_ERR_MEMORY), "cannot set up the helper library context");
+    if (ctx->libctx == NULL) {
+        kwp_raise(ctx, KWP_R(KW_ERR_MEMORY), "cannot set up the library contexts");
         goto err;
     }
     if (ctx->load_early && kwp_module(ctx) == NULL)

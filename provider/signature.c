@@ -35,6 +35,7 @@ typedef struct {
     unsigned char *buf; /* digest-sign data for a combined mechanism */
     size_t buflen, bufcap;
     int combined;
+    int md_fixed; /* digest-sign/verify started: the digest can no longer change */
 } kwp_sig;
 
 static void *sig_newctx(void *provctx, CK_KEY_TYPE type)
@@ -138,6 +139,7 @@ static int sig_init(void *vctx, void *keydata, const OSSL_PARAM params[])
     if (c->key == NULL)
         return 0;
     sig_reset_digest(c);
+    c->md_fixed = 0;
     return sig_set_ctx_params(c, params);
 }
 
@@ -178,8 +180,22 @@ static int sig_set_ctx_params(void *vctx, const OSSL_PARAM params[])
         return 1;
     if ((p = OSSL_PARAM_locate_const(params, OSSL_SIGNATURE_PARAM_DIGEST)) != NULL) {
         const char *name = NULL;
-        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name) || !set_md(c, &c->md, name))
+        if (!OSSL_PARAM_get_utf8_string_ptr(p, &name))
             return 0;
+        if (c->md_fixed) {
+            /* The data is being hashed (or collected for the token) with the digest the
+             * digest-sign began with: another one would sign a DigestInfo naming the wrong hash.
+             * Naming the same one again is harmless, as in OpenSSL's own providers. */
+            if (c->md != NULL && !EVP_MD_is_a(c->md, name)) {
+                kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID),
+                          "the digest cannot change during a digest-sign or digest-verify: it "
+                          "began with %s, %s was asked",
+                          EVP_MD_get0_name(c->md), name);
+                return 0;
+            }
+        } else if (!set_md(c, &c->md, name)) {
+            return 0;
+        }
     }
     if (c->type != CKK_RSA)
         return 1;
@@ -256,10 +272,10 @@ static const OSSL_PARAM *ecdsa_settable_ctx_params(void *vctx, void *provctx)
 
 /* A default-provider context on the public half with our settings: it verifies, and it
  * encodes the AlgorithmIdentifier that certificates and CSRs carry. */
-static EVP_PKEY_CTX *shadow_ctx(kwp_sig *c)
+static EVP_PKEY_CTX *shadow_ctx_for(kwp_sig *c, int recover)
 {
     EVP_PKEY_CTX *v = EVP_PKEY_CTX_new_from_pkey(c->pctx->hlibctx, c->key->pub, KWP_HELPER_PROPQ);
-    if (v == NULL || EVP_PKEY_verify_init(v) != 1)
+    if (v == NULL || (recover ? EVP_PKEY_verify_recover_init(v) : EVP_PKEY_verify_init(v)) != 1)
         goto err;
     if (c->md != NULL && EVP_PKEY_CTX_set_signature_md(v, c->md) != 1)
         goto err;
@@ -277,6 +293,11 @@ static EVP_PKEY_CTX *shadow_ctx(kwp_sig *c)
 err:
     EVP_PKEY_CTX_free(v);
     return NULL;
+}
+
+static EVP_PKEY_CTX *shadow_ctx(kwp_sig *c)
+{
+    return shadow_ctx_for(c, 0);
 }
 
 static int sig_get_ctx_params(void *vctx, OSSL_PARAM params[])
@@ -380,6 +401,56 @@ static CK_MECHANISM_TYPE raw_mech(const kwp_sig *c)
 static int token_has(kwp_sig *c, CK_MECHANISM_TYPE m)
 {
     return m != CK_UNAVAILABLE_INFORMATION && kw_p11_token_has_mech(c->key->tok, m, CKF_SIGN);
+}
+
+/* The token has it and the key's CKA_ALLOWED_MECHANISMS allow it. */
+static int usable(kwp_sig *c, CK_MECHANISM_TYPE m)
+{
+    return token_has(c, m) && kwp_key_allows(c->key, m);
+}
+
+static int is_pss(const kwp_sig *c)
+{
+    return c->type == CKK_RSA && c->pad == RSA_PKCS1_PSS_PADDING;
+}
+
+/* PSS over a host digest: with the token's CKM_RSA_PKCS_PSS when PKCS#11 can name the digests,
+ * else (or when the token refuses the parameters) as an EMSA-PSS block signed raw. */
+static int pss_token_params_ok(kwp_sig *c)
+{
+    return kwp_md_mech(c->md) != CK_UNAVAILABLE_INFORMATION &&
+           kwp_md_mgf(c->mgf1 ? c->mgf1 : c->md) != 0 && usable(c, CKM_RSA_PKCS_PSS);
+}
+
+/* Can the token sign a digest made on the host, with some mechanism this key allows? */
+static int host_hash_ok(kwp_sig *c)
+{
+    if (is_pss(c))
+        return pss_token_params_ok(c) || usable(c, CKM_RSA_X_509);
+    return usable(c, raw_mech(c));
+}
+
+/* Why no mechanism fits, as an error: what the token has and what the key allows of each. */
+static void raise_no_mech(kwp_sig *c, const char *what)
+{
+    CK_MECHANISM_TYPE raw = is_pss(c) && !pss_token_params_ok(c) ? CKM_RSA_X_509 : raw_mech(c);
+    CK_MECHANISM_TYPE comb = combined_mech(c);
+    const char *dname = c->md ? EVP_MD_get0_name(c->md) : "no digest";
+    int key_says = (token_has(c, raw) && !kwp_key_allows(c->key, raw)) ||
+                   (token_has(c, comb) && !kwp_key_allows(c->key, comb));
+    char combtxt[160] = "";
+
+    if (comb != CK_UNAVAILABLE_INFORMATION)
+        snprintf(combtxt, sizeof(combtxt), " or %s (the token %s it, the key %s it)",
+                 kwp_mech_name(comb), token_has(c, comb) ? "has" : "lacks",
+                 kwp_key_allows(c->key, comb) ? "allows" : "does not allow");
+    kwp_raise(c->pctx, KWP_R(key_says ? KW_ERR_KEY_USAGE : KW_ERR_MECHANISM),
+              "%s: a %s signature with %s by key %s needs %s (the token %s it, the key %s it)%s%s",
+              key_says ? "key not usable for this operation (see its CKA_ALLOWED_MECHANISMS)"
+                       : "mechanism not supported by the token",
+              c->type == CKK_EC ? "ECDSA" : "RSA", dname, c->key->uri, kwp_mech_name(raw),
+              token_has(c, raw) ? "has" : "lacks",
+              kwp_key_allows(c->key, raw) ? "allows" : "does not allow", combtxt, what);
 }
 
 /* ---- signing ---- */
@@ -487,6 +558,8 @@ static int token_sign(kwp_sig *c, CK_MECHANISM_TYPE mt, const unsigned char *dat
                       "that fits the key");
             return 0;
         }
+        if (mt == CKM_RSA_PKCS_PSS && !pss_token_params_ok(c))
+            return pss_via_raw(c, data, sig, siglen, sigsize); /* host_hash_ok: X_509 usable */
         pss.hashAlg = kwp_md_mech(c->md);
         pss.mgf = kwp_md_mgf(c->mgf1 ? c->mgf1 : c->md);
         pss.sLen = (CK_ULONG)sl;
@@ -505,7 +578,7 @@ static int token_sign(kwp_sig *c, CK_MECHANISM_TYPE mt, const unsigned char *dat
         ok = kwp_key_private_op(k, KWP_OP_SIGN, &mech, in, inlen, sig, siglen);
         why = kw_err_last(NULL);
         if (!ok && mt == CKM_RSA_PKCS_PSS && (why == KW_ERR_INVALID || why == KW_ERR_MECHANISM) &&
-            kw_p11_token_has_mech(k->tok, CKM_RSA_X_509, CKF_SIGN)) {
+            usable(c, CKM_RSA_X_509)) {
             ERR_pop_to_mark();
             ERR_set_mark();
             ok = pss_via_raw(c, data, sig, siglen, sigsize);
@@ -527,7 +600,6 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsi
 {
     kwp_sig *c = vctx;
     size_t max = kwp_key_max_size(c->key);
-    CK_MECHANISM_TYPE mt;
 
     if (sig == NULL) {
         *siglen = max;
@@ -535,6 +607,13 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsi
     }
     if (sigsize < max) {
         kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "signature buffer too small");
+        return 0;
+    }
+    /* Raw RSA signs exactly one modulus-sized block, as the default provider insists. */
+    if (c->type == CKK_RSA && c->pad == RSA_NO_PADDING && tbslen != max) {
+        kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID),
+                  "data too %s for key size: raw RSA signs exactly %zu bytes, not %zu",
+                  tbslen < max ? "small" : "large", max, tbslen);
         return 0;
     }
     if (c->md != NULL && (size_t)EVP_MD_get_size(c->md) != tbslen && c->pad != RSA_NO_PADDING) {
@@ -547,15 +626,27 @@ static int sig_sign(void *vctx, unsigned char *sig, size_t *siglen, size_t sigsi
         kwp_raise(c->pctx, KWP_R(KW_ERR_INVALID), "PSS needs a digest (-pkeyopt digest:...)");
         return 0;
     }
-    mt = raw_mech(c);
-    if (!token_has(c, mt)) {
-        kwp_raise(c->pctx, KWP_R(KW_ERR_MECHANISM),
-                  "mechanism not supported by the token: it cannot sign a precomputed digest "
-                  "(mechanism 0x%lx) with key %s",
-                  (unsigned long)mt, c->key->uri);
+    if (!host_hash_ok(c)) {
+        raise_no_mech(c, usable(c, combined_mech(c))
+                             ? ": it hashes on the token, so sign the data (openssl dgst -sign, "
+                               "pkeyutl -rawin), not a digest"
+                             : "");
         return 0;
     }
-    return token_sign(c, mt, tbs, tbslen, sig, siglen, sigsize);
+    return token_sign(c, raw_mech(c), tbs, tbslen, sig, siglen, sigsize);
+}
+
+static int sig_verify_recover(void *vctx, unsigned char *rout, size_t *routlen, size_t routsize,
+                              const unsigned char *sig, size_t siglen)
+{
+    kwp_sig *c = vctx;
+    EVP_PKEY_CTX *v = shadow_ctx_for(c, 1);
+    int ok;
+
+    *routlen = routsize;
+    ok = v != NULL && EVP_PKEY_verify_recover(v, rout, routlen, sig, siglen) == 1;
+    EVP_PKEY_CTX_free(v);
+    return ok;
 }
 
 static int sig_verify(void *vctx, const unsigned char *sig, size_t siglen, const unsigned char *tbs,
@@ -581,11 +672,25 @@ static int sig_digest_init(void *vctx, const char *mdname, void *keydata, const 
         mdname = "SHA256";
     if (!set_md(c, &c->md, mdname))
         return 0;
-    if (signing && !token_has(c, raw_mech(c))) {
-        if (!token_has(c, combined_mech(c))) {
-            kwp_raise(c->pctx, KWP_R(KW_ERR_MECHANISM),
-                      "mechanism not supported by the token: no %s signature with %s for key %s",
-                      c->type == CKK_EC ? "ECDSA" : "RSA", EVP_MD_get0_name(c->md), c->key->uri);
+    c->md_fixed = 1;
+    /* Signing picks its mechanism at the first data: padding and PSS parameters may still be
+     * set after init (openssl req -sigopt does so). Verifying always hashes here. */
+    if (signing)
+        return 1;
+    c->mdctx = EVP_MD_CTX_new();
+    return c->mdctx != NULL && EVP_DigestInit_ex2(c->mdctx, c->md, NULL) == 1;
+}
+
+/* Hash on the host and sign the digest with a raw mechanism the key allows, or, when the key
+ * allows only the combined hash-and-sign mechanism (or the token has no raw one), hand the
+ * data to the token with that mechanism. */
+static int sig_digest_choose(kwp_sig *c)
+{
+    if (c->mdctx != NULL || c->combined)
+        return 1;
+    if (!host_hash_ok(c)) {
+        if (!usable(c, combined_mech(c))) {
+            raise_no_mech(c, "");
             return 0;
         }
         c->combined = 1; /* the token hashes: collect the data */
@@ -611,6 +716,8 @@ static int sig_digest_update(void *vctx, const unsigned char *data, size_t len)
 {
     kwp_sig *c = vctx;
 
+    if (!sig_digest_choose(c))
+        return 0;
     if (!c->combined)
         return c->mdctx != NULL && EVP_DigestUpdate(c->mdctx, data, len) == 1;
     if (c->buflen + len > c->bufcap) {
@@ -636,6 +743,8 @@ static int sig_digest_sign_final(void *vctx, unsigned char *sig, size_t *siglen,
         *siglen = kwp_key_max_size(c->key);
         return 1;
     }
+    if (!sig_digest_choose(c))
+        return 0;
     if (c->combined)
         return token_sign(c, combined_mech(c), c->buf, c->buflen, sig, siglen, sigsize);
     if (c->mdctx == NULL || EVP_DigestFinal_ex(c->mdctx, dgst, &dlen) != 1)
@@ -770,6 +879,10 @@ const OSSL_DISPATCH kwp_eddsa_signature_functions[] = {
 const OSSL_DISPATCH kwp_rsa_signature_functions[] = {
     {OSSL_FUNC_SIGNATURE_NEWCTX, (void (*)(void))rsa_newctx},
     KWP_SIG_COMMON,
+    /* Public-key operations on token keys work as on file keys: rsautl -verify, pkeyutl
+     * -verifyrecover. */
+    {OSSL_FUNC_SIGNATURE_VERIFY_RECOVER_INIT, (void (*)(void))sig_sign_init},
+    {OSSL_FUNC_SIGNATURE_VERIFY_RECOVER, (void (*)(void))sig_verify_recover},
     {OSSL_FUNC_SIGNATURE_SETTABLE_CTX_PARAMS, (void (*)(void))rsa_settable_ctx_params},
     {0, NULL}};
 
