@@ -48,10 +48,13 @@ static int parse_target(const kwt_ca *ca, const char *s, int *target)
             return kwt_err(KWT_USAGE,
                            "--for old-root: the CA has one generation (no rotation yet)");
         *target = n - 1;
-    } else if (!strncmp(s, "gen-", 4) && (*target = (int)strtol(s + 4, &end, 10)) >= 1 && !*end &&
-               s[4] != '+') {
-        if (*target > n)
+    } else if (!strncmp(s, "gen-", 4) && s[4] >= '1' && s[4] <= '9') {
+        long v = strtol(s + 4, &end, 10);
+        if (*end)
+            return kwt_err(KWT_USAGE, "--for %s: gen-N takes a generation number", s);
+        if (v > n)
             return kwt_err(KWT_USAGE, "--for %s: the CA has generations 1 to %d", s, n);
+        *target = (int)v;
     } else {
         return kwt_err(KWT_USAGE, "--for must be gen-N, new-root, old-root or all (got '%s')", s);
     }
@@ -117,13 +120,13 @@ static int package_dir(const char *dir)
             return kwt_err(KWT_FAIL, "--package %s exists and is not a directory of yours", dir);
         return 0;
     }
-    if (mkdir(dir, 0755) != 0)
+    if (mkdir(dir, 0755) != 0 || chmod(dir, 0755) != 0) /* public files, whatever the umask */
         return kwt_err(KWT_FAIL, "cannot create %s: %s", dir, strerror(errno));
     return 0;
 }
 
 static int write_package(kwt_ca *ca, const char *dir, const char *name, const char *leaf_pem,
-                         const kwt_buf *chain, int target)
+                         const kwt_buf *chain, int target, int leaf)
 {
     int rc = package_dir(dir);
     if (rc)
@@ -133,7 +136,7 @@ static int write_package(kwt_ca *ca, const char *dir, const char *name, const ch
     char *pc = kwt_asprintf("%s/%s.crt", dir, name), *pch = kwt_path(dir, "chain.pem");
     char *pca = kwt_path(dir, "ca.crt"), *pcrl = kwt_path(dir, "crl.pem");
     char *pr = kwt_path(dir, "README");
-    char *url = kwt_crl_url_for(&ca->conf, anchor);
+    char *url = kwt_crl_url_for(&ca->conf, leaf); /* the CRL that lists this certificate */
     char *readme = kwt_asprintf(
         "Certificate package for %s\n\n"
         "  %s.crt    your certificate (the private key stays on your token)\n"
@@ -166,6 +169,14 @@ static int write_package(kwt_ca *ca, const char *dir, const char *name, const ch
     return rc;
 }
 
+static int count_certs(const kwt_buf *b)
+{
+    int n = 0;
+    for (const char *p = b->s; p && (p = strstr(p, "-----BEGIN CERTIFICATE-----")); p++)
+        n++;
+    return n;
+}
+
 /* PKCS#12 without a key: openssl writes into our private temp dir, then the file is moved into
  * place without following links at --out. */
 static int write_p12(kwt_ca *ca, const char *name, const char *leaf, const kwt_buf *links,
@@ -185,9 +196,14 @@ static int write_p12(kwt_ca *ca, const char *name, const char *leaf, const kwt_b
         kwt_cmd_add(&c, "-nokeys");
         kwt_cmd_add(&c, "-in");
         kwt_cmd_add(&c, leaf);
-        if (links->len && lf) {
+        if (links->len) {
+            /* --dry-run: the script needs the link certificates in a file too */
+            if (!lf)
+                printf("# the link certificates go into links.pem first:\ncat > links.pem <<'EOF'\n"
+                       "%sEOF\n",
+                       links->s);
             kwt_cmd_add(&c, "-certfile");
-            kwt_cmd_add(&c, lf);
+            kwt_cmd_add(&c, lf ? lf : "links.pem");
         }
         kwt_cmd_add(&c, "-name");
         kwt_cmd_add(&c, name);
@@ -265,8 +281,12 @@ int kwt_cmd_ca_export(int argc, char **argv)
     } else if (format) {
         rc = write_p12(&ca, pos[0], cert, &links, out);
     }
+    if (rc == 0 && package && kwt_g.dry_run)
+        printf("# keyward writes %s/%s.crt, chain.pem (the certificate and %d link "
+               "certificates), ca.crt (the root for %s), crl.pem (crl/crl.pem) and a README\n",
+               package, pos[0], count_certs(&links), for_s ? for_s : "all");
     if (rc == 0 && package && !kwt_g.dry_run)
-        rc = write_package(&ca, package, pos[0], leaf_pem, &chain, target);
+        rc = write_package(&ca, package, pos[0], leaf_pem, &chain, target, leaf);
     if (rc == 0 && !kwt_g.dry_run)
         kwt_info("exported %s (generation %d) for %s to %s", pos[0], leaf,
                  target == FOR_ALL ? "relying parties of any generation" : for_s,

@@ -77,7 +77,9 @@ int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out)
     kwt_cmd_add(&c, "-utf8");
     kwt_cmd_add(&c, "-key");
     kwt_cmd_add(&c, ca->conf.ca_key);
-    kwt_cmd_add(&c, "-sha256");
+    char mdopt[16];
+    snprintf(mdopt, sizeof(mdopt), "-%s", kwt_md_for_key_type(ca->conf.key_type));
+    kwt_cmd_add(&c, mdopt);
     kwt_cmd_add(&c, "-subj");
     kwt_cmd_add(&c, subj);
     kwt_cmd_add(&c, "-days");

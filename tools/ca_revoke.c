@@ -56,6 +56,29 @@ int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long l
         rc = kwt_ca_make_crl(ca, 0);
         goto out;
     }
+    if (r->status == 'R' && strstr(r->revocation, ",holdInstruction")) {
+        /* a hold becomes a final revocation without being lifted first (lifting would make the
+         * certificate valid in between); openssl ca has no command for it: the row is edited */
+        fmt_time(when >= 0 ? when : (long long)time(NULL), gen, sizeof(gen), utc, sizeof(utc));
+        char now_utc[20], ng[20];
+        fmt_time((long long)time(NULL), ng, sizeof(ng), now_utc, sizeof(now_utc));
+        char *nrev = !strcmp(reason, "keyCompromise") || !strcmp(reason, "CACompromise")
+                         ? kwt_asprintf("%s,%s,%s", now_utc, reason, gen)
+                         : kwt_asprintf("%s,%s", now_utc, reason);
+        if (kwt_g.dry_run) {
+            printf("# keyward sets index row %s from certificateHold to %s\n", serial, nrev);
+            free(nrev);
+        } else {
+            free(r->revocation);
+            r->revocation = nrev;
+            if (kwt_index_save(&ix, ixp) != 0) {
+                rc = kwt_err(KWT_FAIL, "cannot write %s: %s", ixp, strerror(errno));
+                goto out;
+            }
+        }
+        rc = kwt_ca_make_crl(ca, 0);
+        goto out;
+    }
     if (r->status == 'R') {
         rc = kwt_err(KWT_FAIL, "serial %s is already revoked (%s)", serial, r->revocation);
         goto out;

@@ -9,14 +9,16 @@
 
 #include <errno.h>
 #include <openssl/asn1.h>
+#include <openssl/evp.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* A link certificate: the key and subject of `in`, certified by the key of `cacrt`. */
-static int link_cert(kwt_ca *ca, const char *in, const char *cacrt, const char *cakey, int days,
-                     const char *extf, const char *out)
+static int link_cert(kwt_ca *ca, const char *in, const char *cacrt, const char *cakey,
+                     const char *md, int days, const char *extf, const char *out)
 {
     char serial[40], setserial[48], ds[16];
     if (kwt_random_serial(serial, sizeof(serial)) != 0)
@@ -35,7 +37,9 @@ static int link_cert(kwt_ca *ca, const char *in, const char *cacrt, const char *
     kwt_cmd_add(&c, setserial);
     kwt_cmd_add(&c, "-days");
     kwt_cmd_add(&c, ds);
-    kwt_cmd_add(&c, "-sha256");
+    char mdopt[16];
+    snprintf(mdopt, sizeof(mdopt), "-%s", md);
+    kwt_cmd_add(&c, mdopt);
     kwt_cmd_add(&c, "-clrext");
     kwt_cmd_add(&c, "-extfile");
     kwt_cmd_add(&c, extf);
@@ -63,13 +67,11 @@ static int days_left(const char *path)
 
 int kwt_cmd_ca_rotate(int argc, char **argv)
 {
-    const char *key = NULL, *key_type = NULL, *days_s = "3650";
+    const char *key = NULL, *key_type = NULL, *days_s = "3650", *crl_url = NULL;
     bool use_existing = false;
-    kwt_optspec spec[] = {{"--key", &key, NULL},
-                          {"--key-type", &key_type, NULL},
-                          {"--days", &days_s, NULL},
-                          {"--use-existing", NULL, &use_existing},
-                          {NULL, NULL, NULL}};
+    kwt_optspec spec[] = {{"--key", &key, NULL},         {"--key-type", &key_type, NULL},
+                          {"--days", &days_s, NULL},     {"--use-existing", NULL, &use_existing},
+                          {"--crl-url", &crl_url, NULL}, {NULL, NULL, NULL}};
     const char *pos[1], *why;
     int npos, days, rc = kwt_parse_args("ca rotate", argc, argv, spec, pos, 0, &npos);
     if (rc)
@@ -80,6 +82,10 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
         return kwt_err(KWT_USAGE, "--key: %s", why);
     if (kwt_valid_days(days_s, &days, &why) != 0)
         return kwt_err(KWT_USAGE, "--days: %s", why);
+    if (crl_url && (!kwt_conf_safe(crl_url) || strpbrk(crl_url, " ,") || !strstr(crl_url, "://") ||
+                    !strstr(crl_url, "{gen}")))
+        return kwt_err(KWT_USAGE, "--crl-url: an http(s) URL with {gen} in it (each generation's "
+                                  "CRL at its own URL), without spaces, commas or quotes");
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, true)))
         return rc;
@@ -97,6 +103,22 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
         kwt_ca_close(&ca);
         return rc;
     }
+    for (int g = 1; g < ca.conf.generation; g++) {
+        char *k = kwt_gen_key(&ca.conf, g);
+        bool same = k && !strcmp(k, key);
+        free(k);
+        if (same) {
+            rc = kwt_err(KWT_USAGE, "--key is CA generation %d's key; rotation needs a new key", g);
+            kwt_ca_close(&ca);
+            return rc;
+        }
+    }
+    if (ca.conf.crl_url && !strstr(ca.conf.crl_url, "{gen}") && !crl_url)
+        fprintf(stderr,
+                "keyward: warning: crl_url %s has no {gen}: generation %d's certificates would "
+                "name the same CRL URL as the earlier ones, where only one generation's CRL can "
+                "be served; pass --crl-url with {gen} (publish crl/gen-1.crl at the old URL)\n",
+                ca.conf.crl_url, ca.conf.generation + 1);
     int oldg = ca.conf.generation, newg = oldg + 1;
     char *cacrt = kwt_path(ca.dir, "ca.crt");
     char *oldcrt = kwt_asprintf("%s/ca/ca-%d.crt", ca.dir, oldg);
@@ -104,7 +126,7 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     char *cross = kwt_asprintf("%s/ca/cross-%d.crt", ca.dir, newg);
     char *back = kwt_asprintf("%s/ca/oldwithnew-%d.crt", ca.dir, newg);
     char *keypem = kwt_asprintf("%s/ca/ca-key-%d.pem", ca.dir, newg);
-    char *oldkey = kwt_strdup(ca.conf.ca_key), *subj = NULL, *extf = NULL;
+    char *oldkey = kwt_strdup(ca.conf.ca_key), *subj = NULL, *extf = NULL, *oldtype = NULL;
     X509 *x = kwt_load_cert(cacrt);
     bool created = false;
     if (!x) {
@@ -123,11 +145,27 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     /* new self-signed certificate: same subject, new key (new SKI) */
     free(ca.conf.ca_key);
     ca.conf.ca_key = kwt_strdup(key);
+    oldtype = ca.conf.key_type;
+    ca.conf.key_type = (char *)key_type; /* the new key signs its own certificate */
     rc = kwt_ca_selfsign(&ca, subj, days, newcrt);
+    ca.conf.key_type = oldtype;
     free(ca.conf.ca_key);
     ca.conf.ca_key = kwt_strdup(oldkey);
     if (rc == 0 && !kwt_g.dry_run && chmod(newcrt, 0644) != 0) /* published to relying parties */
         rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", newcrt, strerror(errno));
+    /* the same key under another URI is no new generation */
+    for (int g = 1; rc == 0 && !kwt_g.dry_run && g <= oldg; g++) {
+        char *gp = g == oldg ? kwt_strdup(oldcrt) : kwt_asprintf("%s/ca/ca-%d.crt", ca.dir, g);
+        X509 *gx = kwt_load_cert(gp), *nx = kwt_load_cert(newcrt);
+        if (gx && nx && EVP_PKEY_eq(X509_get0_pubkey(gx), X509_get0_pubkey(nx)) == 1) {
+            unlink(newcrt);
+            rc = kwt_err(KWT_USAGE,
+                         "--key %s holds CA generation %d's key; rotation needs a new key", key, g);
+        }
+        X509_free(gx);
+        X509_free(nx);
+        free(gp);
+    }
     if (rc)
         goto out;
     /* cross certificate: the new key and subject, signed by the old key */
@@ -142,8 +180,10 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     free(ext);
     if (rc)
         goto out;
-    if ((rc = link_cert(&ca, newcrt, oldcrt, oldkey, days, extf, cross)) ||
-        (rc = link_cert(&ca, oldcrt, newcrt, key, days_left(oldcrt), extf, back)))
+    if ((rc = link_cert(&ca, newcrt, oldcrt, oldkey, kwt_md_for_key_type(oldtype), days, extf,
+                        cross)) ||
+        (rc = link_cert(&ca, oldcrt, newcrt, key, kwt_md_for_key_type(key_type), days_left(oldcrt),
+                        extf, back)))
         goto out;
     if (kwt_g.dry_run) {
         printf("# keyward then records the old key as generation %d in keyward.conf, makes "
@@ -172,6 +212,13 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     free(ca.conf.key_type);
     ca.conf.key_type = kt;
     ca.conf.generation = newg;
+    if (crl_url) {
+        if (ca.conf.crl_url && !strstr(ca.conf.crl_url, "{gen}"))
+            printf("  generation 1..%d certificates name %s: publish crl/gen-%d.crl there\n", oldg,
+                   ca.conf.crl_url, oldg);
+        free(ca.conf.crl_url);
+        ca.conf.crl_url = kwt_strdup(crl_url);
+    }
     char *confp = kwt_path(ca.dir, "keyward.conf");
     rc = kwt_conf_save(&ca.conf, confp) || kwt_copy_file(newcrt, cacrt, 0644);
     free(confp);

@@ -4,16 +4,19 @@
 #include "kwt.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const profiles[] = {"client", "server", "device", "ocsp", "subca"};
 
@@ -25,53 +28,410 @@ static bool valid_profile(const char *p)
     return false;
 }
 
-static X509_REQ *load_csr(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    X509_REQ *r = PEM_read_X509_REQ(f, NULL, NULL, NULL);
-    if (!r) {
-        rewind(f);
-        r = d2i_X509_REQ_fp(f, NULL);
-    }
-    fclose(f);
-    return r;
-}
+/* The CSR is read once, into memory: everything keyward checks and everything openssl signs
+ * comes from that one read (a requester who can rewrite the file between two reads must not get
+ * a certificate for what was not checked). openssl is given a private DER copy. */
+#define CSR_MAX (1024 * 1024)
 
-/* Check a CSR for a profile. cn gets the CN (may be NULL when absent), sans the CSR's SANs in
- * openssl config form (NULL when none). Returns 0 or an exit code after printing why. */
-static int check_csr(const char *path, const char *profile, char **cn, char **sans)
+static int csr_read_once(const char *path, X509_REQ **out)
 {
-    *cn = *sans = NULL;
-    FILE *probe = fopen(path, "r");
-    if (!probe)
+    *out = NULL;
+    /* O_NONBLOCK: a FIFO planted as the CSR must not hang the CA; then only a regular file */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
         return kwt_err(KWT_FAIL, "%s: %s", path, strerror(errno));
-    fclose(probe);
-    X509_REQ *r = load_csr(path);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return kwt_err(KWT_FAIL, "%s: not a regular file (a CSR is a PEM or DER file)", path);
+    }
+    if (st.st_size > CSR_MAX) {
+        close(fd);
+        return kwt_err(KWT_FAIL, "%s: %lld bytes; a CSR is at most %d", path, (long long)st.st_size,
+                       CSR_MAX);
+    }
+    unsigned char *buf = malloc((size_t)st.st_size + 1);
+    size_t len = 0;
+    ssize_t n = 0;
+    while (buf && len <= (size_t)st.st_size &&
+           (n = read(fd, buf + len, (size_t)st.st_size + 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    if (!buf || n < 0 || len > (size_t)st.st_size) {
+        free(buf);
+        return kwt_err(KWT_FAIL, "%s: changed or unreadable while read", path);
+    }
+    BIO *b = BIO_new_mem_buf(buf, (int)len);
+    X509_REQ *r = b ? PEM_read_bio_X509_REQ(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    if (!r) {
+        const unsigned char *p = buf;
+        r = d2i_X509_REQ(NULL, &p, (long)len);
+        if (r && p != buf + len) { /* trailing bytes: not one request */
+            X509_REQ_free(r);
+            r = NULL;
+        }
+    }
+    ERR_clear_error();
+    free(buf);
     if (!r)
         return kwt_err(KWT_FAIL, "%s: not a certificate request (PEM or DER)", path);
+    *out = r;
+    return 0;
+}
+
+/* The copy openssl signs: the request as parsed, in PEM (openssl ca reads no other form),
+ * 0600, in the staging state. */
+static int csr_private_copy(kwt_ca *ca, X509_REQ *r, char **out)
+{
+    static unsigned seq;
+    *out = NULL;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *pem = NULL;
+    long len = 0;
+    if (!b || PEM_write_bio_X509_REQ(b, r) != 1 || (len = BIO_get_mem_data(b, &pem)) <= 0) {
+        BIO_free(b);
+        return kwt_err(KWT_FAIL, "cannot encode the CSR");
+    }
+    char *dir = ca->stage ? kwt_strdup(ca->stage) : kwt_path(ca->dir, "state");
+    char *p = kwt_asprintf("%s/req-%ld-%u.csr", dir, (long)getpid(), seq++);
+    int rc = 0;
+    if (kwt_write_atomic(p, pem, (size_t)len, 0600) != 0) {
+        rc = kwt_err(KWT_FAIL, "cannot write %s: %s", p, strerror(errno));
+        free(p);
+    } else {
+        *out = p;
+    }
+    BIO_free(b);
+    free(dir);
+    return rc;
+}
+
+static const char *gen_type_name(int type)
+{
+    switch (type) {
+    case GEN_OTHERNAME:
+        return "otherName";
+    case GEN_EMAIL:
+        return "email (rfc822Name)";
+    case GEN_DNS:
+        return "DNS";
+    case GEN_X400:
+        return "x400Address";
+    case GEN_DIRNAME:
+        return "directoryName";
+    case GEN_EDIPARTY:
+        return "ediPartyName";
+    case GEN_URI:
+        return "URI";
+    case GEN_IPADD:
+        return "IP address";
+    case GEN_RID:
+        return "registeredID";
+    }
+    return "unknown GeneralName";
+}
+
+/* Which SAN types a profile takes from a CSR. */
+static bool san_allowed(const char *profile, int type)
+{
+    if (!strcmp(profile, "client"))
+        return type == GEN_DNS || type == GEN_EMAIL || type == GEN_URI || type == GEN_IPADD;
+    if (!strcmp(profile, "server"))
+        return type == GEN_DNS || type == GEN_IPADD;
+    if (!strcmp(profile, "device"))
+        return type == GEN_DNS || type == GEN_URI || type == GEN_OTHERNAME;
+    return false; /* ocsp, subca: no names from the requester */
+}
+
+/* One IA5String name of a CSR as text, or NULL when it holds a byte that cannot be in such a
+ * name: NUL (C string functions would stop there: "good.example\0.evil"), controls, non-ASCII,
+ * and the separators of keyward's and openssl's SAN lists. */
+static char *ia5_text(const ASN1_STRING *s, const char **why)
+{
+    const unsigned char *d = ASN1_STRING_get0_data(s);
+    int l = ASN1_STRING_length(s);
+    for (int i = 0; i < l; i++) {
+        if (d[i] == 0) {
+            *why = "contains a NUL byte";
+            return NULL;
+        }
+        if (d[i] < 0x21 || d[i] > 0x7e) {
+            *why = "contains a control character, space or non-ASCII byte";
+            return NULL;
+        }
+        if (strchr(",$#\"'\\;=", d[i])) {
+            *why = "contains one of , $ # \" ' \\ ; =";
+            return NULL;
+        }
+    }
+    if (l == 0) {
+        *why = "is empty";
+        return NULL;
+    }
+    return kwt_asprintf("%.*s", l, (const char *)d);
+}
+
+/* The CSR's SANs, each checked for the profile and rebuilt as keyward's SAN list (what keyward
+ * writes into the certificate). An otherName is accepted only in the device profile, only under
+ * the CA's device-ID OID and only with the device ID being certified (keyward writes that one
+ * itself). */
+static int csr_sans(const char *label, GENERAL_NAMES *gens, const char *profile,
+                    const kwt_conf *conf, const char *device_id, kwt_buf *sb)
+{
+    ASN1_OBJECT *devoid = conf->device_oid ? OBJ_txt2obj(conf->device_oid, 1) : NULL;
+    int rc = 0;
+    for (int j = 0; gens && j < sk_GENERAL_NAME_num(gens) && rc == 0; j++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, j);
+        const char *why = NULL, *sep = sb->len ? "," : "";
+        if (!san_allowed(profile, g->type)) {
+            char oid[80] = "";
+            if (g->type == GEN_OTHERNAME)
+                OBJ_obj2txt(oid, sizeof(oid), g->d.otherName->type_id, 1);
+            rc = kwt_err(KWT_FAIL,
+                         "%s: the CSR's subjectAltName has a %s name%s%s, which the %s profile "
+                         "does not take from a CSR",
+                         label, gen_type_name(g->type), *oid ? " " : "", oid, profile);
+            break;
+        }
+        if (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI) {
+            char *t = ia5_text(g->d.ia5, &why);
+            if (!t) {
+                rc = kwt_err(KWT_FAIL, "%s: a %s name in the CSR's subjectAltName %s", label,
+                             gen_type_name(g->type), why);
+                break;
+            }
+            if (g->type == GEN_DNS && !strncasecmp(t, "device-", 7) && strcmp(profile, "device")) {
+                rc = kwt_err(KWT_FAIL,
+                             "%s: DNS name %s is reserved for device certificates (profile "
+                             "device with --device-id)",
+                             label, t);
+                free(t);
+                break;
+            }
+            kwt_buf_printf(sb, "%s%s:%s", sep,
+                           g->type == GEN_DNS     ? "DNS"
+                           : g->type == GEN_EMAIL ? "email"
+                                                  : "URI",
+                           t);
+            free(t);
+        } else if (g->type == GEN_IPADD) {
+            char ip[INET6_ADDRSTRLEN];
+            int l = ASN1_STRING_length(g->d.ip);
+            const unsigned char *b = ASN1_STRING_get0_data(g->d.ip);
+            if (!((l == 4 && inet_ntop(AF_INET, b, ip, sizeof(ip))) ||
+                  (l == 16 && inet_ntop(AF_INET6, b, ip, sizeof(ip))))) {
+                rc = kwt_err(KWT_FAIL,
+                             "%s: an IP address in the CSR's subjectAltName has %d "
+                             "bytes (4 or 16)",
+                             label, l);
+                break;
+            }
+            kwt_buf_printf(sb, "%sIP:%s", sep, ip);
+        } else if (g->type == GEN_OTHERNAME) {
+            OTHERNAME *on = g->d.otherName;
+            ASN1_TYPE *v = on->value;
+            char oid[80];
+            OBJ_obj2txt(oid, sizeof(oid), on->type_id, 1);
+            bool ours = devoid && !OBJ_cmp(on->type_id, devoid);
+            bool same =
+                ours && device_id && v && v->type == V_ASN1_UTF8STRING &&
+                (size_t)ASN1_STRING_length(v->value.utf8string) == strlen(device_id) &&
+                !memcmp(ASN1_STRING_get0_data(v->value.utf8string), device_id, strlen(device_id));
+            if (!same) {
+                rc = kwt_err(KWT_FAIL,
+                             "%s: the CSR's subjectAltName has otherName %s%s; only the device "
+                             "ID being certified (--device-id) under %s is accepted",
+                             label, oid, ours ? " with another device ID" : "",
+                             conf->device_oid ? conf->device_oid : "the device OID");
+                break;
+            }
+            /* keyward writes the device otherName itself from --device-id */
+        }
+    }
+    ASN1_OBJECT_free(devoid);
+    return rc;
+}
+
+/* A name that looks like a serial number could be mistaken for another certificate's serial by
+ * `ca revoke` (the CN is the default NAME, and the requester chooses the CN). */
+static bool looks_like_serial(const char *name)
+{
+    size_t n = strlen(name);
+    if (n < 16)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!isxdigit((unsigned char)*p))
+            return false;
+    return true;
+}
+
+/* SHA-256 of a public key's SubjectPublicKeyInfo. */
+static bool spki_sha256(EVP_PKEY *pk, unsigned char out[32])
+{
+    unsigned char *der = NULL;
+    int len = pk ? i2d_PUBKEY(pk, &der) : -1;
+    bool ok = len > 0 && EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL) == 1;
+    OPENSSL_free(der);
+    return ok;
+}
+
+typedef struct {
+    unsigned char h[32];
+    const char *name, *serial;
+} held_key;
+
+static int cmp_held(const void *a, const void *b)
+{
+    return memcmp(((const held_key *)a)->h, ((const held_key *)b)->h, 32);
+}
+
+/* The public keys of the CA's unexpired valid certificates, sorted by SPKI hash (one pass over
+ * the index, so a batch checks each of its CSRs without reading the CA again). */
+static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
+{
+    held_key *k = calloc(ix->n ? ix->n : 1, sizeof(*k));
+    long long now = (long long)time(NULL);
+    *n = 0;
+    for (size_t i = 0; k && i < ix->n; i++) {
+        kwt_row *r = &ix->rows[i];
+        if (r->status != 'V' || kwt_asn1_to_time(r->expiry) <= now)
+            continue;
+        char *p = kwt_asprintf("%s/certs/%s.pem", ca->dir, r->serial);
+        X509 *x = kwt_load_cert(p);
+        free(p);
+        if (x && spki_sha256(X509_get0_pubkey(x), k[*n].h)) {
+            k[*n].name = r->name;
+            k[*n].serial = r->serial;
+            (*n)++;
+        }
+        X509_free(x);
+    }
+    if (k)
+        qsort(k, *n, sizeof(*k), cmp_held);
+    return k;
+}
+
+/* Refuse a key that another NAME already holds a valid certificate for: one key, one identity
+ * (a requester re-sending a known key under a new name would get a second identity for it). */
+static int check_key_unique(const char *label, X509_REQ *req, const char *name, const held_key *k,
+                            size_t n)
+{
+    held_key want;
+    if (!spki_sha256(X509_REQ_get0_pubkey(req), want.h))
+        return kwt_err(KWT_FAIL, "%s: cannot hash the CSR's public key", label);
+    const held_key *hit = bsearch(&want, k, n, sizeof(*k), cmp_held);
+    /* equal hashes are adjacent: look at all of them */
+    while (hit && hit > k && !memcmp(hit[-1].h, want.h, 32))
+        hit--;
+    for (; hit && hit < k + n && !memcmp(hit->h, want.h, 32); hit++)
+        if (strcmp(hit->name, name) != 0)
+            return kwt_err(KWT_FAIL,
+                           "%s: its public key already holds a valid certificate, %s (serial %s); "
+                           "sign it under that name (ca renew %s), revoke that one first, or pass "
+                           "--allow-same-key",
+                           label, hit->name, hit->serial, hit->name);
+    return 0;
+}
+
+static int check_csr(const char *label, X509_REQ *r, const char *profile, const kwt_conf *conf,
+                     const char *device_id, char **cn, char **sans);
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A ", "-separated SAN list in a fixed order, so that two lists compare as sets. */
+static char *sorted_list(const char *list)
+{
+    char *copy = kwt_strdup(list ? list : ""), *save = NULL, *items[256];
+    size_t n = 0;
+    for (char *t = strtok_r(copy, ", ", &save); t && n < 256; t = strtok_r(NULL, ", ", &save))
+        items[n++] = t;
+    qsort(items, n, sizeof(items[0]), cmp_strp);
+    kwt_buf b = {0};
+    kwt_buf_addn(&b, "", 0);
+    for (size_t i = 0; i < n; i++)
+        kwt_buf_printf(&b, "%s%s", i ? "," : "", items[i]);
+    free(copy);
+    return b.s;
+}
+
+/* Subject and SANs of two requests as keyward would certify them; *diff describes what differs
+ * (NULL when the identity is the same). */
+static int identity_diff(kwt_ca *ca, const char *profile, const char *devid, X509_REQ *oldr,
+                         X509_REQ *newr, const char *newlabel, char **diff)
+{
+    char *ocn = NULL, *osan = NULL, *ncn = NULL, *nsan = NULL;
+    *diff = NULL;
+    int rc = check_csr("the stored CSR", oldr, profile, &ca->conf, devid, &ocn, &osan);
+    if (rc == 0)
+        rc = check_csr(newlabel, newr, profile, &ca->conf, devid, &ncn, &nsan);
+    if (rc == 0) {
+        kwt_buf d = {0};
+        X509_NAME *on = X509_REQ_get_subject_name(oldr), *nn = X509_REQ_get_subject_name(newr);
+        if (X509_NAME_cmp(on, nn) != 0) {
+            char os[512], ns[512];
+            X509_NAME_oneline(on, os, sizeof(os));
+            X509_NAME_oneline(nn, ns, sizeof(ns));
+            kwt_buf_printf(&d, "subject %s -> %s", os, ns);
+        }
+        char *so = sorted_list(osan), *sn = sorted_list(nsan);
+        bool same = !strcmp(so, sn);
+        free(so);
+        free(sn);
+        if (!same)
+            kwt_buf_printf(&d, "%ssubjectAltName %s -> %s", d.len ? "; " : "",
+                           osan ? osan : "(none)", nsan ? nsan : "(none)");
+        *diff = d.s;
+    }
+    free(ocn);
+    free(osan);
+    free(ncn);
+    free(nsan);
+    return rc;
+}
+
+/* Check a parsed CSR for a profile. cn gets the CN (NULL when absent), sans the CSR's SANs in
+ * keyward's list form (NULL when none). Returns 0 or an exit code after printing why. */
+static int check_csr(const char *label, X509_REQ *r, const char *profile, const kwt_conf *conf,
+                     const char *device_id, char **cn, char **sans)
+{
+    *cn = *sans = NULL;
     int rc = KWT_FAIL;
     STACK_OF(X509_EXTENSION) *exts = NULL;
     kwt_buf sb = {0};
     EVP_PKEY *pk = X509_REQ_get0_pubkey(r);
     if (!pk || X509_REQ_verify(r, pk) != 1) {
         kwt_err(KWT_FAIL, "%s: the CSR's signature does not verify (damaged or forged request)",
-                path);
+                label);
         goto out;
     }
     X509_NAME *nm = X509_REQ_get_subject_name(r);
     int idx = X509_NAME_get_index_by_NID(nm, NID_commonName, -1);
     if (idx < 0) {
-        kwt_err(KWT_FAIL, "%s: the CSR's subject has no CN", path);
+        kwt_err(KWT_FAIL, "%s: the CSR's subject has no CN", label);
         goto out;
     }
-    ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, idx));
-    unsigned char *u = NULL;
-    int ul = ASN1_STRING_to_UTF8(&u, d);
-    if (ul > 0)
-        *cn = kwt_asprintf("%.*s", ul, u);
-    OPENSSL_free(u);
+    for (int i = 0; i < X509_NAME_entry_count(nm); i++) {
+        ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i));
+        unsigned char *u = NULL;
+        int ul = ASN1_STRING_to_UTF8(&u, d);
+        bool bad = ul < 0;
+        for (int k = 0; k < ul && !bad; k++)
+            bad = u[k] < 0x20 || u[k] == 0x7f;
+        if (i == idx && !bad)
+            *cn = kwt_asprintf("%.*s", ul, u);
+        OPENSSL_free(u);
+        if (bad) {
+            kwt_err(KWT_FAIL,
+                    "%s: the CSR's subject has a NUL or control character (or is not "
+                    "valid text)",
+                    label);
+            goto out;
+        }
+    }
     exts = X509_REQ_get_extensions(r);
     for (int i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
         X509_EXTENSION *e = sk_X509_EXTENSION_value(exts, i);
@@ -84,56 +444,37 @@ static int check_csr(const char *path, const char *profile, char **cn, char **sa
                 kwt_err(KWT_FAIL,
                         "%s: the CSR asks for CA:TRUE, which the %s profile never grants "
                         "(use --profile subca for a subordinate CA)",
-                        path, profile);
+                        label, profile);
                 goto out;
             }
         } else if (nid == NID_ext_key_usage && !strcmp(profile, "subca")) {
-            kwt_err(KWT_FAIL, "%s: a subca CSR must not request extendedKeyUsage", path);
+            kwt_err(KWT_FAIL, "%s: a subca CSR must not request extendedKeyUsage", label);
             goto out;
         } else if (nid == NID_subject_alt_name) {
             GENERAL_NAMES *gens = X509V3_EXT_d2i(e);
-            for (int j = 0; gens && j < sk_GENERAL_NAME_num(gens); j++) {
-                GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, j);
-                const char *sep = sb.len ? "," : "";
-                if (g->type == GEN_DNS || g->type == GEN_EMAIL || g->type == GEN_URI) {
-                    ASN1_IA5STRING *s = g->d.ia5;
-                    kwt_buf_printf(&sb, "%s%s:%.*s", sep,
-                                   g->type == GEN_DNS     ? "DNS"
-                                   : g->type == GEN_EMAIL ? "email"
-                                                          : "URI",
-                                   ASN1_STRING_length(s), ASN1_STRING_get0_data(s));
-                } else if (g->type == GEN_IPADD) {
-                    char ip[INET6_ADDRSTRLEN];
-                    int l = ASN1_STRING_length(g->d.ip);
-                    const unsigned char *b = ASN1_STRING_get0_data(g->d.ip);
-                    if ((l == 4 && inet_ntop(AF_INET, b, ip, sizeof(ip))) ||
-                        (l == 16 && inet_ntop(AF_INET6, b, ip, sizeof(ip))))
-                        kwt_buf_printf(&sb, "%sIP:%s", sep, ip);
-                } else if (g->type != GEN_OTHERNAME) {
-                    GENERAL_NAMES_free(gens);
-                    kwt_err(KWT_FAIL,
-                            "%s: the CSR has a SAN type keyward does not copy "
-                            "(only DNS, IP, email, URI)",
-                            path);
-                    goto out;
-                }
+            if (!gens) {
+                kwt_err(KWT_FAIL, "%s: the CSR's subjectAltName does not decode", label);
+                goto out;
             }
+            int src = csr_sans(label, gens, profile, conf, device_id, &sb);
             GENERAL_NAMES_free(gens);
+            if (src)
+                goto out;
         } else if (nid != NID_key_usage && nid != NID_ext_key_usage &&
                    nid != NID_subject_key_identifier) {
             char oid[80];
-            OBJ_obj2txt(oid, sizeof(oid), X509_EXTENSION_get_object(e), 0);
+            OBJ_obj2txt(oid, sizeof(oid), X509_EXTENSION_get_object(e), 1);
             kwt_err(KWT_FAIL, "%s: the CSR requests extension %s, which keyward does not accept",
-                    path, oid);
+                    label, oid);
             goto out;
         }
     }
     if (sb.len) {
-        /* SANs come from the requester: they pass the same checks as --san */
+        /* the names also pass the checks an operator's --san does (host name syntax ...) */
         const char *why;
         char *norm = kwt_san_to_conf(sb.s, &why);
         if (!norm) {
-            kwt_err(KWT_FAIL, "%s: a SAN in the CSR is refused: %s", path, why);
+            kwt_err(KWT_FAIL, "%s: a SAN in the CSR is refused: %s", label, why);
             goto out;
         }
         *sans = norm;
@@ -146,8 +487,29 @@ out:
     }
     kwt_buf_free(&sb);
     sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-    X509_REQ_free(r);
+    ERR_clear_error();
     return rc;
+}
+
+/* A certificate never outlives the CA certificate that issued it (relying parties would stop
+ * accepting it at the CA's end anyway, with a less clear error): days is cut to what is left. */
+static int clamp_days(kwt_ca *ca, int gen, int days)
+{
+    char *p = gen ? kwt_gen_cert_path(ca, gen) : kwt_path(ca->dir, "ca.crt");
+    X509 *x = kwt_load_cert(p);
+    free(p);
+    int left = days, secs = 0;
+    if (x && ASN1_TIME_diff(&left, &secs, NULL, X509_get0_notAfter(x)) == 1 && left < days) {
+        if (left < 1)
+            left = 1;
+        fprintf(stderr,
+                "keyward: note: the CA certificate expires in %d days: issuing for %d days, not "
+                "%d\n",
+                left, left, days);
+        days = left;
+    }
+    X509_free(x);
+    return days;
 }
 
 static int check_ca_valid(kwt_ca *ca)
@@ -183,6 +545,10 @@ static int store_meta(kwt_ca *ca, const char *serial, const char *csr, const cha
     return rc ? KWT_FAIL : 0;
 }
 
+static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const char *profile,
+                    const char *name, int days, const char *san, const char *device_id,
+                    char **serial_out);
+
 int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
                  const char *san, const char *device_id, char **serial_out)
 {
@@ -192,8 +558,24 @@ int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *n
 int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, const char *name,
                      int days, const char *san, const char *device_id, char **serial_out)
 {
+    X509_REQ *req = NULL;
     *serial_out = NULL;
-    char *cn = NULL, *csr_sans = NULL, *extra = NULL;
+    int rc = csr_read_once(csr, &req);
+    if (rc == 0)
+        rc = sign_req(ca, gen, csr, req, profile, name, days, san, device_id, serial_out);
+    X509_REQ_free(req);
+    return rc;
+}
+
+/* Sign one parsed request (label names it in messages): the checks, then openssl ca on a
+ * private copy of exactly this request, with the subjectAltName keyward checked written by
+ * keyward (openssl.cnf copies no extension from requests). */
+static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const char *profile,
+                    const char *name, int days, const char *san, const char *device_id,
+                    char **serial_out)
+{
+    *serial_out = NULL;
+    char *cn = NULL, *csr_sans = NULL, *extra = NULL, *csr = NULL;
     /* an earlier generation signs with its own key and certificate (ca/ca-G.crt) */
     char *gen_key = NULL, *gen_cert = NULL;
     const char *why;
@@ -202,15 +584,28 @@ int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, 
     if (gen) {
         gen_key = kwt_gen_key(&ca->conf, gen);
         gen_cert = kwt_gen_cert_path(ca, gen);
-        if (!gen_key)
+        if (!gen_key) {
+            free(gen_cert);
             return kwt_err(KWT_FAIL, "no key of CA generation %d in keyward.conf (old_keys)", gen);
+        }
     }
-    int rc = check_csr(csr, profile, &cn, &csr_sans);
+    int rc = check_csr(label, req, profile, &ca->conf, device_id, &cn, &csr_sans);
+    if (rc == 0 && looks_like_serial(name))
+        rc = kwt_err(KWT_USAGE,
+                     "NAME %s looks like a serial number (16 or more hex digits); `ca revoke` "
+                     "could take it for another certificate's serial: pass another --name",
+                     name);
+    if (rc == 0 && !kwt_g.dry_run)
+        rc = csr_private_copy(ca, req, &csr);
     if (rc) {
         free(gen_key);
         free(gen_cert);
+        free(cn);
+        free(csr_sans);
         return rc;
     }
+    if (!csr)
+        csr = kwt_strdup(label); /* --dry-run: the printed script reads the operator's file */
     kwt_buf all = {0};
     if (csr_sans)
         kwt_buf_add(&all, csr_sans);
@@ -246,6 +641,11 @@ int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, 
         ca->conf.generation = gen;
     char *prof = kwt_profile_text(&ca->conf, profile);
     ca->conf.generation = cur_gen;
+    /* keyEncipherment is RSA key transport: meaningless for an EC or EdDSA key */
+    char *kex = strstr(prof, ", keyEncipherment");
+    if (kex && EVP_PKEY_get_base_id(X509_REQ_get0_pubkey(req)) != EVP_PKEY_RSA)
+        memmove(kex, kex + strlen(", keyEncipherment"),
+                strlen(kex + strlen(", keyEncipherment")) + 1);
     kwt_buf ext = {0};
     kwt_buf_printf(&ext, "# keyward %s profile for %s\n[ext_run]\n%s", profile, name, prof);
     free(prof);
@@ -263,7 +663,7 @@ int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, 
         goto out2;
     }
     char ds[16];
-    snprintf(ds, sizeof(ds), "%d", days);
+    snprintf(ds, sizeof(ds), "%d", clamp_days(ca, gen, days));
     kwt_cmd c;
     kwt_cmd_init(&c, "ca");
     kwt_cmd_add(&c, "-batch");
@@ -290,7 +690,7 @@ int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, 
         kwt_err(KWT_FAIL,
                 "openssl ca refused to sign %s (policy: the CSR's %s must match the "
                 "CA's; see the openssl message above)",
-                csr,
+                label,
                 ca->conf.policy_match && *ca->conf.policy_match ? ca->conf.policy_match
                                                                 : "subject");
         goto out2;
@@ -323,12 +723,15 @@ out2:
     free(outp);
     free(ixp);
 out:
+    if (csr && !kwt_g.dry_run)
+        unlink(csr); /* stored as certs/SERIAL.csr by store_meta */
     kwt_buf_free(&all);
     free(extra);
     free(cn);
     free(csr_sans);
     free(gen_key);
     free(gen_cert);
+    free(csr);
     return rc;
 }
 
@@ -379,7 +782,7 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days)
+static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days, bool same_key)
 {
     char **files = NULL;
     size_t n = 0, cap = 0;
@@ -417,7 +820,12 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     }
     int rc = 0;
     char **names = calloc(n ? n : 1, sizeof(char *));
-    char *ixp = NULL;
+    char **copies = calloc(n ? n : 1, sizeof(char *));
+    X509_REQ **reqs = calloc(n ? n : 1, sizeof(*reqs));
+    char *ixp = NULL, *bcnf = NULL;
+    bool first_rsa = false;
+    held_key *keys = NULL;
+    size_t nkeys = 0;
     kwt_index ix0 = {0}, ix1 = {0};
     if (n == 0) {
         rc = kwt_err(KWT_USAGE, "--batch %s: no CSRs found", src);
@@ -446,8 +854,57 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
             rc = kwt_err(KWT_USAGE, "%s: file name gives NAME '%s': %s", files[i], names[i], why);
             goto out;
         }
-        if ((rc = check_csr(files[i], profile, &cn, &sans)))
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(names[j], names[i])) {
+                rc = kwt_err(KWT_USAGE, "the batch has two CSRs named %s", names[i]);
+                goto out;
+            }
+        X509_REQ *req = NULL;
+        if ((rc = csr_read_once(files[i], &req)) ||
+            (rc = check_csr(files[i], req, profile, &ca->conf, NULL, &cn, &sans))) {
+            X509_REQ_free(req);
             goto out;
+        }
+        reqs[i] = req;
+        bool rsa = EVP_PKEY_get_base_id(X509_REQ_get0_pubkey(req)) == EVP_PKEY_RSA;
+        if (!strcmp(profile, "server") && i > 0 && rsa != first_rsa) {
+            free(cn);
+            free(sans);
+            rc = kwt_err(KWT_USAGE,
+                         "%s: the batch mixes RSA and other server keys (keyEncipherment is for "
+                         "RSA only): sign them in separate batches",
+                         files[i]);
+            goto out;
+        }
+        if (i == 0)
+            first_rsa = rsa;
+        if (looks_like_serial(names[i])) {
+            free(cn);
+            free(sans);
+            rc = kwt_err(KWT_USAGE, "%s: NAME %s looks like a serial number; rename the file",
+                         files[i], names[i]);
+            goto out;
+        }
+        if (!same_key && !keys)
+            keys = held_keys(ca, &ix0, &nkeys);
+        if (!same_key && (rc = check_key_unique(files[i], req, names[i], keys, nkeys))) {
+            free(cn);
+            free(sans);
+            goto out;
+        }
+        for (size_t j = 0; !same_key && j < i; j++) {
+            unsigned char a1[32], a2[32];
+            if (spki_sha256(X509_REQ_get0_pubkey(reqs[j]), a1) &&
+                spki_sha256(X509_REQ_get0_pubkey(req), a2) && !memcmp(a1, a2, 32)) {
+                free(cn);
+                free(sans);
+                rc = kwt_err(KWT_FAIL,
+                             "%s and %s have the same public key (--allow-same-key "
+                             "to sign both)",
+                             files[j], files[i]);
+                goto out;
+            }
+        }
         bool nosan = !sans;
         free(cn);
         free(sans);
@@ -462,18 +919,38 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
                          names[i], r->serial);
             goto out;
         }
-        for (size_t j = 0; j < i; j++)
-            if (!strcmp(names[j], names[i])) {
-                rc = kwt_err(KWT_USAGE, "the batch has two CSRs named %s", names[i]);
-                goto out;
-            }
     }
     if ((rc = kwt_txn_begin(ca)))
         goto out;
     free(ixp);
     ixp = kwt_state_path(ca, "index.txt");
+    /* openssl signs private copies of the requests as checked; one process for all of them
+     * cannot take a subjectAltName per request from keyward, so the batch's own openssl.cnf
+     * lets openssl copy the requests' subjectAltName, which check_csr has vetted name by name
+     * in these very bytes (every other extension of a request is refused or set by the
+     * profile, which copy never overrides) */
+    for (size_t i = 0; i < n && !kwt_g.dry_run; i++)
+        if ((rc = csr_private_copy(ca, reqs[i], &copies[i])))
+            goto out;
+    if (!kwt_g.dry_run) {
+        char *t = kwt_read_file(kwt_ca_cnf(ca), NULL),
+             *at = t ? strstr(t, "copy_extensions = none") : NULL;
+        if (!at) {
+            free(t);
+            rc = kwt_err(KWT_FAIL, "cannot prepare the batch's openssl.cnf");
+            goto out;
+        }
+        memcpy(at, "copy_extensions = copy", strlen("copy_extensions = copy"));
+        bcnf = kwt_state_path(ca, "batch.cnf");
+        rc = kwt_write_atomic(bcnf, t, strlen(t), 0600);
+        free(t);
+        if (rc) {
+            rc = kwt_err(KWT_FAIL, "cannot write %s: %s", bcnf, strerror(errno));
+            goto out;
+        }
+    }
     char ds[16], sect[32];
-    snprintf(ds, sizeof(ds), "%d", days);
+    snprintf(ds, sizeof(ds), "%d", clamp_days(ca, 0, days));
     snprintf(sect, sizeof(sect), "ext_%s", profile);
     char *outp = kwt_state_path(ca, "batch.crt");
     kwt_cmd *c = malloc(sizeof(*c));
@@ -491,8 +968,8 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     kwt_cmd_add(c, outp);
     kwt_cmd_add(c, "-infiles");
     for (size_t i = 0; i < n; i++)
-        kwt_cmd_add(c, files[i]);
-    rc = kwt_run_progress(c, kwt_ca_cnf(ca), "Signature ok", (int)n);
+        kwt_cmd_add(c, copies[i] ? copies[i] : files[i]);
+    rc = kwt_run_progress(c, bcnf ? bcnf : kwt_ca_cnf(ca), "Signature ok", (int)n);
     free(c);
     free(outp);
     if (rc || kwt_g.dry_run)
@@ -505,7 +982,7 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
         kwt_row *r = &ix1.rows[ix0.n + i];
         free(r->name);
         r->name = kwt_strdup(names[i]);
-        if ((rc = store_meta(ca, r->serial, files[i], profile, days, NULL, NULL, names[i])))
+        if ((rc = store_meta(ca, r->serial, copies[i], profile, days, NULL, NULL, names[i])))
             goto out;
     }
     if (kwt_index_save(&ix1, ixp) != 0) {
@@ -536,11 +1013,21 @@ out:
     kwt_index_free(&ix0);
     kwt_index_free(&ix1);
     for (size_t i = 0; i < n; i++) {
+        if (copies && copies[i])
+            unlink(copies[i]);
         free(files[i]);
-        free(names[i]);
+        free(names ? names[i] : NULL);
+        free(copies ? copies[i] : NULL);
+        X509_REQ_free(reqs ? reqs[i] : NULL);
     }
+    free(keys);
+    if (bcnf)
+        unlink(bcnf);
+    free(bcnf);
     free(files);
     free(names);
+    free(copies);
+    free(reqs);
     free(ixp);
     return rc;
 }
@@ -549,13 +1036,11 @@ int kwt_cmd_ca_sign(int argc, char **argv)
 {
     const char *profile = NULL, *name = NULL, *days_s = NULL, *san = NULL, *devid = NULL,
                *batch = NULL;
-    kwt_optspec spec[] = {{"--profile", &profile, NULL},
-                          {"--name", &name, NULL},
-                          {"--days", &days_s, NULL},
-                          {"--san", &san, NULL},
-                          {"--device-id", &devid, NULL},
-                          {"--batch", &batch, NULL},
-                          {NULL, NULL, NULL}};
+    bool same_key = false;
+    kwt_optspec spec[] = {{"--profile", &profile, NULL}, {"--allow-same-key", NULL, &same_key},
+                          {"--name", &name, NULL},       {"--days", &days_s, NULL},
+                          {"--san", &san, NULL},         {"--device-id", &devid, NULL},
+                          {"--batch", &batch, NULL},     {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca sign", argc, argv, spec, pos, 1, &npos);
     if (rc)
@@ -594,12 +1079,14 @@ int kwt_cmd_ca_sign(int argc, char **argv)
         return rc;
     }
     if (batch) {
-        rc = sign_batch(&ca, batch, profile, days);
+        rc = sign_batch(&ca, batch, profile, days, same_key);
         kwt_ca_close(&ca);
         return rc;
     }
     char *cn = NULL, *sans = NULL, *serial = NULL;
-    if ((rc = check_csr(pos[0], profile, &cn, &sans)))
+    X509_REQ *req = NULL;
+    if ((rc = csr_read_once(pos[0], &req)) ||
+        (rc = check_csr(pos[0], req, profile, &ca.conf, devid, &cn, &sans)))
         goto out;
     if (!name) {
         if (!cn || kwt_valid_name(cn, &why) != 0) {
@@ -618,6 +1105,12 @@ int kwt_cmd_ca_sign(int argc, char **argv)
                          "%s already has a valid certificate (serial %s); use `keyward ca renew "
                          "%s` or revoke it first",
                          name, r->serial, name);
+        if (rc == 0 && !same_key) {
+            size_t nk = 0;
+            held_key *k = held_keys(&ca, &ix, &nk);
+            rc = check_key_unique(pos[0], req, name, k, nk);
+            free(k);
+        }
     }
     kwt_index_free(&ix);
     free(ixp);
@@ -625,7 +1118,7 @@ int kwt_cmd_ca_sign(int argc, char **argv)
         goto out;
     if ((rc = kwt_txn_begin(&ca)))
         goto out;
-    rc = kwt_sign_one(&ca, pos[0], profile, name, days, san, devid, &serial);
+    rc = sign_req(&ca, 0, pos[0], req, profile, name, days, san, devid, &serial);
     if (rc == 0)
         rc = kwt_txn_commit(&ca);
     if (rc == 0 && !kwt_g.dry_run) {
@@ -636,6 +1129,7 @@ int kwt_cmd_ca_sign(int argc, char **argv)
 out:
     if (!kwt_g.dry_run)
         kwt_audit(&ca, "ca sign", name, serial, pos[0], rc);
+    X509_REQ_free(req);
     free(cn);
     free(sans);
     free(serial);
@@ -661,10 +1155,12 @@ static char *meta_get(const char *meta, const char *key)
 int kwt_cmd_ca_renew(int argc, char **argv)
 {
     const char *days_s = NULL, *csr = NULL;
-    bool keep_old = false;
+    bool keep_old = false, subject_change = false, same_key = false;
     kwt_optspec spec[] = {{"--days", &days_s, NULL},
                           {"--csr", &csr, NULL},
                           {"--keep-old", NULL, &keep_old},
+                          {"--allow-subject-change", NULL, &subject_change},
+                          {"--allow-same-key", NULL, &same_key},
                           {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca renew", argc, argv, spec, pos, 1, &npos);
@@ -683,7 +1179,8 @@ int kwt_cmd_ca_renew(int argc, char **argv)
         return rc;
     const char *name = pos[0];
     char *old_serial = NULL, *meta = NULL, *profile = NULL, *san = NULL, *devid = NULL,
-         *mdays = NULL, *oldcsr = NULL, *serial = NULL;
+         *mdays = NULL, *oldcsr = NULL, *serial = NULL, *diff = NULL, *audit_op = NULL;
+    X509_REQ *newreq = NULL;
     kwt_index ix = {0};
     char *ixp = kwt_state_path(&ca, "index.txt");
     if (kwt_index_load(&ix, ixp) != 0) {
@@ -724,10 +1221,43 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     if (days < 1)
         days = ca.conf.default_days;
     oldcsr = kwt_asprintf("%s/certs/%s.csr", ca.dir, old_serial);
+    /* the new request is read once; a rekey keeps the identity unless the operator says
+     * otherwise, and never takes a key another NAME holds */
+    if ((rc = csr_read_once(csr ? csr : oldcsr, &newreq)))
+        goto out;
+    if (csr) {
+        X509_REQ *oldreq = NULL;
+        if ((rc = csr_read_once(oldcsr, &oldreq)) == 0)
+            rc = identity_diff(&ca, profile, devid && *devid ? devid : NULL, oldreq, newreq, csr,
+                               &diff);
+        X509_REQ_free(oldreq);
+        if (rc)
+            goto out;
+        if (diff && !subject_change) {
+            rc = kwt_err(KWT_FAIL,
+                         "%s asks for another identity than %s's certificate (%s); a renewal "
+                         "keeps subject and subjectAltName: sign it as a new certificate, or "
+                         "pass --allow-subject-change",
+                         csr, name, diff);
+            goto out;
+        }
+        if (diff) {
+            fprintf(stderr, "keyward: %s: identity changed: %s\n", name, diff);
+            audit_op = kwt_asprintf("ca renew (rekey, identity changed: %s)", diff);
+        }
+        if (!same_key) {
+            size_t nk = 0;
+            held_key *k = held_keys(&ca, &ix, &nk);
+            rc = check_key_unique(csr, newreq, name, k, nk);
+            free(k);
+            if (rc)
+                goto out;
+        }
+    }
     if ((rc = check_ca_valid(&ca)) || (rc = kwt_txn_begin(&ca)))
         goto out;
-    rc = kwt_sign_one(&ca, csr ? csr : oldcsr, profile, name, days, san && *san ? san : NULL,
-                      devid && *devid ? devid : NULL, &serial);
+    rc = sign_req(&ca, 0, csr ? csr : oldcsr, newreq, profile, name, days, san && *san ? san : NULL,
+                  devid && *devid ? devid : NULL, &serial);
     if (rc == 0 && !keep_old)
         rc = kwt_revoke_serial(&ca, old_serial, "superseded", -1);
     if (rc == 0)
@@ -742,7 +1272,14 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     }
 out:
     if (!kwt_g.dry_run)
-        kwt_audit(&ca, csr ? "ca renew (rekey)" : "ca renew", name, serial, old_serial, rc);
+        kwt_audit(&ca,
+                  audit_op ? audit_op
+                  : csr    ? "ca renew (rekey)"
+                           : "ca renew",
+                  name, serial, old_serial, rc);
+    X509_REQ_free(newreq);
+    free(diff);
+    free(audit_op);
     kwt_index_free(&ix);
     free(ixp);
     free(old_serial);

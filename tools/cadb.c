@@ -268,6 +268,16 @@ char *kwt_profile_text(const kwt_conf *c, const char *profile)
     return b.s;
 }
 
+const char *kwt_md_for_key_type(const char *key_type)
+{
+    /* a signature no weaker than the CA key: SHA-384 for P-384, SHA-512 for P-521 (RFC 5480) */
+    if (key_type && !strcmp(key_type, "ec:P-384"))
+        return "sha384";
+    if (key_type && !strcmp(key_type, "ec:P-521"))
+        return "sha512";
+    return "sha256";
+}
+
 char *kwt_cnf_text(const kwt_conf *c, const char *dir, const char *state)
 {
     kwt_buf b = {0};
@@ -276,20 +286,22 @@ char *kwt_cnf_text(const kwt_conf *c, const char *dir, const char *state)
                     "# this file (see keyward --dry-run). Keys stay on their tokens.\n");
     kwt_buf_printf(&b, "dir = %s\nstate = %s\n", dir, state);
     provider_stanza(&b, c->module, c->pin_source);
-    kwt_buf_add(&b,
-                "\n[req]\ndistinguished_name = req_dn\nstring_mask = utf8only\nutf8 = yes\n"
-                "default_md = sha256\n\n[req_dn]\n\n[ca]\ndefault_ca = CA_default\n\n[CA_default]\n"
-                "database = $state/index.txt\nserial = $state/serial\n"
-                "crlnumber = $state/crlnumber\nnew_certs_dir = $dir/certs\n"
-                "certificate = $dir/ca.crt\n");
+    const char *md = kwt_md_for_key_type(c->key_type);
+    kwt_buf_printf(&b,
+                   "\n[req]\ndistinguished_name = req_dn\nstring_mask = utf8only\nutf8 = yes\n"
+                   "default_md = %s\n\n[req_dn]\n\n[ca]\ndefault_ca = CA_default\n\n[CA_default]\n"
+                   "database = $state/index.txt\nserial = $state/serial\n"
+                   "crlnumber = $state/crlnumber\nnew_certs_dir = $dir/certs\n"
+                   "certificate = $dir/ca.crt\n",
+                   md);
     if (c->ca_key)
         kwt_buf_printf(&b, "private_key = %s\n", c->ca_key);
     kwt_buf_printf(&b,
-                   "default_md = sha256\ndefault_days = %d\ndefault_crl_days = %d\n"
+                   "default_md = %s\ndefault_days = %d\ndefault_crl_days = %d\n"
                    "policy = policy_keyward\nunique_subject = no\npreserve = yes\n"
                    "email_in_dn = no\nutf8 = yes\nstring_mask = utf8only\n"
-                   "copy_extensions = copy\ncrl_extensions = crl_ext\n",
-                   c->default_days, c->crl_days);
+                   "copy_extensions = none\ncrl_extensions = crl_ext\n",
+                   md, c->default_days, c->crl_days);
     kwt_buf_add(&b, "\n# Fields not listed here are dropped from issued subjects.\n"
                     "[policy_keyward]\n");
     for (size_t i = 0; i < sizeof(policy_fields) / sizeof(policy_fields[0]); i++) {
@@ -835,6 +847,8 @@ static int make_gen_crl(kwt_ca *ca, int g, const char *cert, const char *key, co
         rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     }
     /* a CRL is public: relying parties and the web server that publishes it must read it */
+    if (rc == 0 && kwt_g.dry_run)
+        printf("chmod 0644 %s %s\n", pem, der);
     if (rc == 0 && !kwt_g.dry_run && (chmod(pem, 0644) != 0 || chmod(der, 0644) != 0))
         rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", pem, strerror(errno));
     free(pn);
@@ -864,6 +878,24 @@ char *kwt_gen_cert_path(const kwt_ca *ca, int g)
     if (g == ca->conf.generation)
         return kwt_path(ca->dir, "ca.crt");
     return kwt_asprintf("%s/ca/ca-%d.crt", ca->dir, g);
+}
+
+static bool key_known(const kwt_ca *ca, int g)
+{
+    char *k = kwt_gen_key(&ca->conf, g);
+    bool known = k != NULL;
+    free(k);
+    return known;
+}
+
+static bool cert_unexpired(const kwt_ca *ca, int g)
+{
+    char *p = kwt_gen_cert_path(ca, g);
+    X509 *x = kwt_load_cert(p);
+    bool live = x && X509_cmp_current_time(X509_get0_notAfter(x)) > 0;
+    X509_free(x);
+    free(p);
+    return live;
 }
 
 bool kwt_gen_live(const kwt_ca *ca, int g)
@@ -909,6 +941,20 @@ int kwt_ca_make_crl(kwt_ca *ca, int days)
                     kwt_buf_addn(&bundle, t, l);
                 free(t);
             }
+        } else if (g < n && !key_known(ca, g) && cert_unexpired(ca, g)) {
+            /* its certificates may still be valid: keep the last CRL (keyward check reports it
+             * stale in time) rather than withdraw it */
+            fprintf(stderr,
+                    "keyward: warning: CA generation %d has no key in keyward.conf old_keys; its "
+                    "CRL crl/gen-%d.pem is not renewed\n",
+                    g, g);
+            if (!kwt_g.dry_run) {
+                size_t l = 0;
+                char *t = kwt_read_file(pem, &l);
+                if (t)
+                    kwt_buf_addn(&bundle, t, l);
+                free(t);
+            }
         } else if (!kwt_g.dry_run) {
             unlink(pem); /* an expired generation has nothing left to revoke */
             unlink(der);
@@ -927,7 +973,7 @@ int kwt_ca_make_crl(kwt_ca *ca, int days)
     char *pem = kwt_state_path(ca, "crl/crl.pem"), *der = kwt_state_path(ca, "crl/crl.der");
     char *curname = kwt_asprintf("crl/gen-%d.crl", n), *cur = kwt_state_path(ca, curname);
     if (rc == 0 && kwt_g.dry_run) {
-        printf("cat%s > %s\ncp %s %s\n", bundle.s, pem, cur, der);
+        printf("cat%s > %s\ncp %s %s\nchmod 0644 %s %s\n", bundle.s, pem, cur, der, pem, der);
     } else if (rc == 0) {
         if (kwt_write_atomic(pem, bundle.s, bundle.len, 0644) != 0 ||
             kwt_copy_file(cur, der, 0644) != 0)

@@ -15,6 +15,7 @@ typedef struct {
     const char *dir; /* CA directory */
     bool dry_run;
     bool json;
+    bool quiet; /* -q: errors only (cron) */
     int verbose;
 } kwt_opts;
 
@@ -24,6 +25,12 @@ extern kwt_opts kwt_g;
 /* Print "keyward: <msg>" to stderr and return code (so `return kwt_err(2, ...)` works). */
 int kwt_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void kwt_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "keyward: <note>" on stderr (what is happening), silent with -q. */
+void kwt_note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The real cause of a failure, found in a failed step's output: printed like kwt_err and kept
+ * for the audit log; the caller's next kwt_err (its guess at the same failure) is shown only
+ * with -v and does not replace it. */
+void kwt_cause(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Text of the last error recorded by kwt_err, for the audit log. */
 const char *kwt_last_error(void);
 void kwt_clear_error(void);
@@ -92,6 +99,10 @@ int kwt_run(const kwt_cmd *c, const char *cnf, char **stdout_to);
 /* Run with stderr read line by line; lines containing `tick` advance a progress bar on a TTY. */
 int kwt_run_progress(const kwt_cmd *c, const char *cnf, const char *tick, int total);
 int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to);
+/* Name the cause of a failed run from openssl's stderr (the provider's reason such as "PIN
+ * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
+ * specific was recognised. */
+bool kwt_explain_failure(const kwt_cmd *c, const char *cnf, const char *err);
 
 /* ---- argument parsing (util.c) ---- */
 typedef struct {
@@ -188,6 +199,8 @@ int kwt_ca_make_crl(kwt_ca *ca, int days);
 char *kwt_gen_key(const kwt_conf *c, int g);
 char *kwt_gen_cert_path(const kwt_ca *ca, int g);
 bool kwt_gen_live(const kwt_ca *ca, int g);
+/* The digest a CA key of this type signs with (sha256, sha384 for P-384, sha512 for P-521). */
+const char *kwt_md_for_key_type(const char *key_type);
 /* crl_url with "{gen}" replaced by the generation (NULL when no URL is configured). */
 char *kwt_crl_url_for(const kwt_conf *c, int gen);
 int kwt_random_serial(char *out, size_t outlen);
@@ -208,6 +221,11 @@ char *kwt_cert_serial(struct x509_st *x);                            /* upper-ca
 long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
+/* show.c: SHA-256 of the DER SubjectPublicKeyInfo (AA:BB:..), what a requester reads out to
+ * the CA operator; a CSR from a file (PEM or DER), NULL when unreadable. */
+struct evp_pkey_st;
+char *kwt_spki_fingerprint(struct evp_pkey_st *pk);
+struct X509_req_st *kwt_load_csr(const char *path);
 
 /* ---- subcommands ---- */
 int kwt_cmd_ca(int argc, char **argv);
@@ -224,6 +242,7 @@ int kwt_cmd_req(int argc, char **argv);
 int kwt_cmd_verify(int argc, char **argv);
 int kwt_cmd_check(int argc, char **argv);
 int kwt_cmd_uri2pem(int argc, char **argv);
+int kwt_cmd_show(int argc, char **argv);
 /* Sign one CSR in an open transaction (shared by sign and renew). */
 int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
                  const char *san, const char *device_id, char **serial_out);

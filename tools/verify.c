@@ -152,6 +152,11 @@ static bool has_device_id(X509 *x, const char *id, const char *oid)
     char *want = kwt_asprintf("device-%s", id);
     bool dns = false, other = false, any_other = false;
     ASN1_OBJECT *o = oid ? OBJ_txt2obj(oid, 1) : NULL;
+    if (!o) { /* no valid OID to look for: nothing proves the ID */
+        free(want);
+        GENERAL_NAMES_free(gens);
+        return false;
+    }
     for (int i = 0; gens && i < sk_GENERAL_NAME_num(gens); i++) {
         GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
         if (g->type == GEN_DNS) {
@@ -159,7 +164,7 @@ static bool has_device_id(X509 *x, const char *id, const char *oid)
             if ((size_t)ASN1_STRING_length(s) == strlen(want) &&
                 !strncasecmp((const char *)ASN1_STRING_get0_data(s), want, strlen(want)))
                 dns = true;
-        } else if (g->type == GEN_OTHERNAME && (!o || !OBJ_cmp(g->d.otherName->type_id, o))) {
+        } else if (g->type == GEN_OTHERNAME && !OBJ_cmp(g->d.otherName->type_id, o)) {
             ASN1_TYPE *v = g->d.otherName->value;
             any_other = true;
             if (v->type == V_ASN1_UTF8STRING &&
@@ -171,7 +176,10 @@ static bool has_device_id(X509 *x, const char *id, const char *oid)
     ASN1_OBJECT_free(o);
     GENERAL_NAMES_free(gens);
     free(want);
-    return dns && (other || !any_other);
+    /* the otherName under the device-ID OID is what a device profile certificate proves; a
+     * DNS name alone could come from any CSR */
+    (void)any_other;
+    return dns && other;
 }
 
 static char *time_text(const ASN1_TIME *t)
@@ -197,6 +205,8 @@ static void check_revocation(report_t *r, X509 *x, X509 *issuer, STACK_OF(X509_C
     EVP_PKEY *ik = X509_get0_pubkey(issuer);
     X509_CRL *use = NULL;
     bool stale = false;
+    /* of several CRLs from this key (an old copy beside a fresh one), the newest counts: an
+     * older one may predate the revocation */
     for (int i = 0; ik && i < sk_X509_CRL_num(crls); i++) {
         X509_CRL *c = sk_X509_CRL_value(crls, i);
         if (X509_NAME_cmp(X509_CRL_get_issuer(c), X509_get_subject_name(issuer)) != 0 ||
@@ -207,8 +217,9 @@ static void check_revocation(report_t *r, X509 *x, X509 *issuer, STACK_OF(X509_C
             stale = true;
             continue;
         }
-        use = c;
-        break;
+        if (!use ||
+            ASN1_TIME_compare(X509_CRL_get0_lastUpdate(c), X509_CRL_get0_lastUpdate(use)) > 0)
+            use = c;
     }
     const char *what = leaf ? "" : " (a certificate of the chain)";
     if (!use && stale) {
@@ -335,12 +346,27 @@ int kwt_cmd_verify(int argc, char **argv)
     X509_STORE_CTX_set_flags(ctx, X509_V_FLAG_NO_CHECK_TIME);
     int ok = X509_verify_cert(ctx);
     STACK_OF(X509) *chain = ok == 1 ? X509_STORE_CTX_get0_chain(ctx) : NULL;
+    /* the leaf's dates are reported below; every certificate above it (CA roots, link
+     * certificates) must be within its validity now, as any relying party checks */
+    for (int i = 1; chain && i < sk_X509_num(chain); i++) {
+        X509 *c = sk_X509_value(chain, i);
+        time_t t = time(NULL);
+        if (X509_cmp_time(X509_get0_notAfter(c), &t) < 0 ||
+            X509_cmp_time(X509_get0_notBefore(c), &t) > 0) {
+            char *cs = kwt_cert_subject(c), *na = time_text(X509_get0_notAfter(c));
+            line(&r, "chain", "FAIL",
+                 "%s (certificate %d of the chain) is not valid now (not after %s)", cs, i + 1, na);
+            free(cs);
+            free(na);
+            chain = NULL;
+        }
+    }
     if (chain) {
         X509 *issuer = sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL;
         char *is = issuer ? kwt_cert_subject(issuer) : kwt_strdup("(self)");
         line(&r, "chain", "OK", "%s issued by %s (%d certificates)", subj, is, sk_X509_num(chain));
         free(is);
-    } else {
+    } else if (ok != 1) {
         line(&r, "chain", "FAIL", "%s: %s", subj,
              X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
     }
@@ -391,10 +417,18 @@ int kwt_cmd_verify(int argc, char **argv)
     }
     /* 6. device ID */
     if (devid) {
+        if (!device_oid) { /* no CA directory: the default device-ID OID */
+            kwt_conf dc;
+            kwt_conf_defaults(&dc);
+            device_oid = kwt_strdup(dc.device_oid);
+            kwt_conf_free(&dc);
+        }
         if (has_device_id(x, devid, device_oid))
             line(&r, "device-id", "OK", "SAN has device-%s and the device ID", devid);
         else
-            line(&r, "device-id", "FAIL", "SAN does not carry device ID %s", devid);
+            line(&r, "device-id", "FAIL",
+                 "SAN does not carry device ID %s as DNS device-%s and an otherName under %s",
+                 devid, devid, device_oid);
     }
     if (kwt_g.json)
         kwt_buf_printf(&r.out, "],\"result\":\"%s\"}\n", r.fail ? "FAIL" : "PASS");

@@ -157,7 +157,13 @@ expect_rc 1 "$KW" --dir "$P" verify "$P/certs/$old.pem"
 grep -q "superseded" "$T/out" || fail "old cert not revoked as superseded"
 expect_rc 0 "$KW" req --key "$(cl web2)" --subject "CN=web.example.com,O=Example" \
     --san DNS:web.example.com --out "$T/web2.csr"
-expect_rc 0 "$KW" --dir "$P" ca renew web --csr "$T/web2.csr"
+# the rekey CSR drops a SAN the first one had: refused without --allow-subject-change
+expect_rc 1 "$KW" --dir "$P" ca renew web --csr "$T/web2.csr"
+grep -q "another identity.*subjectAltName" "$T/err" || fail "identity change on rekey not explained"
+expect_rc 0 "$KW" --dir "$P" ca renew web --csr "$T/web2.csr" --allow-subject-change
+grep -q "identity changed: subjectAltName" "$T/err" || fail "identity change not shown"
+grep -q '"op":"ca renew (rekey, identity changed: subjectAltName' "$P/audit.log" ||
+    fail "identity change not in the audit log"
 [ "$(openssl x509 -in "$P/issued/web.crt" -noout -pubkey)" != "$oldpub" ] || fail "rekey kept the key"
 expect_rc 0 "$KW" --dir "$P" verify "$P/issued/web.crt" --purpose server
 ok "renew and rekey"

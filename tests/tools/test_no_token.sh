@@ -17,7 +17,14 @@ leaf() { # NAME EXT DAYS
 leaf client "extendedKeyUsage=clientAuth" 20
 leaf server "extendedKeyUsage=serverAuth
 subjectAltName=DNS:s.example" 20
+# keyward's default device-ID OID (no CA directory: verify looks for that one)
+DEVOID=2.25.208833640913812316218453327405385622517
 leaf dev "extendedKeyUsage=clientAuth
+subjectAltName=DNS:device-AB12,otherName:$DEVOID;UTF8:AB12" 20
+# a client certificate that only claims the device's DNS name, and one with another otherName
+leaf devdns "extendedKeyUsage=clientAuth
+subjectAltName=DNS:device-AB12" 20
+leaf devother "extendedKeyUsage=clientAuth
 subjectAltName=DNS:device-AB12,otherName:1.2.3.4;UTF8:AB12" 20
 leaf gone "extendedKeyUsage=clientAuth" 20
 mkdir -p db && : > db/index.txt && echo 01 > db/crlnumber
@@ -39,6 +46,10 @@ expect_rc 1 V client.crt --purpose server
 expect_rc 0 V server.crt --purpose server
 expect_rc 0 V dev.crt --purpose device --device-id AB12
 expect_rc 1 V dev.crt --purpose device --device-id AB13
+expect_rc 1 V devdns.crt --purpose device --device-id AB12
+grep -q "^FAIL device-id" "$T/out" || fail "a DNS name alone passed as a device ID"
+expect_rc 1 V devother.crt --purpose device --device-id AB12
+grep -q "^FAIL device-id" "$T/out" || fail "an otherName under another OID passed as a device ID"
 expect_rc 1 V gone.crt
 grep -q "^FAIL revocation .*keyCompromise" "$T/out" || fail "revocation reason not shown"
 expect_rc 0 V client.crt --warn-days 60
