@@ -591,7 +591,7 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
     }
     int rc = check_csr(label, req, profile, &ca->conf, device_id, &cn, &csr_sans);
     if (rc == 0 && looks_like_serial(name))
-        rc = kwt_err(KWT_USAGE,
+        rc = kwt_err(KWT_FAIL,
                      "NAME %s looks like a serial number (16 or more hex digits); `ca revoke` "
                      "could take it for another certificate's serial: pass another --name",
                      name);
@@ -740,6 +740,7 @@ static void report(kwt_ca *ca, const char *name, const char *serial, bool first,
     char *p = kwt_asprintf("%s/issued/%s.crt", ca->dir, name);
     X509 *x = kwt_load_cert(p);
     char *fp = x ? kwt_cert_fingerprint(x) : kwt_strdup("");
+    char *spki = kwt_spki_fingerprint(x ? X509_get0_pubkey(x) : NULL);
     char *subj = x ? kwt_cert_subject(x) : kwt_strdup("");
     if (kwt_g.json) {
         kwt_buf b = {0};
@@ -753,14 +754,19 @@ static void report(kwt_ca *ca, const char *name, const char *serial, bool first,
         kwt_buf_json_str(&b, subj);
         kwt_buf_add(&b, ",\"sha256\":");
         kwt_buf_json_str(&b, fp);
+        kwt_buf_add(&b, ",\"spki_sha256\":");
+        kwt_buf_json_str(&b, spki);
         kwt_buf_add(&b, last ? "}]\n" : "},\n");
         fputs(b.s, stdout);
         kwt_buf_free(&b);
     } else {
-        printf("issued %s\n  path:   %s\n  serial: %s\n  sha256: %s\n", name, p, serial, fp);
+        printf("issued %s\n  path:   %s\n  serial: %s\n  sha256: %s\n  public key SHA-256 "
+               "(SPKI): %s\n",
+               name, p, serial, fp, spki);
     }
     X509_free(x);
     free(fp);
+    free(spki);
     free(subj);
     free(p);
 }

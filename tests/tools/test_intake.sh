@@ -1,0 +1,149 @@
+#!/bin/bash
+# CSR intake against a hostile requester (issue 14, items 1-7 and 14): CSRs made with stock
+# `openssl req -addext` (raw DER for a NUL in a DNS name and a comma inside a URI), a CSR file
+# rewritten while the CA reads it, a CN that is another certificate's serial, a device name in a
+# client CSR, a rekey to another identity, one key under two names, export paths planted as
+# symlinks, and the signing digest and key usage that follow the keys.
+. "$(dirname "$0")/lib.sh"
+need_softhsm
+command -v python3 >/dev/null || skip "python3 missing"
+make_token ca 11112222
+P=$T/pki
+expect_rc 0 "$KW" --dir "$P" ca init --key "pkcs11:token=ca;object=ca" --subject "CN=Intake CA,O=Ex" \
+    --key-type ec:P-384 --pin-source "file:$T/ca.pin"
+DEVOID=$(sed -n 's/^device_id_oid = //p' "$P/keyward.conf")
+# csr NAME [openssl req args...]: a CSR with a fresh key (file key: the requester's side)
+csr() {
+    local n=$1
+    shift
+    OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$T/$n.key" -out "$T/$n.csr" "$@" 2>"$T/req.err" || { cat "$T/req.err"; fail "csr $n"; }
+}
+# der_san HEX: the subjectAltName extension value for -addext from GeneralNames DER
+san_der() { python3 -c '
+import sys
+def tlv(t, b):
+    n = len(b)
+    l = bytes([n]) if n < 128 else bytes([0x81, n]) if n < 256 else bytes([0x82, n >> 8, n & 255])
+    return bytes([t]) + l + b
+names = b"".join(tlv(int(t, 16), v.encode("latin-1").decode("unicode_escape").encode("latin-1"))
+                 for t, v in (a.split("=", 1) for a in sys.argv[1:]))
+print(tlv(0x30, names).hex())' "$@"; }
+refused() { # LABEL PATTERN CMD...: exit 1, the message matches, nothing issued
+    local label=$1 pat=$2
+    shift 2
+    local before
+    before=$(wc -l <"$P/state/index.txt")
+    expect_rc 1 "$@"
+    grep -q -- "$pat" "$T/err" || { cat "$T/err" >&2; fail "$label: message does not say '$pat'"; }
+    [ "$(wc -l <"$P/state/index.txt")" = "$before" ] || fail "$label: a certificate was issued"
+}
+
+# 1. SANs: every GeneralName type, NUL and separators, otherNames
+csr upn -subj "/CN=upn/O=Ex" -addext "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;UTF8:admin@corp.example"
+refused "UPN otherName" "otherName name 1.3.6.1.4.1.311.20.2.3" "$KW" --dir "$P" ca sign "$T/upn.csr" --profile client
+csr devo -subj "/CN=devo/O=Ex" -addext "subjectAltName=otherName:$DEVOID;UTF8:SN-1"
+refused "device otherName in a client CSR" "otherName" "$KW" --dir "$P" ca sign "$T/devo.csr" --profile client
+csr nul -subj "/CN=nul/O=Ex" -addext "subjectAltName=DER:$(san_der '82=good.example.com\x00.evil.com')"
+refused "NUL in a DNS name" "NUL byte" "$KW" --dir "$P" ca sign "$T/nul.csr" --profile server
+csr comma -subj "/CN=comma/O=Ex" -addext "subjectAltName=DER:$(san_der '86=http://a.example/,DNS:evil.com')"
+refused "comma inside a URI" "contains one of" "$KW" --dir "$P" ca sign "$T/comma.csr" --profile client
+csr rid -subj "/CN=rid/O=Ex" -addext "subjectAltName=RID:1.2.3.4"
+refused "registeredID" "registeredID" "$KW" --dir "$P" ca sign "$T/rid.csr" --profile client
+csr ctl -subj "/CN=ctl/O=Ex" -addext "subjectAltName=DER:$(san_der '82=ok.example\x01')"
+refused "control byte" "control character" "$KW" --dir "$P" ca sign "$T/ctl.csr" --profile server
+csr email -subj "/CN=email/O=Ex" -addext "subjectAltName=email:a@b.example"
+refused "email in a server CSR" "email (rfc822Name) name, which the server profile" \
+    "$KW" --dir "$P" ca sign "$T/email.csr" --profile server
+csr devdns -subj "/CN=devdns/O=Ex" -addext "subjectAltName=DNS:device-SN-9"
+refused "device DNS name outside the device profile" "reserved for device" \
+    "$KW" --dir "$P" ca sign "$T/devdns.csr" --profile client
+csr good -subj "/CN=good/O=Ex" -addext "subjectAltName=DNS:good.example.com,IP:10.0.0.1"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/good.csr" --profile server
+openssl x509 -in "$P/issued/good.crt" -noout -ext subjectAltName >"$T/san.txt"
+grep -q "DNS:good.example.com, IP Address:10.0.0.1" "$T/san.txt" || { cat "$T/san.txt"; fail "checked SAN not written"; }
+grep -q "^copy_extensions = none" "$P/openssl.cnf" || fail "openssl.cnf copies extensions from requests"
+ok "SANs: UPN and foreign otherNames, NUL, comma, control byte, registeredID, wrong type, device-* refused; checked SAN written"
+
+# 2. the CSR file rewritten while the CA reads it: what is issued is what was checked
+csr bobok -subj "/CN=bob/O=Ex"
+csr bobevil -subj "/CN=admin/O=Ex" -addext "certificatePolicies=1.2.3.4.5" \
+    -addext "authorityInfoAccess=caIssuers;URI:http://attacker.example/x" -addext "nsCertType=server,objsign"
+cp "$T/bobok.csr" "$T/swap.csr"
+( while :; do cp "$T/bobevil.csr" "$T/swap.tmp" && mv -f "$T/swap.tmp" "$T/swap.csr"
+      cp "$T/bobok.csr" "$T/swap.tmp2" && mv -f "$T/swap.tmp2" "$T/swap.csr"; done ) &
+SWAPPER=$!
+KWT_PIDS="$KWT_PIDS $SWAPPER"
+issued=0
+for i in $(seq 1 12); do
+    "$KW" --dir "$P" ca sign "$T/swap.csr" --profile client --name "bob$i" --allow-same-key \
+        >/dev/null 2>&1 && issued=$((issued + 1))
+done
+kill "$SWAPPER" 2>/dev/null
+wait "$SWAPPER" 2>/dev/null
+for i in $(seq 1 12); do
+    [ -e "$P/issued/bob$i.crt" ] || continue
+    openssl x509 -in "$P/issued/bob$i.crt" -noout -text >"$T/bob.txt"
+    grep -q "CN *= *bob" "$T/bob.txt" || fail "swap: bob$i issued with another subject"
+    grep -q -E "Certificate Policies|Authority Information Access|Netscape Cert Type|1\.2\.3\.4\.5" \
+        "$T/bob.txt" && fail "swap: bob$i carries an extension from the swapped-in CSR"
+done
+echo "swap: $issued of 12 signing runs issued (each either the checked CSR or refused)"
+mkfifo "$T/fifo.csr"
+refused "FIFO as CSR" "not a regular file" timeout 20 "$KW" --dir "$P" ca sign "$T/fifo.csr" --profile client
+ok "a CSR rewritten during signing: only the checked request is issued; a FIFO is refused at once"
+
+# 3. a CN that is another certificate's serial; revoke by name or serial unambiguous
+gserial=$(openssl x509 -in "$P/issued/good.crt" -noout -serial | cut -d= -f2)
+csr decoy -subj "/CN=$gserial/O=Ex"
+refused "CN that looks like a serial" "looks like a serial" "$KW" --dir "$P" ca sign "$T/decoy.csr" --profile client
+csr carol -subj "/CN=carol/O=Ex"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/carol.csr" --profile client
+cserial=$(openssl x509 -in "$P/issued/carol.crt" -noout -serial | cut -d= -f2)
+expect_rc 1 "$KW" --dir "$P" ca revoke --name "$cserial"
+grep -q "no certificate named $cserial" "$T/err" || fail "--name took a serial"
+expect_rc 0 "$KW" --dir "$P" ca revoke --name carol --reason superseded
+grep -q "serial $cserial" "$T/out" || fail "revoke --name carol"
+ok "a requester's CN cannot pose as a serial; --name and --serial say which"
+
+# 4/5/6. identity: device names, rekey to another identity, one key under two names
+refused "same key under another name" "already holds a valid certificate, good" \
+    "$KW" --dir "$P" ca sign "$T/good.csr" --profile client --name good3
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/good.csr" --profile client --name good3 --allow-same-key
+csr alice -subj "/CN=alice/O=Ex" -addext "subjectAltName=email:alice@ex.example"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/alice.csr" --profile client
+csr rootadmin -subj "/CN=root-admin/O=Ex" -addext "subjectAltName=DNS:admin.corp.example"
+refused "rekey to another identity" "another identity" "$KW" --dir "$P" ca renew alice --csr "$T/rootadmin.csr"
+expect_rc 0 "$KW" --dir "$P" ca renew alice --csr "$T/rootadmin.csr" --allow-subject-change
+grep -q "identity changed: subject" "$T/err" || fail "identity change not printed"
+grep -q '"op":"ca renew (rekey, identity changed: subject' "$P/audit.log" || fail "identity change not audited"
+ok "rekey keeps the identity unless --allow-subject-change (shown and audited); one key, one NAME"
+
+# 7. exports into a shared directory with planted symlinks
+mkdir -p "$T/shared" && echo precious >"$T/victim"
+ln -s "$T/victim" "$T/shared/pkg"
+expect_rc 1 "$KW" --dir "$P" ca export alice --package "$T/shared/pkg"
+grep -q "symbolic link" "$T/err" || fail "package into a symlink not refused clearly"
+ln -s "$T/victim" "$T/shared/a.p12"
+expect_rc 0 "$KW" --dir "$P" ca export alice --format p12 --out "$T/shared/a.p12"
+[ "$(cat "$T/victim")" = precious ] || fail "p12 export wrote through a planted symlink"
+[ -L "$T/shared/a.p12" ] && fail "p12 export left the planted symlink in place"
+ln -s "$T/victim" "$T/shared/a.pem"
+expect_rc 0 "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/a.pem"
+[ "$(cat "$T/victim")" = precious ] || fail "pem export wrote through a planted symlink"
+ok "exports never write through planted symlinks"
+
+# 14. the digest follows the CA key; keyEncipherment only for RSA server keys
+openssl x509 -in "$P/issued/good.crt" -noout -text | grep -q "Signature Algorithm: ecdsa-with-SHA384" ||
+    fail "a P-384 CA does not sign with SHA-384"
+openssl crl -in "$P/crl/crl.pem" -noout -text | grep -q "ecdsa-with-SHA384" || fail "CRL not SHA-384"
+openssl x509 -in "$P/issued/good.crt" -noout -ext keyUsage | grep -q "Key Encipherment" &&
+    fail "an EC server key got keyEncipherment"
+OPENSSL_CONF=/dev/null openssl req -new -newkey rsa:2048 -nodes -keyout "$T/rsa.key" -subj "/CN=rsa/O=Ex" \
+    -addext "subjectAltName=DNS:rsa.example.com" -out "$T/rsa.csr" 2>/dev/null
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/rsa.csr" --profile server
+openssl x509 -in "$P/issued/rsa.crt" -noout -ext keyUsage | grep -q "Key Encipherment" ||
+    fail "an RSA server key lacks keyEncipherment"
+expect_rc 0 "$KW" --dir "$P" check
+ok "P-384 CA signs certificates and CRLs with SHA-384; keyEncipherment for RSA server keys only"
+echo PASS
