@@ -13,6 +13,46 @@
 
 #define KW_PIN_MAX 256
 
+/* "fd:N": a sealed memory file (memfd) that a parent, such as the keyward command after its
+ * one prompt, hands to its children, so that every child gets the PIN without it being in argv,
+ * the environment or a file on disk. Only a descriptor sealed against writing is taken (not any
+ * open file of the process), read from its start each time (a process may log in again). */
+static kw_err pin_from_fd(const char *source, char **pin)
+{
+    char buf[KW_PIN_MAX + 1], *end;
+    struct stat st;
+    long fd = strtol(source + 3, &end, 10);
+    ssize_t r;
+    size_t len;
+
+    *pin = NULL;
+    if (end == source + 3 || *end != '\0' || fd < 0 || fd > 65535)
+        return kw_err_set(KW_ERR_PIN_SOURCE, "PIN source \"%s\" is not fd:NUMBER", source);
+    int seals = fcntl((int)fd, F_GET_SEALS); /* -1 for anything but a memfd */
+    if (fstat((int)fd, &st) != 0 || !S_ISREG(st.st_mode) || seals < 0 ||
+        (seals & F_SEAL_WRITE) == 0)
+        return kw_err_set(KW_ERR_PIN_SOURCE,
+                          "PIN source %s is not an inherited sealed memory file (memfd)", source);
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) || st.st_uid != geteuid())
+        return kw_err_set(KW_ERR_PIN_SOURCE, "PIN source %s is not private to this user", source);
+    r = pread((int)fd, buf, sizeof(buf) - 1, 0);
+    len = r > 0 ? (size_t)r : 0;
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        len--;
+    buf[len] = '\0';
+    if (len == 0 || memchr(buf, '\n', len) != NULL) {
+        kw_wipe(buf, sizeof(buf));
+        return kw_err_set(KW_ERR_PIN_SOURCE, "PIN source %s is empty or has more than one line",
+                          source);
+    }
+    *pin = kw_secure_strndup(buf, len);
+    kw_wipe(buf, sizeof(buf));
+    if (*pin == NULL)
+        return kw_err_set(KW_ERR_MEMORY, "out of memory");
+    KW_DEBUG("pin", "PIN read from %s", source);
+    return KW_OK;
+}
+
 kw_err kw_pin_from_source(const char *source, char **pin)
 {
     const char *path = source;
@@ -23,6 +63,8 @@ kw_err kw_pin_from_source(const char *source, char **pin)
     int fd;
 
     *pin = NULL;
+    if (strncmp(path, "fd:", 3) == 0)
+        return pin_from_fd(source, pin);
     if (strncmp(path, "file:", 5) == 0)
         path += 5;
     if (path[0] != '/')

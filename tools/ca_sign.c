@@ -735,6 +735,47 @@ out:
     return rc;
 }
 
+/* --dry-run: what keyward itself does after `openssl ca`, as shell lines, so that the script
+ * run by hand records each NAME in the index (openssl writes "unknown"), links issued/NAME.crt
+ * and keeps the request and its record, as a real run does. dry_mark runs before openssl. */
+static void dry_mark(kwt_ca *ca)
+{
+    char *ixp = kwt_state_path(ca, "index.txt");
+    fputs("kw_ix=", stdout);
+    kwt_shq(stdout, ixp);
+    fputs("\nkw_n0=$(wc -l < \"$kw_ix\")\n", stdout);
+    free(ixp);
+}
+
+static void dry_record(kwt_ca *ca, size_t n, char *const *names, char *const *csrs,
+                       const char *profile, int days, const char *san, const char *devid)
+{
+    fputs(
+        "awk -F'\\t' -v OFS='\\t' -v n0=\"$kw_n0\" 'NR == FNR { nm[FNR] = $0; next } "
+        "(FNR - n0) in nm { $5 = nm[FNR - n0] } 1' - \"$kw_ix\" > \"$kw_ix.kw\" <<'KEYWARD_EOF'\n",
+        stdout);
+    for (size_t i = 0; i < n; i++)
+        printf("%s\n", names[i]);
+    fputs("KEYWARD_EOF\ncat \"$kw_ix.kw\" > \"$kw_ix\" && rm \"$kw_ix.kw\"\n", stdout);
+    for (size_t i = 0; i < n; i++) {
+        /* ca->dir has no quotes, $ or spaces (ca init refuses them) */
+        printf("kw_s=$(sed -n \"$((kw_n0 + %zu))p\" \"$kw_ix\" | cut -f4)\n", i + 1);
+        printf("ln -sfn \"../certs/$kw_s.pem\" %s/issued/%s.crt\n", ca->dir, names[i]);
+        fputs("cp ", stdout);
+        kwt_shq(stdout, csrs[i]);
+        printf(" \"%s/certs/$kw_s.csr\"\nprintf '%%s\\n' name=%s profile=%s days=%d ", ca->dir,
+               names[i], profile, days);
+        char *sv = kwt_asprintf("san=%s", san ? san : ""),
+             *dv = kwt_asprintf("device_id=%s", devid ? devid : "");
+        kwt_shq(stdout, sv);
+        fputc(' ', stdout);
+        kwt_shq(stdout, dv);
+        printf(" > \"%s/certs/$kw_s.meta\"\n", ca->dir);
+        free(sv);
+        free(dv);
+    }
+}
+
 static void report(kwt_ca *ca, const char *name, const char *serial, bool first, bool last)
 {
     char *p = kwt_asprintf("%s/issued/%s.crt", ca->dir, name);
@@ -959,6 +1000,8 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     snprintf(ds, sizeof(ds), "%d", clamp_days(ca, 0, days));
     snprintf(sect, sizeof(sect), "ext_%s", profile);
     char *outp = kwt_state_path(ca, "batch.crt");
+    if (kwt_g.dry_run)
+        dry_mark(ca);
     kwt_cmd *c = malloc(sizeof(*c));
     kwt_cmd_init(c, "ca");
     kwt_cmd_add(c, "-batch");
@@ -978,6 +1021,8 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     rc = kwt_run_progress(c, bcnf ? bcnf : kwt_ca_cnf(ca), "Signature ok", (int)n);
     free(c);
     free(outp);
+    if (rc == 0 && kwt_g.dry_run)
+        dry_record(ca, n, names, files, profile, days, NULL, NULL);
     if (rc || kwt_g.dry_run)
         goto out;
     if (kwt_index_load(&ix1, ixp) != 0 || ix1.n != ix0.n + n) {
@@ -1122,6 +1167,15 @@ int kwt_cmd_ca_sign(int argc, char **argv)
     free(ixp);
     if (rc)
         goto out;
+    /* before issuing: the key the requester should have read out (keyward req prints it) */
+    char *spki = kwt_spki_fingerprint(X509_REQ_get0_pubkey(req));
+    if (kwt_g.dry_run) /* a comment of the script */
+        printf("# %s: public key SHA-256 (SPKI) %s\n", pos[0], spki);
+    else
+        kwt_info("%s: public key SHA-256 (SPKI) %s", pos[0], spki);
+    free(spki);
+    if (kwt_g.dry_run)
+        dry_mark(&ca);
     if ((rc = kwt_txn_begin(&ca)))
         goto out;
     rc = sign_req(&ca, 0, pos[0], req, profile, name, days, san, devid, &serial);
@@ -1131,6 +1185,10 @@ int kwt_cmd_ca_sign(int argc, char **argv)
         kwt_ca_link_issued(&ca, name, serial);
         kwt_clear_error();
         report(&ca, name, serial, true, true);
+    }
+    if (rc == 0 && kwt_g.dry_run) {
+        char *nm = (char *)name, *cs = (char *)pos[0];
+        dry_record(&ca, 1, &nm, &cs, profile, days, san, devid);
     }
 out:
     if (!kwt_g.dry_run)

@@ -51,7 +51,7 @@ static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...)
 {
     va_list ap;
-    fputs("keyward keyring: error: ", stderr);
+    fputs("keyward: keyring: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -67,7 +67,8 @@ static const char *rv_text(CK_RV rv)
     case CKR_DEVICE_MEMORY:
         return "keyring quota exceeded (see /proc/sys/kernel/keys/maxbytes)";
     case CKR_KEY_FUNCTION_NOT_PERMITTED:
-        return "permission denied by the keyring";
+        return "permission denied by the keyring: this process does not possess it; link the "
+               "user keyring into the session keyring (keyctl link @u @s) or use a session: token";
     case CKR_ATTRIBUTE_VALUE_INVALID:
         return "the token refused the key or certificate";
     case CKR_KEY_SIZE_RANGE:
@@ -332,7 +333,7 @@ static int cmd_import(int argc, char **argv)
            EVP_PKEY_get_bits(pk), (unsigned long)serial, mode);
     if (strcmp(mode, "kernel") != 0)
         fprintf(stderr,
-                "keyward keyring: warning: '%s' is in SOFTWARE mode: the private key is "
+                "keyward: keyring: warning: '%s' is in SOFTWARE mode: the private key is "
                 "kept in a user key and used in user space, not by the kernel\n",
                 label);
     rc = shred ? shred_file(file) : 0;
@@ -462,7 +463,7 @@ static int cmd_list(int argc, char **argv, int json)
         }
         if (r.cls == CKO_PRIVATE_KEY && strcmp(r.mode, "software") == 0)
             fprintf(stderr,
-                    "keyward keyring: warning: '%s' is in SOFTWARE mode: any process of this user "
+                    "keyward: keyring: warning: '%s' is in SOFTWARE mode: any process of this user "
                     "that can link the keyring (keyctl link @u @s) can read the private key "
                     "(keyctl pipe); kernel mode (modprobe pkcs8_key_parser, RSA) does not allow "
                     "that\n",
@@ -514,6 +515,37 @@ static int cmd_remove(int argc, char **argv)
     return rc;
 }
 
+static const struct {
+    const char *cmd, *text;
+} usages[] = {
+    {"import", "usage: keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT]\n"
+               "                              [--token LABEL] [--shred]\n"
+               "Loads a private key (PEM, DER or PKCS#8; an encrypted PEM asks for its\n"
+               "passphrase) and optionally its certificate into the kernel keyring token;\n"
+               "--shred overwrites and removes KEYFILE once the key is in the kernel.\n"},
+    {"list", "usage: keyward keyring list [--json] [--token LABEL]\n"
+             "Keys (label, id, type, bits, kernel or software mode) and certificates.\n"},
+    {"remove", "usage: keyward keyring remove LABEL [--token LABEL]\n"
+               "Removes the key, its public half and certificate with that label.\n"},
+};
+
+/* One subcommand's text, or all of them (sub NULL). */
+static int usage(const char *sub, FILE *f)
+{
+    for (size_t i = 0; i < sizeof(usages) / sizeof(usages[0]); i++)
+        if (!sub || !strcmp(sub, usages[i].cmd))
+            fputs(usages[i].text, f);
+    return 0;
+}
+
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
+}
+
 int kwt_keyring_main(int argc, char **argv)
 {
     int json = 0;
@@ -521,13 +553,12 @@ int kwt_keyring_main(int argc, char **argv)
     json = kwt_g.json; /* `keyward --json` is a global option */
 #endif
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        fprintf(argc < 2 ? stderr : stdout,
-                "usage: keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT]\n"
-                "                              [--token LABEL] [--shred]\n"
-                "       keyward keyring list [--json] [--token LABEL]\n"
-                "       keyward keyring remove LABEL [--token LABEL]\n");
+        usage(NULL, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    for (size_t i = 0; i < sizeof(usages) / sizeof(usages[0]); i++)
+        if (!strcmp(argv[1], usages[i].cmd) && wants_help(argc, argv))
+            return usage(argv[1], stdout);
     if (!strcmp(argv[1], "import"))
         return cmd_import(argc, argv);
     if (!strcmp(argv[1], "list"))

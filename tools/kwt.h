@@ -99,6 +99,9 @@ int kwt_run(const kwt_cmd *c, const char *cnf, char **stdout_to);
 /* Run with stderr read line by line; lines containing `tick` advance a progress bar on a TTY. */
 int kwt_run_progress(const kwt_cmd *c, const char *cnf, const char *tick, int total);
 int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to);
+/* Run openssl without a controlling terminal and with stdin from /dev/null, so that it cannot
+ * prompt for a PIN by itself (keyward prompted once and hands the PIN over). */
+extern bool kwt_children_no_tty;
 /* Name the cause of a failed run from openssl's stderr (the provider's reason such as "PIN
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
@@ -116,8 +119,11 @@ int kwt_parse_args(const char *cmd, int argc, char **argv, const kwt_optspec *sp
 
 /* Print a generated config the way --dry-run shows it (once per path). */
 void kwt_dry_show_file(const char *path, const char *content);
+/* The content a --dry-run showed for path instead of writing it (NULL: none). */
+const char *kwt_dry_file(const char *path);
 const char *kwt_openssl_bin(void);
 void kwt_print_argv(FILE *f, const kwt_cmd *c, const char *cnf);
+void kwt_shq(FILE *f, const char *s); /* a word for the shell, single-quoted when needed */
 
 /* ---- CA directory (cadb.c) ---- */
 typedef struct {

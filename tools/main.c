@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <keyward/keyward.h>
 #ifdef KWT_HAVE_KEYRING
@@ -13,6 +15,13 @@
 
 static int help(int argc, char **argv)
 {
+#ifdef KWT_HAVE_KEYRING
+    /* the keyring texts live with keyring.c (also built as a stand-alone tool) */
+    if (argc >= 2 && !strcmp(argv[1], "keyring")) {
+        char *kargv[] = {"keyring", argc > 2 ? argv[2] : "--help", "--help", NULL};
+        return kwt_keyring_main(argc > 2 ? 3 : 2, kargv);
+    }
+#endif
     kwt_buf b = {0};
     kwt_buf_addn(&b, "", 0);
     for (int i = 1; i < argc; i++) {
@@ -48,6 +57,73 @@ int kwt_cmd_ca(int argc, char **argv)
     return kwt_err(KWT_USAGE, "unknown command 'ca %s' (see keyward help ca)", argv[1]);
 }
 
+static int dispatch(int argc, char **argv)
+{
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        kwt_usage("", stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("keyward %s\n", KEYWARD_VERSION_STR);
+        return 0;
+    }
+    if (!strcmp(cmd, "help"))
+        return argc > 2 ? help(argc - 1, argv + 1) : (kwt_usage("", stdout), 0);
+    if (!strcmp(cmd, "ca"))
+        return kwt_cmd_ca(argc - 1, argv + 1);
+    if (!strcmp(cmd, "req"))
+        return kwt_cmd_req(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify"))
+        return kwt_cmd_verify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check"))
+        return kwt_cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "show"))
+        return kwt_cmd_show(argc - 1, argv + 1);
+    if (!strcmp(cmd, "uri2pem"))
+        return kwt_cmd_uri2pem(argc - 1, argv + 1);
+#ifdef KWT_HAVE_KEYRING
+    if (!strcmp(cmd, "keyring"))
+        return kwt_keyring_main(argc - 1, argv + 1);
+#endif
+    return kwt_err(KWT_USAGE, "unknown command '%s' (see keyward --help)", cmd);
+}
+
+/* -q (cron): what a command prints on stdout goes to a memory file, so a run that works is
+ * silent; when it fails, the FAIL lines of its report (check, verify) are shown as errors. */
+static int quiet_run(int argc, char **argv)
+{
+    fflush(stdout);
+    int saved = dup(1), mem = memfd_create("keyward-stdout", MFD_CLOEXEC);
+    if (saved < 0 || mem < 0 || dup2(mem, 1) < 0) {
+        if (saved >= 0)
+            close(saved);
+        if (mem >= 0)
+            close(mem);
+        return dispatch(argc, argv); /* not quiet, but working */
+    }
+    close(mem);
+    int rc = dispatch(argc, argv);
+    fflush(stdout);
+    kwt_buf out = {0};
+    char tmp[8192];
+    ssize_t n;
+    if (rc != 0 && lseek(1, 0, SEEK_SET) == 0)
+        while ((n = read(1, tmp, sizeof(tmp))) > 0)
+            kwt_buf_addn(&out, tmp, (size_t)n);
+    dup2(saved, 1);
+    close(saved);
+    for (char *l = out.s, *nl; l && *l; l = nl ? nl + 1 : NULL) {
+        nl = strchr(l, '\n');
+        if (nl)
+            *nl = '\0';
+        if (!strncmp(l, "FAIL", 4))
+            fprintf(stderr, "keyward: %s\n", l);
+    }
+    kwt_buf_free(&out);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* Global options may come anywhere before "--"; take them out of argv. */
@@ -72,6 +148,8 @@ int main(int argc, char **argv)
             kwt_g.json = true;
         } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose")) {
             kwt_g.verbose++;
+        } else if (!strcmp(argv[i], "-q") || !strcmp(argv[i], "--quiet")) {
+            kwt_g.quiet = true;
         } else {
             argv[out++] = argv[i];
         }
@@ -84,30 +162,10 @@ int main(int argc, char **argv)
         kwt_usage("", stderr);
         return KWT_USAGE;
     }
-    const char *cmd = argv[1];
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
-        kwt_usage("", stdout);
-        return 0;
-    }
-    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        printf("keyward %s\n", KEYWARD_VERSION_STR);
-        return 0;
-    }
-    if (!strcmp(cmd, "help"))
-        return argc > 2 ? help(argc - 1, argv + 1) : (kwt_usage("", stdout), 0);
-    if (!strcmp(cmd, "ca"))
-        return kwt_cmd_ca(argc - 1, argv + 1);
-    if (!strcmp(cmd, "req"))
-        return kwt_cmd_req(argc - 1, argv + 1);
-    if (!strcmp(cmd, "verify"))
-        return kwt_cmd_verify(argc - 1, argv + 1);
-    if (!strcmp(cmd, "check"))
-        return kwt_cmd_check(argc - 1, argv + 1);
-    if (!strcmp(cmd, "uri2pem"))
-        return kwt_cmd_uri2pem(argc - 1, argv + 1);
-#ifdef KWT_HAVE_KEYRING
-    if (!strcmp(cmd, "keyring"))
-        return kwt_keyring_main(argc - 1, argv + 1);
-#endif
-    return kwt_err(KWT_USAGE, "unknown command '%s' (see keyward --help)", cmd);
+    if (kwt_g.quiet && kwt_g.verbose)
+        return kwt_err(KWT_USAGE, "-q and -v contradict each other");
+    /* a --dry-run script and --json output are what was asked for: -q keeps them */
+    if (kwt_g.quiet && !kwt_g.dry_run && !kwt_g.json)
+        return quiet_run(argc, argv);
+    return dispatch(argc, argv);
 }

@@ -8,9 +8,10 @@ static const struct {
     const char *cmd;
     const char *text;
 } usages[] = {
-    {"", "usage: keyward [--dir DIR] [--dry-run] [--json] [-v] COMMAND [ARGS]\n"
+    {"", "usage: keyward [--dir DIR] [--dry-run] [--json] [-v | -q] COMMAND [ARGS]\n"
          "\n"
          "CA directory: --dir, else $KEYWARD_DIR, else ./pki. Exit: 0 ok, 1 failed, 2 usage.\n"
+         "-q: errors only (for cron); -v: the openssl commands and their messages.\n"
          "\n"
          "commands:\n"
          "  ca init      create the CA (key on a token, self-signed cert, empty CRL)\n"
@@ -25,6 +26,7 @@ static const struct {
          "  req          key on the client's token and a CSR\n"
          "  verify       check a certificate (chain, dates, CRL, purpose, device ID)\n"
          "  check        health of the CA (provider, token, key, files, CRL, expiry)\n"
+         "  show         a certificate's or CSR's subject, SANs, key, fingerprints, status\n"
          "  uri2pem      write the key file for a pkcs11: URI\n"
          "  keyring      keys in the kernel keyring token (when built with it)\n"
          "  help CMD     help on a command (e.g. keyward help ca sign)\n"},
@@ -44,7 +46,9 @@ static const struct {
      "                       [--days N] [--san LIST] [--device-id ID]\n"
      "       keyward ca sign --batch DIR_OR_LIST --profile PROFILE [--days N]\n"
      "Checks the CSR, issues the certificate, writes issued/NAME.crt (and certs/SERIAL.pem),\n"
-     "prints path, serial and SHA-256 fingerprint. NAME defaults to the CSR's CN.\n"
+     "prints path, serial, the SHA-256 of the public key (SPKI, compare it with what the\n"
+     "requester read out; before signing: keyward show CSR) and of the certificate.\n"
+     "NAME defaults to the CSR's CN.\n"
      "LIST: DNS:host,IP:1.2.3.4,email:a@b,URI:x:y (bare names are DNS or IP).\n"
      "server needs a SAN; device needs --device-id (SAN DNS device-ID + otherName).\n"
      "--batch signs every *.csr of a directory (or the files listed one per line) in one\n"
@@ -95,7 +99,9 @@ static const struct {
     {"req", "usage: keyward req --key URI --subject DN [--san LIST] [--device-id ID]\n"
             "                   [--key-type TYPE] [--module PATH] [--pin-source file:PATH]\n"
             "                   --out FILE.csr\n"
-            "Generates the key on its token unless it is there, writes the CSR.\n"},
+            "Generates the key on its token unless it is there, writes the CSR and prints\n"
+            "the SHA-256 of its public key (SPKI) to read out to the CA operator. Without a\n"
+            "PIN source, on a terminal, asks for the PIN once.\n"},
     {"verify", "usage: keyward verify CERT [--ca FILE] [--untrusted FILE] [--crl FILE |\n"
                "                      --no-revocation-check] [--purpose "
                "client|server|device|ocsp]\n"
@@ -106,6 +112,11 @@ static const struct {
     {"check", "usage: keyward check [--warn-days 30]\n"
               "Provider, module, token, CA key vs ca.crt (sign+verify), permissions, CRL\n"
               "freshness, certificates expiring soon. Exit 1 on any failure.\n"},
+    {"show", "usage: keyward show FILE\n"
+             "A certificate or CSR (PEM or DER): subject (RFC 4514), SANs, key type, SHA-256\n"
+             "of the public key (SPKI; the same in the CSR and its certificates) and of the\n"
+             "certificate, validity, serial; from the CA directory, its NAME and status\n"
+             "(valid, expired, revoked).\n"},
     {"uri2pem", "usage: keyward uri2pem URI --out FILE [--module PATH] [--pin-source "
                 "file:PATH]\n"
                 "Writes the KEYWARD KEY URI file for a key on a token.\n"},

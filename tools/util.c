@@ -13,22 +13,55 @@
 
 kwt_opts kwt_g;
 bool kwt_defer_sync;
-static char last_error[512];
+static char last_error[1024];
+/* A failed openssl step named its real cause (kwt_cause): the caller's own message about the
+ * same failure guesses (e.g. "policy") and must neither be shown nor replace it in audit.log. */
+static bool cause_pending;
 
 int kwt_err(int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (cause_pending) {
+        cause_pending = false;
+        if (kwt_g.verbose)
+            fprintf(stderr, "keyward: (then: %s)\n", msg);
+        return code;
+    }
+    snprintf(last_error, sizeof(last_error), "%s", msg);
+    fprintf(stderr, "keyward: %s\n", last_error);
+    return code;
+}
+
+void kwt_cause(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof(last_error), fmt, ap);
     va_end(ap);
     fprintf(stderr, "keyward: %s\n", last_error);
-    return code;
+    cause_pending = true;
+}
+
+void kwt_note(const char *fmt, ...)
+{
+    va_list ap;
+    if (kwt_g.quiet)
+        return;
+    fputs("keyward: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
 }
 
 void kwt_info(const char *fmt, ...)
 {
     va_list ap;
-    if (kwt_g.json)
+    if (kwt_g.json || kwt_g.quiet)
         return; /* machine output only on stdout; progress notes would break it */
     va_start(ap, fmt);
     vfprintf(stdout, fmt, ap);
@@ -44,6 +77,7 @@ const char *kwt_last_error(void)
 void kwt_clear_error(void)
 {
     last_error[0] = '\0';
+    cause_pending = false;
 }
 
 static void oom(void)

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -164,6 +165,34 @@ static void test_secmem(void **state)
     kw_secure_free(s2, 32);
 }
 
+/* fd:N (keyward's one prompt handed to its openssl children): a sealed memfd only, read from
+ * its start every time; an ordinary open file of the process is refused. */
+static void test_pin_fd(void **state)
+{
+    char src[32], *pin = NULL;
+    int m = memfd_create("pin", MFD_ALLOW_SEALING);
+    assert_true(m >= 0);
+    assert_int_equal(write(m, "4321\n", 5), 5);
+    assert_int_equal(fchmod(m, 0600), 0);
+    snprintf(src, sizeof(src), "fd:%d", m);
+    expect_err(src, KW_ERR_PIN_SOURCE, "sealed"); /* not sealed yet */
+    assert_int_equal(fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(kw_pin_from_source(src, &pin), KW_OK);
+        assert_string_equal(pin, "4321");
+        kw_secure_strfree(pin);
+    }
+    assert_int_equal(fchmod(m, 0640), 0);
+    expect_err(src, KW_ERR_PIN_SOURCE, "not private");
+    close(m);
+    expect_err(src, KW_ERR_PIN_SOURCE, "memfd");
+    int f = open(pin_file("plain", "1234", 0600), O_RDONLY);
+    snprintf(src, sizeof(src), "fd:%d", f);
+    expect_err(src, KW_ERR_PIN_SOURCE, "sealed");
+    close(f);
+    expect_err("fd:3x", KW_ERR_PIN_SOURCE, "fd:NUMBER");
+}
+
 static int setup(void **state)
 {
     return mkdtemp(dir) == NULL;
@@ -179,11 +208,9 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pin_file_ok),
-        cmocka_unit_test(test_pin_file_refused),
-        cmocka_unit_test(test_pin_order),
-        cmocka_unit_test(test_pin_fifo_refused),
-        cmocka_unit_test(test_redact_to_end_of_value),
+        cmocka_unit_test(test_pin_file_ok), cmocka_unit_test(test_pin_file_refused),
+        cmocka_unit_test(test_pin_order),   cmocka_unit_test(test_pin_fifo_refused),
+        cmocka_unit_test(test_pin_fd),      cmocka_unit_test(test_redact_to_end_of_value),
         cmocka_unit_test(test_secmem),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
