@@ -28,6 +28,18 @@ expect_rc 0 "$KW" --dir "$P" --dry-run ca sign "$T/byhand.csr" --profile server 
 cp "$T/out" "$T/sign.sh"
 bash -e "$T/sign.sh" > "$T/sign.log" 2>&1 || { cat "$T/sign.log"; fail "dry-run script of ca sign fails"; }
 grep -q "CN=byhand" "$P/state/index.txt" || fail "hand-run sign did not update the index"
+# the script records NAME as keyward does (openssl writes "unknown"), links issued/NAME.crt and
+# keeps the request, so keyward knows the name afterwards and will not issue it twice
+awk -F'\t' '$6 ~ /CN=byhand/ { print $5 }' "$P/state/index.txt" | grep -qx byhand ||
+    { cat "$P/state/index.txt"; fail "hand-run sign recorded no NAME"; }
+[ -e "$P/issued/byhand.crt" ] || fail "hand-run sign did not link issued/byhand.crt"
+cmp -s <(openssl x509 -in "$P/issued/byhand.crt" -outform DER) <(openssl x509 -in "$P/new.crt" -outform DER) ||
+    fail "issued/byhand.crt is not the certificate the script made"
+expect_rc 1 "$KW" --dir "$P" ca sign "$T/byhand.csr" --profile server --san DNS:h.example
+grep -q "byhand already has a valid certificate" "$T/err" || { cat "$T/err"; fail "a second byhand"; }
+hs0=$(openssl x509 -in "$P/new.crt" -noout -serial | cut -d= -f2)
+grep -q "^name=byhand" "$P/certs/$hs0.meta" && [ -s "$P/certs/$hs0.csr" ] ||
+    fail "hand-run sign kept no signing record (renew needs it)"
 expect_rc 0 "$KW" --dir "$P" ca sign "$T/bykw.csr" --profile server --san DNS:k.example --name bykw
 ext() { openssl x509 -in "$1" -noout -text | sed -n '/X509v3 extensions/,/Signature Algorithm/p' |
     grep -v -e "keyid:" -e "^ *[0-9A-F][0-9A-F]:" -e "DNS:" ; }
@@ -54,4 +66,14 @@ kept=$(ls -d "$P".replaced-* | head -1)
 [ -s "$P/state/index.txt" ] && fail "new CA has a non-empty index"
 expect_rc 0 "$KW" --dir "$P" check
 ok "init --force keeps the replaced CA"
+# rotate --use-existing --dry-run: the key is on the token already, so the script makes none
+OPENSSL_CONF=$P/openssl.cnf openssl genpkey -propquery '?provider=keyward' -algorithm EC \
+    -pkeyopt ec_paramgen_curve:P-256 -pkeyopt "keyward_uri:pkcs11:token=ca;object=next" \
+    -out /dev/null 2>"$T/gen.err" || { cat "$T/gen.err"; fail "cannot make the next CA key"; }
+expect_rc 0 "$KW" --dir "$P" --dry-run ca rotate --key "pkcs11:token=ca;object=next" --use-existing
+grep -q "openssl genpkey" "$T/out" && { cat "$T/out"; fail "rotate --use-existing --dry-run prints genpkey"; }
+grep -q "openssl pkey -in 'pkcs11:token=ca;object=next'" "$T/out" || fail "dry-run rotate lost the key file step"
+expect_rc 0 "$KW" --dir "$P" --dry-run ca rotate --key "pkcs11:token=ca;object=absent"
+grep -q "openssl genpkey .*object=absent" "$T/out" || fail "dry-run rotate to a new key makes none"
+ok "ca rotate --dry-run makes a key only when the real run would"
 echo PASS
