@@ -7,6 +7,9 @@
  *   KW_SHIM_FAIL=C_Sign:2-4:CKR_DEVICE_ERROR,C_Login:1+:CKR_PIN_EXPIRED
  *                                                       calls 2..4; every call from the 1st on
  *   KW_SHIM_DELAY=C_Sign:1:2000                         sleep 2000 ms before the 1st C_Sign
+ *   KW_SHIM_DELAY_SERIAL=1                              a delayed call holds one lock of the
+ *                                                       shim's while it sleeps and runs, as a
+ *                                                       module that serialises its device does
  *   KW_SHIM_LOG=/path                                   append "C_Name" per call (call counts)
  *
  * A test that loaded the shim (through keyward) can change the fault rules while it runs:
@@ -48,6 +51,11 @@ static void *real_handle;
 static int log_fd = -1;
 static pthread_once_t setup_once = PTHREAD_ONCE_INIT;
 static int setup_ok;
+/* KW_SHIM_DELAY_SERIAL: a module lock held across delayed calls. A fork while another thread
+ * holds it leaves it held in the child, as a real module's lock would be. */
+static int delay_serial;
+static pthread_mutex_t serial_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread int serial_held;
 
 static const struct {
     const char *name;
@@ -242,6 +250,7 @@ static void setup(void)
     }
     if (logp != NULL && *logp != '\0')
         log_fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    delay_serial = getenv("KW_SHIM_DELAY_SERIAL") != NULL && atoi(getenv("KW_SHIM_DELAY_SERIAL"));
     setup_ok = 1;
 }
 
@@ -261,6 +270,10 @@ static int inject(int fn, CK_RV *rv)
         rule *r = &delay_rules[i];
         if (strcmp(r->fn, fn_names[fn]) == 0 && n >= r->from && (r->to == 0 || n <= r->to)) {
             struct timespec ts = {(time_t)(r->ms / 1000), (long)(r->ms % 1000) * 1000000L};
+            if (delay_serial && !serial_held) {
+                pthread_mutex_lock(&serial_lock);
+                serial_held = 1;
+            }
             while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
             }
         }
@@ -275,11 +288,21 @@ static int inject(int fn, CK_RV *rv)
     return 0;
 }
 
+/* End of a call: the serial lock a delay took is released after the real call ran. */
+static CK_RV done(CK_RV rv)
+{
+    if (serial_held) {
+        serial_held = 0;
+        pthread_mutex_unlock(&serial_lock);
+    }
+    return rv;
+}
+
 #define INJECT(f)                                                                                  \
     do {                                                                                           \
         CK_RV inj_;                                                                                \
         if (inject(FN_##f, &inj_))                                                                 \
-            return inj_;                                                                           \
+            return done(inj_);                                                                     \
     } while (0)
 
 /* A wrapper that counts, may fail, else calls the real function. */
@@ -287,7 +310,7 @@ static int inject(int fn, CK_RV *rv)
     static CK_RV w_##f params                                                                      \
     {                                                                                              \
         INJECT(f);                                                                                 \
-        return real->f args;                                                                       \
+        return done(real->f args);                                                                 \
     }
 
 WRAP(C_Initialize, (CK_VOID_PTR a), (a))
@@ -361,9 +384,9 @@ static CK_RV w_C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PT
     CK_RV inj;
     if (inject(FN_C_Sign, &inj)) {
         finish_oneshot(real->C_Sign, h, d, n);
-        return inj;
+        return done(inj);
     }
-    return real->C_Sign(h, d, n, s, sn);
+    return done(real->C_Sign(h, d, n, s, sn));
 }
 
 static CK_RV w_C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o,
@@ -372,9 +395,9 @@ static CK_RV w_C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE
     CK_RV inj;
     if (inject(FN_C_Decrypt, &inj)) {
         finish_oneshot(real->C_Decrypt, h, d, n);
-        return inj;
+        return done(inj);
     }
-    return real->C_Decrypt(h, d, n, o, on);
+    return done(real->C_Decrypt(h, d, n, o, on));
 }
 
 static CK_RV w_C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR sn)
@@ -384,9 +407,9 @@ static CK_RV w_C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR s, CK_ULONG_PTR sn)
         unsigned char buf[16384];
         CK_ULONG len = sizeof(buf);
         (void)real->C_SignFinal(h, buf, &len);
-        return inj;
+        return done(inj);
     }
-    return real->C_SignFinal(h, s, sn);
+    return done(real->C_SignFinal(h, s, sn));
 }
 
 int kw_shim_set_fail(const char *spec);
