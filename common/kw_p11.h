@@ -31,6 +31,15 @@ typedef struct {
     void *prompt_arg;
 } kw_pin_ctx;
 
+/* A session handed out by the pool: which pool generation it belongs to and which thread
+ * holds it (a handle number alone is ambiguous once a module numbers sessions afresh). */
+typedef struct {
+    CK_SESSION_HANDLE h;
+    unsigned gen;   /* tok->pool_gen when it was handed out */
+    unsigned epoch; /* module initialisation it was opened in */
+    pthread_t owner;
+} kw_p11_busy;
+
 struct kw_p11_token {
     kw_p11_module *mod;
     CK_SLOT_ID slot;
@@ -41,10 +50,18 @@ struct kw_p11_token {
     pthread_cond_t cond;
     CK_SESSION_HANDLE *idle;
     size_t nidle;
-    size_t nopen;
+    size_t nopen; /* sessions of pool_gen: idle ones and those handed out */
     size_t max_sessions;
-    unsigned pool_gen;        /* module generation of the sessions in the pool */
-    int logged_in;            /* user logged in, in pool_gen */
+    kw_p11_busy *busy; /* handed out, of this generation or an older one */
+    size_t nbusy, busy_cap;
+    unsigned pool_gen; /* bumped at every pool reset (fork, token loss, re-initialisation) */
+    int logged_in;     /* user logged in, in pool_gen */
+    /* One login in flight per token, run without the lock; the others wait for its end. */
+    int login_busy;
+    unsigned login_seq; /* logins finished (or abandoned by fork) */
+    kw_err login_err;   /* how the last one ended, and why */
+    char login_msg[256];
+    pthread_cond_t login_cond;
     char *pin;                /* cached PIN (secure memory) for re-login after fork or logout */
     CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
     CK_FLAGS *mech_flags;
@@ -58,8 +75,11 @@ kw_p11_module *kw_p11_module_get(const char *path);
 void kw_p11_module_put(kw_p11_module *mod);
 CK_FUNCTION_LIST *kw_p11_module_fl(kw_p11_module *mod);
 const char *kw_p11_module_path(kw_p11_module *mod);
-/* Current generation: bumped after fork (child re-initialises) and token loss. */
+/* Current generation: bumped after fork (child re-initialises) and token loss. Lock-free. */
 unsigned kw_p11_module_gen(kw_p11_module *mod);
+/* Bumped at every C_Initialize of the module and in a forked child: a session opened in an
+ * older epoch is not this process's to close. Lock-free. */
+unsigned kw_p11_module_epoch(kw_p11_module *mod);
 /* Re-initialise after fork if needed; cheap when nothing changed. */
 kw_err kw_p11_module_check(kw_p11_module *mod);
 
@@ -102,6 +122,14 @@ kw_err kw_p11_attr_bool(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE
  * in that order (the comma operator sequences them). */
 int kw_p11_call_begin(kw_p11_module *mod);
 CK_RV kw_p11_called(kw_p11_module *mod, const char *fn, CK_RV rv);
+/* Fork handlers (kw_p11_module.c): no fork happens while a call is in a module, so a child
+ * never inherits a module's internal locks held by another thread. quiesce closes the gate
+ * and waits (bounded) for calls in flight; open reopens it, in the parent or the child. */
+void kw_p11_calls_quiesce(void);
+void kw_p11_calls_open(int in_child);
+/* Is this thread inside a module call (a module that forks from a call, e.g. to spawn a
+ * helper: the fork handlers then leave everything alone)? */
+int kw_p11_in_call(void);
 int kw_p11_module_guards_sigpipe(kw_p11_module *mod);
 #define KW_P11_CALL(mod, fn, ...)                                                                  \
     ((void)kw_p11_call_begin(mod),                                                                 \

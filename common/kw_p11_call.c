@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* CK_RV names, logging of every call, and the one mapping from CK_RV to kw_err. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -89,9 +90,109 @@ static __thread int call_pipe_was_pending;
  * and a pop to it, so whatever the module leaves is dropped (and logged). */
 static __thread unsigned long call_err_before;
 
+/* The call gate: calls in flight across all modules, and a fork waiting for them to end. A
+ * fork while another thread is inside a module leaves that module's internal locks held in the
+ * child, which has no thread to release them (SoftHSM2's C_Initialize then waits forever in
+ * the child for a mutex a parent thread held in C_Sign). */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond;
+static pthread_once_t gate_once = PTHREAD_ONCE_INIT;
+static unsigned long gate_in_flight;
+static int gate_closed;
+static __thread unsigned call_depth;
+
+/* A fork waits at most this long for calls in flight; a module call that never returns (a
+ * dead RPC server) must not make the application unable to fork. */
+#define KW_P11_FORK_WAIT_MS 5000
+
+static void gate_init(void)
+{
+    pthread_condattr_t a;
+
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    pthread_cond_init(&gate_cond, &a);
+    pthread_condattr_destroy(&a);
+}
+
+static void gate_enter(void)
+{
+    /* A module that calls back into us (it never should) is already counted. */
+    if (call_depth++ > 0)
+        return;
+    pthread_once(&gate_once, gate_init);
+    pthread_mutex_lock(&gate_lock);
+    while (gate_closed)
+        pthread_cond_wait(&gate_cond, &gate_lock);
+    gate_in_flight++;
+    pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_leave(void)
+{
+    if (--call_depth > 0)
+        return;
+    pthread_mutex_lock(&gate_lock);
+    gate_in_flight--;
+    if (gate_closed && gate_in_flight == 0)
+        pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
+int kw_p11_in_call(void)
+{
+    return call_depth > 0;
+}
+
+/* prepare: returns holding gate_lock, so that no thread is half-way through the gate when the
+ * process forks. */
+void kw_p11_calls_quiesce(void)
+{
+    struct timespec until;
+    int waited = 0;
+
+    pthread_once(&gate_once, gate_init);
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += KW_P11_FORK_WAIT_MS / 1000;
+    until.tv_nsec += (KW_P11_FORK_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&gate_lock);
+    gate_closed = 1;
+    while (gate_in_flight > 0) {
+        waited = 1;
+        if (pthread_cond_timedwait(&gate_cond, &gate_lock, &until) != 0)
+            break;
+    }
+    if (gate_in_flight > 0)
+        KW_DEBUG("p11",
+                 "fork: %lu PKCS#11 calls still in flight after %d ms; forking anyway (the "
+                 "child re-initialises the module)",
+                 gate_in_flight, KW_P11_FORK_WAIT_MS);
+    else if (waited)
+        KW_TRACE("p11", "fork waited for PKCS#11 calls in flight to end");
+}
+
+void kw_p11_calls_open(int in_child)
+{
+    if (in_child) {
+        /* The other threads are gone: their calls and their waits with them. */
+        gate_in_flight = 0;
+        gate_init();
+    }
+    gate_closed = 0;
+    if (!in_child)
+        pthread_cond_broadcast(&gate_cond);
+    pthread_mutex_unlock(&gate_lock);
+}
+
 int kw_p11_call_begin(kw_p11_module *mod)
 {
     sigset_t pipe, pending;
+
+    gate_enter();
 
     /* Only the debug log compares (a module's error vs one the caller had); no peek without it. */
     call_err_before = kw_log_level() >= 1 ? ERR_peek_last_error() : 0;
@@ -129,6 +230,7 @@ CK_RV kw_p11_called(kw_p11_module *mod, const char *fn, CK_RV rv)
         }
     }
     ERR_pop_to_mark();
+    gate_leave();
     if (rv != CKR_OK)
         KW_DEBUG("p11", "%s -> %s (0x%lx)", fn, kw_p11_rv_name(rv), (unsigned long)rv);
     else

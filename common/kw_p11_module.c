@@ -22,7 +22,8 @@ struct kw_p11_module {
     void *dl; /* dlopen handle when we loaded p11-kit's proxy ourselves */
     int refs;
     pid_t pid;
-    unsigned gen;
+    unsigned gen;         /* atomic: read without the lock (kw_p11_module_gen) */
+    unsigned epoch;       /* atomic: see kw_p11_module_epoch */
     pthread_mutex_t lock; /* guards tokens and re-initialisation */
     kw_p11_token **tokens;
     size_t ntokens;
@@ -41,6 +42,82 @@ struct kw_p11_module {
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static kw_p11_module *registry;
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
+
+static void gen_bump(kw_p11_module *mod)
+{
+    __atomic_add_fetch(&mod->gen, 1, __ATOMIC_RELEASE);
+}
+
+static void epoch_bump(kw_p11_module *mod)
+{
+    __atomic_add_fetch(&mod->epoch, 1, __ATOMIC_RELEASE);
+}
+
+/* Fork from a threaded process: the child has only the forking thread, so a lock another
+ * thread held at that moment would stay held in the child for good. prepare takes every lock
+ * of the call layer (registry, then each module, then its tokens: the order the code takes
+ * them in) and waits until no thread is inside a module call; parent and child release them.
+ * The child then re-initialises the module on first use (kw_p11_module_check). A fork made
+ * from inside a module call (a module spawning a helper) leaves everything alone: this thread
+ * may already hold the locks. */
+static __thread int fork_skipped;
+
+static void fork_prepare(void)
+{
+    fork_skipped = kw_p11_in_call();
+    if (fork_skipped)
+        return;
+    pthread_mutex_lock(&registry_lock);
+    for (kw_p11_module *mod = registry; mod != NULL; mod = mod->next) {
+        pthread_mutex_lock(&mod->lock);
+        for (size_t i = 0; i < mod->ntokens; i++)
+            pthread_mutex_lock(&mod->tokens[i]->lock);
+    }
+    kw_p11_calls_quiesce();
+}
+
+static void fork_release(int in_child)
+{
+    if (fork_skipped)
+        return;
+    kw_p11_calls_open(in_child);
+    for (kw_p11_module *mod = registry; mod != NULL; mod = mod->next) {
+        if (in_child)
+            epoch_bump(mod); /* the parent's sessions are not the child's to close */
+        for (size_t i = mod->ntokens; i > 0; i--) {
+            kw_p11_token *tok = mod->tokens[i - 1];
+            if (in_child) {
+                size_t kept = 0;
+                /* Nobody waits on these in the child; a condition variable that had
+                 * waiters (threads now gone) could block the child's first broadcast. */
+                pthread_cond_init(&tok->cond, NULL);
+                pthread_cond_init(&tok->login_cond, NULL);
+                if (tok->login_busy) {
+                    tok->login_busy = 0; /* its thread is not in the child */
+                    tok->login_seq++;
+                }
+                /* Sessions the other threads held will never come back. */
+                for (size_t j = 0; j < tok->nbusy; j++)
+                    if (pthread_equal(tok->busy[j].owner, pthread_self()))
+                        tok->busy[kept++] = tok->busy[j];
+                tok->nbusy = kept;
+            }
+            pthread_mutex_unlock(&tok->lock);
+        }
+        pthread_mutex_unlock(&mod->lock);
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void fork_parent(void)
+{
+    fork_release(0);
+}
+
+static void fork_child(void)
+{
+    fork_release(1);
+}
 
 /* Close our sessions, finalise and release a module, in the process that opened them. */
 static void module_shutdown(kw_p11_module *mod)
@@ -77,6 +154,7 @@ static void kw_p11_atexit(void)
 static void register_atexit(void)
 {
     atexit(kw_p11_atexit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 static CK_RV module_initialize_raw(kw_p11_module *mod)
@@ -165,6 +243,7 @@ kw_p11_module *kw_p11_module_get(const char *path)
     mod->pid = getpid();
     mod->initialized = 1;
     mod->gen = 1;
+    mod->epoch = 1;
     mod->refs = 1;
     mod->next = registry;
     registry = mod;
@@ -178,10 +257,12 @@ static void token_free(kw_p11_token *tok)
 {
     kw_secure_strfree(tok->pin);
     free(tok->idle);
+    free(tok->busy);
     free(tok->mechs);
     free(tok->mech_flags);
     pthread_mutex_destroy(&tok->lock);
     pthread_cond_destroy(&tok->cond);
+    pthread_cond_destroy(&tok->login_cond);
     free(tok);
 }
 
@@ -228,24 +309,30 @@ const char *kw_p11_module_path(kw_p11_module *mod)
     return mod->path;
 }
 
+/* Lock-free: callers check it on every operation while holding their own key lock, which
+ * must not wait behind a fork handler holding mod->lock. */
 unsigned kw_p11_module_gen(kw_p11_module *mod)
 {
-    unsigned g;
-    pthread_mutex_lock(&mod->lock);
-    g = mod->gen;
-    pthread_mutex_unlock(&mod->lock);
-    return g;
+    return __atomic_load_n(&mod->gen, __ATOMIC_ACQUIRE);
+}
+
+unsigned kw_p11_module_epoch(kw_p11_module *mod)
+{
+    return __atomic_load_n(&mod->epoch, __ATOMIC_ACQUIRE);
 }
 
 static kw_err refresh_tokens_locked(kw_p11_module *mod);
 
-/* Forget a token's sessions without closing them (they belong to a dead generation). */
+/* Forget a token's sessions without closing them (they belong to a dead generation). Those
+ * handed out become stale: their holders' kw_p11_session_put drops them (pool_gen). */
 static void token_reset_locked(kw_p11_token *tok)
 {
     tok->nidle = 0;
     tok->nopen = 0;
     tok->logged_in = 0;
+    tok->pool_gen++;
     pthread_cond_broadcast(&tok->cond);
+    pthread_cond_broadcast(&tok->login_cond);
 }
 
 /* Are all tokens that were present before still there (same label and serial)? */
@@ -307,10 +394,9 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
         for (size_t i = 0; i < n; i++) {
             pthread_mutex_lock(&mod->tokens[i]->lock);
             token_reset_locked(mod->tokens[i]);
-            mod->tokens[i]->pool_gen = mod->gen + 1;
             pthread_mutex_unlock(&mod->tokens[i]->lock);
         }
-        mod->gen++;
+        gen_bump(mod);
         mod->pid = me;
         /* SoftHSM2 rewrites its token file on every login; a sibling process that initialises
          * meanwhile can read it half-written and then sees no token (or an uninitialised one)
@@ -341,6 +427,7 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
             mod->initialized = rv == CKR_OK;
             if (rv != CKR_OK)
                 continue;
+            epoch_bump(mod);
             /* Slot ids need not survive re-initialisation: learn them again before use. */
             if (refresh_tokens_locked(mod) != KW_OK)
                 kw_err_clear();
@@ -392,7 +479,7 @@ void kw_p11_token_lost(kw_p11_token *tok)
 
     pthread_mutex_lock(&mod->lock);
     tok->present = 0;
-    mod->gen++;
+    gen_bump(mod);
     pthread_mutex_unlock(&mod->lock);
     pthread_mutex_lock(&tok->lock);
     /* Sessions of a removed token are invalid; closing them is harmless if they are not. */
@@ -428,18 +515,20 @@ static kw_p11_token *token_new(kw_p11_module *mod, CK_SLOT_ID slot, const CK_TOK
     tok->info = *info;
     pthread_mutex_init(&tok->lock, NULL);
     pthread_cond_init(&tok->cond, NULL);
+    pthread_cond_init(&tok->login_cond, NULL);
     tok->max_sessions = 16;
     if (info->ulMaxSessionCount != CK_EFFECTIVELY_INFINITE &&
         info->ulMaxSessionCount != CK_UNAVAILABLE_INFORMATION && info->ulMaxSessionCount > 0 &&
         info->ulMaxSessionCount < tok->max_sessions)
         tok->max_sessions = info->ulMaxSessionCount;
     tok->idle = calloc(tok->max_sessions, sizeof(*tok->idle));
-    if (tok->idle == NULL) {
+    tok->busy_cap = 2 * tok->max_sessions;
+    tok->busy = calloc(tok->busy_cap, sizeof(*tok->busy));
+    if (tok->idle == NULL || tok->busy == NULL) {
         token_free(tok);
         return NULL;
     }
     tok->present = 1;
-    tok->pool_gen = mod->gen;
     return tok;
 }
 
@@ -535,7 +624,7 @@ static kw_err refresh_tokens_locked(kw_p11_module *mod)
             pthread_mutex_lock(&tok->lock);
             token_reset_locked(tok);
             pthread_mutex_unlock(&tok->lock);
-            mod->gen++;
+            gen_bump(mod);
         }
     }
     free(was);
@@ -566,8 +655,9 @@ static int module_recover_locked(kw_p11_module *mod)
     }
     for (size_t i = 0; i < mod->ntokens; i++)
         pthread_mutex_lock(&mod->tokens[i]->lock);
+    /* Every session handed out counts, a stale one too: its holder may be inside a call. */
     for (size_t i = 0; i < mod->ntokens; i++)
-        busy += mod->tokens[i]->nopen - mod->tokens[i]->nidle;
+        busy += mod->tokens[i]->nbusy;
     if (busy == 0) {
         mod->reinit = now;
         KW_DEBUG("p11", "re-initialising %s to recover a lost token", mod->path);
@@ -576,7 +666,6 @@ static int module_recover_locked(kw_p11_module *mod)
             for (size_t j = 0; j < tok->nidle; j++)
                 (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
             token_reset_locked(tok);
-            tok->pool_gen = mod->gen + 1;
             /* The mechanism list is asked again: the token may have come back different. */
             free(tok->mechs);
             free(tok->mech_flags);
@@ -588,7 +677,8 @@ static int module_recover_locked(kw_p11_module *mod)
             (void)KW_P11_CALL(mod, C_Finalize, NULL);
         rv = module_initialize(mod);
         mod->initialized = rv == CKR_OK;
-        mod->gen++;
+        epoch_bump(mod);
+        gen_bump(mod);
     }
     for (size_t i = mod->ntokens; i > 0; i--)
         pthread_mutex_unlock(&mod->tokens[i - 1]->lock);

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* A tiny PKCS#11 module for unit tests of the call layer: two tokens, a few objects, a PIN,
- * a login counter and switches (environment) to make a token vanish or to leave libcrypto
- * errors on the caller's queue, as SoftHSM2 does. Not a real token. */
+ * login and open-session counters and switches (environment) to make a token vanish, to leave
+ * libcrypto errors on the caller's queue, as SoftHSM2 does, or to make C_Login slow. Not a
+ * real token. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/err.h>
 #include <p11-kit/pkcs11.h>
@@ -55,6 +57,7 @@ static CK_RV f_Finalize(CK_VOID_PTR a)
 {
     initialized = 0;
     logged_in = 0;
+    memset(open_sessions, 0, sizeof(open_sessions)); /* C_Finalize closes every session */
     return CKR_OK;
 }
 
@@ -77,8 +80,21 @@ static void ossl_litter(void)
         ERR_raise_data(ERR_LIB_USER, 99, "the fake module's own libcrypto error");
 }
 
+/* Sleep for the milliseconds in the environment variable var, if set. */
+static void env_delay(const char *var)
+{
+    const char *v = getenv(var);
+    int ms = v != NULL ? atoi(v) : 0;
+    if (ms > 0) {
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static CK_RV f_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n)
 {
+    /* FAKE_P11_SLOTS_DELAY_MS=N: a slow slot list (the call layer holds its module lock). */
+    env_delay("FAKE_P11_SLOTS_DELAY_MS");
     ossl_litter();
     CK_SLOT_ID ids[2];
     CK_ULONG c = 0;
@@ -148,7 +164,9 @@ static CK_RV f_CloseSession(CK_SESSION_HANDLE h)
 
 static CK_RV f_Login(CK_SESSION_HANDLE h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
-    login_calls++;
+    /* FAKE_P11_LOGIN_DELAY_MS=N: a token that takes its time (a PIN pad, a slow KDF). */
+    env_delay("FAKE_P11_LOGIN_DELAY_MS");
+    __atomic_add_fetch(&login_calls, 1, __ATOMIC_SEQ_CST);
     if (logged_in)
         return CKR_USER_ALREADY_LOGGED_IN;
     if (pin == NULL || len != strlen(FAKE_PIN) || memcmp(pin, FAKE_PIN, len) != 0)
@@ -246,7 +264,14 @@ static CK_RV f_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATT
 int fake_p11_login_calls(void);
 __attribute__((visibility("default"))) int fake_p11_login_calls(void)
 {
-    return login_calls;
+    return __atomic_load_n(&login_calls, __ATOMIC_SEQ_CST);
+}
+
+/* Sessions open on a slot, as the token counts them (a leaked handle shows here). */
+int fake_p11_open_sessions(CK_SLOT_ID slot);
+__attribute__((visibility("default"))) int fake_p11_open_sessions(CK_SLOT_ID slot)
+{
+    return slot >= 1 && slot <= 2 ? open_sessions[slot] : -1;
 }
 
 static CK_RV f_unsupported(void)
