@@ -131,13 +131,15 @@ stage_fuzz() {
 }
 
 # The tests that run threads against one module (tests/unit p11 worker threads, the keyring
-# module's api_test thread and fork parts, tests/servers thread-sign and fork-sign) on a gcc
+# module's api_test thread and fork parts, tests/servers thread-sign, fork-sign and
+# fork-thread-sign: a threaded parent forking) on a gcc
 # ThreadSanitizer build. gcc's libtsan is a shared library, so keyward.so and
 # keyward-pkcs11.so (linked with -z defs) resolve it; the programs the tests run are ours and
 # instrumented; openssl, which the tests use to make keys, gets libtsan preloaded (the fixtures'
 # KEYWARD_ASAN_PRELOAD hook). Fewer signatures per thread than the main stage: TSan is 5-15x
 # slower.
-TSAN_TESTS="p11 pkcs11-api servers-fork-thread servers-fork-thread-softhsm-default"
+TSAN_TESTS="p11 pkcs11-api servers-fork-thread servers-fork-thread-softhsm-default
+    servers-fork-threaded-parent"
 stage_tsan() {
     local dir=$BUILD-tsan
     setup "$dir" -Db_sanitize=thread -Db_lundef=false || return 1
