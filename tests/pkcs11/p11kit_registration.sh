@@ -4,7 +4,10 @@
 # with its default module (the proxy) signs with a key on it.
 # p11-kit reads per-user module configs (~/.config/pkcs11/modules) but not for root, and the
 # system directory is not ours to change in a test: so the test runs as `nobody` with a temporary
-# HOME holding the installed file's content (module path pointed at the build tree).
+# HOME holding the installed file's content. nobody may not enter the checkout or the build tree
+# (a clone in /root is root's alone), so the module and the provider it loads are copies in that
+# HOME, as are, under the asan setup, the wrappers, start-up shim and suppression files
+# (tests/fixtures/other-user.sh); the test fails when what nobody is given names the checkout.
 #   p11kit_registration.sh MODULE
 set -euo pipefail
 MOD=${1:?usage: $0 MODULE}
@@ -20,13 +23,18 @@ PROXY=$(ls /usr/lib/*/p11-kit-proxy.so /usr/lib/p11-kit-proxy.so 2>/dev/null | h
 
 H=$(mktemp -d)
 trap 'rm -rf "$H"' EXIT
+. "$SRC/tests/fixtures/other-user.sh"
+kw_other_user_copy "$H/lib" "$MOD" "${KEYWARD_PROVIDER_DIR:?}/keyward.so" ||
+    { echo "FAIL: copying the module and the provider into $H/lib"; exit 1; }
+kw_other_user_env "$H/env" || { echo "FAIL: copying the test setup's files into $H/env"; exit 1; }
+MOD=$H/lib/$(basename "$MOD")
 mkdir -p "$H/.config/pkcs11/modules"
 sed "s|^module: .*|module: $MOD|" "$SRC/conf/keyward.module" >"$H/.config/pkcs11/modules/keyward.module"
 grep -q "^module: $MOD\$" "$H/.config/pkcs11/modules/keyward.module" ||
     { echo "FAIL: conf/keyward.module has no module: line"; exit 1; }
 printf 'token keyring session:kwk-reg\n' >"$H/pkcs11.conf"
 . "$SRC/tests/fixtures/provider-cnf.sh"
-kw_write_provider_cnf "$H/openssl.cnf" "${KEYWARD_PROVIDER_DIR:?}"
+kw_write_provider_cnf "$H/openssl.cnf" "$H/lib"
 cat >"$H/run.sh" <<'RUN'
 set -eu
 fail() { echo "FAIL: $*"; exit 1; }
@@ -63,6 +71,8 @@ if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ]; then
         KEYWARD_ASAN_EARLY="${KEYWARD_ASAN_EARLY:-}" ASAN_OPTIONS="${ASAN_OPTIONS:-}"
         LSAN_OPTIONS="${LSAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}")
 fi
+kw_other_user_check_files "$H" || exit 1
+kw_other_user_check_values "$PATH" ${ASAN_ENV[@]+"${ASAN_ENV[@]}"} || exit 1
 setpriv --reuid=nobody --regid=nogroup --clear-groups --reset-env \
     env HOME="$H" PROXY="$PROXY" KEYWARD_PKCS11_CONF="$H/pkcs11.conf" PATH="$PATH" \
     ${ASAN_ENV[@]+"${ASAN_ENV[@]}"} keyctl session - bash "$H/run.sh" 2>&1 | grep -v 'Joined session keyring'

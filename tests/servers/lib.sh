@@ -178,6 +178,8 @@ kws_bg() {
 
 # kws_nginx_conf DIR PORT KEYNAME [WORKER-USER]: conf/nginx-keyward.conf.example with this
 # test's paths, port, key and certificate ($KW_TMP/KEYNAME.pem/.crt), reuseport, $pid logged.
+# Without WORKER-USER the workers run as the test's user: as root, "user root;" (nginx would
+# otherwise switch them to nobody, who can read neither $KW_TMP nor the build tree).
 kws_nginx_conf() {
     local dir=$1 port=$2 name=$3 worker_user=${4:-} example=$KEYWARD_SRC/conf/nginx-keyward.conf.example
     mkdir -p "$dir/logs" "$dir/tmp"
@@ -191,6 +193,8 @@ kws_nginx_conf() {
         "$example" >"$dir/nginx.conf"
     if [ -n "$worker_user" ]; then
         sed -i "s|^user www-data;|user $worker_user;|" "$dir/nginx.conf"
+    elif [ "$(id -u)" = 0 ]; then
+        sed -i "s|^user www-data;|user root;|" "$dir/nginx.conf"
     else
         sed -i "/^user /d" "$dir/nginx.conf"
     fi

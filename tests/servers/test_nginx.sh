@@ -22,18 +22,31 @@ failures=0
 total_ok=0
 
 # Workers as www-data when we are root: they must reach the token (SoftHSM: its directory and
-# config) but not the PIN file.
+# config) but not the PIN file. They may not enter the checkout or the build tree (a clone in
+# /root is root's alone), so the provider the configurations load is a copy in $KW_TMP/lib
+# (tests/fixtures/other-user.sh; the master loads it before forking them, and an ASan report in
+# a worker reads it to symbolize). Without www-data the workers stay root (lib.sh).
 worker_user=""
+cnf_provider_dir=$KEYWARD_PROVIDER_DIR
 if [ "$(id -u)" = 0 ] && id www-data >/dev/null 2>&1; then
     worker_user=www-data
     chmod 711 "$KW_TMP"
     chmod 644 "$SOFTHSM2_CONF"
+    . "$KEYWARD_SRC/tests/fixtures/other-user.sh"
+    kw_other_user_copy "$KW_TMP/lib" "$KEYWARD_PROVIDER_DIR/keyward.so" ||
+        kw_fail "copying the provider into $KW_TMP/lib"
+    cnf_provider_dir=$KW_TMP/lib
+elif [ "$(id -u)" = 0 ]; then
+    kw_log "note: no user www-data here; the workers run as root"
 fi
 
-cp "$KW_TMP/openssl.cnf" "$KW_TMP/lazy.cnf"
-echo "keyward-load = lazy" >>"$KW_TMP/lazy.cnf"
-cp "$KW_TMP/openssl.cnf" "$KW_TMP/early.cnf"
-echo "keyward-load = early" >>"$KW_TMP/early.cnf"
+for load in lazy early; do
+    sed "s|^module = $KEYWARD_PROVIDER_DIR/keyward.so\$|module = $cnf_provider_dir/keyward.so|" \
+        "$KW_TMP/openssl.cnf" >"$KW_TMP/$load.cnf"
+    grep -qx "module = $cnf_provider_dir/keyward.so" "$KW_TMP/$load.cnf" ||
+        kw_fail "$load.cnf does not load $cnf_provider_dir/keyward.so"
+    echo "keyward-load = $load" >>"$KW_TMP/$load.cnf"
+done
 chmod 644 "$KW_TMP"/*.cnf
 
 kws_genkey rsa web-rsa 31
@@ -72,6 +85,10 @@ run() {
     local label=$1 cnf=$2 name=$3 dir=$KW_TMP/nginx-$1 port pid n want pids workers before after
     port=$(kw_free_port)
     kws_nginx_conf "$dir" "$port" "$name" "$worker_user"
+    if [ -n "$worker_user" ]; then
+        kw_other_user_check_files "$cnf" "$dir/nginx.conf" "$KW_TMP/$name.pem" "$KW_TMP/$name.crt" ||
+            kw_fail "the $worker_user workers would read the checkout or the build tree"
+    fi
     OPENSSL_CONF=$cnf kws_bg "$dir/logs/stdout" \
         nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf" -g 'daemon off;'
     pid=$KWS_PID
