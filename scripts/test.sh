@@ -1,6 +1,7 @@
 #!/bin/bash
 # Install what the tests need, build with -Werror and run the tests in stages:
-#   main          the whole suite (meson test) on a plain build
+#   main          the whole suite (meson test) on a plain build, from a directory only root may
+#                 enter (a copy of the working tree when others may enter the checkout)
 #   fuzz          every libFuzzer target (tests/fuzz/run.sh) for KEYWARD_FUZZ_SECONDS (default 60) s
 #   tsan          the thread tests on a ThreadSanitizer build
 #   valgrind      memcheck (the valgrind setup) on the main build over the tests that load
@@ -57,18 +58,65 @@ done
 BUILD=${KEYWARD_BUILD_DIR:-$SRC/build-test}
 NPROC=$(nproc)
 
-# setup DIR [meson options]: configure DIR once with --werror, then build it.
+# setup DIR [meson options]: configure DIR once with --werror (sources: $SETUP_SRC, default
+# $SRC), then build it.
 setup() {
     local dir=$1
     shift
     if [ ! -f "$dir/build.ninja" ]; then
-        meson setup "$dir" "$SRC" --werror -Dtests=enabled "$@" || return 1
+        meson setup "$dir" "${SETUP_SRC:-$SRC}" --werror -Dtests=enabled "$@" || return 1
     fi
     ninja -C "$dir"
 }
 
+# The main stage's tree. Tests that run something as another user (nobody, www-data) must not
+# depend on that user entering the checkout: a newcomer's clone in /root (mode 0700) is root's
+# alone, while CI's clone lives where anyone may enter. So when we are root and others may enter
+# the checkout or $BUILD, the main stage (and the valgrind stages, which test its build) run on a
+# copy of the working tree in $BUILD-private/src, a directory only root may enter, built in
+# $BUILD-private/build: every test then runs as from /root. The copy keeps the files' times, so
+# its build stays incremental; the copy takes about 0.1 s (docs/security.md).
+MAIN_SRC=$SRC
+MAIN_BUILD=$BUILD
+# others_may_enter PATH: every existing directory from / down to PATH lets others search it.
+others_may_enter() {
+    local d perm
+    d=$(realpath -m "$1")
+    while :; do
+        if [ -d "$d" ]; then
+            perm=$(stat -L -c %A "$d") || return 1
+            case ${perm:9:1} in x | t) ;; *) return 1 ;; esac
+        fi
+        [ "$d" = / ] && return 0
+        d=$(dirname "$d")
+    done
+}
+if [ "$(id -u)" = 0 ] && { others_may_enter "$SRC" || others_may_enter "$BUILD"; }; then
+    MAIN_SRC=$BUILD-private/src
+    MAIN_BUILD=$BUILD-private/build
+fi
+# main_tree: the copy in $BUILD-private when the main stage uses one (the working tree as it
+# is, .git included, builds and the demo's state left out).
+main_tree() {
+    local priv rel
+    [ "$MAIN_SRC" = "$SRC" ] && return 0
+    priv=$(dirname "$MAIN_SRC")
+    local -a ex=(--anchored --exclude=./build --exclude='./build-*' --exclude=./keyward-demo)
+    for rel in "$BUILD" "$priv"; do
+        case $rel in "$SRC"/*) ex+=("--exclude=./${rel#"$SRC"/}" "--exclude=./${rel#"$SRC"/}-*") ;; esac
+    done
+    mkdir -p "$priv" && chmod 700 "$priv" && rm -rf "$MAIN_SRC" && mkdir "$MAIN_SRC" || return 1
+    tar -C "$SRC" "${ex[@]}" -cf - . | tar -C "$MAIN_SRC" --no-same-owner -xf - || return 1
+    if others_may_enter "$MAIN_SRC"; then
+        echo "test.sh: others may still enter $MAIN_SRC" >&2
+        return 1
+    fi
+    echo "main stage: on a copy of the working tree in $MAIN_SRC (only root may enter $priv)"
+}
+
 stage_main() {
-    setup "$BUILD" && meson test -C "$BUILD" --print-errorlogs --num-processes "$NPROC" "$@"
+    main_tree && SETUP_SRC=$MAIN_SRC setup "$MAIN_BUILD" &&
+        meson test -C "$MAIN_BUILD" --print-errorlogs --num-processes "$NPROC" "$@"
 }
 
 # A fresh build: an ASan build left from an older tree could hide a finding.
@@ -95,12 +143,12 @@ VALGRIND_CLI_TESTS='^tools-'
 VALGRIND_CLI_SKIP='^tools-guide$'
 # valgrind_pick RE: "keyward:SUITE / NAME" lines; the names matching RE (units with RE "unit").
 valgrind_pick() {
-    meson test -C "$BUILD" --list 2>/dev/null | awk -v re="$1" \
+    meson test -C "$MAIN_BUILD" --list 2>/dev/null | awk -v re="$1" \
         '$2 == "/" && (re == "unit" ? $1 == "keyward:unit" : $1 != "keyward:unit" && $3 ~ re) { print $3 }'
 }
 stage_valgrind() {
     local names cli
-    setup "$BUILD" || return 1
+    main_tree && SETUP_SRC=$MAIN_SRC setup "$MAIN_BUILD" || return 1
     names="$(valgrind_pick unit) $(valgrind_pick "$VALGRIND_TESTS")"
     cli=$(valgrind_pick "$VALGRIND_CLI_TESTS" | grep -v -E "$VALGRIND_CLI_SKIP")
     if [ -z "${names// /}" ] || [ -z "$cli" ]; then
@@ -110,17 +158,17 @@ stage_valgrind() {
     # shellcheck disable=SC2086,SC2116
     echo "valgrind stage: $(echo $names | wc -w) tests: $(echo $names)"
     # shellcheck disable=SC2086
-    meson test -C "$BUILD" --setup valgrind --print-errorlogs --num-processes "$NPROC" $names "$@" ||
+    meson test -C "$MAIN_BUILD" --setup valgrind --print-errorlogs --num-processes "$NPROC" $names "$@" ||
         return 1
     # shellcheck disable=SC2086,SC2116
     echo "valgrind stage, the keyward command (openssl native): $(echo $cli | wc -w) tests: $(echo $cli)"
     # shellcheck disable=SC2086
-    meson test -C "$BUILD" --setup valgrindcli --print-errorlogs --num-processes "$NPROC" $cli "$@"
+    meson test -C "$MAIN_BUILD" --setup valgrindcli --print-errorlogs --num-processes "$NPROC" $cli "$@"
 }
 
 stage_valgrind-all() {
-    setup "$BUILD" &&
-        meson test -C "$BUILD" --setup valgrind --print-errorlogs --num-processes "$NPROC" "$@"
+    main_tree && SETUP_SRC=$MAIN_SRC setup "$MAIN_BUILD" &&
+        meson test -C "$MAIN_BUILD" --setup valgrind --print-errorlogs --num-processes "$NPROC" "$@"
 }
 
 # Each target KEYWARD_FUZZ_SECONDS seconds, as many at once as there are CPUs; run.sh prints
