@@ -209,7 +209,7 @@ static int ensure_signers(kwt_ca *ca, const char *key)
         goto out;
     }
     rc = kwt_ensure_key(key, ca->conf.key_type ? ca->conf.key_type : "ec:P-256", kwt_ca_cnf(ca),
-                        false, &created, NULL);
+                        false, false, &created, NULL);
     if (rc)
         goto out;
     kwt_cmd c;

@@ -139,7 +139,7 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
         rc = kwt_err(KWT_FAIL, "cannot keep %s: %s", oldcrt, strerror(errno));
         goto out;
     }
-    rc = kwt_ensure_key(key, key_type, kwt_ca_cnf(&ca), !use_existing, &created, keypem);
+    rc = kwt_ensure_key(key, key_type, kwt_ca_cnf(&ca), !use_existing, true, &created, keypem);
     if (rc)
         goto out;
     /* new self-signed certificate: same subject, new key (new SKI) */

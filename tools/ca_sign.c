@@ -979,7 +979,15 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     for (size_t i = 0; i < n && !kwt_g.dry_run; i++)
         if ((rc = csr_private_copy(ca, reqs[i], &copies[i])))
             goto out;
-    if (!kwt_g.dry_run) {
+    if (kwt_g.dry_run) {
+        /* the script signs with the same batch configuration as the real run */
+        bcnf = kwt_state_path(ca, "batch.cnf");
+        printf("sed 's/^copy_extensions = none$/copy_extensions = copy/' ");
+        kwt_shq(stdout, kwt_ca_cnf(ca));
+        printf(" > ");
+        kwt_shq(stdout, bcnf);
+        printf("\n");
+    } else {
         char *t = kwt_read_file(kwt_ca_cnf(ca), NULL),
              *at = t ? strstr(t, "copy_extensions = none") : NULL;
         if (!at) {
@@ -1318,10 +1326,19 @@ int kwt_cmd_ca_renew(int argc, char **argv)
                 goto out;
         }
     }
-    if ((rc = check_ca_valid(&ca)) || (rc = kwt_txn_begin(&ca)))
+    if ((rc = check_ca_valid(&ca)))
+        goto out;
+    if (kwt_g.dry_run)
+        dry_mark(&ca);
+    if ((rc = kwt_txn_begin(&ca)))
         goto out;
     rc = sign_req(&ca, 0, csr ? csr : oldcsr, newreq, profile, name, days, san && *san ? san : NULL,
                   devid && *devid ? devid : NULL, &serial);
+    if (rc == 0 && kwt_g.dry_run) { /* the script names the new row as the real run does */
+        char *nm = (char *)name, *cs = csr ? (char *)csr : oldcsr;
+        dry_record(&ca, 1, &nm, &cs, profile, days, san && *san ? san : NULL,
+                   devid && *devid ? devid : NULL);
+    }
     if (rc == 0 && !keep_old)
         rc = kwt_revoke_serial(&ca, old_serial, "superseded", -1);
     if (rc == 0)

@@ -253,8 +253,9 @@ int kwt_cmd_show(int argc, char **argv);
 int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
                  const char *san, const char *device_id, char **serial_out);
 /* Generate the key at uri on its token unless it is there (cnf: provider config). */
+/* check_type: an existing key of another type than key_type is refused (naming its type). */
 int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool must_be_new,
-                   bool *created, const char *out_pem);
+                   bool check_type, bool *created, const char *out_pem);
 int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long long when);
 /* Usage text printed by `keyward help CMD` and CMD --help. */
 int kwt_usage(const char *cmd, FILE *f);

@@ -4,6 +4,7 @@
 #include "kwt.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -285,6 +286,10 @@ int kwt_cmd_verify(int argc, char **argv)
         return kwt_err(KWT_USAGE, "--purpose device needs --device-id");
     if (no_rev && crlfile)
         return kwt_err(KWT_USAGE, "--crl and --no-revocation-check contradict each other");
+    FILE *probe = fopen(pos[0], "r");
+    if (!probe)
+        return kwt_err(KWT_FAIL, "%s: %s", pos[0], strerror(errno));
+    fclose(probe);
     X509 *x = kwt_load_cert(pos[0]);
     if (!x)
         return kwt_err(KWT_FAIL, "%s: not a certificate (PEM or DER)", pos[0]);

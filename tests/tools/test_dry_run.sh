@@ -48,6 +48,25 @@ ext "$P/issued/bykw.crt" > "$T/e2"
 diff "$T/e1" "$T/e2" || fail "hand-run and keyward certificates differ in extensions"
 ok "ca sign --dry-run runs by hand with the same certificate profile"
 
+# renew --dry-run: the script names the new row too (a second "unknown" would follow otherwise)
+expect_rc 0 "$KW" --dir "$P" --dry-run ca renew bykw
+cp "$T/out" "$T/renew.sh"
+bash -e "$T/renew.sh" > "$T/renew.log" 2>&1 || { cat "$T/renew.log"; fail "dry-run script of ca renew fails"; }
+[ "$(awk -F'\t' '$5 == "bykw"' "$P/state/index.txt" | wc -l)" = 2 ] ||
+    { cat "$P/state/index.txt"; fail "hand-run renew did not record NAME bykw"; }
+awk -F'\t' '$5 == "unknown"' "$P/state/index.txt" | grep -q . && fail "hand-run renew left an unknown row"
+# batch --dry-run signs with the batch's own configuration: the SANs come out as in a real run
+mkdir -p "$T/bd"
+OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout /dev/null -subj "/CN=bd1/O=Example" -addext "subjectAltName=DNS:bd1.example" \
+    -out "$T/bd/bd1.csr" 2>/dev/null
+expect_rc 0 "$KW" --dir "$P" --dry-run ca sign --batch "$T/bd" --profile server
+cp "$T/out" "$T/batch.sh"
+bash -e "$T/batch.sh" > "$T/batch.log" 2>&1 || { cat "$T/batch.log"; fail "dry-run script of a batch fails"; }
+openssl x509 -in "$P/issued/bd1.crt" -noout -ext subjectAltName | grep -q "DNS:bd1.example" ||
+    fail "hand-run batch lost the CSR's subjectAltName"
+ok "ca renew and ca sign --batch --dry-run run by hand as the real run"
+
 hs=$(openssl x509 -in "$P/new.crt" -noout -serial | cut -d= -f2)
 expect_rc 0 "$KW" --dir "$P" --dry-run ca revoke "$hs" --reason keyCompromise
 bash -e "$T/out" > "$T/rev.log" 2>&1 || { cat "$T/rev.log"; fail "dry-run script of revoke fails"; }

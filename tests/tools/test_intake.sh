@@ -146,4 +146,17 @@ openssl x509 -in "$P/issued/rsa.crt" -noout -ext keyUsage | grep -q "Key Enciphe
     fail "an RSA server key lacks keyEncipherment"
 expect_rc 0 "$KW" --dir "$P" check
 ok "P-384 CA signs certificates and CRLs with SHA-384; keyEncipherment for RSA server keys only"
+# the operator's side: an existing key of another type is named, a missing file is "missing"
+make_token cl 55556666
+expect_rc 0 "$KW" req --key "pkcs11:token=cl;object=k" --module "$SOFTHSM_MODULE" \
+    --pin-source "file:$T/cl.pin" --key-type ec:P-256 --subject "CN=k,O=Ex" --out "$T/k1.csr"
+expect_rc 2 "$KW" req --key "pkcs11:token=cl;object=k" --module "$SOFTHSM_MODULE" \
+    --pin-source "file:$T/cl.pin" --key-type rsa:2048 --subject "CN=k,O=Ex" --out "$T/k2.csr"
+grep -q "is ec:P-256, not rsa:2048" "$T/err" || { cat "$T/err"; fail "key type mismatch not named"; }
+[ -e "$T/k2.csr" ] && fail "a CSR was written for the wrong key type"
+expect_rc 0 "$KW" req --key "pkcs11:token=cl;object=k" --module "$SOFTHSM_MODULE" \
+    --pin-source "file:$T/cl.pin" --subject "CN=k,O=Ex" --out "$T/k3.csr"
+expect_rc 1 "$KW" --dir "$P" verify "$T/no-such.crt"
+grep -q "No such file" "$T/err" || fail "a missing file is not called missing"
+ok "req names an existing key's other type; verify names a missing file"
 echo PASS
