@@ -48,6 +48,27 @@ CK_RV kwk_attr_ulong(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_ATTRIBUTE_TYPE t, 
     return CKR_OK;
 }
 
+CK_RV kwk_attr_mechs(const CK_ATTRIBUTE *a, kwk_mechs *out)
+{
+    size_t n = a->ulValueLen / sizeof(CK_MECHANISM_TYPE);
+    if (a->ulValueLen % sizeof(CK_MECHANISM_TYPE) || n > KWK_MAX_MECHS || (n && a->pValue == NULL))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    if (n)
+        memcpy(out->m, a->pValue, n * sizeof(CK_MECHANISM_TYPE));
+    out->n = n;
+    return CKR_OK;
+}
+
+int kwk_mechs_allow(const kwk_mechs *l, CK_MECHANISM_TYPE m)
+{
+    if (l->n == 0)
+        return 1;
+    for (size_t i = 0; i < l->n; i++)
+        if (l->m[i] == m)
+            return 1;
+    return 0;
+}
+
 CK_RV kwk_attr_put(CK_ATTRIBUTE *a, const void *val, size_t len)
 {
     if (a->pValue == NULL) {

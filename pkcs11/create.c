@@ -62,6 +62,14 @@ CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
         case CKA_END_DATE:
         case CKA_SUBJECT:
             continue; /* accepted, not stored */
+        case CKA_ALLOWED_MECHANISMS:
+            /* Kept with the key and enforced when an operation starts (an RSA-PSS key from
+             * the provider lists only the PSS mechanisms). */
+            if (cls != CKO_PRIVATE_KEY && cls != CKO_PUBLIC_KEY)
+                return CKR_ATTRIBUTE_TYPE_INVALID;
+            if ((rv = kwk_attr_mechs(a, &m->mechs)) != CKR_OK)
+                return rv;
+            continue;
         case CKA_LOCAL:
         case CKA_ALWAYS_SENSITIVE:
         case CKA_NEVER_EXTRACTABLE:
@@ -401,8 +409,10 @@ static CK_RV create_key(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_O
         rv = CKR_TEMPLATE_INCONSISTENT;
     if (rv == CKR_OK)
         rv = kwk_tmpl_usage(tmpl, n, cls, kwk_pkey_ktype(pk), &m.flags);
-    if (rv == CKR_OK && !priv)
+    if (rv == CKR_OK && !priv) {
         m.pub_flags = m.flags & (KWK_F_ENCRYPT | KWK_F_DERIVE);
+        m.pub_mechs = m.mechs;
+    }
     kwk_serial ps = 0, pubs = 0;
     if (rv == CKR_OK && priv)
         rv = kwk_store_keypair(t, pk, &m, &ps, &pubs);

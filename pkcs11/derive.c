@@ -38,6 +38,9 @@ static CK_RV derive_template(const CK_ATTRIBUTE *t, CK_ULONG n, size_t flen, kwk
             else if (a->type == CKA_VALUE_LEN)
                 o->der_len = u;
             break;
+        case CKA_ALLOWED_MECHANISMS:
+            rv = kwk_attr_mechs(a, &o->mechs); /* kept and read back (no mechanism here uses it) */
+            break;
         case CKA_LABEL:
             if (a->ulValueLen >= KWK_MAX_LABEL ||
                 (a->ulValueLen && memchr(a->pValue, '\0', a->ulValueLen)))
@@ -161,6 +164,8 @@ CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE base
         rv = CKR_KEY_TYPE_INCONSISTENT;
     else if (!(k.flags & KWK_F_DERIVE))
         rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+    else if (!kwk_mechs_allow(&k.mechs, CKM_ECDH1_DERIVE))
+        rv = CKR_MECHANISM_INVALID; /* not in its CKA_ALLOWED_MECHANISMS */
     else if (k.priv == NULL)
         rv = CKR_KEY_HANDLE_INVALID;
     else

@@ -116,6 +116,7 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         }
         vm.flags |= KWK_F_LOCAL;
         vm.pub_flags = KWK_F_LOCAL | (pm.flags & (KWK_F_ENCRYPT | KWK_F_DERIVE));
+        vm.pub_mechs = pm.mechs; /* each half keeps its own template's list */
         kwk_serial ps, us;
         pthread_mutex_lock(&kwk_lock);
         rv = kwk_token_open(s->tok);

@@ -165,6 +165,10 @@ CK_RV kwk_op_init(kwk_session *s, kwk_opkind kind, CK_MECHANISM *m, CK_OBJECT_HA
         rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
     else if (kind == KWK_OP_DECRYPT && !(op->key.flags & KWK_F_DECRYPT))
         rv = CKR_KEY_FUNCTION_NOT_PERMITTED;
+    else if (!kwk_mechs_allow(&op->key.mechs, m->mechanism))
+        /* Not in the key's CKA_ALLOWED_MECHANISMS: the code SoftHSM2 gives, and the one the
+         * keyward provider reads as "this key does not allow it" (the token has it). */
+        rv = CKR_MECHANISM_INVALID;
     else if (op->key.ktype == CKK_RSA && op->key.klen > KWK_MAX_RSA_BYTES)
         rv = CKR_KEY_SIZE_RANGE;
     else

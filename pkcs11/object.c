@@ -20,18 +20,25 @@ static const char *kind_names[] = {[KWK_KIND_PRIV] = "priv",
                                    [KWK_KIND_PUB] = "pub",
                                    [KWK_KIND_CERT] = "cert",
                                    [KWK_KIND_META] = "meta"};
-static const char flag_chars[] = "lsdxpe"; /* bit i of the flags */
+/* Bit i of the flags. Lower case only: upper-case hex after a '/' is the mechanism list, which
+ * older parsers (that skip unknown characters) must not take for flags. */
+static const char flag_chars[] = "lsdxpe";
 
 int kwk_desc_format(char *out, size_t cap, kwk_kind kind, unsigned flags, kwk_serial link,
-                    const unsigned char *id, size_t id_len, const char *label)
+                    const unsigned char *id, size_t id_len, const char *label,
+                    const kwk_mechs *mechs)
 {
-    char f[8], hex[2 * KWK_MAX_ID + 1];
+    /* flag letters, then "/" and the allowed mechanisms, comma-separated */
+    char f[16 + (2 * sizeof(CK_MECHANISM_TYPE) + 1) * KWK_MAX_MECHS], hex[2 * KWK_MAX_ID + 1];
     size_t nf = 0;
     for (int i = 0; flag_chars[i]; i++)
         if (flags & (1u << i))
             f[nf++] = flag_chars[i];
     if (nf == 0)
         f[nf++] = '-';
+    for (size_t i = 0; mechs && i < mechs->n && i < KWK_MAX_MECHS; i++)
+        nf += (size_t)snprintf(f + nf, sizeof(f) - nf, "%c%lX", i ? ',' : '/',
+                               (unsigned long)mechs->m[i]);
     f[nf] = '\0';
     for (size_t i = 0; i < id_len; i++)
         snprintf(hex + 2 * i, 3, "%02x", id[i]);
@@ -41,11 +48,38 @@ int kwk_desc_format(char *out, size_t cap, kwk_kind kind, unsigned flags, kwk_se
     return n > 0 && (size_t)n < cap;
 }
 
+/* "/1,D,43" after the flag letters: the key's CKA_ALLOWED_MECHANISMS. A list that does not
+ * parse makes the key not ours (hidden), never a key without limits. */
+static int parse_mechs(const char *p, kwk_mechs *mechs)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    kwk_mechs l = {0};
+    for (;;) {
+        unsigned long v = 0;
+        size_t nd = 0;
+        const char *d;
+        for (; *p && (d = strchr(digits, *p)) != NULL; p++, nd++)
+            v = (v << 4) | (unsigned long)(d - digits);
+        if (nd == 0 || nd > 2 * sizeof(CK_MECHANISM_TYPE) || l.n == KWK_MAX_MECHS ||
+            (*p != ',' && *p != '\0'))
+            return 0;
+        l.m[l.n++] = (CK_MECHANISM_TYPE)v;
+        if (*p++ == '\0')
+            break;
+    }
+    if (mechs)
+        *mechs = l;
+    return 1;
+}
+
 int kwk_desc_parse(const char *type, const char *desc, kwk_kind *kind, unsigned *flags,
-                   kwk_serial *link, unsigned char *id, size_t *id_len, char *label)
+                   kwk_serial *link, unsigned char *id, size_t *id_len, char *label,
+                   kwk_mechs *mechs)
 {
     char buf[4200];
     char *f[6], *p = buf;
+    if (mechs)
+        mechs->n = 0;
     if (strncmp(desc, "keyward:", 8) != 0 || strlen(desc) >= sizeof(buf))
         return 0;
     strcpy(buf, desc + 8);
@@ -64,6 +98,12 @@ int kwk_desc_parse(const char *type, const char *desc, kwk_kind *kind, unsigned 
     if (*kind == 0 || (*kind == KWK_KIND_PRIV) != (strcmp(type, "asymmetric") == 0) ||
         (*kind != KWK_KIND_PRIV && strcmp(type, "user") != 0))
         return 0;
+    char *ml = strchr(f[1], '/');
+    if (ml) {
+        *ml++ = '\0';
+        if (!parse_mechs(ml, mechs))
+            return 0;
+    }
     *flags = 0;
     for (const char *c = f[1]; *c; c++) {
         const char *q = strchr(flag_chars, *c);
@@ -199,7 +239,8 @@ CK_RV kwk_objects_refresh(kwk_token *t)
         size_t id_len;
         if (kwk_kr_describe(ids[i], type, sizeof(type), &desc) != CKR_OK)
             continue; /* not viewable: not ours to show */
-        int ours = kwk_desc_parse(type, desc, &kind, &flags, &link, id, &id_len, label);
+        kwk_mechs mechs = {0};
+        int ours = kwk_desc_parse(type, desc, &kind, &flags, &link, id, &id_len, label, &mechs);
         free(desc);
         if (!ours)
             continue;
@@ -223,6 +264,7 @@ CK_RV kwk_objects_refresh(kwk_token *t)
         memcpy(o->id, id, id_len);
         o->id_len = id_len;
         memcpy(o->label, label, sizeof(label));
+        o->mechs = mechs;
         o->seen = 1;
         o->cls = kind == KWK_KIND_PUB    ? CKO_PUBLIC_KEY
                  : kind == KWK_KIND_CERT ? CKO_CERTIFICATE
@@ -273,7 +315,7 @@ CK_RV kwk_objects_refresh(kwk_token *t)
         kwk_serial link;
         snprintf(d, sizeof(d), "%.*s", (int)len, (const char *)buf);
         kw_secure_free(buf, len + 1);
-        if (kwk_desc_parse(type, d, &kind, &flags, &link, o->id, &o->id_len, o->label))
+        if (kwk_desc_parse(type, d, &kind, &flags, &link, o->id, &o->id_len, o->label, NULL))
             o->meta = metas[m][1];
     }
     return CKR_OK;
@@ -345,6 +387,7 @@ CK_RV kwk_object_key(kwk_session *s, CK_OBJECT_HANDLE h, kwk_key *out)
         out->pub = o->pub;
         if (o->priv && EVP_PKEY_up_ref(o->priv))
             out->priv = o->priv;
+        out->mechs = o->mechs;
         out->bits = (size_t)EVP_PKEY_get_bits(o->pub);
         out->klen = (out->bits + 7) / 8;
     }
@@ -521,6 +564,9 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
     case CKA_START_DATE:
     case CKA_END_DATE:
         return v_bytes(v, "", 0);
+    case CKA_ALLOWED_MECHANISMS:
+        /* empty: no list, every mechanism of the key's type (as SoftHSM2 answers) */
+        return v_bytes(v, o->mechs.m, o->mechs.n * sizeof(CK_MECHANISM_TYPE));
     case CKA_DERIVE:
         return v_bool(v, (priv || pubk) && o->ktype != CKK_RSA && (o->flags & KWK_F_DERIVE));
     case CKA_KEY_GEN_MECHANISM:

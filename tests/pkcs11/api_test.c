@@ -531,6 +531,93 @@ int main(int argc, char **argv)
         EXPECT(f->C_DestroyObject(s, epub2), CKR_OK);
     }
 
+    /* ---- CKA_ALLOWED_MECHANISMS (issue 17: keyward.so sends it for RSA-PSS keys, which the
+     * module refused with CKR_ATTRIBUTE_TYPE_INVALID): kept, read back, enforced ---- */
+    CK_OBJECT_HANDLE pss_pub = 0, pss_priv = 0;
+    {
+        CK_MECHANISM_TYPE pss_only[] = {CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS},
+                          ver_only[] = {CKM_SHA256_RSA_PKCS_PSS}, ecdsa_only[] = {CKM_ECDSA},
+                          many[33] = {0}, got[40];
+        CK_ULONG b1024 = 1024;
+        CK_ATTRIBUTE am_pt[] = {{CKA_MODULUS_BITS, &b1024, sizeof(b1024)},
+                                {CKA_ALLOWED_MECHANISMS, ver_only, sizeof(ver_only)}};
+        CK_ATTRIBUTE am_vt[] = {{CKA_LABEL, "api-pss", 7},
+                                {CKA_ALLOWED_MECHANISMS, pss_only, sizeof(pss_only)}};
+        EXPECT(f->C_GenerateKeyPair(s, &mg, am_pt, 2, am_vt, 2, &pss_pub, &pss_priv), CKR_OK);
+        CK_ATTRIBUTE qm = {CKA_ALLOWED_MECHANISMS, got, sizeof(got)};
+        EXPECT(f->C_GetAttributeValue(s, pss_priv, &qm, 1), CKR_OK);
+        TRUE_OR_FAIL(qm.ulValueLen == sizeof(pss_only) &&
+                     memcmp(got, pss_only, sizeof(pss_only)) == 0);
+        qm.ulValueLen = sizeof(got);
+        EXPECT(f->C_GetAttributeValue(s, pss_pub, &qm, 1), CKR_OK);
+        TRUE_OR_FAIL(qm.ulValueLen == sizeof(ver_only) && got[0] == CKM_SHA256_RSA_PKCS_PSS);
+        qm.ulValueLen = sizeof(got);
+        EXPECT(f->C_GetAttributeValue(s, priv, &qm, 1), CKR_OK); /* no list: empty */
+        TRUE_OR_FAIL(qm.ulValueLen == 0);
+        /* a mechanism the key does not allow: CKR_MECHANISM_INVALID (SoftHSM2 says the same) */
+        CK_MECHANISM m_pss_raw = {CKM_RSA_PKCS_PSS, &pss, sizeof(pss)};
+        EXPECT(f->C_SignInit(s, &m_pkcs, pss_priv), CKR_MECHANISM_INVALID);
+        EXPECT(f->C_SignInit(s, &(CK_MECHANISM){CKM_RSA_X_509, NULL, 0}, pss_priv),
+               CKR_MECHANISM_INVALID);
+        EXPECT(f->C_DecryptInit(s, &m_dec, pss_priv), CKR_MECHANISM_INVALID);
+        EXPECT(f->C_SignInit(s, &m_pss_raw, pss_priv), CKR_OK);
+        unsigned char h[32] = {1}, psig[128];
+        CK_ULONG pl = sizeof(psig);
+        EXPECT(f->C_Sign(s, h, sizeof(h), psig, &pl), CKR_OK);
+        EXPECT(f->C_VerifyInit(s, &m_pss_raw, pss_pub), CKR_MECHANISM_INVALID);
+        EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss, sizeof(pss), pss_priv, pss_pub),
+               CKR_OK);
+        /* found by its list */
+        CK_OBJECT_HANDLE fo[4];
+        CK_ULONG nfo = 0;
+        CK_ATTRIBUTE fm = {CKA_ALLOWED_MECHANISMS, pss_only, sizeof(pss_only)};
+        EXPECT(f->C_FindObjectsInit(s, &fm, 1), CKR_OK);
+        EXPECT(f->C_FindObjects(s, fo, 4, &nfo), CKR_OK);
+        EXPECT(f->C_FindObjectsFinal(s), CKR_OK);
+        TRUE_OR_FAIL(nfo == 1 && fo[0] == pss_priv);
+        /* not a whole number of mechanisms, too many, on a certificate, changed later */
+        CK_ATTRIBUTE bad_len[] = {{CKA_ALLOWED_MECHANISMS, pss_only, 3}};
+        CK_OBJECT_HANDLE p2, v2;
+        EXPECT(f->C_GenerateKeyPair(s, &mg, am_pt, 1, bad_len, 1, &p2, &v2),
+               CKR_ATTRIBUTE_VALUE_INVALID);
+        CK_ATTRIBUTE too_many[] = {{CKA_ALLOWED_MECHANISMS, many, sizeof(many)}};
+        EXPECT(f->C_GenerateKeyPair(s, &mg, am_pt, 1, too_many, 1, &p2, &v2),
+               CKR_ATTRIBUTE_VALUE_INVALID);
+        CK_ATTRIBUTE ct[] = {{CKA_CLASS, &ccert, sizeof(ccert)},
+                             {CKA_CERTIFICATE_TYPE, &(CK_ULONG){CKC_X_509}, sizeof(CK_ULONG)},
+                             {CKA_VALUE, (void *)cert_der, sizeof(cert_der)},
+                             {CKA_ALLOWED_MECHANISMS, pss_only, sizeof(pss_only)}};
+        EXPECT(f->C_CreateObject(s, ct, 4, &o), CKR_ATTRIBUTE_TYPE_INVALID);
+        EXPECT(f->C_SetAttributeValue(s, pss_priv, &fm, 1), CKR_ATTRIBUTE_READ_ONLY);
+        /* an imported public key keeps its list too */
+        CK_ATTRIBUTE t_pub_am[] = {t_pub[0],
+                                   t_pub[1],
+                                   t_pub[2],
+                                   t_pub[3],
+                                   {CKA_ALLOWED_MECHANISMS, ver_only, sizeof(ver_only)}};
+        EXPECT(f->C_CreateObject(s, t_pub_am, 5, &o), CKR_OK);
+        qm.ulValueLen = sizeof(got);
+        EXPECT(f->C_GetAttributeValue(s, o, &qm, 1), CKR_OK);
+        TRUE_OR_FAIL(qm.ulValueLen == sizeof(ver_only));
+        EXPECT(f->C_DestroyObject(s, o), CKR_OK);
+        /* ECDH on an EC key that allows ECDSA only */
+        CK_ATTRIBUTE ec_vt[] = {{CKA_ALLOWED_MECHANISMS, ecdsa_only, sizeof(ecdsa_only)}};
+        EXPECT(f->C_GenerateKeyPair(s, &mec, g_p256, 1, ec_vt, 1, &p2, &v2), CKR_OK);
+        unsigned char ept[100];
+        CK_ATTRIBUTE qp = {CKA_EC_POINT, ept, sizeof(ept)};
+        EXPECT(f->C_GetAttributeValue(s, epub, &qp, 1), CKR_OK);
+        CK_ECDH1_DERIVE_PARAMS dp = {CKD_NULL, 0, NULL, qp.ulValueLen, ept};
+        CK_MECHANISM mdh = {CKM_ECDH1_DERIVE, &dp, sizeof(dp)};
+        CK_OBJECT_CLASS csec = CKO_SECRET_KEY;
+        CK_ATTRIBUTE dt[] = {{CKA_CLASS, &csec, sizeof(csec)}};
+        CK_OBJECT_HANDLE k;
+        EXPECT(f->C_DeriveKey(s, &mdh, v2, dt, 1, &k), CKR_MECHANISM_INVALID);
+        EXPECT(sign_verify(s, CKM_ECDSA, NULL, 0, v2, p2), CKR_OK);
+        EXPECT(sign_verify(s, CKM_ECDSA_SHA256, NULL, 0, v2, p2), CKR_MECHANISM_INVALID);
+        EXPECT(f->C_DestroyObject(s, v2), CKR_OK);
+        EXPECT(f->C_DestroyObject(s, p2), CKR_OK);
+    }
+
     /* ---- unsupported functions ---- */
     EXPECT(f->C_EncryptInit(s, &m_dec, pub), CKR_FUNCTION_NOT_SUPPORTED);
     EXPECT(f->C_DigestInit(s, &(CK_MECHANISM){CKM_SHA256, NULL, 0}), CKR_FUNCTION_NOT_SUPPORTED);
@@ -577,6 +664,11 @@ int main(int argc, char **argv)
     EXPECT(f->C_Initialize(NULL), CKR_OK);
     EXPECT(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
     EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS, NULL, 0, priv, pub), CKR_OK);
+    /* the allowed mechanisms are kept in the keyring, not only in this process's cache */
+    EXPECT(f->C_SignInit(s, &m_pkcs, pss_priv), CKR_MECHANISM_INVALID);
+    EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss, sizeof(pss), pss_priv, pss_pub), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, pss_priv), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, pss_pub), CKR_OK);
     EXPECT(f->C_DestroyObject(s, priv), CKR_OK);
     EXPECT(f->C_DestroyObject(s, priv), CKR_OBJECT_HANDLE_INVALID);
     EXPECT(f->C_SignInit(s, &m_pkcs, priv), CKR_KEY_HANDLE_INVALID);

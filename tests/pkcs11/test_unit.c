@@ -257,9 +257,9 @@ static void test_desc_codec(void **state)
     kwk_serial link;
     size_t id_len;
     assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_PRIV, KWK_F_LOCAL | KWK_F_SIGN, 1234,
-                                want_id, 3, "web:tls key"));
+                                want_id, 3, "web:tls key", NULL));
     assert_string_equal(d, "keyward:priv:ls:1234:00abff:web:tls key");
-    assert_true(kwk_desc_parse("asymmetric", d, &kind, &flags, &link, id, &id_len, label));
+    assert_true(kwk_desc_parse("asymmetric", d, &kind, &flags, &link, id, &id_len, label, NULL));
     assert_int_equal(kind, KWK_KIND_PRIV);
     assert_int_equal(flags, KWK_F_LOCAL | KWK_F_SIGN);
     assert_int_equal(link, 1234);
@@ -267,20 +267,49 @@ static void test_desc_codec(void **state)
     assert_memory_equal(id, want_id, 3);
     assert_string_equal(label, "web:tls key");
     /* a private kind must be an asymmetric key, the others user keys */
-    assert_false(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label));
+    assert_false(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, NULL));
     assert_false(kwk_desc_parse("asymmetric", "keyward:pub:-:0::x", &kind, &flags, &link, id,
-                                &id_len, label));
+                                &id_len, label, NULL));
+    assert_false(kwk_desc_parse("user", "keyward:pub:-:0:0g:x", &kind, &flags, &link, id, &id_len,
+                                label, NULL));
+    assert_false(kwk_desc_parse("user", "keyward:pub:-:0:abc:x", &kind, &flags, &link, id, &id_len,
+                                label, NULL));
     assert_false(
-        kwk_desc_parse("user", "keyward:pub:-:0:0g:x", &kind, &flags, &link, id, &id_len, label));
-    assert_false(
-        kwk_desc_parse("user", "keyward:pub:-:0:abc:x", &kind, &flags, &link, id, &id_len, label));
-    assert_false(
-        kwk_desc_parse("user", "other:pub:-:0::x", &kind, &flags, &link, id, &id_len, label));
-    assert_true(
-        kwk_desc_parse("user", "keyward:cert:-:0::", &kind, &flags, &link, id, &id_len, label));
+        kwk_desc_parse("user", "other:pub:-:0::x", &kind, &flags, &link, id, &id_len, label, NULL));
+    assert_true(kwk_desc_parse("user", "keyward:cert:-:0::", &kind, &flags, &link, id, &id_len,
+                               label, NULL));
     assert_int_equal(kind, KWK_KIND_CERT);
     assert_int_equal(id_len, 0);
     assert_string_equal(label, "");
+
+    /* CKA_ALLOWED_MECHANISMS after the flags, upper-case hex: an RSA-PSS key's list round-trips,
+     * an old description has none, a broken list hides the key instead of lifting its limits */
+    kwk_mechs ml = {3, {CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS, 0x8000abcdUL}}, back;
+    assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_SOFT, KWK_F_SIGN | KWK_F_DECRYPT, 7, want_id,
+                                1, "pss:key", &ml));
+    assert_string_equal(d, "keyward:soft:sd/D,43,8000ABCD:7:00:pss:key");
+    assert_true(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, &back));
+    assert_int_equal(flags, KWK_F_SIGN | KWK_F_DECRYPT);
+    assert_int_equal(back.n, 3);
+    assert_memory_equal(back.m, ml.m, 3 * sizeof(CK_MECHANISM_TYPE));
+    assert_string_equal(label, "pss:key");
+    assert_true(kwk_desc_parse("user", "keyward:soft:sd:7::k", &kind, &flags, &link, id, &id_len,
+                               label, &back));
+    assert_int_equal(back.n, 0);
+    const char *broken[] = {"keyward:soft:s/:7::k",    "keyward:soft:s/d:7::k",
+                            "keyward:soft:s/D,:7::k",  "keyward:soft:s/D,,1:7::k",
+                            "keyward:soft:s/0x1:7::k", "keyward:soft:s/11111111111111111:7::k"};
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++)
+        assert_false(
+            kwk_desc_parse("user", broken[i], &kind, &flags, &link, id, &id_len, label, &back));
+    ml.n = KWK_MAX_MECHS;
+    for (size_t i = 0; i < KWK_MAX_MECHS; i++)
+        ml.m[i] = ~(CK_MECHANISM_TYPE)0 - i;
+    assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_PUB, 0, 0, NULL, 0, "", &ml));
+    assert_true(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, &back));
+    assert_int_equal(back.n, KWK_MAX_MECHS);
+    assert_memory_equal(back.m, ml.m, sizeof(ml.m));
+    assert_int_equal(flags, 0);
 }
 
 static void test_attr_put_rules(void **state)
