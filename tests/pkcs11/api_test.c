@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* keyward-pkcs11 through its PKCS#11 interface: interfaces, return codes for bad calls and
  * templates, attributes, sign/verify/decrypt, threads and fork.
- * Usage: api_test MODULE kernel|software|any|pin   (inside a session keyring: keyctl session -)
- *   pin: only the PIN token tests (they write their own configuration files) */
+ * Usage: api_test MODULE kernel|software|any|pin|secheap   (inside a session keyring: keyctl
+ * session -)
+ *   pin: only the PIN token tests (they write their own configuration files)
+ *   secheap: libcrypto's secure heap is the process's, not the module's (own configuration) */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -10,6 +12,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "pkcs11_3.h"
 #include "kwk_vendor.h"
@@ -184,6 +188,100 @@ static int pin_tests(void)
     return failures != 0;
 }
 
+/* Load the module, sign with a software-mode EC key (decoded into the secure heap), finalize
+ * and unload it. */
+static void module_round(const char *path)
+{
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    TRUE_OR_FAIL(dl != NULL);
+    if (dl == NULL)
+        return;
+    CK_C_GetInterface gi = (CK_C_GetInterface)dlsym(dl, "C_GetInterface");
+    CK_INTERFACE *iface = NULL;
+    EXPECT(gi(NULL, NULL, &iface, 0), CKR_OK);
+    f = iface->pFunctionList;
+    EXPECT(f->C_Initialize(NULL), CKR_OK);
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE pub, priv;
+    unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, p256, sizeof(p256)}};
+    CK_MECHANISM mec = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    EXPECT(f->C_OpenSession(0, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s), CKR_OK);
+    EXPECT(f->C_GenerateKeyPair(s, &mec, pt, 1, NULL, 0, &pub, &priv), CKR_OK);
+    EXPECT(sign_verify(s, CKM_ECDSA_SHA256, NULL, 0, priv, pub), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, priv), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, pub), CKR_OK);
+    EXPECT(f->C_Finalize(NULL), CKR_OK);
+    dlclose(dl);
+}
+
+/* The module sets up libcrypto's secure heap only when the process has none, and never tears it
+ * down (CRYPTO_secure_malloc_done is process-wide and takes no lock against other users):
+ *   - an application's own heap stays the one in use, its secure buffers stay valid, and the
+ *     module's key is in it while used and out of it after C_Finalize (a leak there is invisible
+ *     to ASan and memcheck: the secure heap is one mmap);
+ *   - a heap the module set up outlives C_Finalize and dlclose, with the application's secure
+ *     buffers made from it meanwhile. */
+static int secheap_tests(const char *path)
+{
+    char conf[] = "/tmp/kwk-sec-XXXXXX", line[100];
+    int fd = mkstemp(conf);
+    if (fd >= 0)
+        close(fd);
+    snprintf(line, sizeof(line), "token sec session:kwk-sec-%d software", (int)getpid());
+    write_conf(conf, line);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) { /* the module sets the heap up */
+        TRUE_OR_FAIL(!CRYPTO_secure_malloc_initialized());
+        void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        CK_C_GetInterface gi = dl ? (CK_C_GetInterface)dlsym(dl, "C_GetInterface") : NULL;
+        CK_INTERFACE *iface = NULL;
+        TRUE_OR_FAIL(gi != NULL);
+        if (gi == NULL)
+            _exit(1);
+        EXPECT(gi(NULL, NULL, &iface, 0), CKR_OK);
+        f = iface->pFunctionList;
+        EXPECT(f->C_Initialize(NULL), CKR_OK);
+        TRUE_OR_FAIL(CRYPTO_secure_malloc_initialized());
+        EXPECT(f->C_Finalize(NULL), CKR_OK);
+        dlclose(dl);
+        /* nothing in it now, yet it stays: another thread could be allocating from it */
+        TRUE_OR_FAIL(CRYPTO_secure_malloc_initialized());
+        void *mine = OPENSSL_secure_malloc(100); /* the application's, from the module's heap */
+        TRUE_OR_FAIL(mine != NULL && CRYPTO_secure_allocated(mine));
+        module_round(path);
+        TRUE_OR_FAIL(CRYPTO_secure_malloc_initialized() && CRYPTO_secure_allocated(mine));
+        memset(mine, 0x5a, 100);
+        OPENSSL_secure_clear_free(mine, 100);
+        TRUE_OR_FAIL(CRYPTO_secure_used() == 0); /* the module left nothing in it */
+        _exit(failures != 0);
+    }
+    int st = -1;
+    waitpid(pid, &st, 0);
+    TRUE_OR_FAIL(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+
+    /* the application's own heap: 32 KiB, smaller than the module's 1 MiB; the module neither
+     * replaces it nor tears it down, whether the application holds secure memory or not */
+    TRUE_OR_FAIL(CRYPTO_secure_malloc_init(32768, 16) != 0);
+    module_round(path);
+    TRUE_OR_FAIL(CRYPTO_secure_malloc_initialized() && CRYPTO_secure_used() == 0);
+    void *big = OPENSSL_secure_malloc(40000); /* still the 32 KiB heap: no room */
+    TRUE_OR_FAIL(big == NULL);
+    OPENSSL_secure_free(big);
+    void *mine = OPENSSL_secure_malloc(64);
+    TRUE_OR_FAIL(mine != NULL && CRYPTO_secure_allocated(mine));
+    size_t before = CRYPTO_secure_used();
+    module_round(path);
+    TRUE_OR_FAIL(CRYPTO_secure_malloc_initialized() && CRYPTO_secure_allocated(mine));
+    TRUE_OR_FAIL(CRYPTO_secure_used() == before); /* the module's key went back */
+    OPENSSL_secure_free(mine);
+    TRUE_OR_FAIL(CRYPTO_secure_malloc_done() == 1);
+    unlink(conf);
+    printf("%d failure(s)\n", failures);
+    return failures != 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -219,6 +317,10 @@ int main(int argc, char **argv)
     TRUE_OR_FAIL(f->version.major == 3 && f->version.minor == 0);
     if (strcmp(argv[2], "pin") == 0)
         return pin_tests();
+    if (strcmp(argv[2], "secheap") == 0) {
+        dlclose(dl);
+        return secheap_tests(argv[1]);
+    }
 
     /* ---- initialisation ---- */
     CK_SLOT_ID slots[8];
