@@ -287,6 +287,19 @@ int kwt_cmd_ca_export(int argc, char **argv)
                package, pos[0], count_certs(&links), for_s ? for_s : "all");
     if (rc == 0 && package && !kwt_g.dry_run)
         rc = write_package(&ca, package, pos[0], leaf_pem, &chain, target, leaf);
+    if (rc == 0 && !kwt_g.dry_run && kwt_g.json) {
+        kwt_buf js = {0};
+        kwt_buf_add(&js, "{\"name\":");
+        kwt_buf_json_str(&js, pos[0]);
+        kwt_buf_printf(&js, ",\"generation\":%d,\"for\":", leaf);
+        kwt_buf_json_str(&js, for_s ? for_s : "all");
+        kwt_buf_printf(&js, ",\"links\":%d,\"%s\":", count_certs(&links),
+                       package ? "package" : "file");
+        kwt_buf_json_str(&js, package ? package : out);
+        kwt_buf_add(&js, "}\n");
+        fputs(js.s, stdout);
+        kwt_buf_free(&js);
+    }
     if (rc == 0 && !kwt_g.dry_run)
         kwt_info("exported %s (generation %d) for %s to %s", pos[0], leaf,
                  target == FOR_ALL ? "relying parties of any generation" : for_s,

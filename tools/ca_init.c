@@ -315,9 +315,21 @@ int kwt_cmd_ca_init(int argc, char **argv)
         kwt_ca_write_cnf(&ca); /* paths now name the final directory */
         kwt_clear_error();
         kwt_audit(&ca, "ca init", NULL, NULL, subject, 0);
-        if (kwt_g.json)
-            printf("{\"dir\":\"%s\",\"key_created\":%s}\n", ca.dir, created ? "true" : "false");
-        else
+        if (kwt_g.json) {
+            kwt_buf js = {0};
+            kwt_buf_add(&js, "{\"dir\":");
+            kwt_buf_json_str(&js, ca.dir);
+            kwt_buf_printf(&js, ",\"key_created\":%s,\"certificate\":", created ? "true" : "false");
+            char *cp = kwt_path(ca.dir, "ca.crt"), *crl = kwt_path(ca.dir, "crl/crl.pem");
+            kwt_buf_json_str(&js, cp);
+            kwt_buf_add(&js, ",\"crl\":");
+            kwt_buf_json_str(&js, crl);
+            kwt_buf_add(&js, "}\n");
+            fputs(js.s, stdout);
+            kwt_buf_free(&js);
+            free(cp);
+            free(crl);
+        } else
             printf("CA created in %s (%s key on the token: %s)\n  certificate: %s/ca.crt\n"
                    "  CRL:         %s/crl/crl.pem\n",
                    ca.dir, created ? "new" : "existing", key, ca.dir, ca.dir);

@@ -47,7 +47,7 @@ static int list_generations(kwt_ca *ca)
     kwt_buf_addn(&out, "", 0);
     int shown = 0;
     if (kwt_g.json)
-        kwt_buf_add(&out, "[");
+        kwt_buf_add(&out, "{\"generations\":[");
     else
         kwt_buf_printf(&out, "%-4s %-11s %-20s %s\n", "GEN", "KIND", "NOT AFTER", "FILE");
     for (int g = 1; g <= ca->conf.generation; g++) {
@@ -66,7 +66,7 @@ static int list_generations(kwt_ca *ca)
         free(back);
     }
     if (kwt_g.json)
-        kwt_buf_add(&out, "]\n");
+        kwt_buf_add(&out, "]}\n");
     fputs(out.s, stdout);
     kwt_buf_free(&out);
     return 0;
@@ -112,7 +112,7 @@ int kwt_cmd_ca_list(int argc, char **argv)
     kwt_buf out = {0};
     kwt_buf_addn(&out, "", 0);
     if (kwt_g.json)
-        kwt_buf_add(&out, "[");
+        kwt_buf_add(&out, "{\"certificates\":[");
     else
         kwt_buf_printf(&out, "%-20s %-34s %-20s %-8s %-20s %s\n", "NAME", "SERIAL", "NOT AFTER",
                        "STATUS", "REASON", "SUBJECT / SHA-256");
@@ -155,6 +155,8 @@ int kwt_cmd_ca_list(int argc, char **argv)
         char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, r->serial);
         X509 *x = kwt_load_cert(cp);
         char *fp = x ? kwt_cert_fingerprint(x) : kwt_strdup("");
+        /* RFC 4514 from the certificate, as everywhere else (the index has openssl's /A=b form) */
+        char *subj = x ? kwt_cert_subject(x) : kwt_strdup(r->subject);
         X509_free(x);
         free(cp);
         if (kwt_g.json) {
@@ -163,7 +165,7 @@ int kwt_cmd_ca_list(int argc, char **argv)
             kwt_buf_add(&out, ",\"serial\":");
             kwt_buf_json_str(&out, r->serial);
             kwt_buf_add(&out, ",\"subject\":");
-            kwt_buf_json_str(&out, r->subject);
+            kwt_buf_json_str(&out, subj);
             kwt_buf_add(&out, ",\"not_after\":");
             kwt_buf_json_str(&out, date);
             kwt_buf_add(&out, ",\"status\":");
@@ -178,13 +180,14 @@ int kwt_cmd_ca_list(int argc, char **argv)
             kwt_buf_add(&out, "}");
         } else {
             kwt_buf_printf(&out, "%-20s %-34s %-20s %-8s %-20s %s\n%76s%s\n", r->name, r->serial,
-                           date, st, *reason ? reason : "-", r->subject, "", fp);
+                           date, st, *reason ? reason : "-", subj, "", fp);
         }
         free(fp);
+        free(subj);
         shown++;
     }
     if (kwt_g.json)
-        kwt_buf_add(&out, shown ? "\n]\n" : "]\n");
+        kwt_buf_add(&out, shown ? "\n]}\n" : "]}\n");
     fputs(out.s, stdout);
     kwt_buf_free(&out);
     kwt_index_free(&ix);

@@ -468,8 +468,10 @@ static void responder_load(kwt_ca *ca, responder *rs, bool show)
             p = NULL;
             if (show) {
                 char *serial = kwt_cert_serial(x);
-                printf("  CA generation %d: responder issued/%s.crt (serial %s)\n", rs->gs.gen[i],
-                       nm, serial);
+                /* under --json stdout holds only the result */
+                fprintf(kwt_g.json ? stderr : stdout,
+                        "  CA generation %d: responder issued/%s.crt (serial %s)\n", rs->gs.gen[i],
+                        nm, serial);
                 free(serial);
             }
         } else if (!kwt_g.dry_run) {
@@ -790,9 +792,10 @@ int kwt_cmd_ca_ocsp(int argc, char **argv)
     char *tmp = kwt_tmpdir();
     responder rs;
     responder_load(&ca, &rs, true);
-    printf("OCSP responder for %s listening on http://%s%s%s:%s/\n", ca.dir,
-           strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
-    fflush(stdout);
+    /* under --json the line goes to stderr (stdout holds the one result, at exit) */
+    fprintf(kwt_g.json ? stderr : stdout, "OCSP responder for %s listening on http://%s%s%s:%s/\n",
+            ca.dir, strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "", port);
+    fflush(kwt_g.json ? stderr : stdout);
     long served = 0;
     while (!stop && tmp && (!count || served < count)) {
         int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
@@ -813,6 +816,8 @@ int kwt_cmd_ca_ocsp(int argc, char **argv)
     if (tmp)
         kwt_rm_rf(tmp);
     free(tmp);
+    if (kwt_g.json)
+        printf("{\"host\":\"%s\",\"port\":%ld,\"served\":%ld}\n", host, portn, served);
     kwt_ca_close(&ca);
     return 0;
 }

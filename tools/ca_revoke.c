@@ -312,16 +312,27 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
         rc = kwt_txn_commit(&ca);
     if (rc == 0 && !kwt_g.dry_run) {
         kwt_clear_error();
+        kwt_buf js = {0};
         for (size_t i = 0; i < nsel; i++) {
-            if (kwt_g.json)
-                printf("{\"name\":\"%s\",\"serial\":\"%s\",\"reason\":\"%s\",\"crl\":\"%s/"
-                       "crl/crl.pem\"}\n",
-                       name, serials[i], reason, ca.dir);
-            else
+            if (kwt_g.json) {
+                kwt_buf_add(&js, i ? "," : "{\"revoked\":[");
+                kwt_buf_add(&js, "{\"name\":");
+                kwt_buf_json_str(&js, name);
+                kwt_buf_printf(&js, ",\"serial\":\"%s\",\"reason\":\"%s\"}", serials[i], reason);
+                if (i + 1 == nsel) {
+                    char *crl = kwt_asprintf("%s/crl/crl.pem", ca.dir);
+                    kwt_buf_add(&js, "],\"crl\":");
+                    kwt_buf_json_str(&js, crl);
+                    kwt_buf_add(&js, "}\n");
+                    fputs(js.s, stdout);
+                    free(crl);
+                }
+            } else
                 printf("%s %s (serial %s); CRLs regenerated: %s/crl/crl.pem\n",
                        !strcmp(reason, "removeFromCRL") ? "hold lifted for" : "revoked", name,
                        serials[i], ca.dir);
         }
+        kwt_buf_free(&js);
     }
 out:
     if (!kwt_g.dry_run) {
@@ -359,6 +370,30 @@ int kwt_cmd_ca_crl(int argc, char **argv)
         rc = kwt_ca_make_crl(&ca, days);
     if (rc == 0)
         rc = kwt_txn_commit(&ca);
+    if (rc == 0 && !kwt_g.dry_run && kwt_g.json) {
+        kwt_buf js = {0};
+        kwt_buf_add(&js, "{\"generations\":[");
+        for (int g = ca.conf.generation, k = 0; g >= 1; g--) {
+            char *pem = kwt_asprintf("%s/crl/gen-%d.pem", ca.dir, g);
+            char *der = kwt_asprintf("%s/crl/gen-%d.crl", ca.dir, g);
+            if (kwt_exists(pem)) {
+                kwt_buf_printf(&js, "%s{\"generation\":%d,\"pem\":", k++ ? "," : "", g);
+                kwt_buf_json_str(&js, pem);
+                kwt_buf_add(&js, ",\"der\":");
+                kwt_buf_json_str(&js, der);
+                kwt_buf_add(&js, "}");
+            }
+            free(pem);
+            free(der);
+        }
+        char *bundle = kwt_asprintf("%s/crl/crl.pem", ca.dir);
+        kwt_buf_add(&js, "],\"bundle\":");
+        kwt_buf_json_str(&js, bundle);
+        kwt_buf_printf(&js, ",\"next_update_days\":%d}\n", days ? days : ca.conf.crl_days);
+        fputs(js.s, stdout);
+        free(bundle);
+        kwt_buf_free(&js);
+    }
     if (rc == 0 && !kwt_g.dry_run) {
         kwt_clear_error();
         kwt_info("CRLs written: %s/crl/gen-G.pem and .crl for each CA generation, the bundle "

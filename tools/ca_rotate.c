@@ -230,10 +230,18 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
         (rc = kwt_ca_make_crl(&ca, 0)) || (rc = kwt_txn_commit(&ca)))
         goto out;
     kwt_clear_error();
-    if (kwt_g.json)
-        printf("{\"generation\":%d,\"ca\":\"%s\",\"cross\":\"%s\",\"oldwithnew\":\"%s\"}\n", newg,
-               newcrt, cross, back);
-    else
+    if (kwt_g.json) {
+        kwt_buf js = {0};
+        kwt_buf_printf(&js, "{\"generation\":%d,\"ca\":", newg);
+        kwt_buf_json_str(&js, newcrt);
+        kwt_buf_add(&js, ",\"cross\":");
+        kwt_buf_json_str(&js, cross);
+        kwt_buf_add(&js, ",\"oldwithnew\":");
+        kwt_buf_json_str(&js, back);
+        kwt_buf_add(&js, "}\n");
+        fputs(js.s, stdout);
+        kwt_buf_free(&js);
+    } else
         printf("CA rotated to generation %d (key %s)\n  new CA certificate: %s (also ca.crt)\n"
                "  cross certificate:  %s (NewWithOld: new key signed by the old)\n"
                "  link certificate:   %s (OldWithNew: old key signed by the new)\n"

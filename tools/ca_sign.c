@@ -776,7 +776,10 @@ static void dry_record(kwt_ca *ca, size_t n, char *const *names, char *const *cs
     }
 }
 
-static void report(kwt_ca *ca, const char *name, const char *serial, bool first, bool last)
+/* One issued certificate; under --json the command's result is {"issued":[...]} plus, for a
+ * renewal, the members in tail. */
+static void report(kwt_ca *ca, const char *name, const char *serial, bool first, bool last,
+                   const char *tail)
 {
     char *p = kwt_asprintf("%s/issued/%s.crt", ca->dir, name);
     X509 *x = kwt_load_cert(p);
@@ -785,7 +788,7 @@ static void report(kwt_ca *ca, const char *name, const char *serial, bool first,
     char *subj = x ? kwt_cert_subject(x) : kwt_strdup("");
     if (kwt_g.json) {
         kwt_buf b = {0};
-        kwt_buf_add(&b, first ? "[{\"name\":" : " {\"name\":");
+        kwt_buf_add(&b, first ? "{\"issued\":[{\"name\":" : " {\"name\":");
         kwt_buf_json_str(&b, name);
         kwt_buf_add(&b, ",\"path\":");
         kwt_buf_json_str(&b, p);
@@ -797,7 +800,10 @@ static void report(kwt_ca *ca, const char *name, const char *serial, bool first,
         kwt_buf_json_str(&b, fp);
         kwt_buf_add(&b, ",\"spki_sha256\":");
         kwt_buf_json_str(&b, spki);
-        kwt_buf_add(&b, last ? "}]\n" : "},\n");
+        if (last)
+            kwt_buf_printf(&b, "}]%s%s}\n", tail ? "," : "", tail ? tail : "");
+        else
+            kwt_buf_add(&b, "},\n");
         fputs(b.s, stdout);
         kwt_buf_free(&b);
     } else {
@@ -1065,7 +1071,7 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
         close(dfd);
     }
     for (size_t i = 0; i < n; i++)
-        report(ca, names[i], ix1.rows[ix0.n + i].serial, i == 0, i + 1 == n);
+        report(ca, names[i], ix1.rows[ix0.n + i].serial, i == 0, i + 1 == n, NULL);
 out:
     if (rc)
         kwt_audit(ca, "ca sign --batch", NULL, NULL, src, rc);
@@ -1192,7 +1198,7 @@ int kwt_cmd_ca_sign(int argc, char **argv)
     if (rc == 0 && !kwt_g.dry_run) {
         kwt_ca_link_issued(&ca, name, serial);
         kwt_clear_error();
-        report(&ca, name, serial, true, true);
+        report(&ca, name, serial, true, true, NULL);
     }
     if (rc == 0 && kwt_g.dry_run) {
         char *nm = (char *)name, *cs = (char *)pos[0];
@@ -1346,7 +1352,10 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     if (rc == 0 && !kwt_g.dry_run) {
         kwt_ca_link_issued(&ca, name, serial);
         kwt_clear_error();
-        report(&ca, name, serial, true, true);
+        char *tail = kwt_asprintf("\"replaces\":\"%s\",\"replaced_revoked\":%s", old_serial,
+                                  keep_old ? "false" : "true");
+        report(&ca, name, serial, true, true, tail);
+        free(tail);
         if (!kwt_g.json)
             printf("  replaces serial %s%s\n", old_serial,
                    keep_old ? " (kept valid)" : " (revoked: superseded)");

@@ -452,6 +452,16 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     kwt_cmd_add(&c, "-out");
     kwt_cmd_add(&c, out);
     rc = kwt_run(&c, cnf, NULL);
+    if (rc == 0 && !kwt_g.dry_run && kwt_g.json) {
+        kwt_buf js = {0};
+        kwt_buf_add(&js, "{\"uri\":");
+        kwt_buf_json_str(&js, pos[0]);
+        kwt_buf_add(&js, ",\"key_file\":");
+        kwt_buf_json_str(&js, out);
+        kwt_buf_add(&js, "}\n");
+        fputs(js.s, stdout);
+        kwt_buf_free(&js);
+    }
     if (rc == 0 && !kwt_g.dry_run)
         kwt_info("key file for %s written to %s", pos[0], out);
     if (tmp)

@@ -3,6 +3,7 @@
  * main.c parses the global options and dispatches to one file per subcommand group. */
 #include "kwt.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -124,6 +125,188 @@ static int quiet_run(int argc, char **argv)
     return rc;
 }
 
+/* ---- --json: one envelope around every command's output ----
+ * {"ok":BOOL, "command":"ca sign", "exit":N, "result":VALUE|null,
+ *  "error":null|{"code":"usage"|"failed","message":TEXT}}
+ * The command's own JSON (what it prints on stdout under --json) becomes "result"; text that a
+ * command prints without a JSON form (help, version) becomes {"text":...}.
+ * docs/keyward-json.schema.json describes every command's result. */
+
+/* A small validating JSON scanner: advances *p past one value; false on a syntax error. */
+static bool json_ws(const char **p, const char *e)
+{
+    while (*p < e && (**p == ' ' || **p == '\n' || **p == '\t' || **p == '\r'))
+        (*p)++;
+    return *p < e;
+}
+
+static bool json_value(const char **p, const char *e, int depth);
+
+static bool json_string(const char **p, const char *e)
+{
+    if (*p >= e || **p != '"')
+        return false;
+    for ((*p)++; *p < e; (*p)++) {
+        unsigned char c = (unsigned char)**p;
+        if (c == '"') {
+            (*p)++;
+            return true;
+        }
+        if (c < 0x20)
+            return false;
+        if (c == '\\') {
+            (*p)++;
+            if (*p >= e || !strchr("\"\\/bfnrtu", **p))
+                return false;
+            if (**p == 'u') {
+                for (int i = 0; i < 4; i++) {
+                    (*p)++;
+                    if (*p >= e || !strchr("0123456789abcdefABCDEF", **p) || !**p)
+                        return false;
+                }
+            }
+        }
+    }
+    return false;
+}
+
+static bool json_value(const char **p, const char *e, int depth)
+{
+    if (depth > 64 || !json_ws(p, e))
+        return false;
+    char c = **p;
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        (*p)++;
+        if (!json_ws(p, e))
+            return false;
+        if (**p == close) {
+            (*p)++;
+            return true;
+        }
+        for (;;) {
+            if (c == '{') {
+                if (!json_ws(p, e) || !json_string(p, e) || !json_ws(p, e) || **p != ':')
+                    return false;
+                (*p)++;
+            }
+            if (!json_value(p, e, depth + 1) || !json_ws(p, e))
+                return false;
+            if (**p == close) {
+                (*p)++;
+                return true;
+            }
+            if (**p != ',')
+                return false;
+            (*p)++;
+        }
+    }
+    if (c == '"')
+        return json_string(p, e);
+    static const char *const words[] = {"true", "false", "null"};
+    for (size_t i = 0; i < 3; i++)
+        if ((size_t)(e - *p) >= strlen(words[i]) && !strncmp(*p, words[i], strlen(words[i]))) {
+            *p += strlen(words[i]);
+            return true;
+        }
+    const char *s = *p;
+    if (*p < e && **p == '-')
+        (*p)++;
+    while (*p < e && strchr("0123456789.eE+-", **p) && **p)
+        (*p)++;
+    return *p > s && (s[0] != '-' || *p > s + 1);
+}
+
+/* The number of JSON values in s (0 when empty), or -1 when it is not a sequence of them. */
+static int json_values(const char *s, size_t len)
+{
+    const char *p = s, *e = s + len;
+    int n = 0;
+    while (json_ws(&p, e)) {
+        if (!json_value(&p, e, 0))
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+static void command_name(int argc, char **argv, kwt_buf *b)
+{
+    kwt_buf_addn(b, "", 0);
+    for (int i = 1; i < argc && i < 3; i++) {
+        if (argv[i][0] == '-')
+            break;
+        kwt_buf_printf(b, "%s%s", i > 1 ? " " : "", argv[i]);
+        if (strcmp(argv[i], "ca") && strcmp(argv[i], "keyring") && strcmp(argv[i], "help"))
+            break;
+    }
+}
+
+static int json_run(int argc, char **argv)
+{
+    fflush(stdout);
+    int saved = dup(1), mem = memfd_create("keyward-json", MFD_CLOEXEC);
+    if (saved < 0 || mem < 0 || dup2(mem, 1) < 0) {
+        if (saved >= 0)
+            close(saved);
+        if (mem >= 0)
+            close(mem);
+        return kwt_err(KWT_FAIL, "cannot capture the output for --json: %s", strerror(errno));
+    }
+    close(mem);
+    int rc = kwt_g.dry_run
+                 ? kwt_err(KWT_USAGE, "--dry-run prints a shell script, which has no --json form")
+                 : dispatch(argc, argv);
+    fflush(stdout);
+    kwt_buf out = {0}, env = {0}, cmd = {0};
+    kwt_buf_addn(&out, "", 0);
+    char tmp[8192];
+    ssize_t n;
+    if (lseek(1, 0, SEEK_SET) == 0)
+        while ((n = read(1, tmp, sizeof(tmp))) > 0)
+            kwt_buf_addn(&out, tmp, (size_t)n);
+    dup2(saved, 1);
+    close(saved);
+    command_name(argc, argv, &cmd);
+    int values = json_values(out.s, out.len);
+    kwt_buf_add(&env, "{\"ok\":");
+    kwt_buf_add(&env, rc == 0 ? "true" : "false");
+    kwt_buf_add(&env, ",\"command\":");
+    kwt_buf_json_str(&env, cmd.s);
+    kwt_buf_printf(&env, ",\"exit\":%d,\"result\":", rc);
+    if (values == 1) {
+        /* trim the trailing newline of the command's own document */
+        while (out.len && (out.s[out.len - 1] == '\n' || out.s[out.len - 1] == ' '))
+            out.s[--out.len] = '\0';
+        kwt_buf_add(&env, out.s);
+    } else if (values == 0) {
+        kwt_buf_add(&env, "null");
+    } else {
+        /* text without a JSON form (help, version) */
+        kwt_buf_add(&env, "{\"text\":");
+        kwt_buf_json_str(&env, out.s);
+        kwt_buf_add(&env, "}");
+        if (values > 1)
+            fprintf(stderr, "keyward: internal: %d JSON documents under --json\n", values);
+    }
+    kwt_buf_add(&env, ",\"error\":");
+    if (rc == 0) {
+        kwt_buf_add(&env, "null");
+    } else {
+        kwt_buf_printf(&env, "{\"code\":\"%s\",\"message\":", rc == KWT_USAGE ? "usage" : "failed");
+        const char *m = kwt_last_error();
+        kwt_buf_json_str(&env, m && *m ? m : "see the result");
+        kwt_buf_add(&env, "}");
+    }
+    kwt_buf_add(&env, "}\n");
+    fputs(env.s, stdout);
+    fflush(stdout);
+    kwt_buf_free(&out);
+    kwt_buf_free(&env);
+    kwt_buf_free(&cmd);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     /* Global options may come anywhere before "--"; take them out of argv. */
@@ -164,8 +347,10 @@ int main(int argc, char **argv)
     }
     if (kwt_g.quiet && kwt_g.verbose)
         return kwt_err(KWT_USAGE, "-q and -v contradict each other");
-    /* a --dry-run script and --json output are what was asked for: -q keeps them */
-    if (kwt_g.quiet && !kwt_g.dry_run && !kwt_g.json)
+    if (kwt_g.json)
+        return json_run(argc, argv);
+    /* a --dry-run script is what was asked for: -q keeps it */
+    if (kwt_g.quiet && !kwt_g.dry_run)
         return quiet_run(argc, argv);
     return dispatch(argc, argv);
 }

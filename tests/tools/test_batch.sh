@@ -21,7 +21,7 @@ expect_rc 2 "$KW" --dir "$P" ca sign --batch "$T/in" --profile device
 expect_rc 0 "$KW" --dir "$P" --json ca sign --batch "$T/in" --profile server
 python3 -c '
 import json,sys
-d=json.load(open(sys.argv[1]))
+d=json.load(open(sys.argv[1]))["result"]["issued"]
 assert [r["name"] for r in d]==["host%d"%i for i in range(1,6)], d
 assert len({r["serial"] for r in d})==5
 ' "$T/out" || { cat "$T/out"; fail "batch JSON output"; }

@@ -170,7 +170,7 @@ ok "renew and rekey"
 
 # list / JSON
 expect_rc 0 "$KW" --dir "$P" --json ca list
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert any(r["name"]=="alice" and r["status"]=="revoked" for r in d), d; assert all(len(r["sha256"])==95 for r in d)' "$T/out" ||
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["result"]["certificates"]; assert any(r["name"]=="alice" and r["status"]=="revoked" for r in d), d; assert all(len(r["sha256"])==95 for r in d)' "$T/out" ||
     fail "list --json is not the expected JSON"
 expect_rc 0 "$KW" --dir "$P" ca list --status revoked
 grep -q "keyCompromise" "$T/out" || fail "list does not show reasons"
@@ -210,7 +210,7 @@ ok "OCSP good/revoked/unknown from a token-held responder key"
 expect_rc 0 "$KW" --dir "$P" check
 grep -q "^PASS" "$T/out" || fail "check"
 expect_rc 0 "$KW" --dir "$P" --json check
-python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["result"]=="PASS"' "$T/out" || fail "check --json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["ok"] and d["result"]["result"]=="PASS"' "$T/out" || fail "check --json"
 ok "check"
 n=$(wc -l < "$P/audit.log")
 [ "$n" -ge 20 ] || fail "audit log has only $n lines"

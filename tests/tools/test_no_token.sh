@@ -55,7 +55,7 @@ grep -q "^FAIL revocation .*keyCompromise" "$T/out" || fail "revocation reason n
 expect_rc 0 V client.crt --warn-days 60
 grep -q "^WARN expiry" "$T/out" || fail "no expiry warning"
 expect_rc 0 "$KW" --dir "$T/none" --json verify --ca ca.crt --crl crl.pem client.crt
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["result"]=="PASS" and len(d["checks"])>=3' "$T/out" || fail "verify --json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))["result"]; assert d["result"]=="PASS" and len(d["checks"])>=3' "$T/out" || fail "verify --json"
 # a certificate from another CA
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout o.key \
     -subj "/CN=Other" -days 5 -out other.crt 2>/dev/null

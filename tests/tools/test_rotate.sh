@@ -41,7 +41,7 @@ expect_rc 0 "$KW" --dir "$P" ca export new1 --format pem-bundle --out "$T/b.pem"
 [ "$(grep -c BEGIN "$T/b.pem")" = 3 ] || fail "bundle after rotation lacks the cross certificate"
 expect_rc 0 "$KW" --dir "$P" check
 expect_rc 0 "$KW" --dir "$P" --json ca list
-python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1])))==3' "$T/out" || fail "list after rotation"
+python3 -c 'import json,sys; assert len(json.load(open(sys.argv[1]))["result"]["certificates"])==3' "$T/out" || fail "list after rotation"
 expect_rc 0 "$KW" --dir "$P" ca list --generations
 for k in "1 *root .*ca-1.crt" "2 *root .*ca-2.crt" "2 *NewWithOld .*cross-2.crt" "2 *OldWithNew .*oldwithnew-2.crt"; do
     grep -q "^$k\$" "$T/out" || { cat "$T/out"; fail "ca list --generations lacks: $k"; }

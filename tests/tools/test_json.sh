@@ -1,0 +1,115 @@
+#!/bin/bash
+# --json: every subcommand, when it works and when it fails, prints exactly one document on
+# stdout, and every document validates against docs/keyward-json.schema.json (the one envelope:
+# ok, command, exit, result, error; RFC 4514 subjects; errors in JSON too).
+. "$(dirname "$0")/lib.sh"
+need_softhsm
+PY=python3
+for p in /usr/bin/python3 python3; do
+    if "$p" -c 'import jsonschema' 2>/dev/null; then PY=$p; break; fi
+done
+"$PY" -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema not installed (scripts/deps.sh test installs it)"
+SCHEMA=${KEYWARD_SRC:?}/docs/keyward-json.schema.json
+make_token ca 11112222
+make_token cl 22223333
+P=$T/pki
+mkdir -p "$T/j"
+n=0
+# J EXIT CMD...: run keyward --json CMD, require EXIT, keep stdout for the schema check
+J() {
+    local want=$1
+    shift
+    n=$((n + 1))
+    "$KW" --json "$@" >"$T/j/$n.json" 2>"$T/j/$n.err"
+    local rc=$?
+    [ "$rc" = "$want" ] || { cat "$T/j/$n.json" "$T/j/$n.err" >&2; fail "expected exit $want, got $rc: keyward --json $*"; }
+    printf '%s\n' "$*" >"$T/j/$n.cmd"
+    cp "$T/j/$n.json" "$T/out"
+}
+J 0 --dir "$P" ca init --key "pkcs11:token=ca;object=ca" --subject "CN=JSON CA,O=Ex" --pin-source "file:$T/ca.pin"
+J 1 --dir "$P" ca init --key "pkcs11:token=ca;object=ca" --subject "CN=JSON CA,O=Ex" --pin-source "file:$T/ca.pin"
+J 2 --dir "$P" ca init --subject "CN=x"
+J 0 req --key "pkcs11:token=cl;object=a" --subject "CN=alice,O=Ex" --pin-source "file:$T/cl.pin" \
+    --module "$SOFTHSM_MODULE" --out "$T/alice.csr"
+J 2 req --key "pkcs11:token=cl;object=a" --out "$T/x.csr"
+J 0 --dir "$P" ca sign "$T/alice.csr" --profile client
+J 1 --dir "$P" ca sign "$T/alice.csr" --profile client
+OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+    -subj "/CN=upn/O=Ex" -addext "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;UTF8:a@b" \
+    -out "$T/upn.csr" 2>/dev/null
+J 1 --dir "$P" ca sign "$T/upn.csr" --profile client
+mkdir -p "$T/b"
+for h in h1 h2; do
+    OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout /dev/null -subj "/CN=$h/O=Ex" -addext "subjectAltName=DNS:$h.example" \
+        -out "$T/b/$h.csr" 2>/dev/null
+done
+J 0 --dir "$P" ca sign --batch "$T/b" --profile server
+J 0 --dir "$P" ca renew h1
+J 1 --dir "$P" ca renew nobody
+J 0 --dir "$P" ca revoke h2 --reason keyCompromise
+J 1 --dir "$P" ca revoke h2 --reason keyCompromise
+J 2 --dir "$P" ca revoke h2 --reason bogus
+J 0 --dir "$P" ca crl
+J 0 --dir "$P" ca list
+"$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["result"]["certificates"]
+assert all(not c["subject"].startswith("/") for c in d), d
+assert any(c["subject"] == "O=Ex,CN=alice" for c in d), d' "$T/out" || fail "ca list subjects are not RFC 4514"
+J 0 --dir "$P" ca export alice --format pem-bundle --out "$T/alice.pem"
+J 0 --dir "$P" ca export alice --package "$T/pkg"
+J 2 --dir "$P" ca export alice --for gen-7 --format pem-bundle --out "$T/x.pem"
+J 0 --dir "$P" verify "$P/issued/alice.crt"
+J 1 --dir "$P" verify "$P/certs/$(awk -F'\t' '$1 == "R" && $5 == "h2" { print $4 }' "$P/state/index.txt").pem"
+J 1 --dir "$P" verify "$T/missing.crt"
+J 0 --dir "$P" check
+J 0 --dir "$P" show "$P/issued/alice.crt"
+J 0 --dir "$P" show "$T/alice.csr"
+J 1 --dir "$P" show "$T/missing.crt"
+J 0 uri2pem "pkcs11:token=cl;object=a" --module "$SOFTHSM_MODULE" --pin-source "file:$T/cl.pin" --out "$T/a.key"
+J 0 --dir "$P" ca rotate --key "pkcs11:token=ca;object=ca2"
+J 0 --dir "$P" ca list --generations
+J 0 help ca sign
+J 0 version
+J 2 frobnicate
+J 2 --dry-run --dir "$P" ca crl
+# the OCSP responder: its result comes when it stops
+port=$(free_port)
+"$KW" --json --dir "$P" ca ocsp --port "$port" --key "pkcs11:token=ca;object=ocsp" --count 1 \
+    >"$T/j/ocsp.json" 2>"$T/j/ocsp.err" &
+KWT_PIDS="$KWT_PIDS $!"
+ocsp_pid=$!
+for _ in $(seq 150); do grep -q listening "$T/j/ocsp.err" && break; sleep 0.1; done
+grep -q listening "$T/j/ocsp.err" || { cat "$T/j/ocsp.err"; fail "ca ocsp --json did not start"; }
+openssl ocsp -issuer "$P/ca/ca-1.crt" -CAfile "$P/ca/ca-1.crt" -cert "$P/issued/alice.crt" \
+    -url "http://127.0.0.1:$port/" >/dev/null 2>&1
+wait "$ocsp_pid" || fail "ca ocsp --json exit"
+echo "ca ocsp" >"$T/j/ocsp.cmd"
+# every document: one JSON value, valid against the schema
+"$PY" - "$SCHEMA" "$T/j" <<'PY' || fail "--json output does not match docs/keyward-json.schema.json"
+import glob, json, os, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft7Validator.check_schema(schema)
+v = jsonschema.Draft7Validator(schema)
+bad = 0
+files = sorted(glob.glob(os.path.join(sys.argv[2], "*.json")))
+for f in files:
+    text = open(f).read()
+    cmd = open(f[:-5] + ".cmd").read().strip()
+    try:
+        doc = json.loads(text)  # exactly one value: json.loads refuses trailing data
+    except ValueError as e:
+        print(f"{cmd}: not one JSON document ({e}): {text!r}")
+        bad += 1
+        continue
+    errs = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
+    for e in errs:
+        print(f"{cmd}: {'/'.join(map(str, e.path))}: {e.message}")
+    bad += bool(errs)
+print(f"{len(files)} documents, {bad} invalid")
+sys.exit(1 if bad or len(files) < 30 else 0)
+PY
+ok "every subcommand's --json output (ok and failing) is one document that the schema accepts"
+echo PASS
