@@ -291,6 +291,51 @@ static int oaep_unsupported(const kwp_op_status *st)
             st->rv == CKR_ARGUMENTS_BAD);
 }
 
+static int ac_encrypt(void *vctx, unsigned char *out, size_t *outlen, size_t outsize,
+                      const unsigned char *in, size_t inlen);
+
+/* A failure that says the token cannot do this OAEP parameter set at all (not: it is gone, or
+ * logged out). */
+static int oaep_param_failure(CK_RV rv)
+{
+    return rv == CKR_GENERAL_ERROR || rv == CKR_FUNCTION_FAILED || rv == CKR_ARGUMENTS_BAD ||
+           rv == CKR_MECHANISM_INVALID || rv == CKR_MECHANISM_PARAM_INVALID ||
+           rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+           rv == CKR_DATA_INVALID;
+}
+
+/* An OAEP label (pSourceData) is where tokens differ most: SoftHSM2 takes one at C_DecryptInit
+ * and then fails every C_Decrypt with CKR_GENERAL_ERROR, whatever the ciphertext. Whether the
+ * token can do a labelled parameter set is therefore learnt from a ciphertext of our own (a
+ * random message encrypted on the host), once per key and parameter set, never from the
+ * caller's ciphertext: 1 the token does it, 0 it does not (decode on the host), -1 error. */
+static int oaep_probe(kwp_rsa_cipher *c, CK_MECHANISM *mech, int slot)
+{
+    kwp_key *k = c->key;
+    unsigned char msg[16], ct[1024], pt[1024];
+    size_t ctlen = 0, ptlen = sizeof(pt);
+    kwp_op_status st;
+    if (RAND_bytes_ex(c->pctx->hlibctx, msg, sizeof(msg), 0) != 1 ||
+        !ac_encrypt(c, ct, &ctlen, sizeof(ct), msg, sizeof(msg)))
+        return -1;
+    ERR_set_mark();
+    int ok = kwp_key_private_op_st(k, KWP_OP_DECRYPT, mech, ct, ctlen, pt, &ptlen, &st);
+    if (ok && ptlen == sizeof(msg) && CRYPTO_memcmp(pt, msg, sizeof(msg)) == 0) {
+        ERR_pop_to_mark();
+        atomic_fetch_or(&k->oaep_ok, 1ULL << slot);
+        return 1;
+    }
+    if (!ok && !oaep_param_failure(st.rv)) {
+        ERR_clear_last_mark(); /* the token is gone or logged out: say so */
+        return -1;
+    }
+    ERR_pop_to_mark();
+    atomic_fetch_or(&k->oaep_raw, 1ULL << slot);
+    KW_DEBUG("oaep", "token failed a labelled OAEP probe (%s): decoding on the host for %s",
+             ok ? "wrong plaintext" : kw_p11_rv_name(st.rv), k->uri);
+    return 0;
+}
+
 static int oaep_decrypt(kwp_rsa_cipher *c, const unsigned char *in, size_t inlen,
                         unsigned char *out, size_t *outlen)
 {
@@ -313,6 +358,14 @@ static int oaep_decrypt(kwp_rsa_cipher *c, const unsigned char *in, size_t inlen
         oaep.source = CKZ_DATA_SPECIFIED;
         oaep.pSourceData = c->label;
         oaep.ulSourceDataLen = c->labellen;
+        int probe = 1;
+        if (c->labellen > 0 && (atomic_load(&k->oaep_ok) & (1ULL << slot)) == 0 &&
+            kw_p11_token_has_mech(k->tok, CKM_RSA_X_509, CKF_DECRYPT))
+            probe = oaep_probe(c, &mech, slot);
+        if (probe < 0)
+            return 0;
+        if (probe == 0)
+            return oaep_via_raw(c, in, inlen, out, outlen);
         ERR_set_mark();
         ok = kwp_key_private_op_st(k, KWP_OP_DECRYPT, &mech, in, inlen, out, outlen, &st);
         if (ok || !oaep_unsupported(&st) ||

@@ -77,6 +77,7 @@ typedef struct kwp_key {
     /* OAEP parameter sets (kwp_oaep_slot) the token refused at C_DecryptInit for this key:
      * those are decrypted raw and decoded here, without trying the token's OAEP again. */
     _Atomic unsigned long long oaep_raw;
+    _Atomic unsigned long long oaep_ok; /* parameter sets the token decrypted a probe with */
     int ambiguous;  /* listed by a URI that matched more private keys than this one */
     kw_pin_ctx pin; /* sources only; strings owned below */
     char *pin_value, *pin_source;
