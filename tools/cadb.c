@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
@@ -911,11 +913,65 @@ bool kwt_gen_live(const kwt_ca *ca, int g)
     return live;
 }
 
+/* SHA-256 (hex) of the index's revoked rows: what every generation's CRL lists. */
+static void revoked_digest(kwt_ca *ca, char out[65])
+{
+    char *ixp = kwt_state_path(ca, "index.txt");
+    char *text = kwt_read_file(ixp, NULL);
+    free(ixp);
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    unsigned char h[32];
+    unsigned int hl = 0;
+    out[0] = '\0';
+    if (m && EVP_DigestInit_ex(m, EVP_sha256(), NULL) == 1) {
+        for (char *l = text, *nl; l && *l; l = nl ? nl + 1 : NULL) {
+            nl = strchr(l, '\n');
+            size_t len = nl ? (size_t)(nl - l) : strlen(l);
+            if (l[0] == 'R')
+                EVP_DigestUpdate(m, l, len + 1);
+        }
+        if (EVP_DigestFinal_ex(m, h, &hl) == 1)
+            for (unsigned i = 0; i < hl; i++)
+                snprintf(out + 2 * i, 3, "%02x", h[i]);
+    }
+    EVP_MD_CTX_free(m);
+    free(text);
+}
+
+/* An earlier generation's CRL is made again only when it would differ or age: missing, the
+ * revocations changed since it was made (crl/gen-G.digest), past half its period, or the
+ * operator asked for a period (ca crl --days). Rotations are rare, but a CA that rotated often
+ * would otherwise pay one signature per generation on every change. */
+static bool gen_crl_due(kwt_ca *ca, int g, const char *pem, const char *digest, int days)
+{
+    if (days > 0 || kwt_g.dry_run)
+        return true;
+    char *dn = kwt_asprintf("crl/gen-%d.digest", g), *dp = kwt_state_path(ca, dn);
+    char *had = kwt_read_file(dp, NULL);
+    free(dn);
+    free(dp);
+    bool due = !had || strcmp(had, digest) != 0;
+    free(had);
+    FILE *f = due ? NULL : fopen(pem, "r");
+    X509_CRL *c = f ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
+    if (f)
+        fclose(f);
+    if (!due) {
+        int d = 0, sec = 0;
+        due = !c || !X509_CRL_get0_nextUpdate(c) ||
+              ASN1_TIME_diff(&d, &sec, NULL, X509_CRL_get0_nextUpdate(c)) != 1 ||
+              (long long)d * 86400 + sec < (long long)ca->conf.crl_days * 86400 / 2;
+    }
+    X509_CRL_free(c);
+    return due;
+}
+
 int kwt_ca_make_crl(kwt_ca *ca, int days)
 {
-    char ds[16];
+    char ds[16], digest[65];
     snprintf(ds, sizeof(ds), "%d", days > 0 ? days : ca->conf.crl_days);
     int n = ca->conf.generation, rc = 0;
+    revoked_digest(ca, digest);
     /* every generation whose CA certificate is unexpired keeps a CRL from its own key, so
      * certificates issued before a rotation stay checkable; newest first in the bundle, so a
      * reader that takes only the first CRL of crl.pem gets the current one */
@@ -925,11 +981,19 @@ int kwt_ca_make_crl(kwt_ca *ca, int days)
         char *pn = kwt_asprintf("crl/gen-%d.pem", g), *dn = kwt_asprintf("crl/gen-%d.crl", g);
         char *pem = kwt_state_path(ca, pn), *der = kwt_state_path(ca, dn);
         if (kwt_gen_live(ca, g)) {
-            char *key = kwt_gen_key(&ca->conf, g);
-            char *cert = g == n ? NULL : kwt_gen_cert_path(ca, g);
-            rc = make_gen_crl(ca, g, cert, key, ds);
-            free(key);
-            free(cert);
+            if (g == n || gen_crl_due(ca, g, pem, digest, days)) {
+                char *key = kwt_gen_key(&ca->conf, g);
+                char *cert = g == n ? NULL : kwt_gen_cert_path(ca, g);
+                rc = make_gen_crl(ca, g, cert, key, ds);
+                free(key);
+                free(cert);
+                char *dn2 = kwt_asprintf("crl/gen-%d.digest", g), *dp = kwt_state_path(ca, dn2);
+                if (rc == 0 && !kwt_g.dry_run && g < n &&
+                    kwt_write_atomic(dp, digest, strlen(digest), 0644) != 0)
+                    rc = kwt_err(KWT_FAIL, "cannot write %s: %s", dp, strerror(errno));
+                free(dn2);
+                free(dp);
+            }
             if (rc == 0 && kwt_g.dry_run) {
                 kwt_buf_printf(&bundle, " %s", pem);
             } else if (rc == 0) {
@@ -958,6 +1022,10 @@ int kwt_ca_make_crl(kwt_ca *ca, int days)
         } else if (!kwt_g.dry_run) {
             unlink(pem); /* an expired generation has nothing left to revoke */
             unlink(der);
+            char *dn2 = kwt_asprintf("crl/gen-%d.digest", g), *dp = kwt_state_path(ca, dn2);
+            unlink(dp);
+            free(dn2);
+            free(dp);
         }
         /* the names before per-generation CRLs */
         char *legacy = kwt_asprintf("crl/crl-%d.pem", g), *lp = kwt_state_path(ca, legacy);

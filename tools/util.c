@@ -133,8 +133,21 @@ void kwt_buf_json_str(kwt_buf *b, const char *s)
         } else if (*p < 0x20 || *p == 0x7f) {
             snprintf(tmp, sizeof(tmp), "\\u%04x", *p);
             kwt_buf_add(b, tmp);
-        } else {
+        } else if (*p < 0x80) {
             kwt_buf_addn(b, (const char *)p, 1);
+        } else {
+            /* UTF-8 sequences are copied whole; a byte that starts none (hostile input such as
+             * a certificate's raw string) becomes U+FFFD, so the document stays valid JSON */
+            int n = (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+            bool ok = n > 0 && *p != 0xc0 && *p != 0xc1 && *p <= 0xf4;
+            for (int i = 1; ok && i < n; i++)
+                ok = (p[i] & 0xc0) == 0x80;
+            if (ok) {
+                kwt_buf_addn(b, (const char *)p, (size_t)n);
+                p += n - 1;
+            } else {
+                kwt_buf_add(b, "\\ufffd");
+            }
         }
     }
     kwt_buf_add(b, "\"");
