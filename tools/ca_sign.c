@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -279,6 +280,8 @@ static bool spki_sha256(EVP_PKEY *pk, unsigned char out[32])
 typedef struct {
     unsigned char h[32];
     const char *name, *serial;
+    bool compromised;   /* revoked for keyCompromise: never certified again */
+    X509_NAME *subject; /* of a valid certificate */
 } held_key;
 
 static int cmp_held(const void *a, const void *b)
@@ -295,7 +298,9 @@ static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
     *n = 0;
     for (size_t i = 0; k && i < ix->n; i++) {
         kwt_row *r = &ix->rows[i];
-        if (r->status != 'V' || kwt_asn1_to_time(r->expiry) <= now)
+        /* openssl ca records keyCompromise as "date,keyTime,..." */
+        bool compromised = r->status == 'R' && strstr(r->revocation, ",keyTime") != NULL;
+        if (!compromised && (r->status != 'V' || kwt_asn1_to_time(r->expiry) <= now))
             continue;
         char *p = kwt_asprintf("%s/certs/%s.pem", ca->dir, r->serial);
         X509 *x = kwt_load_cert(p);
@@ -303,6 +308,8 @@ static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
         if (x && spki_sha256(X509_get0_pubkey(x), k[*n].h)) {
             k[*n].name = r->name;
             k[*n].serial = r->serial;
+            k[*n].compromised = compromised;
+            k[*n].subject = compromised ? NULL : X509_NAME_dup(X509_get_subject_name(x));
             (*n)++;
         }
         X509_free(x);
@@ -310,6 +317,53 @@ static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
     if (k)
         qsort(k, *n, sizeof(*k), cmp_held);
     return k;
+}
+
+static void held_keys_free(held_key *k, size_t n)
+{
+    for (size_t i = 0; k && i < n; i++)
+        X509_NAME_free(k[i].subject);
+    free(k);
+}
+
+/* Refuse a key revoked for keyCompromise, always: what was compromised stays so. */
+static int check_key_not_compromised(const char *label, X509_REQ *req, const held_key *k, size_t n)
+{
+    unsigned char want[32];
+    if (!spki_sha256(X509_REQ_get0_pubkey(req), want))
+        return kwt_err(KWT_FAIL, "%s: cannot hash the CSR's public key", label);
+    for (size_t i = 0; i < n; i++)
+        if (k[i].compromised && !memcmp(k[i].h, want, 32))
+            return kwt_err(
+                KWT_FAIL,
+                "%s: its public key was revoked for keyCompromise (%s, serial %s); a "
+                "compromised key is never certified again: the requester needs a new key",
+                label, k[i].name, k[i].serial);
+    return 0;
+}
+
+static char *name_key(const X509_NAME *n);
+
+/* Refuse a subject that another NAME holds a valid certificate for (a requester copying
+ * someone's subject under a name of their own), unless the operator allows it. */
+static int check_subject_unique(const char *label, X509_REQ *req, const char *name,
+                                const held_key *k, size_t n)
+{
+    char *want = name_key(X509_REQ_get_subject_name(req));
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (!k[i].subject || strcmp(k[i].name, name) == 0)
+            continue;
+        char *have = name_key(k[i].subject);
+        if (!strcmp(have, want))
+            rc = kwt_err(KWT_FAIL,
+                         "%s: its subject is that of %s's valid certificate (serial %s); renew %s "
+                         "instead, or pass --allow-same-subject",
+                         label, k[i].name, k[i].serial, k[i].name);
+        free(have);
+    }
+    free(want);
+    return rc;
 }
 
 /* Refuse a key that another NAME already holds a valid certificate for: one key, one identity
@@ -325,7 +379,7 @@ static int check_key_unique(const char *label, X509_REQ *req, const char *name, 
     while (hit && hit > k && !memcmp(hit[-1].h, want.h, 32))
         hit--;
     for (; hit && hit < k + n && !memcmp(hit->h, want.h, 32); hit++)
-        if (strcmp(hit->name, name) != 0)
+        if (!hit->compromised && strcmp(hit->name, name) != 0)
             return kwt_err(KWT_FAIL,
                            "%s: its public key already holds a valid certificate, %s (serial %s); "
                            "sign it under that name (ca renew %s), revoke that one first, or pass "
@@ -337,9 +391,51 @@ static int check_key_unique(const char *label, X509_REQ *req, const char *name, 
 static int check_csr(const char *label, X509_REQ *r, const char *profile, const kwt_conf *conf,
                      const char *device_id, char **cn, char **sans);
 
+/* RFC 4514 text of a name, byte for byte (no case or space folding). */
+static char *kwt_name_text(X509_NAME *n)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *p = NULL, *out;
+    long l = 0;
+    if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+        l = BIO_get_mem_data(b, &p);
+    out = kwt_asprintf("%.*s", (int)(l > 0 ? l : 0), p ? p : "");
+    BIO_free(b);
+    return out;
+}
+
 static int cmp_strp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "oid=value" of each RDN, values folded to lower case, sorted: the CA reorders a CSR's RDNs
+ * (its policy's order), and a copy in other case is the same name to a person. */
+static char *name_key(const X509_NAME *n)
+{
+    int c = X509_NAME_entry_count(n);
+    char **items = calloc((size_t)(c > 0 ? c : 1), sizeof(*items));
+    for (int i = 0; items && i < c; i++) {
+        const X509_NAME_ENTRY *e = X509_NAME_get_entry(n, i);
+        char oid[80];
+        unsigned char *u = NULL;
+        OBJ_obj2txt(oid, sizeof(oid), X509_NAME_ENTRY_get_object(e), 1);
+        int ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
+        for (int j = 0; j < ul; j++)
+            u[j] = (unsigned char)tolower(u[j]);
+        items[i] = kwt_asprintf("%s=%.*s", oid, ul > 0 ? ul : 0, u ? (char *)u : "");
+        OPENSSL_free(u);
+    }
+    if (items)
+        qsort(items, (size_t)(c > 0 ? c : 0), sizeof(*items), cmp_strp);
+    kwt_buf b = {0};
+    kwt_buf_addn(&b, "", 0);
+    for (int i = 0; items && i < c; i++) {
+        kwt_buf_printf(&b, "%s\n", items[i]);
+        free(items[i]);
+    }
+    free(items);
+    return b.s;
 }
 
 /* A ", "-separated SAN list in a fixed order, so that two lists compare as sets. */
@@ -371,7 +467,12 @@ static int identity_diff(kwt_ca *ca, const char *profile, const char *devid, X50
     if (rc == 0) {
         kwt_buf d = {0};
         X509_NAME *on = X509_REQ_get_subject_name(oldr), *nn = X509_REQ_get_subject_name(newr);
-        if (X509_NAME_cmp(on, nn) != 0) {
+        /* exact, as a relying party shows it: X509_NAME_cmp ignores case and spaces */
+        char *ot = kwt_name_text(on), *nt = kwt_name_text(nn);
+        bool differ = strcmp(ot, nt) != 0;
+        free(ot);
+        free(nt);
+        if (differ) {
             char os[512], ns[512];
             X509_NAME_oneline(on, os, sizeof(os));
             X509_NAME_oneline(nn, ns, sizeof(ns));
@@ -393,6 +494,42 @@ static int identity_diff(kwt_ca *ca, const char *profile, const char *devid, X50
     return rc;
 }
 
+/* The keys and signatures a CA certifies: RSA of 2048 bits or more with a public exponent of
+ * at least 65537, EC on P-256, P-384 or P-521 (named), Ed25519 or Ed448; the request signed
+ * with SHA-256 or better. */
+static int check_key_policy(const char *label, X509_REQ *r)
+{
+    EVP_PKEY *pk = X509_REQ_get0_pubkey(r);
+    char grp[64] = "";
+    BIGNUM *e = NULL;
+    int rc = 0;
+    if (EVP_PKEY_is_a(pk, "RSA")) {
+        if (EVP_PKEY_get_bits(pk) < 2048)
+            rc = kwt_err(KWT_FAIL, "%s: an RSA key of %d bits; the CA certifies 2048 or more",
+                         label, EVP_PKEY_get_bits(pk));
+        else if (EVP_PKEY_get_bn_param(pk, "e", &e) != 1 || BN_get_word(e) < 65537 || !BN_is_odd(e))
+            rc = kwt_err(KWT_FAIL, "%s: an RSA public exponent below 65537", label);
+    } else if (EVP_PKEY_is_a(pk, "EC")) {
+        if (EVP_PKEY_get_group_name(pk, grp, sizeof(grp), NULL) != 1 ||
+            (strcmp(grp, "prime256v1") && strcmp(grp, "secp384r1") && strcmp(grp, "secp521r1")))
+            rc = kwt_err(KWT_FAIL,
+                         "%s: an EC key on %s; the CA certifies the named curves P-256, P-384 and "
+                         "P-521",
+                         label, *grp ? grp : "explicit or unknown parameters");
+    } else if (!EVP_PKEY_is_a(pk, "ED25519") && !EVP_PKEY_is_a(pk, "ED448")) {
+        rc = kwt_err(KWT_FAIL, "%s: a %s key; the CA certifies RSA, EC, Ed25519 and Ed448 keys",
+                     label, EVP_PKEY_get0_type_name(pk) ? EVP_PKEY_get0_type_name(pk) : "unknown");
+    }
+    int md = NID_undef, pknid = NID_undef;
+    if (rc == 0 && OBJ_find_sigid_algs(X509_REQ_get_signature_nid(r), &md, &pknid) == 1 &&
+        (md == NID_md5 || md == NID_sha1 || md == NID_md4 || md == NID_md2 || md == NID_sha224))
+        rc = kwt_err(KWT_FAIL, "%s: the CSR is signed with %s; SHA-256 or better is required",
+                     label, OBJ_nid2sn(md));
+    BN_free(e);
+    ERR_clear_error();
+    return rc;
+}
+
 /* Check a parsed CSR for a profile. cn gets the CN (NULL when absent), sans the CSR's SANs in
  * keyward's list form (NULL when none). Returns 0 or an exit code after printing why. */
 static int check_csr(const char *label, X509_REQ *r, const char *profile, const kwt_conf *conf,
@@ -408,26 +545,50 @@ static int check_csr(const char *label, X509_REQ *r, const char *profile, const 
                 label);
         goto out;
     }
+    if (check_key_policy(label, r) != 0)
+        goto out;
     X509_NAME *nm = X509_REQ_get_subject_name(r);
     int idx = X509_NAME_get_index_by_NID(nm, NID_commonName, -1);
     if (idx < 0) {
         kwt_err(KWT_FAIL, "%s: the CSR's subject has no CN", label);
         goto out;
     }
+    if (X509_NAME_get_index_by_NID(nm, NID_commonName, idx) >= 0) {
+        /* one certificate, one CN: relying parties differ in which of two they read */
+        kwt_err(KWT_FAIL, "%s: the CSR's subject has more than one CN", label);
+        goto out;
+    }
     for (int i = 0; i < X509_NAME_entry_count(nm); i++) {
-        ASN1_STRING *d = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(nm, i));
+        const X509_NAME_ENTRY *ne = X509_NAME_get_entry(nm, i);
+        if (i > 0 &&
+            X509_NAME_ENTRY_set(ne) == X509_NAME_ENTRY_set(X509_NAME_get_entry(nm, i - 1))) {
+            kwt_err(KWT_FAIL, "%s: the CSR's subject has a multi-valued RDN (A=x+B=y)", label);
+            goto out;
+        }
+        ASN1_STRING *d = X509_NAME_ENTRY_get_data(ne);
         unsigned char *u = NULL;
         int ul = ASN1_STRING_to_UTF8(&u, d);
         bool bad = ul < 0;
         for (int k = 0; k < ul && !bad; k++)
-            bad = u[k] < 0x20 || u[k] == 0x7f;
+            bad = u[k] < 0x20 || u[k] == 0x7f ||
+                  /* C1 controls (U+0080-U+009F) and bidirectional overrides (U+202A-U+202E,
+                   * U+2066-U+2069) make a name display as another */
+                  (u[k] == 0xc2 && k + 1 < ul && u[k + 1] >= 0x80 && u[k + 1] <= 0x9f) ||
+                  (u[k] == 0xe2 && k + 2 < ul &&
+                   ((u[k + 1] == 0x80 && u[k + 2] >= 0xaa && u[k + 2] <= 0xae) ||
+                    (u[k + 1] == 0x81 && u[k + 2] >= 0xa6 && u[k + 2] <= 0xa9)));
+        if (i == idx && !bad && ul > 64) {
+            OPENSSL_free(u);
+            kwt_err(KWT_FAIL, "%s: the CSR's CN has %d bytes; RFC 5280 allows 64", label, ul);
+            goto out;
+        }
         if (i == idx && !bad)
             *cn = kwt_asprintf("%.*s", ul, u);
         OPENSSL_free(u);
         if (bad) {
             kwt_err(KWT_FAIL,
-                    "%s: the CSR's subject has a NUL or control character (or is not "
-                    "valid text)",
+                    "%s: the CSR's subject has a NUL, control or bidirectional-override "
+                    "character (or is not valid text)",
                     label);
             goto out;
         }
@@ -451,6 +612,17 @@ static int check_csr(const char *label, X509_REQ *r, const char *profile, const 
             kwt_err(KWT_FAIL, "%s: a subca CSR must not request extendedKeyUsage", label);
             goto out;
         } else if (nid == NID_subject_alt_name) {
+            if (X509_EXTENSION_get_critical(e)) {
+                kwt_err(KWT_FAIL,
+                        "%s: the CSR marks subjectAltName critical (RFC 5280: only for "
+                        "an empty subject); keyward writes it non-critical",
+                        label);
+                goto out;
+            }
+            if (sb.len) {
+                kwt_err(KWT_FAIL, "%s: the CSR has two subjectAltName extensions", label);
+                goto out;
+            }
             GENERAL_NAMES *gens = X509V3_EXT_d2i(e);
             if (!gens) {
                 kwt_err(KWT_FAIL, "%s: the CSR's subjectAltName does not decode", label);
@@ -835,7 +1007,8 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days, bool same_key)
+static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days, bool same_key,
+                      bool same_subject)
 {
     char **files = NULL;
     size_t n = 0, cap = 0;
@@ -938,9 +1111,11 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
                          files[i], names[i]);
             goto out;
         }
-        if (!same_key && !keys)
+        if (!keys)
             keys = held_keys(ca, &ix0, &nkeys);
-        if (!same_key && (rc = check_key_unique(files[i], req, names[i], keys, nkeys))) {
+        if ((rc = check_key_not_compromised(files[i], req, keys, nkeys)) ||
+            (!same_subject && (rc = check_subject_unique(files[i], req, names[i], keys, nkeys))) ||
+            (!same_key && (rc = check_key_unique(files[i], req, names[i], keys, nkeys)))) {
             free(cn);
             free(sans);
             goto out;
@@ -988,7 +1163,8 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     if (kwt_g.dry_run) {
         /* the script signs with the same batch configuration as the real run */
         bcnf = kwt_state_path(ca, "batch.cnf");
-        printf("sed 's/^copy_extensions = none$/copy_extensions = copy/' ");
+        printf("sed -e 's/^copy_extensions = none$/copy_extensions = copy/'%s ",
+               first_rsa ? "" : " -e 's/digitalSignature, keyEncipherment/digitalSignature/'");
         kwt_shq(stdout, kwt_ca_cnf(ca));
         printf(" > ");
         kwt_shq(stdout, bcnf);
@@ -1002,6 +1178,12 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
             goto out;
         }
         memcpy(at, "copy_extensions = copy", strlen("copy_extensions = copy"));
+        /* keyEncipherment is for RSA keys (the batch holds one kind: checked above) */
+        char *kex = !first_rsa ? strstr(t, "digitalSignature, keyEncipherment") : NULL;
+        if (kex)
+            memmove(kex + strlen("digitalSignature"),
+                    kex + strlen("digitalSignature, keyEncipherment"),
+                    strlen(kex + strlen("digitalSignature, keyEncipherment")) + 1);
         bcnf = kwt_state_path(ca, "batch.cnf");
         rc = kwt_write_atomic(bcnf, t, strlen(t), 0600);
         free(t);
@@ -1085,7 +1267,7 @@ out:
         free(copies ? copies[i] : NULL);
         X509_REQ_free(reqs ? reqs[i] : NULL);
     }
-    free(keys);
+    held_keys_free(keys, nkeys);
     if (bcnf)
         unlink(bcnf);
     free(bcnf);
@@ -1101,11 +1283,16 @@ int kwt_cmd_ca_sign(int argc, char **argv)
 {
     const char *profile = NULL, *name = NULL, *days_s = NULL, *san = NULL, *devid = NULL,
                *batch = NULL;
-    bool same_key = false;
-    kwt_optspec spec[] = {{"--profile", &profile, NULL}, {"--allow-same-key", NULL, &same_key},
-                          {"--name", &name, NULL},       {"--days", &days_s, NULL},
-                          {"--san", &san, NULL},         {"--device-id", &devid, NULL},
-                          {"--batch", &batch, NULL},     {NULL, NULL, NULL}};
+    bool same_key = false, same_subject = false;
+    kwt_optspec spec[] = {{"--profile", &profile, NULL},
+                          {"--allow-same-key", NULL, &same_key},
+                          {"--allow-same-subject", NULL, &same_subject},
+                          {"--name", &name, NULL},
+                          {"--days", &days_s, NULL},
+                          {"--san", &san, NULL},
+                          {"--device-id", &devid, NULL},
+                          {"--batch", &batch, NULL},
+                          {NULL, NULL, NULL}};
     const char *pos[1];
     int npos, rc = kwt_parse_args("ca sign", argc, argv, spec, pos, 1, &npos);
     if (rc)
@@ -1144,7 +1331,7 @@ int kwt_cmd_ca_sign(int argc, char **argv)
         return rc;
     }
     if (batch) {
-        rc = sign_batch(&ca, batch, profile, days, same_key);
+        rc = sign_batch(&ca, batch, profile, days, same_key, same_subject);
         kwt_ca_close(&ca);
         return rc;
     }
@@ -1170,11 +1357,15 @@ int kwt_cmd_ca_sign(int argc, char **argv)
                          "%s already has a valid certificate (serial %s); use `keyward ca renew "
                          "%s` or revoke it first",
                          name, r->serial, name);
-        if (rc == 0 && !same_key) {
+        if (rc == 0) {
             size_t nk = 0;
             held_key *k = held_keys(&ca, &ix, &nk);
-            rc = check_key_unique(pos[0], req, name, k, nk);
-            free(k);
+            rc = check_key_not_compromised(pos[0], req, k, nk);
+            if (rc == 0 && !same_key)
+                rc = check_key_unique(pos[0], req, name, k, nk);
+            if (rc == 0 && !same_subject)
+                rc = check_subject_unique(pos[0], req, name, k, nk);
+            held_keys_free(k, nk);
         }
     }
     kwt_index_free(&ix);
@@ -1205,8 +1396,12 @@ int kwt_cmd_ca_sign(int argc, char **argv)
         dry_record(&ca, 1, &nm, &cs, profile, days, san, devid);
     }
 out:
-    if (!kwt_g.dry_run)
-        kwt_audit(&ca, "ca sign", name, serial, pos[0], rc);
+    if (!kwt_g.dry_run) {
+        /* the subject asked for (the file name when the CSR could not be read) */
+        char *subj = req ? kwt_name_text(X509_REQ_get_subject_name(req)) : kwt_strdup(pos[0]);
+        kwt_audit(&ca, "ca sign", name, serial, subj, rc);
+        free(subj);
+    }
     X509_REQ_free(req);
     free(cn);
     free(sans);
@@ -1323,14 +1518,14 @@ int kwt_cmd_ca_renew(int argc, char **argv)
             fprintf(stderr, "keyward: %s: identity changed: %s\n", name, diff);
             audit_op = kwt_asprintf("ca renew (rekey, identity changed: %s)", diff);
         }
-        if (!same_key) {
-            size_t nk = 0;
-            held_key *k = held_keys(&ca, &ix, &nk);
+        size_t nk = 0;
+        held_key *k = held_keys(&ca, &ix, &nk);
+        rc = check_key_not_compromised(csr, newreq, k, nk);
+        if (rc == 0 && !same_key)
             rc = check_key_unique(csr, newreq, name, k, nk);
-            free(k);
-            if (rc)
-                goto out;
-        }
+        held_keys_free(k, nk);
+        if (rc)
+            goto out;
     }
     if ((rc = check_ca_valid(&ca)))
         goto out;
@@ -1361,13 +1556,16 @@ int kwt_cmd_ca_renew(int argc, char **argv)
                    keep_old ? " (kept valid)" : " (revoked: superseded)");
     }
 out:
+    char *renew_subj = newreq ? kwt_name_text(X509_REQ_get_subject_name(newreq))
+                              : kwt_strdup(old_serial ? old_serial : "");
     if (!kwt_g.dry_run)
         kwt_audit(&ca,
                   audit_op ? audit_op
                   : csr    ? "ca renew (rekey)"
                            : "ca renew",
-                  name, serial, old_serial, rc);
+                  name, serial, renew_subj, rc);
     X509_REQ_free(newreq);
+    free(renew_subj);
     free(diff);
     free(audit_op);
     kwt_index_free(&ix);

@@ -50,13 +50,13 @@ static void *dl;
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...)
 {
+    /* through kwt_err: the same text on stderr, in --json's error.message and the audit log */
+    char msg[1024];
     va_list ap;
-    fputs("keyward: keyring: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
-    return 1;
+    return kwt_err(KWT_FAIL, "keyring: %s", msg);
 }
 
 static const char *rv_text(CK_RV rv)

@@ -233,6 +233,14 @@ static int json_values(const char *s, size_t len)
 static void command_name(int argc, char **argv, kwt_buf *b)
 {
     kwt_buf_addn(b, "", 0);
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        kwt_buf_add(b, "help");
+        return;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
+        kwt_buf_add(b, "version");
+        return;
+    }
     for (int i = 1; i < argc && i < 3; i++) {
         if (argv[i][0] == '-')
             break;
@@ -256,7 +264,8 @@ static int json_run(int argc, char **argv)
     close(mem);
     int rc = kwt_g.dry_run
                  ? kwt_err(KWT_USAGE, "--dry-run prints a shell script, which has no --json form")
-                 : dispatch(argc, argv);
+             : argc < 2 ? kwt_err(KWT_USAGE, "no command given (see keyward --help)")
+                        : dispatch(argc, argv);
     fflush(stdout);
     kwt_buf out = {0}, env = {0}, cmd = {0};
     kwt_buf_addn(&out, "", 0);
@@ -268,6 +277,8 @@ static int json_run(int argc, char **argv)
     dup2(saved, 1);
     close(saved);
     command_name(argc, argv, &cmd);
+    if (!cmd.len)
+        kwt_buf_add(&cmd, "(none)");
     int values = json_values(out.s, out.len);
     kwt_buf_add(&env, "{\"ok\":");
     kwt_buf_add(&env, rc == 0 ? "true" : "false");
@@ -341,7 +352,7 @@ int main(int argc, char **argv)
     argv[argc] = NULL;
     if (!*kwt_g.dir)
         return kwt_err(KWT_USAGE, "--dir is empty");
-    if (argc < 2) {
+    if (argc < 2 && !kwt_g.json) {
         kwt_usage("", stderr);
         return KWT_USAGE;
     }

@@ -221,6 +221,19 @@ static bool dns_ok(const char *s)
         if (!isalnum((unsigned char)*p) && *p != '-')
             return false;
     }
+    /* a wildcard covers one label of a registered name, never a whole TLD (*.com); a name whose
+     * last label is all digits is an IP address written as a DNS name */
+    const char *last = strrchr(s, '.');
+    last = last ? last + 1 : s;
+    if (strspn(last, "0123456789") == strlen(last))
+        return false;
+    if (s[0] == '*') {
+        int dots = 0;
+        for (const char *p = s + 2; *p; p++)
+            dots += *p == '.';
+        if (dots < 1)
+            return false;
+    }
     return true;
 }
 
@@ -291,6 +304,14 @@ char *kwt_san_to_conf(const char *list, const char **why)
                 *why = "a URI SAN must have a scheme (scheme:...)";
                 goto fail;
             }
+            /* schemes that run or embed content where a URI is shown or followed */
+            static const char *const bad[] = {"javascript:", "data:", "vbscript:", "file:"};
+            for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+                if (!strncasecmp(v, bad[i], strlen(bad[i]))) {
+                    *why = "a URI SAN with a javascript:, data:, vbscript: or file: scheme is "
+                           "refused";
+                    goto fail;
+                }
         }
         if (out.len)
             kwt_buf_add(&out, ", ");

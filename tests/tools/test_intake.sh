@@ -76,7 +76,7 @@ SWAPPER=$!
 KWT_PIDS="$KWT_PIDS $SWAPPER"
 issued=0
 for i in $(seq 1 12); do
-    "$KW" --dir "$P" ca sign "$T/swap.csr" --profile client --name "bob$i" --allow-same-key \
+    "$KW" --dir "$P" ca sign "$T/swap.csr" --profile client --name "bob$i" --allow-same-key --allow-same-subject \
         >/dev/null 2>&1 && issued=$((issued + 1))
 done
 kill "$SWAPPER" 2>/dev/null
@@ -109,7 +109,7 @@ ok "a requester's CN cannot pose as a serial; --name and --serial say which"
 # 4/5/6. identity: device names, rekey to another identity, one key under two names
 refused "same key under another name" "already holds a valid certificate, good" \
     "$KW" --dir "$P" ca sign "$T/good.csr" --profile client --name good3
-expect_rc 0 "$KW" --dir "$P" ca sign "$T/good.csr" --profile client --name good3 --allow-same-key
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/good.csr" --profile client --name good3 --allow-same-key --allow-same-subject
 csr alice -subj "/CN=alice/O=Ex" -addext "subjectAltName=email:alice@ex.example"
 expect_rc 0 "$KW" --dir "$P" ca sign "$T/alice.csr" --profile client
 csr rootadmin -subj "/CN=root-admin/O=Ex" -addext "subjectAltName=DNS:admin.corp.example"
@@ -146,6 +146,35 @@ openssl x509 -in "$P/issued/rsa.crt" -noout -ext keyUsage | grep -q "Key Enciphe
     fail "an RSA server key lacks keyEncipherment"
 expect_rc 0 "$KW" --dir "$P" check
 ok "P-384 CA signs certificates and CRLs with SHA-384; keyEncipherment for RSA server keys only"
+# review findings: two CNs, weak keys and digests, a compromised key, a copied subject, a
+# critical SAN, a bidirectional override in the subject, a wildcard TLD, a javascript: URI
+csr twocn -subj "/O=Ex/CN=zed/CN=alice"
+refused "two CNs" "more than one CN" "$KW" --dir "$P" ca sign "$T/twocn.csr" --profile client
+OPENSSL_CONF=/dev/null openssl req -new -newkey rsa:1024 -nodes -keyout /dev/null -subj "/CN=weak/O=Ex" \
+    -out "$T/weak.csr" 2>/dev/null
+refused "RSA-1024" "RSA key of 1024 bits" "$KW" --dir "$P" ca sign "$T/weak.csr" --profile client
+OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+    -sha1 -subj "/CN=sha1/O=Ex" -out "$T/sha1.csr" 2>/dev/null
+refused "SHA-1 CSR" "signed with SHA1" "$KW" --dir "$P" ca sign "$T/sha1.csr" --profile client
+csr kc -subj "/CN=kc/O=Ex"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/kc.csr" --profile client
+expect_rc 0 "$KW" --dir "$P" ca revoke kc --reason keyCompromise
+refused "a compromised key again" "revoked for keyCompromise" \
+    "$KW" --dir "$P" ca sign "$T/kc.csr" --profile client --name kc2 --allow-same-key
+csr copycat -subj "/CN=alice-copy/O=Ex"
+csr same -subj "/CN=good/O=Ex"
+refused "another NAME's subject" "its subject is that of good" \
+    "$KW" --dir "$P" ca sign "$T/same.csr" --profile client --name mallory
+csr crit -subj "/CN=crit/O=Ex" -addext "subjectAltName=critical,DNS:crit.example.com"
+refused "critical SAN" "critical" "$KW" --dir "$P" ca sign "$T/crit.csr" --profile server
+csr bidi -subj "/CN=bidi/O=Ex/OU=abc$(printf '\u202e')gpj.exe" -utf8
+refused "bidi override" "bidirectional" "$KW" --dir "$P" ca sign "$T/bidi.csr" --profile client
+csr wild -subj "/CN=wild/O=Ex" -addext "subjectAltName=DNS:*.com"
+refused "wildcard TLD" "not a valid host name" "$KW" --dir "$P" ca sign "$T/wild.csr" --profile server
+csr js -subj "/CN=js/O=Ex" -addext "subjectAltName=URI:javascript:alert(1)"
+refused "javascript: URI" "javascript" "$KW" --dir "$P" ca sign "$T/js.csr" --profile client
+ok "two CNs, weak keys/digests, compromised keys, copied subjects, critical SAN, bidi, *.com, javascript: refused"
+
 # the operator's side: an existing key of another type is named, a missing file is "missing"
 make_token cl 55556666
 expect_rc 0 "$KW" req --key "pkcs11:token=cl;object=k" --module "$SOFTHSM_MODULE" \

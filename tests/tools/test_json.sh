@@ -73,6 +73,9 @@ J 0 --dir "$P" ca list --generations
 J 0 help ca sign
 J 0 version
 J 2 frobnicate
+J 2
+J 0 --help
+J 0 ca sign --help
 J 2 --dry-run --dir "$P" ca crl
 # the OCSP responder: its result comes when it stops
 port=$(free_port)
