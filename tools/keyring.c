@@ -50,13 +50,18 @@ static void *dl;
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...)
 {
-    /* through kwt_err: the same text on stderr, in --json's error.message and the audit log */
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+#ifdef KWT_HAVE_KEYRING
+    /* in keyward: through kwt_err, so --json's error.message has the same text as stderr */
     return kwt_err(KWT_FAIL, "keyring: %s", msg);
+#else
+    fprintf(stderr, "keyward: keyring: %s\n", msg);
+    return 1;
+#endif
 }
 
 static const char *rv_text(CK_RV rv)

@@ -18,6 +18,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
 #include <openssl/err.h>
 
 #include "kw_p11.h"
@@ -585,6 +589,16 @@ static void test_fork_during_calls(void **state)
 {
     kw_p11_token **t;
     kw_p11_token *tok;
+
+#ifdef RUNNING_ON_VALGRIND
+    /* the child inherits what the parent's other thread had allocated, with no thread left to
+     * free it: memcheck reports that as lost in every child and fails its exit status. The
+     * plain and TSan stages run this test. */
+    if (RUNNING_ON_VALGRIND) {
+        fprintf(stderr, "test_fork_during_calls: skipped under valgrind (child leak reports)\n");
+        skip();
+    }
+#endif
 
     assert_int_equal(tokens_for("pkcs11:token=first", &t), 1);
     tok = t[0];
