@@ -1452,7 +1452,8 @@ int kwt_cmd_ca_renew(int argc, char **argv)
         return rc;
     const char *name = pos[0];
     char *old_serial = NULL, *meta = NULL, *profile = NULL, *san = NULL, *devid = NULL,
-         *mdays = NULL, *oldcsr = NULL, *serial = NULL, *diff = NULL, *audit_op = NULL;
+         *mdays = NULL, *oldcsr = NULL, *serial = NULL, *diff = NULL, *audit_op = NULL,
+         *renew_subj = NULL;
     X509_REQ *newreq = NULL;
     kwt_index ix = {0};
     char *ixp = kwt_state_path(&ca, "index.txt");
@@ -1556,8 +1557,8 @@ int kwt_cmd_ca_renew(int argc, char **argv)
                    keep_old ? " (kept valid)" : " (revoked: superseded)");
     }
 out:
-    char *renew_subj = newreq ? kwt_name_text(X509_REQ_get_subject_name(newreq))
-                              : kwt_strdup(old_serial ? old_serial : "");
+    renew_subj = newreq ? kwt_name_text(X509_REQ_get_subject_name(newreq))
+                        : kwt_strdup(old_serial ? old_serial : "");
     if (!kwt_g.dry_run)
         kwt_audit(&ca,
                   audit_op ? audit_op

@@ -31,7 +31,12 @@ if [ ! -f "$BUILD/build.ninja" ]; then
     CC="$CC_FUZZ" meson setup "$BUILD" "$SRC" -Dfuzz=true -Dtests=disabled \
         -Db_sanitize=address,undefined -Db_lundef=false -Dc_link_args=-shared-libsan >/dev/null
 fi
-ninja -C "$BUILD" >/dev/null
+# ninja prints compiler errors on stdout: keep them for the console when the build fails.
+if ! blog=$(ninja -C "$BUILD" 2>&1); then
+    printf '%s\n' "$blog" | grep -v '^\[[0-9]*/[0-9]*\] ' | tail -n 40 >&2
+    echo "fuzz build failed (clang: $CC_FUZZ)" >&2
+    exit 1
+fi
 
 mkdir -p "$OUT"
 export ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1:abort_on_error=0
