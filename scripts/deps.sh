@@ -14,13 +14,16 @@ PKGS_TEST_FUZZ="clang-14 libfuzzer-14-dev libclang-rt-14-dev llvm-14 strace"
 PKGS_TEST_TPM="swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus"
 # tests/pkcs11/conformance.sh: OpenSC's p11test is built from Debian's opensc source package
 # (apt-get source: dpkg-dev, and the deb-src line deb_src_setup adds).
+# tests/install: man pages (pandoc), the Debian packages (debhelper, lintian) and the fresh-root
+# install (debootstrap).
+PKGS_TEST_PACKAGING="pandoc man-db debhelper dpkg-dev fakeroot lintian debootstrap"
 PKGS_TEST_CONFORMANCE="opensc softhsm2 gnutls-bin python3 dpkg-dev autoconf automake libtool make pkg-config libcmocka-dev libssl-dev"
 
 case "${1:-}" in
 build) want="$PKGS_BUILD" ;;
 demo) want="$PKGS_BUILD $PKGS_DEMO" ;;
 demo-tpm) want="$PKGS_BUILD $PKGS_DEMO $PKGS_TEST_TPM" ;;
-test) want="$PKGS_BUILD $PKGS_TEST_PROVIDER $PKGS_TEST_PKCS11 $PKGS_TEST_TOOLS $PKGS_TEST_SERVERS $PKGS_TEST_TPM $PKGS_TEST_FUZZ $PKGS_TEST_CONFORMANCE" ;;
+test) want="$PKGS_BUILD $PKGS_TEST_PROVIDER $PKGS_TEST_PKCS11 $PKGS_TEST_TOOLS $PKGS_TEST_SERVERS $PKGS_TEST_TPM $PKGS_TEST_FUZZ $PKGS_TEST_CONFORMANCE $PKGS_TEST_PACKAGING" ;;
 *) echo "usage: $0 build|demo|demo-tpm|test" >&2; exit 2 ;;
 esac
 

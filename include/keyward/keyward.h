@@ -3,7 +3,9 @@
 #ifndef KEYWARD_KEYWARD_H
 #define KEYWARD_KEYWARD_H
 
-#define KEYWARD_VERSION_STR   "0.1.0"
+/* KEYWARD_VERSION_STR: meson's project version, generated into the build tree. */
+#include <keyward/version.h>
+
 #define KEYWARD_PROVIDER_NAME "keyward"
 
 /* Keys of the provider's section in openssl.cnf. */
