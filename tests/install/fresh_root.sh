@@ -1,6 +1,6 @@
 #!/bin/bash
 # The Debian packages, installed on a fresh root as an operator installs them: build the .debs
-# (dpkg-buildpackage -b from a copy of the tree), lintian (no errors), debootstrap a minimal
+# (the README's "Install as packages" lines, as printed), lintian (no errors), debootstrap a minimal
 # bookworm root (the tarball cached between runs), `apt-get install ./keyward*.deb` in it, then
 # inside the root, with nothing from the build tree: man pages, `openssl list -providers` with
 # the packaged snippet, `p11-kit list-modules`, and the demo's steps on a SoftHSM2 token (ca
@@ -26,21 +26,34 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 T=$(mktemp -d /tmp/kw-deb.XXXXXX)
 R=$T/root
 cleanup() {
-    # The mounts live in the unshare'd namespace only; nothing to unmount here.
-    rm -rf "$T"
+    # The root's /proc and /dev mounts live in the unshare'd namespace only; should one ever be
+    # seen here, the tree is left alone rather than removed through a bind mount of /dev.
+    if grep -q " $T/" /proc/self/mounts; then
+        echo "not removing $T: something is still mounted under it" >&2
+    else
+        rm -rf --one-file-system "$T"
+    fi
 }
 trap cleanup EXIT
 t0=$SECONDS
 step() { echo "== $* ($((SECONDS - t0)) s)"; }
 
-# 1. The packages, from a copy of the tree (dpkg-buildpackage writes into it and beside it).
-step "dpkg-buildpackage -b"
+# 1. The packages, built by the README's own two lines ("Install as packages"), run as printed:
+# the first here, in a copy of the tree (dpkg-buildpackage writes into it and beside it), the
+# second in the fresh root.
+mapfile -t readme < <(sed -n '/^## Install as packages/,/^## /{s/^    //p}' "$SRC/README.md")
+if [ "${#readme[@]}" != 2 ]; then
+    echo "FAIL: README's \"Install as packages\" should have two command lines, has ${#readme[@]}"
+    exit 1
+fi
+printf '   README: %s\n' "${readme[@]}"
+step "README line 1 (build the packages)"
 mkdir -p "$T/src/keyward"
 tar -C "$SRC" --exclude=./.git --exclude='./build*' --exclude=./obj-\* --exclude=./keyward-demo \
     --exclude=./debian/.debhelper -cf - . | tar -C "$T/src/keyward" --no-same-owner -xf -
-if ! (cd "$T/src/keyward" && DEB_BUILD_OPTIONS=nocheck dpkg-buildpackage -b -us -uc) >"$T/build.log" 2>&1; then
+if ! (cd "$T/src/keyward" && DEBIAN_FRONTEND=noninteractive bash -ec "${readme[0]}") >"$T/build.log" 2>&1; then
     tail -40 "$T/build.log"
-    echo "FAIL: dpkg-buildpackage -b -us -uc"
+    echo "FAIL: README: ${readme[0]}"
     exit 1
 fi
 debs=$(cd "$T/src" && ls keyward_*.deb keyward-provider_*.deb keyward-pkcs11_*.deb)
@@ -74,7 +87,7 @@ if ! debootstrap --variant=minbase --unpack-tarball="$TGZ" "$SUITE" "$R" "$MIRRO
     echo "FAIL: debootstrap from the cached tarball $TGZ (remove it to download again)"
     exit 1
 fi
-mkdir -p "$R/tmp/debs"
+mkdir -p "$R/tmp/debs/keyward"
 (cd "$T/src" && cp $debs "$R/tmp/debs/")
 cp /etc/resolv.conf "$R/etc/resolv.conf" 2>/dev/null || true
 
@@ -88,13 +101,15 @@ inroot() {
                 LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"' bash "$R" "$@"
 }
 
-step "apt-get install ./keyward*.deb in the fresh root"
+step "README line 2 (install the packages) in the fresh root"
 inroot sh -c 'echo "deb '"$MIRROR"' '"$SUITE"' main" >/etc/apt/sources.list && apt-get update -q' \
     >"$T/apt.log" 2>&1 || { tail -5 "$T/apt.log"; echo "SKIP: apt-get update in the root failed (no network?)"; exit 77; }
-if ! inroot sh -c 'cd /tmp/debs && apt-get install -y -q ./keyward_*.deb ./keyward-provider_*.deb \
-        ./keyward-pkcs11_*.deb p11-kit softhsm2 man-db' >>"$T/apt.log" 2>&1; then
+# README line 2, as printed, from a checkout's place (/tmp/debs/keyward: the .debs in ..); then
+# what the checks below use.
+if ! inroot bash -ec "cd /tmp/debs/keyward && ${readme[1]}" >>"$T/apt.log" 2>&1 ||
+    ! inroot apt-get install -y -q p11-kit softhsm2 man-db >>"$T/apt.log" 2>&1; then
     tail -30 "$T/apt.log"
-    echo "FAIL: apt-get install of the packages in a fresh $SUITE root"
+    echo "FAIL: README: ${readme[1]} (in a fresh $SUITE root)"
     exit 1
 fi
 grep -E '^(Setting up|Unpacking) keyward' "$T/apt.log" | sed 's/^/   /'
