@@ -259,6 +259,10 @@ int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool 
 int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long long when);
 /* Usage text printed by `keyward help CMD` and CMD --help. */
 int kwt_usage(const char *cmd, FILE *f);
+/* keyward __complete WORD...: prints the completions of the last word (commands, subcommands,
+ * the options of the command's synopsis and the global ones), one a line, from the usage texts
+ * and extra (more "usage: keyward GROUP SUB ..." texts: the keyring's; may be NULL). */
+int kwt_complete(int argc, char **argv, const char *extra, FILE *f);
 
 /* ---- OCSP (ca_ocsp.c) ---- */
 /* kwt_sign_one with the key and certificate (ca/ca-G.crt) of CA generation gen; 0 or the

@@ -318,8 +318,33 @@ static int json_run(int argc, char **argv)
     return rc;
 }
 
+/* keyward __complete WORD...: for the bash completion (tools/keyward.bash-completion). Hidden
+ * from the help; reads nothing but the usage texts, so it needs no CA directory or token. */
+static int complete(int argc, char **argv)
+{
+    char *extra = NULL;
+#ifdef KWT_HAVE_KEYRING
+    /* the keyring's texts, as `keyward help keyring` prints them (glibc: stdout is a variable) */
+    size_t len = 0;
+    FILE *mem = open_memstream(&extra, &len), *out = stdout;
+    if (mem) {
+        char *kargv[] = {"keyring", "--help", NULL};
+        fflush(stdout);
+        stdout = mem;
+        kwt_keyring_main(2, kargv);
+        stdout = out;
+        fclose(mem);
+    }
+#endif
+    int rc = kwt_complete(argc, argv, extra, stdout);
+    free(extra);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && !strcmp(argv[1], "__complete"))
+        return complete(argc - 2, argv + 2);
     /* Global options may come anywhere before "--"; take them out of argv. */
     const char *env_dir = getenv("KEYWARD_DIR");
     kwt_g.dir = env_dir && *env_dir ? env_dir : "./pki";

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Usage texts of every subcommand (keyward help CMD, CMD --help). */
+/* Usage texts of every subcommand (keyward help CMD, CMD --help), and the shell completion
+ * computed from them (keyward __complete). */
 #include "kwt.h"
 
+#include <ctype.h>
 #include <string.h>
 
 static const struct {
@@ -130,4 +132,170 @@ int kwt_usage(const char *cmd, FILE *f)
             return 0;
         }
     return -1;
+}
+
+/* ---- keyward __complete WORD...: candidates for tools/keyward.bash-completion ----
+ * Everything comes from the texts above (and the keyring's), so completion follows the help.
+ * A command's options are the -x/--xyz words of its synopsis: the "usage:" line and the
+ * indented lines after it (the prose below may name other commands' options). Only words of
+ * the texts are printed, never the words typed. */
+#define COMPL_MAX 64
+
+typedef struct {
+    const char *w1, *w2; /* "ca" "sign"; w2 NULL for a one-word command; w1 "" for the globals */
+    size_t n1, n2;
+    const char *text;
+} compl_cmd;
+
+typedef struct {
+    const char *prefix;
+    const char *s[COMPL_MAX];
+    size_t n[COMPL_MAX], count;
+    FILE *f;
+} compl_out;
+
+static bool word_is(const char *w, size_t n, const char *typed)
+{
+    return w && !strncmp(w, typed, n) && !typed[n];
+}
+
+/* The end of the synopsis at text: the newline before the first line that is not indented. */
+static const char *synopsis_end(const char *text)
+{
+    const char *nl = strchr(text, '\n');
+    while (nl && (nl[1] == ' ' || nl[1] == '\t'))
+        nl = strchr(nl + 1, '\n');
+    return nl ? nl : text + strlen(text);
+}
+
+/* The next option word in [p, e) (its length in *n; *val: a value follows it), or NULL. */
+static const char *next_opt(const char *p, const char *e, size_t *n, bool *val)
+{
+    for (char prev = ' '; p < e; prev = *p++) {
+        if (*p != '-' || !memchr(" [|\n", prev, 4))
+            continue;
+        const char *q = p + 1 + (p + 1 < e && p[1] == '-');
+        if (q >= e || !isalpha((unsigned char)*q))
+            continue;
+        while (q < e && (isalnum((unsigned char)*q) || *q == '-'))
+            q++;
+        *n = (size_t)(q - p);
+        *val = q + 1 < e && *q == ' ' && !memchr("[|-\n", q[1], 4);
+        return p;
+    }
+    return NULL;
+}
+
+static bool takes_value(const compl_cmd *c, const char *opt)
+{
+    size_t n;
+    bool val;
+    const char *e = c ? synopsis_end(c->text) : NULL;
+    for (const char *p = c ? c->text : NULL; p && (p = next_opt(p, e, &n, &val)); p += n)
+        if (word_is(p, n, opt))
+            return val;
+    return false;
+}
+
+static void offer(compl_out *o, const char *s, size_t n)
+{
+    size_t pl = strlen(o->prefix);
+    if (!n || pl > n || memcmp(s, o->prefix, pl))
+        return;
+    for (size_t i = 0; i < o->count; i++)
+        if (o->n[i] == n && !memcmp(o->s[i], s, n))
+            return;
+    if (o->count < COMPL_MAX) {
+        o->s[o->count] = s;
+        o->n[o->count++] = n;
+    }
+    fprintf(o->f, "%.*s\n", (int)n, s);
+}
+
+static void offer_opts(compl_out *o, const compl_cmd *c)
+{
+    size_t n;
+    bool val;
+    const char *e = c ? synopsis_end(c->text) : NULL;
+    for (const char *p = c ? c->text : NULL; p && (p = next_opt(p, e, &n, &val)); p += n)
+        offer(o, p, n);
+}
+
+/* The commands: usages[], then each "usage: keyward GROUP SUB" text of extra. */
+static size_t compl_cmds(compl_cmd *c, size_t max, const char *extra)
+{
+    static const char lower[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    static const char u[] = "usage: keyward ";
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(usages) / sizeof(usages[0]) && n < max; i++, n++) {
+        const char *sp = strchr(usages[i].cmd, ' ');
+        c[n] = (compl_cmd){usages[i].cmd, sp ? sp + 1 : NULL,
+                           sp ? (size_t)(sp - usages[i].cmd) : strlen(usages[i].cmd),
+                           sp ? strlen(sp + 1) : 0, usages[i].text};
+    }
+    for (const char *p = extra; p && (p = strstr(p, u)) && n < max; p++) {
+        const char *w = p + strlen(u);
+        size_t l1 = strspn(w, lower), l2 = w[l1] == ' ' ? strspn(w + l1 + 1, lower) : 0;
+        if ((p == extra || p[-1] == '\n') && l1)
+            c[n++] = (compl_cmd){w, l2 ? w + l1 + 1 : NULL, l1, l2, p};
+    }
+    return n;
+}
+
+int kwt_complete(int argc, char **argv, const char *extra, FILE *f)
+{
+    compl_cmd c[COMPL_MAX];
+    size_t nc = compl_cmds(c, COMPL_MAX, extra);
+    compl_out o = {.prefix = argc > 0 ? argv[argc - 1] : "", .f = f};
+    const compl_cmd *glob = NULL, *cmd = NULL;
+    for (size_t i = 0; i < nc; i++)
+        if (!c[i].n1)
+            glob = &c[i];
+    const char *w[2] = {NULL, NULL};
+    int nw = 0;
+    bool help = false, done = false; /* done: the command's words are all there */
+    for (int i = 0; i < argc - 1; i++) {
+        const char *a = argv[i];
+        if (a[0] == '-') {
+            if (takes_value(glob, a) || takes_value(cmd, a)) {
+                if (i + 1 < argc - 1 && !strcmp(argv[i + 1], "="))
+                    i++; /* bash splits --dir=DIR into "--dir" "=" "DIR" */
+                if (++i >= argc - 1)
+                    return 0; /* completing the value: the shell's file names */
+            }
+            continue;
+        }
+        if (done)
+            continue; /* an argument */
+        if (!nw && !help && !strcmp(a, "help")) {
+            help = true;
+            continue;
+        }
+        w[nw++] = a;
+        bool group = false;
+        for (size_t j = 0; j < nc && nw == 1; j++)
+            group = group || (word_is(c[j].w1, c[j].n1, a) && c[j].w2);
+        if (group)
+            continue; /* the subcommand comes next */
+        for (size_t j = 0; j < nc; j++)
+            if (word_is(c[j].w1, c[j].n1, w[0]) &&
+                (nw == 1 ? !c[j].w2 : word_is(c[j].w2, c[j].n2, w[1])))
+                cmd = &c[j];
+        done = true;
+    }
+    if (o.prefix[0] == '-') {
+        offer_opts(&o, help ? NULL : cmd);
+        offer_opts(&o, glob);
+    } else if (!done && !nw) {
+        for (size_t j = 0; j < nc; j++)
+            offer(&o, c[j].w1, c[j].n1);
+        if (!help)
+            offer(&o, "help", 4);
+    } else if (!done) {
+        for (size_t j = 0; j < nc; j++)
+            if (word_is(c[j].w1, c[j].n1, w[0]) && c[j].w2)
+                offer(&o, c[j].w2, c[j].n2);
+    }
+    fflush(f);
+    return 0;
 }
