@@ -142,7 +142,9 @@ VALGRIND_CLI_TESTS='^tools-'
 # across three CA generations: both run the keyward paths that tools-rotate and the other tools
 # tests trace (rotate, export, verify, crl, ocsp), with about a hundred keyward runs each
 # (tools-rotate-trust alone took 560 s under memcheck); the main and asan stages run them.
-VALGRIND_CLI_SKIP='^tools-(guide|rotate-trust)$'
+# tools-completion runs keyward ~200 times for parser checks (~250 s under memcheck); the asan
+# stage covers `keyward __complete` with its hostile words.
+VALGRIND_CLI_SKIP='^tools-(guide|rotate-trust|completion)$'
 # valgrind_pick RE: "keyward:SUITE / NAME" lines; the names matching RE (units with RE "unit").
 valgrind_pick() {
     meson test -C "$MAIN_BUILD" --list 2>/dev/null | awk -v re="$1" \
