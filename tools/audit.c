@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+const char *kwt_audit_meta;
+
 char *kwt_audit_line(const char *op, const char *name, const char *serial, const char *subject,
                      int rc, const char *err)
 {
@@ -36,6 +38,10 @@ char *kwt_audit_line(const char *op, const char *name, const char *serial, const
     if (subject) {
         kwt_buf_add(&b, ",\"subject\":");
         kwt_buf_json_str(&b, subject);
+    }
+    if (kwt_audit_meta) {
+        kwt_buf_add(&b, ",\"meta\":");
+        kwt_buf_add(&b, kwt_audit_meta);
     }
     kwt_buf_add(&b, ",\"outcome\":");
     kwt_buf_json_str(&b, rc == 0 ? "ok" : "failed");

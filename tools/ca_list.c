@@ -72,7 +72,24 @@ static int list_generations(kwt_ca *ca)
     return 0;
 }
 
+static int list_main(int argc, char **argv, const kwt_meta *filter);
+
 int kwt_cmd_ca_list(int argc, char **argv)
+{
+    /* --tag KEY=VALUE, repeatable: every one must match */
+    kwt_meta filter;
+    kwt_meta_init(&filter);
+    int trc = kwt_take_tags("ca list", &argc, argv, &filter);
+    if (trc) {
+        kwt_meta_free(&filter);
+        return trc;
+    }
+    int rc = list_main(argc, argv, &filter);
+    kwt_meta_free(&filter);
+    return rc;
+}
+
+static int list_main(int argc, char **argv, const kwt_meta *filter)
 {
     const char *status = "all", *within_s = NULL;
     bool gens = false;
@@ -82,6 +99,8 @@ int kwt_cmd_ca_list(int argc, char **argv)
                           {NULL, NULL, NULL}};
     const char *pos[1], *why;
     int npos, within = 30, rc = kwt_parse_args("ca list", argc, argv, spec, pos, 0, &npos);
+    if (rc == 0 && gens && filter->ntags)
+        rc = kwt_err(KWT_USAGE, "ca list: --tag filters certificates, not --generations");
     if (rc)
         return rc < 0 ? 0 : rc;
     if (strcmp(status, "all") && strcmp(status, "valid") && strcmp(status, "revoked") &&
@@ -133,6 +152,12 @@ int kwt_cmd_ca_list(int argc, char **argv)
                     (!strcmp(status, "valid") && !strcmp(st, "expiring"));
         if (!want)
             continue;
+        kwt_meta md;
+        kwt_meta_read(ca.dir, r->serial, &md);
+        if (!kwt_meta_match(&md, filter)) {
+            kwt_meta_free(&md);
+            continue;
+        }
         char reason[64] = "";
         const char *comma = strchr(r->revocation, ',');
         if (comma) {
@@ -177,11 +202,30 @@ int kwt_cmd_ca_list(int argc, char **argv)
                 kwt_buf_add(&out, "null");
             kwt_buf_add(&out, ",\"sha256\":");
             kwt_buf_json_str(&out, fp);
+            kwt_buf_add(&out, ",\"profile\":");
+            if (md.profile && *md.profile)
+                kwt_buf_json_str(&out, md.profile);
+            else
+                kwt_buf_add(&out, "null");
+            kwt_buf_add(&out, ",");
+            kwt_meta_json(&out, &md);
             kwt_buf_add(&out, "}");
         } else {
             kwt_buf_printf(&out, "%-20s %-34s %-20s %-8s %-20s %s\n%76s%s\n", r->name, r->serial,
                            date, st, *reason ? reason : "-", subj, "", fp);
+            /* the operator's metadata, on a line of its own when there is any */
+            if (md.ntags || md.note || !md.auto_renew) {
+                kwt_buf_printf(&out, "%76s", "");
+                for (size_t t = 0; t < md.ntags; t++)
+                    kwt_buf_printf(&out, "%s%s=%s", t ? " " : "", md.tags[t].key, md.tags[t].value);
+                if (md.note)
+                    kwt_buf_printf(&out, "%snote: %s", md.ntags ? "  " : "", md.note);
+                if (!md.auto_renew)
+                    kwt_buf_printf(&out, "%sauto-renew off", md.ntags || md.note ? "  " : "");
+                kwt_buf_add(&out, "\n");
+            }
         }
+        kwt_meta_free(&md);
         free(fp);
         free(subj);
         shown++;

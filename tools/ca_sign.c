@@ -699,15 +699,30 @@ static int check_ca_valid(kwt_ca *ca)
     return rc;
 }
 
+/* md: the operator's tags, note and auto-renew (NULL: none, auto-renew on); the record is
+ * written under the CA lock, atomically, with the certificate it describes. */
 static int store_meta(kwt_ca *ca, const char *serial, const char *csr, const char *profile,
-                      int days, const char *san, const char *devid, const char *name)
+                      int days, const char *san, const char *devid, const char *name,
+                      const kwt_meta *md)
 {
     if (kwt_g.dry_run)
         return 0;
     char *cp = kwt_asprintf("%s/certs/%s.csr", ca->dir, serial);
     char *mp = kwt_asprintf("%s/certs/%s.meta", ca->dir, serial);
-    char *meta = kwt_asprintf("name=%s\nprofile=%s\ndays=%d\nsan=%s\ndevice_id=%s\n", name, profile,
-                              days, san ? san : "", devid ? devid : "");
+    kwt_meta m;
+    kwt_meta_init(&m);
+    if (md) {
+        memcpy(m.tags, md->tags, sizeof(m.tags));
+        m.ntags = md->ntags;
+        m.note = md->note;
+        m.auto_renew = md->auto_renew;
+    }
+    m.name = (char *)name;
+    m.profile = (char *)profile;
+    m.days = days;
+    m.san = (char *)san;
+    m.device_id = (char *)devid;
+    char *meta = kwt_meta_text(&m); /* m borrows every string: not freed */
     int rc = kwt_copy_file(csr, cp, 0644) || kwt_write_atomic(mp, meta, strlen(meta), 0644);
     if (rc)
         kwt_err(KWT_FAIL, "cannot store the request %s: %s", cp, strerror(errno));
@@ -719,7 +734,7 @@ static int store_meta(kwt_ca *ca, const char *serial, const char *csr, const cha
 
 static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const char *profile,
                     const char *name, int days, const char *san, const char *device_id,
-                    char **serial_out);
+                    const kwt_meta *md, char **serial_out);
 
 int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
                  const char *san, const char *device_id, char **serial_out)
@@ -734,7 +749,7 @@ int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, 
     *serial_out = NULL;
     int rc = csr_read_once(csr, &req);
     if (rc == 0)
-        rc = sign_req(ca, gen, csr, req, profile, name, days, san, device_id, serial_out);
+        rc = sign_req(ca, gen, csr, req, profile, name, days, san, device_id, NULL, serial_out);
     X509_REQ_free(req);
     return rc;
 }
@@ -744,7 +759,7 @@ int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, 
  * keyward (openssl.cnf copies no extension from requests). */
 static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const char *profile,
                     const char *name, int days, const char *san, const char *device_id,
-                    char **serial_out)
+                    const kwt_meta *md, char **serial_out)
 {
     *serial_out = NULL;
     char *cn = NULL, *csr_sans = NULL, *extra = NULL, *csr = NULL;
@@ -884,7 +899,7 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
         rc = kwt_err(KWT_FAIL, "cannot write %s: %s", ixp, strerror(errno));
         goto out2;
     }
-    rc = store_meta(ca, r->serial, csr, profile, days, san, device_id, name);
+    rc = store_meta(ca, r->serial, csr, profile, days, san, device_id, name, md);
     if (rc == 0)
         *serial_out = kwt_strdup(r->serial);
 out2:
@@ -920,7 +935,8 @@ static void dry_mark(kwt_ca *ca)
 }
 
 static void dry_record(kwt_ca *ca, size_t n, char *const *names, char *const *csrs,
-                       const char *profile, int days, const char *san, const char *devid)
+                       const char *profile, int days, const char *san, const char *devid,
+                       const kwt_meta *md)
 {
     fputs(
         "awk -F'\\t' -v OFS='\\t' -v n0=\"$kw_n0\" 'NR == FNR { nm[FNR] = $0; next } "
@@ -942,6 +958,19 @@ static void dry_record(kwt_ca *ca, size_t n, char *const *names, char *const *cs
         kwt_shq(stdout, sv);
         fputc(' ', stdout);
         kwt_shq(stdout, dv);
+        for (size_t t = 0; md && t < md->ntags; t++) {
+            char *tv = kwt_asprintf("tag.%s=%s", md->tags[t].key, md->tags[t].value);
+            fputc(' ', stdout);
+            kwt_shq(stdout, tv);
+            free(tv);
+        }
+        if (md && md->note) {
+            char *nv = kwt_asprintf("note=%s", md->note);
+            fputc(' ', stdout);
+            kwt_shq(stdout, nv);
+            free(nv);
+        }
+        printf(" auto_renew=%d", !md || md->auto_renew ? 1 : 0);
         printf(" > \"%s/certs/$kw_s.meta\"\n", ca->dir);
         free(sv);
         free(dv);
@@ -1008,7 +1037,7 @@ static int cmp_str(const void *a, const void *b)
 }
 
 static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days, bool same_key,
-                      bool same_subject)
+                      bool same_subject, const kwt_meta *md)
 {
     char **files = NULL;
     size_t n = 0, cap = 0;
@@ -1218,7 +1247,7 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     free(c);
     free(outp);
     if (rc == 0 && kwt_g.dry_run)
-        dry_record(ca, n, names, files, profile, days, NULL, NULL);
+        dry_record(ca, n, names, files, profile, days, NULL, NULL, md);
     if (rc || kwt_g.dry_run)
         goto out;
     if (kwt_index_load(&ix1, ixp) != 0 || ix1.n != ix0.n + n) {
@@ -1229,7 +1258,7 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
         kwt_row *r = &ix1.rows[ix0.n + i];
         free(r->name);
         r->name = kwt_strdup(names[i]);
-        if ((rc = store_meta(ca, r->serial, copies[i], profile, days, NULL, NULL, names[i])))
+        if ((rc = store_meta(ca, r->serial, copies[i], profile, days, NULL, NULL, names[i], md)))
             goto out;
     }
     if (kwt_index_save(&ix1, ixp) != 0) {
@@ -1279,12 +1308,26 @@ out:
     return rc;
 }
 
+static int sign_main(const char *profile, const char *name, const char *days_s, const char *san,
+                     const char *devid, const char *batch, bool same_key, bool same_subject,
+                     const char **pos, int npos, const kwt_meta *md);
+
 int kwt_cmd_ca_sign(int argc, char **argv)
 {
     const char *profile = NULL, *name = NULL, *days_s = NULL, *san = NULL, *devid = NULL,
                *batch = NULL;
-    bool same_key = false, same_subject = false;
+    const char *note = NULL;
+    bool same_key = false, same_subject = false, no_auto = false;
+    kwt_meta md;
+    kwt_meta_init(&md);
+    int rc = kwt_take_tags("ca sign", &argc, argv, &md);
+    if (rc) {
+        kwt_meta_free(&md);
+        return rc;
+    }
     kwt_optspec spec[] = {{"--profile", &profile, NULL},
+                          {"--note", &note, NULL},
+                          {"--no-auto-renew", NULL, &no_auto},
                           {"--allow-same-key", NULL, &same_key},
                           {"--allow-same-subject", NULL, &same_subject},
                           {"--name", &name, NULL},
@@ -1293,10 +1336,36 @@ int kwt_cmd_ca_sign(int argc, char **argv)
                           {"--device-id", &devid, NULL},
                           {"--batch", &batch, NULL},
                           {NULL, NULL, NULL}};
-    const char *pos[1];
-    int npos, rc = kwt_parse_args("ca sign", argc, argv, spec, pos, 1, &npos);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    const char *pos[1], *why;
+    int npos;
+    rc = kwt_parse_args("ca sign", argc, argv, spec, pos, 1, &npos);
+    if (rc == 0 && note && kwt_valid_meta_text(note, KWT_NOTE_MAX, &why) != 0)
+        rc = kwt_err(KWT_USAGE,
+                     "ca sign: --note %s (printable text up to %d bytes, no newline or other "
+                     "control character)",
+                     why, KWT_NOTE_MAX);
+    md.note = note ? kwt_strdup(note) : NULL;
+    md.auto_renew = !no_auto;
+    kwt_buf mj = {0};
+    kwt_buf_add(&mj, "{");
+    kwt_meta_json(&mj, &md);
+    kwt_buf_add(&mj, "}");
+    if (rc == 0) {
+        kwt_audit_meta = mj.s;
+        rc = sign_main(profile, name, days_s, san, devid, batch, same_key, same_subject, pos, npos,
+                       &md);
+        kwt_audit_meta = NULL;
+    }
+    kwt_buf_free(&mj);
+    kwt_meta_free(&md);
+    return rc < 0 ? 0 : rc;
+}
+
+static int sign_main(const char *profile, const char *name, const char *days_s, const char *san,
+                     const char *devid, const char *batch, bool same_key, bool same_subject,
+                     const char **pos, int npos, const kwt_meta *md)
+{
+    int rc;
     const char *why;
     int days = 0;
     if (!profile)
@@ -1331,7 +1400,7 @@ int kwt_cmd_ca_sign(int argc, char **argv)
         return rc;
     }
     if (batch) {
-        rc = sign_batch(&ca, batch, profile, days, same_key, same_subject);
+        rc = sign_batch(&ca, batch, profile, days, same_key, same_subject, md);
         kwt_ca_close(&ca);
         return rc;
     }
@@ -1383,7 +1452,7 @@ int kwt_cmd_ca_sign(int argc, char **argv)
         dry_mark(&ca);
     if ((rc = kwt_txn_begin(&ca)))
         goto out;
-    rc = sign_req(&ca, 0, pos[0], req, profile, name, days, san, devid, &serial);
+    rc = sign_req(&ca, 0, pos[0], req, profile, name, days, san, devid, md, &serial);
     if (rc == 0)
         rc = kwt_txn_commit(&ca);
     if (rc == 0 && !kwt_g.dry_run) {
@@ -1393,7 +1462,7 @@ int kwt_cmd_ca_sign(int argc, char **argv)
     }
     if (rc == 0 && kwt_g.dry_run) {
         char *nm = (char *)name, *cs = (char *)pos[0];
-        dry_record(&ca, 1, &nm, &cs, profile, days, san, devid);
+        dry_record(&ca, 1, &nm, &cs, profile, days, san, devid, md);
     }
 out:
     if (!kwt_g.dry_run) {
@@ -1425,10 +1494,49 @@ static char *meta_get(const char *meta, const char *key)
     return NULL;
 }
 
+static int renew_due(int window, int days_override);
+
+/* "--due [DAYS]": the value is optional (the CA's renew_due_days), which the one-value option
+ * parser cannot say, so it is taken out of argv here. *window: 0 when absent, -1 for the
+ * default. */
+static int take_due(int *argc, char **argv, int *window)
+{
+    int out = 1;
+    *window = 0;
+    for (int i = 1; i < *argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "--")) {
+            while (i < *argc)
+                argv[out++] = argv[i++];
+            break;
+        }
+        if (!strcmp(a, "--due")) {
+            *window = -1;
+            if (i + 1 < *argc && isdigit((unsigned char)argv[i + 1][0]))
+                v = argv[++i];
+        } else if (!strncmp(a, "--due=", 6)) {
+            v = a + 6;
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        const char *why;
+        if (v && kwt_valid_days(v, window, &why) != 0)
+            return kwt_err(KWT_USAGE, "ca renew --due: %s", why);
+    }
+    argv[out] = NULL;
+    *argc = out;
+    return 0;
+}
+
 int kwt_cmd_ca_renew(int argc, char **argv)
 {
     const char *days_s = NULL, *csr = NULL;
     bool keep_old = false, subject_change = false, same_key = false;
+    int window = 0;
+    int trc = take_due(&argc, argv, &window);
+    if (trc)
+        return trc;
     kwt_optspec spec[] = {{"--days", &days_s, NULL},
                           {"--csr", &csr, NULL},
                           {"--keep-old", NULL, &keep_old},
@@ -1441,12 +1549,19 @@ int kwt_cmd_ca_renew(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     const char *why;
     int days = 0;
+    if (days_s && kwt_valid_days(days_s, &days, &why) != 0)
+        return kwt_err(KWT_USAGE, "--days: %s", why);
+    if (window) {
+        if (npos || csr || keep_old || subject_change || same_key)
+            return kwt_err(KWT_USAGE, "ca renew --due takes no NAME, --csr, --keep-old or "
+                                      "--allow-* option (it renews each due certificate for "
+                                      "its own key and identity)");
+        return renew_due(window, days);
+    }
     if (npos != 1)
         return kwt_err(KWT_USAGE, "ca renew: give the NAME of the certificate");
     if (kwt_valid_name(pos[0], &why) != 0)
         return kwt_err(KWT_USAGE, "NAME %s: %s", pos[0], why);
-    if (days_s && kwt_valid_days(days_s, &days, &why) != 0)
-        return kwt_err(KWT_USAGE, "--days: %s", why);
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, true)))
         return rc;
@@ -1455,6 +1570,9 @@ int kwt_cmd_ca_renew(int argc, char **argv)
          *mdays = NULL, *oldcsr = NULL, *serial = NULL, *diff = NULL, *audit_op = NULL,
          *renew_subj = NULL;
     X509_REQ *newreq = NULL;
+    kwt_meta md;
+    kwt_buf mj = {0};
+    kwt_meta_init(&md);
     kwt_index ix = {0};
     char *ixp = kwt_state_path(&ca, "index.txt");
     if (kwt_index_load(&ix, ixp) != 0) {
@@ -1482,6 +1600,12 @@ int kwt_cmd_ca_renew(int argc, char **argv)
                      old_serial);
         goto out;
     }
+    /* tags, note and auto-renew go over to the new serial */
+    kwt_meta_parse(meta, &md);
+    kwt_buf_add(&mj, "{");
+    kwt_meta_json(&mj, &md);
+    kwt_buf_add(&mj, "}");
+    kwt_audit_meta = mj.s;
     profile = meta_get(meta, "profile");
     san = meta_get(meta, "san");
     devid = meta_get(meta, "device_id");
@@ -1535,11 +1659,11 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     if ((rc = kwt_txn_begin(&ca)))
         goto out;
     rc = sign_req(&ca, 0, csr ? csr : oldcsr, newreq, profile, name, days, san && *san ? san : NULL,
-                  devid && *devid ? devid : NULL, &serial);
+                  devid && *devid ? devid : NULL, &md, &serial);
     if (rc == 0 && kwt_g.dry_run) { /* the script names the new row as the real run does */
         char *nm = (char *)name, *cs = csr ? (char *)csr : oldcsr;
         dry_record(&ca, 1, &nm, &cs, profile, days, san && *san ? san : NULL,
-                   devid && *devid ? devid : NULL);
+                   devid && *devid ? devid : NULL, &md);
     }
     if (rc == 0 && !keep_old)
         rc = kwt_revoke_serial(&ca, old_serial, "superseded", -1);
@@ -1565,6 +1689,9 @@ out:
                   : csr    ? "ca renew (rekey)"
                            : "ca renew",
                   name, serial, renew_subj, rc);
+    kwt_audit_meta = NULL;
+    kwt_buf_free(&mj);
+    kwt_meta_free(&md);
     X509_REQ_free(newreq);
     free(renew_subj);
     free(diff);
@@ -1579,6 +1706,241 @@ out:
     free(mdays);
     free(oldcsr);
     free(serial);
+    kwt_ca_close(&ca);
+    return rc;
+}
+
+/* ---- renew --due: every valid certificate that expires within the window ---- */
+
+typedef struct {
+    char *name, *serial, *new_serial, *error;
+    long long expiry;
+    kwt_meta md;
+} due_cert;
+
+static void fmt_iso(long long t, char *out, size_t len)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The newest certificate of its NAME, valid, unexpired, expiring within the window, auto-renew
+ * on. A renewal revokes the certificate it replaces (superseded), so a second run does not find
+ * it again; an older certificate kept valid by renew --keep-old is never due (its NAME has a
+ * newer one). */
+static due_cert *find_due(kwt_ca *ca, kwt_index *ix, int window, size_t *n, size_t *off)
+{
+    long long now = (long long)time(NULL);
+    due_cert *d = calloc(ix->n ? ix->n : 1, sizeof(*d));
+    *n = *off = 0;
+    for (size_t i = 0; d && i < ix->n; i++) {
+        kwt_row *r = &ix->rows[i];
+        long long exp = kwt_asn1_to_time(r->expiry);
+        if (r->status != 'V' || exp <= now || exp - now > (long long)window * 86400 ||
+            kwt_index_find_name(ix, r->name) != r)
+            continue;
+        kwt_meta m;
+        kwt_meta_read(ca->dir, r->serial, &m);
+        if (!m.auto_renew) {
+            (*off)++;
+            kwt_meta_free(&m);
+            continue;
+        }
+        d[*n].name = kwt_strdup(r->name);
+        d[*n].serial = kwt_strdup(r->serial);
+        d[*n].expiry = exp;
+        d[*n].md = m;
+        (*n)++;
+    }
+    return d;
+}
+
+/* The last run, for ca stats and ca metrics: DIR/renew-last (key=value lines). */
+static void save_last_run(kwt_ca *ca, int window, size_t renewed, size_t failed)
+{
+    char *p = kwt_path(ca->dir, "renew-last");
+    char *t = kwt_asprintf("time=%lld\ndue_days=%d\nrenewed=%zu\nfailed=%zu\n",
+                           (long long)time(NULL), window, renewed, failed);
+    if (kwt_write_atomic(p, t, strlen(t), 0600) != 0)
+        fprintf(stderr, "keyward: warning: cannot write %s: %s\n", p, strerror(errno));
+    free(t);
+    free(p);
+}
+
+static int renew_due(int window, int days_override)
+{
+    kwt_ca ca;
+    int rc = kwt_ca_open(&ca, true);
+    if (rc)
+        return rc;
+    if (window < 0)
+        window = ca.conf.renew_due_days;
+    kwt_index ix = {0};
+    size_t n = 0, off = 0, renewed = 0, failed = 0;
+    due_cert *d = NULL;
+    char *ixp = kwt_state_path(&ca, "index.txt");
+    if (kwt_index_load(&ix, ixp) != 0) {
+        rc = kwt_err(KWT_FAIL, "cannot read %s", ixp);
+        goto out;
+    }
+    d = find_due(&ca, &ix, window, &n, &off);
+    if (kwt_g.dry_run) {
+        /* a list, not a script: what a real run would renew */
+        for (size_t i = 0; i < n; i++) {
+            char na[32];
+            fmt_iso(d[i].expiry, na, sizeof(na));
+            printf("would renew %s (serial %s, expires %s, profile %s)\n", d[i].name, d[i].serial,
+                   na, d[i].md.profile ? d[i].md.profile : "?");
+        }
+        printf("%zu due within %d days%s", n, window, off ? "" : "\n");
+        if (off)
+            printf(", %zu more with auto-renew off\n", off);
+        goto out;
+    }
+    if (n && (rc = check_ca_valid(&ca)))
+        goto out;
+    if (n && (rc = kwt_txn_begin(&ca)))
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        due_cert *c = &d[i];
+        kwt_meta *m = &c->md;
+        char *oldcsr = kwt_asprintf("%s/certs/%s.csr", ca.dir, c->serial);
+        X509_REQ *req = NULL;
+        int days = days_override ? days_override : m->days > 0 ? m->days : ca.conf.default_days;
+        kwt_clear_error();
+        int r1 = (!m->profile || !valid_profile(m->profile))
+                     ? kwt_err(KWT_FAIL, "the signing record certs/%s.meta is missing or damaged",
+                               c->serial)
+                     : csr_read_once(oldcsr, &req);
+        if (r1 == 0)
+            r1 = sign_req(&ca, 0, oldcsr, req, m->profile, c->name, days,
+                          m->san && *m->san ? m->san : NULL,
+                          m->device_id && *m->device_id ? m->device_id : NULL, m, &c->new_serial);
+        X509_REQ_free(req);
+        free(oldcsr);
+        if (r1 == 0) {
+            /* superseded in the same transaction, as ca renew NAME does; the CRLs are made
+             * once, below, instead of once per certificate */
+            kwt_index six = {0};
+            char *sixp = kwt_state_path(&ca, "index.txt");
+            kwt_row *old =
+                kwt_index_load(&six, sixp) == 0 ? kwt_index_find_serial(&six, c->serial) : NULL;
+            if (old) {
+                char when[80];
+                time_t now = time(NULL);
+                struct tm tm;
+                gmtime_r(&now, &tm);
+                snprintf(when, sizeof(when), "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100,
+                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+                old->status = 'R';
+                free(old->revocation);
+                old->revocation = kwt_asprintf("%s,superseded", when);
+            }
+            if (!old || kwt_index_save(&six, sixp) != 0)
+                r1 = kwt_err(KWT_FAIL, "cannot mark serial %s superseded in %s", c->serial, sixp);
+            kwt_index_free(&six);
+            free(sixp);
+        }
+        if (r1) {
+            const char *e = kwt_last_error();
+            c->error = kwt_strdup(e && *e ? e : "failed");
+            free(c->new_serial);
+            c->new_serial = NULL;
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        renewed += d[i].new_serial != NULL;
+    if (renewed) {
+        rc = kwt_ca_make_crl(&ca, 0);
+        if (rc == 0)
+            rc = kwt_txn_commit(&ca);
+        if (rc) {
+            const char *e = kwt_last_error();
+            for (size_t i = 0; i < n; i++)
+                if (d[i].new_serial) {
+                    free(d[i].error);
+                    d[i].error = kwt_strdup(e && *e ? e : "the transaction failed");
+                    free(d[i].new_serial);
+                    d[i].new_serial = NULL;
+                }
+            renewed = 0;
+        }
+    } else if (n) {
+        kwt_txn_abort(&ca);
+    }
+    kwt_buf js = {0};
+    kwt_buf_addn(&js, "", 0);
+    kwt_buf_printf(&js, "{\"due_days\":%d,\"renewed\":[", window);
+    size_t nj = 0;
+    for (size_t i = 0; i < n; i++) {
+        due_cert *c = &d[i];
+        kwt_buf mj = {0};
+        kwt_buf_add(&mj, "{");
+        kwt_meta_json(&mj, &c->md);
+        kwt_buf_add(&mj, "}");
+        kwt_audit_meta = mj.s;
+        if (c->new_serial) {
+            kwt_ca_link_issued(&ca, c->name, c->new_serial);
+            kwt_clear_error();
+            kwt_audit(&ca, "ca renew --due", c->name, c->new_serial, c->serial, 0);
+            if (!kwt_g.json)
+                printf("renewed %s: serial %s replaces %s (revoked: superseded)\n", c->name,
+                       c->new_serial, c->serial);
+            kwt_buf_add(&js, nj++ ? "," : "");
+            kwt_buf_add(&js, "{\"name\":");
+            kwt_buf_json_str(&js, c->name);
+            kwt_buf_printf(&js, ",\"serial\":\"%s\",\"replaces\":\"%s\"}", c->new_serial,
+                           c->serial);
+        }
+        kwt_audit_meta = NULL;
+        kwt_buf_free(&mj);
+    }
+    kwt_buf_add(&js, "],\"failed\":[");
+    nj = 0;
+    for (size_t i = 0; i < n; i++) {
+        due_cert *c = &d[i];
+        if (c->new_serial)
+            continue;
+        failed++;
+        kwt_set_error(c->error);
+        kwt_audit(&ca, "ca renew --due", c->name, NULL, c->serial, KWT_FAIL);
+        if (!kwt_g.json)
+            printf("FAILED  %s (serial %s): %s\n", c->name, c->serial, c->error);
+        kwt_buf_add(&js, nj++ ? "," : "");
+        kwt_buf_add(&js, "{\"name\":");
+        kwt_buf_json_str(&js, c->name);
+        kwt_buf_printf(&js, ",\"serial\":\"%s\",\"error\":", c->serial);
+        kwt_buf_json_str(&js, c->error);
+        kwt_buf_add(&js, "}");
+    }
+    kwt_buf_printf(&js, "],\"skipped_no_auto_renew\":%zu}\n", off);
+    if (kwt_g.json)
+        fputs(js.s, stdout);
+    else
+        printf("%zu due within %d days: %zu renewed, %zu failed%s", n, window, renewed, failed,
+               off ? "" : "\n");
+    if (!kwt_g.json && off)
+        printf("; %zu with auto-renew off not renewed\n", off);
+    kwt_buf_free(&js);
+    save_last_run(&ca, window, renewed, failed);
+    if (failed) {
+        kwt_clear_error();
+        rc = kwt_err(KWT_FAIL, "%zu of %zu due certificates could not be renewed (see above)",
+                     failed, n);
+    }
+out:
+    for (size_t i = 0; d && i < n; i++) {
+        free(d[i].name);
+        free(d[i].serial);
+        free(d[i].new_serial);
+        free(d[i].error);
+        kwt_meta_free(&d[i].md);
+    }
+    free(d);
+    kwt_index_free(&ix);
+    free(ixp);
     kwt_ca_close(&ca);
     return rc;
 }

@@ -44,6 +44,7 @@ void kwt_conf_defaults(kwt_conf *c)
     c->policy_match = kwt_strdup("");
     c->default_days = 365;
     c->crl_days = 30;
+    c->renew_due_days = 30;
     c->generation = 1;
 }
 
@@ -115,6 +116,8 @@ int kwt_conf_load(kwt_conf *c, const char *path)
             c->default_days = atoi(v);
         else if (!strcmp(k, "crl_days"))
             c->crl_days = atoi(v);
+        else if (!strcmp(k, "renew_due_days"))
+            c->renew_due_days = atoi(v);
         else if (!strcmp(k, "generation"))
             c->generation = atoi(v);
     }
@@ -123,6 +126,8 @@ int kwt_conf_load(kwt_conf *c, const char *path)
         c->default_days = 365;
     if (c->crl_days < 1 || c->crl_days > 3650)
         c->crl_days = 30;
+    if (c->renew_due_days < 1 || c->renew_due_days > 36500)
+        c->renew_due_days = 30;
     if (c->generation < 1)
         c->generation = 1;
     return 0;
@@ -139,7 +144,8 @@ int kwt_conf_save(const kwt_conf *c, const char *path)
     kwt_buf_printf(&b, "pin_source = %s\n", c->pin_source ? c->pin_source : "");
     kwt_buf_printf(&b, "key_type = %s\n", c->key_type ? c->key_type : "");
     kwt_buf_printf(&b, "# days of a new leaf certificate, and until a CRL's next update\n");
-    kwt_buf_printf(&b, "default_days = %d\ncrl_days = %d\n", c->default_days, c->crl_days);
+    kwt_buf_printf(&b, "default_days = %d\ncrl_days = %d\nrenew_due_days = %d\n", c->default_days,
+                   c->crl_days, c->renew_due_days);
     kwt_buf_printf(&b,
                    "# RDNs (short names, comma list) of a CSR's subject that must equal the "
                    "CA's\npolicy_match = %s\n",

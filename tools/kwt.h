@@ -34,6 +34,8 @@ void kwt_cause(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Text of the last error recorded by kwt_err, for the audit log. */
 const char *kwt_last_error(void);
 void kwt_clear_error(void);
+/* Record msg as the last error (for the next audit line) without printing it again. */
+void kwt_set_error(const char *msg);
 
 /* ---- small buffers ---- */
 typedef struct {
@@ -138,7 +140,8 @@ typedef struct {
     char *old_keys;     /* "N:URI ..." keys of earlier CA generations (they sign their CRLs) */
     int default_days;
     int crl_days;
-    int generation; /* CA key generation (rotations) */
+    int renew_due_days; /* ca renew --due default window */
+    int generation;     /* CA key generation (rotations) */
 } kwt_conf;
 
 typedef struct {
@@ -212,10 +215,46 @@ char *kwt_crl_url_for(const kwt_conf *c, int gen);
 int kwt_random_serial(char *out, size_t outlen);
 
 /* ---- audit log (audit.c) ---- */
+/* JSON object text added to the next audit lines as "meta" (tags, note, auto-renew); NULL:
+ * none. */
+extern const char *kwt_audit_meta;
 void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
                const char *subject, int rc);
 char *kwt_audit_line(const char *op, const char *name, const char *serial, const char *subject,
                      int rc, const char *err);
+
+/* ---- per-certificate records, certs/SERIAL.meta (meta.c) ---- */
+#define KWT_TAGS_MAX      32
+#define KWT_TAG_KEY_MAX   64
+#define KWT_TAG_VALUE_MAX 256
+#define KWT_NOTE_MAX      1024
+typedef struct {
+    char *key, *value;
+} kwt_tag;
+typedef struct {
+    char *name, *profile, *san, *device_id; /* how it was signed */
+    int days;
+    kwt_tag tags[KWT_TAGS_MAX];
+    size_t ntags;
+    char *note;      /* NULL: none */
+    bool auto_renew; /* ca renew --due renews it (default) */
+} kwt_meta;
+void kwt_meta_init(kwt_meta *m);
+void kwt_meta_parse(const char *text, kwt_meta *m);
+/* certs/SERIAL.meta of the CA at cadir; -1 (and an empty record) when it is missing. */
+int kwt_meta_read(const char *cadir, const char *serial, kwt_meta *m);
+char *kwt_meta_text(const kwt_meta *m);
+void kwt_meta_free(kwt_meta *m);
+const char *kwt_meta_tag(const kwt_meta *m, const char *key);
+/* Every tag of filter is in m with the same value. */
+bool kwt_meta_match(const kwt_meta *m, const kwt_meta *filter);
+void kwt_meta_json(kwt_buf *b, const kwt_meta *m);
+int kwt_valid_tag_key(const char *k, const char **why);
+/* Printable UTF-8 of 1..max bytes, no control or bidirectional-override character. */
+int kwt_valid_meta_text(const char *s, size_t max, const char **why);
+int kwt_parse_tag(const char *arg, kwt_tag *t, const char **why);
+/* Removes every --tag KEY=VALUE from argv into m->tags (checked); KWT_USAGE after printing. */
+int kwt_take_tags(const char *cmd, int *argc, char **argv, kwt_meta *m);
 
 /* ---- certificate helpers (certutil.c) ---- */
 struct x509_st;
@@ -243,6 +282,8 @@ int kwt_cmd_ca_crl(int argc, char **argv);
 int kwt_cmd_ca_list(int argc, char **argv);
 int kwt_cmd_ca_export(int argc, char **argv);
 int kwt_cmd_ca_ocsp(int argc, char **argv);
+int kwt_cmd_ca_stats(int argc, char **argv);
+int kwt_cmd_ca_metrics(int argc, char **argv);
 int kwt_cmd_ca_rotate(int argc, char **argv);
 int kwt_cmd_req(int argc, char **argv);
 int kwt_cmd_verify(int argc, char **argv);

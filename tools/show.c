@@ -165,7 +165,7 @@ typedef struct {
 } field;
 
 /* The CA directory's view of the certificate: its NAME and status, when this CA issued it. */
-static void ca_status(X509 *x, EVP_PKEY *csr_key, char **name, char **status)
+static void ca_status(X509 *x, EVP_PKEY *csr_key, char **name, char **status, kwt_meta *md)
 {
     *name = *status = NULL;
     char *conf = kwt_path(kwt_g.dir, "keyward.conf");
@@ -191,6 +191,8 @@ static void ca_status(X509 *x, EVP_PKEY *csr_key, char **name, char **status)
         if (match) {
             long long exp = kwt_asn1_to_time(r->expiry);
             *name = kwt_strdup(r->name);
+            if (x) /* the operator's tags, note and auto-renew of this certificate */
+                kwt_meta_read(kwt_g.dir, r->serial, md);
             if (r->status == 'R')
                 *status = kwt_asprintf("revoked (%s)", r->revocation);
             else if (r->status == 'E' || (exp >= 0 && exp < (long long)time(NULL)))
@@ -244,7 +246,7 @@ int kwt_cmd_show(int argc, char **argv)
     kwt_buf_addn(&san, "", 0);
     san_list(gens, &san);
     GENERAL_NAMES_free(gens);
-    field f[12];
+    field f[16];
     int n = 0;
     f[n++] =
         (field){"subject", dn_text(x ? X509_get_subject_name(x) : X509_REQ_get_subject_name(req))};
@@ -264,11 +266,24 @@ int kwt_cmd_show(int argc, char **argv)
                                                      : "INVALID (damaged or forged request)")};
     }
     char *name = NULL, *status = NULL;
-    ca_status(x, pk, &name, &status);
+    kwt_meta md;
+    kwt_meta_init(&md);
+    ca_status(x, pk, &name, &status, &md);
     if (name)
         f[n++] = (field){"name", name};
     if (status)
         f[n++] = (field){"status", status};
+    bool have_meta = name && x && md.profile;
+    if (have_meta) {
+        kwt_buf tb = {0};
+        kwt_buf_addn(&tb, "", 0);
+        for (size_t t = 0; t < md.ntags; t++)
+            kwt_buf_printf(&tb, "%s%s=%s", t ? ", " : "", md.tags[t].key, md.tags[t].value);
+        f[n++] = (field){"profile", kwt_strdup(md.profile)};
+        f[n++] = (field){"tags", tb.s};
+        f[n++] = (field){"note", kwt_strdup(md.note ? md.note : "")};
+        f[n++] = (field){"auto_renew", kwt_strdup(md.auto_renew ? "on" : "off")};
+    }
     static const char *const label[][2] = {
         {"subject", "subject:    "},     {"issuer", "issuer:     "},
         {"san", "SAN:        "},         {"key", "key:        "},
@@ -276,12 +291,26 @@ int kwt_cmd_show(int argc, char **argv)
         {"serial", "serial:     "},      {"not_before", "not before: "},
         {"not_after", "not after:  "},   {"signature", "signature:  "},
         {"name", "name:       "},        {"status", "status:     "},
+        {"profile", "profile:    "},     {"tags", "tags:       "},
+        {"note", "note:       "},        {"auto_renew", "auto-renew: "},
     };
     kwt_buf out = {0};
     if (kwt_g.json) {
         kwt_buf_add(&out, "{\"type\":");
         kwt_buf_json_str(&out, x ? "certificate" : "request");
         for (int i = 0; i < n; i++) {
+            /* tags as an object (KEY: VALUE), as ca list --json has them */
+            if (!strcmp(f[i].k, "tags")) {
+                kwt_buf_add(&out, ",\"tags\":{");
+                for (size_t t = 0; t < md.ntags; t++) {
+                    kwt_buf_add(&out, t ? "," : "");
+                    kwt_buf_json_str(&out, md.tags[t].key);
+                    kwt_buf_add(&out, ":");
+                    kwt_buf_json_str(&out, md.tags[t].value);
+                }
+                kwt_buf_add(&out, "}");
+                continue;
+            }
             kwt_buf_printf(&out, ",\"%s\":", f[i].k);
             kwt_buf_json_str(&out, f[i].v);
         }
@@ -297,6 +326,7 @@ int kwt_cmd_show(int argc, char **argv)
     kwt_buf_free(&out);
     for (int i = 0; i < n; i++)
         free(f[i].v);
+    kwt_meta_free(&md);
     kwt_buf_free(&san);
     X509_free(x);
     X509_REQ_free(req);

@@ -74,6 +74,12 @@ const char *kwt_last_error(void)
     return last_error;
 }
 
+void kwt_set_error(const char *msg)
+{
+    snprintf(last_error, sizeof(last_error), "%s", msg);
+    cause_pending = false;
+}
+
 void kwt_clear_error(void)
 {
     last_error[0] = '\0';
