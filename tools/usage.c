@@ -23,7 +23,9 @@ static const struct {
          "  ca crl       regenerate every CA generation's CRL and the bundle crl/crl.pem\n"
          "  ca rotate    new CA key and certificate, linked both ways to the old one\n"
          "  ca ocsp      run an OCSP responder on 127.0.0.1\n"
-         "  ca list      inventory (table or --json)\n"
+         "  ca list      inventory (table or --json), filtered by tag\n"
+         "  ca stats     counts by status, expiry, reason, profile, tag; last renewal; CRLs\n"
+         "  ca metrics   the same figures for Prometheus (node_exporter textfile)\n"
          "  ca export    certificate and the chain a relying party needs (no key)\n"
          "  req          key on the client's token and a CSR\n"
          "  verify       check a certificate (chain, dates, CRL, purpose, device ID)\n"
@@ -32,8 +34,9 @@ static const struct {
          "  uri2pem      write the key file for a pkcs11: URI\n"
          "  keyring      keys in the kernel keyring token (when built with it)\n"
          "  help CMD     help on a command (e.g. keyward help ca sign)\n"},
-    {"ca", "usage: keyward ca init|sign|renew|revoke|crl|rotate|ocsp|list|export ...\n"
-           "  keyward help ca SUBCOMMAND for details.\n"},
+    {"ca",
+     "usage: keyward ca init|sign|renew|revoke|crl|rotate|ocsp|list|stats|metrics|export ...\n"
+     "  keyward help ca SUBCOMMAND for details.\n"},
     {"ca init",
      "usage: keyward ca init --key URI --subject DN [--key-type TYPE] [--days 3650]\n"
      "                       [--use-existing] [--force] [--module PATH] [--pin-source file:PATH]\n"
@@ -46,6 +49,7 @@ static const struct {
     {"ca sign",
      "usage: keyward ca sign CSR --profile client|server|device|ocsp|subca [--name NAME]\n"
      "                       [--days N] [--san LIST] [--device-id ID]\n"
+     "                       [--tag KEY=VALUE]... [--note TEXT] [--no-auto-renew]\n"
      "       keyward ca sign --batch DIR_OR_LIST --profile PROFILE [--days N]\n"
      "Checks the CSR, issues the certificate, writes issued/NAME.crt (and certs/SERIAL.pem),\n"
      "prints path, serial, the SHA-256 of the public key (SPKI, compare it with what the\n"
@@ -54,10 +58,19 @@ static const struct {
      "LIST: DNS:host,IP:1.2.3.4,email:a@b,URI:x:y (bare names are DNS or IP).\n"
      "server needs a SAN; device needs --device-id (SAN DNS device-ID + otherName).\n"
      "--batch signs every *.csr of a directory (or the files listed one per line) in one\n"
-     "openssl process; NAME is the file name without .csr.\n"},
+     "openssl process; NAME is the file name without .csr.\n"
+     "--tag (repeatable), --note and --no-auto-renew are kept with the certificate (for\n"
+     "every one of a batch): shown by ca list and show, filtered by ca list --tag, carried\n"
+     "over by renewal. KEY: letters, digits, _ . - (1-64); VALUE (1-256 bytes) and TEXT\n"
+     "(1-1024): printable UTF-8, no control characters.\n"},
     {"ca renew", "usage: keyward ca renew NAME [--days N] [--csr NEW.csr] [--keep-old]\n"
+                 "       keyward ca renew --due [DAYS] [--days N]\n"
                  "Re-issues NAME (same key and identity from the stored CSR, or rekeyed with\n"
-                 "--csr); the previous certificate is revoked as superseded unless --keep-old.\n"},
+                 "--csr); the previous certificate is revoked as superseded unless --keep-old.\n"
+                 "--due renews every valid certificate that expires within DAYS (default\n"
+                 "renew_due_days in keyward.conf, 30) and has auto-renew on, each for its own\n"
+                 "key, identity and days (--days N instead); goes on past a failure, exit 1 if\n"
+                 "any failed. With --dry-run: the list of what it would renew.\n"},
     {"ca revoke", "usage: keyward ca revoke NAME|SERIAL [--reason REASON] [--date WHEN] [--all]\n"
                   "       keyward ca revoke --serial SERIAL | --name NAME [...]\n"
                   "REASON: unspecified keyCompromise cACompromise affiliationChanged superseded\n"
@@ -85,10 +98,19 @@ static const struct {
                 "`openssl ocsp -index ... -reqin ... -respout ...`. The signer is an ocsp-profile\n"
                 "certificate whose key is on the token (--key, made on first use).\n"},
     {"ca list", "usage: keyward ca list [--status all|valid|revoked|expired|expiring]\n"
-                "                       [--within DAYS]\n"
+                "                       [--within DAYS] [--tag KEY=VALUE]...\n"
                 "       keyward ca list --generations\n"
                 "Columns: name, serial, subject, not-after, status, reason, fingerprint.\n"
-                "--generations: each CA generation's root and the link certificates.\n"},
+                "--generations: each CA generation's root and the link certificates.\n"
+                "--tag: only certificates with that tag (repeated: all of them).\n"},
+    {"ca stats", "usage: keyward ca stats\n"
+                 "Certificates by status (valid, expiring within 7/14/30/60 days, expired,\n"
+                 "revoked by reason), by profile and by tag; the last ca renew --due; each\n"
+                 "generation's CRL next update.\n"},
+    {"ca metrics", "usage: keyward ca metrics [--textfile FILE]\n"
+                   "The figures of ca stats and each certificate's notAfter in the Prometheus\n"
+                   "text format, written atomically to FILE (node_exporter's textfile\n"
+                   "collector; name it *.prom), else to stdout.\n"},
     {"ca export",
      "usage: keyward ca export NAME [--for TARGET] --format pem-bundle|p12 --out FILE\n"
      "       keyward ca export NAME [--for TARGET] --package DIR\n"

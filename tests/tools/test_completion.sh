@@ -132,7 +132,7 @@ comp() {
     printf '%s\n' "${COMPREPLY[@]}" | sort | tr '\n' ' ' | sed 's/ $//'
     echo
 }
-comp ca s
+comp ca si
 comp ca sign --pro
 comp --dir /tmp ca re
 comp help ca ""
@@ -145,7 +145,7 @@ PATH="$T/bin:$PATH" bash --norc "$T/drive.sh" "$SHIM" "$T" >"$T/shim.out" 2>"$T/
 ca_subs=$(for c in "${full[@]}"; do read -r a b <<<"$c"; [ "$a" = ca ] && echo "$b"; done |
     sort | tr '\n' ' ' | sed 's/ $//')
 want=("sign" "--profile" "renew revoke" "$ca_subs" "$T/empty" "$T/x.csr" "$T/x.csr")
-what=("keyward ca s" "keyward ca sign --pro" "keyward --dir /tmp ca re" "keyward help ca "
+what=("keyward ca si" "keyward ca sign --pro" "keyward --dir /tmp ca re" "keyward help ca "
     "keyward --dir \$T/emp (a directory)" "keyward ca sign \$T/x.c (no candidate: files)"
     "keyward ca revoke --csr \$T/x. (a path option)")
 i=0
