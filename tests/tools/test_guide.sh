@@ -97,6 +97,17 @@ done
 mount -t tmpfs tmpfs /srv
 # installed as meson install would: the command on PATH, the provider where the build put it
 install -m 0755 "$KW" /usr/bin/keyward
+# a keyward installed earlier under /usr/local (first on PATH) would shadow this build's and the
+# guide would run an old one: replace it too (in the overlay: the machine's copy stays)
+for other in \$(type -ap keyward); do
+    other=\$(readlink -f "\$other") # /bin is /usr/bin on a merged /usr
+    case \$other in
+    /usr/bin/keyward) ;;
+    /usr/*) install -m 0755 "$KW" "\$other" ;;
+    *) echo "guide: \$other shadows the keyward under test (outside the overlaid /usr)" >&2; exit 1 ;;
+    esac
+done
+hash -r
 install -D -m 0644 "$KEYWARD_PROVIDER_PATH" "$MODDIR/keyward.so"
 unset KEYWARD_PROVIDER_PATH KEYWARD_MODULE SOFTHSM2_CONF KEYWARD_DIR OPENSSL_CONF
 GUIDE_LOGS=$T/logs GUIDE_PIDS=
