@@ -212,6 +212,15 @@ void kwp_raise_at(kwp_ctx *ctx, const char *file, int line, const char *func, in
     kwp_core_set_error(ctx, reason, "%s", msg);
 }
 
+void kwp_raise_reason_at(kwp_ctx *ctx, const char *file, int line, const char *func, int reason)
+{
+    if (ctx == NULL || ctx->core_new_error == NULL)
+        return;
+    ctx->core_new_error(ctx->core);
+    ctx->core_set_error_debug(ctx->core, src_file(file), line, func);
+    kwp_core_set_error(ctx, reason, NULL);
+}
+
 void kwp_raise_last_at(kwp_ctx *ctx, const char *file, int line, const char *func)
 {
     const char *msg, *efile, *efunc;
