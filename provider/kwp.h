@@ -32,7 +32,11 @@ typedef struct kwp_ctx {
     OSSL_FUNC_core_new_error_fn *core_new_error;
     OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;
     OSSL_FUNC_core_vset_error_fn *core_vset_error;
+    struct kwp_dec_pending *dec_pending; /* decoder.c: one key file's key between decoders */
 } kwp_ctx;
+
+/* Drop what the decoders left pending (provider teardown). */
+void kwp_decoder_teardown(kwp_ctx *ctx);
 
 /* Reason codes: one per kw_err class. */
 #define KWP_R(e) ((int)(e))

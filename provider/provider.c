@@ -157,6 +157,7 @@ static void kwp_teardown(void *provctx)
     kwp_ctx *ctx = provctx;
     if (ctx == NULL)
         return;
+    kwp_decoder_teardown(ctx);
     kw_p11_module_put(ctx->mod);
     OSSL_LIB_CTX_free(ctx->libctx);
     free(ctx->module_path);
