@@ -3,11 +3,14 @@
  * Baseline for bench/sign_loop: the same token key signed through raw PKCS#11, no OpenSSL.
  * dlopen the module, C_Initialize (OS locking), log in with the PIN from a file, find the
  * private key by label, then N x (C_SignInit + C_Sign) split over T threads, each thread with
- * its own session. RSA: CKM_RSA_PKCS over a SHA-256 DigestInfo; EC: CKM_ECDSA over the digest.
+ * its own session. ALG (default from the key's type): pkcs1, CKM_RSA_PKCS over a SHA-256
+ * DigestInfo; pss, CKM_RSA_PKCS_PSS over the digest (SHA-256, MGF1-SHA-256, salt 32); ecdsa,
+ * CKM_ECDSA over the digest; eddsa, CKM_EDDSA over the 64-byte message sign_loop's fresh mode
+ * signs. The same work as sign_loop's, without OpenSSL: the floor a provider can reach.
  *
- *   raw_sign MODULE TOKEN-LABEL KEY-LABEL PIN-FILE N THREADS
+ *   raw_sign MODULE TOKEN-LABEL KEY-LABEL PIN-FILE N THREADS [ALG]
  *
- * Prints one line: "RESULT raw <rsa|ec> threads=T ops=N secs=S ops_per_sec=R cpu_secs=C
+ * Prints one line: "RESULT raw ALG threads=T ops=N secs=S ops_per_sec=R cpu_secs=C
  * ops_per_cpu_sec=Q", like sign_loop.
  */
 #include <dlfcn.h>
@@ -25,7 +28,7 @@ static CK_FUNCTION_LIST_PTR p11;
 static CK_SLOT_ID slot;
 static CK_OBJECT_HANDLE key;
 static CK_MECHANISM mech;
-static unsigned char input[19 + 32];
+static unsigned char input[64];
 static CK_ULONG input_len;
 static pthread_barrier_t start_line;
 
@@ -39,6 +42,10 @@ static const unsigned char digest[32] = {
     0x6b, 0x86, 0xb2, 0x73, 0xff, 0x34, 0xfc, 0xe1, 0x9d, 0x6b, 0x80, 0x4e, 0xff, 0x5a, 0x3f, 0x57,
     0x47, 0xad, 0xa4, 0xea, 0xa2, 0x2f, 0x1d, 0x49, 0xc0, 0x1e, 0x52, 0xdd, 0xb7, 0x87, 0x5b, 0x4b,
 };
+
+static const unsigned char message[64] =
+    "keyward bench: a TLS 1.3 CertificateVerify signs 64+ bytes.";
+static CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
 
 /* DER prefix of a DigestInfo with SHA-256 (RFC 8017, 9.2 note 1). */
 static const unsigned char sha256_prefix[19] = {
@@ -130,8 +137,9 @@ static int read_pin(const char *path, char *pin, size_t size)
 
 int main(int argc, char **argv)
 {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s MODULE TOKEN-LABEL KEY-LABEL PIN-FILE N THREADS\n", argv[0]);
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr, "usage: %s MODULE TOKEN-LABEL KEY-LABEL PIN-FILE N THREADS [ALG]\n",
+                argv[0]);
         return 2;
     }
     const char *module = argv[1], *token = argv[2], *label = argv[3], *pinfile = argv[4];
@@ -203,16 +211,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "raw_sign: cannot read CKA_KEY_TYPE\n");
         return 1;
     }
-    int is_rsa = kt == CKK_RSA;
-    if (is_rsa) {
+    const char *alg = argc == 8              ? argv[7]
+                      : kt == CKK_RSA        ? "pkcs1"
+                      : kt == CKK_EC_EDWARDS ? "eddsa"
+                                             : "ecdsa";
+    memcpy(input, digest, sizeof(digest));
+    input_len = sizeof(digest);
+    if (strcmp(alg, "pkcs1") == 0) {
         mech.mechanism = CKM_RSA_PKCS;
         memcpy(input, sha256_prefix, sizeof(sha256_prefix));
         memcpy(input + sizeof(sha256_prefix), digest, sizeof(digest));
         input_len = sizeof(sha256_prefix) + sizeof(digest);
-    } else {
+    } else if (strcmp(alg, "pss") == 0) {
+        mech = (CK_MECHANISM){CKM_RSA_PKCS_PSS, &pss, sizeof(pss)};
+    } else if (strcmp(alg, "ecdsa") == 0) {
         mech.mechanism = CKM_ECDSA;
-        memcpy(input, digest, sizeof(digest));
-        input_len = sizeof(digest);
+    } else if (strcmp(alg, "eddsa") == 0) {
+        mech.mechanism = CKM_EDDSA;
+        memcpy(input, message, sizeof(message));
+        input_len = sizeof(message);
+    } else {
+        fprintf(stderr, "raw_sign: unknown ALG %s (pkcs1, pss, ecdsa, eddsa)\n", alg);
+        return 2;
     }
 
     struct worker *w = calloc((size_t)threads, sizeof(*w));
@@ -242,7 +262,7 @@ int main(int argc, char **argv)
     }
     printf("RESULT raw %s threads=%d ops=%ld secs=%.3f ops_per_sec=%.1f cpu_secs=%.3f "
            "ops_per_cpu_sec=%.1f\n",
-           is_rsa ? "rsa" : "ec", threads, n, secs, (double)n / secs, cpu, (double)n / cpu);
+           alg, threads, n, secs, (double)n / secs, cpu, (double)n / cpu);
 
     pthread_barrier_destroy(&start_line);
     free(w);

@@ -1,11 +1,18 @@
 #!/bin/bash
-# keyward benchmark: a fresh SoftHSM2 token with an RSA-2048 and a P-256 key; signs SHA-256
-# digests N times through OpenSSL + keyward (sign_loop, key opened once via OSSL_STORE) and
-# through raw PKCS#11 C_Sign (raw_sign), with 1 and 2 threads, and prints ops/s and the ratio
-# provider/raw (aim: >= 0.97), from ROUNDS alternating runs of each.
+# keyward signing benchmark. One fresh SoftHSM2 token with RSA-2048, P-256, P-384 and Ed25519
+# keys; each row signs N times on one key through
+#   keyward  OpenSSL + keyward.so (sign_loop; the key opened once through OSSL_STORE)
+#   raw      PKCS#11 C_SignInit + C_Sign on the same key, no OpenSSL (raw_sign): the floor
+#   peer     OpenSSL + another provider on the same token (sign_loop), when one is given:
+#            KEYWARD_BENCH_PEER=/path/to/pkcs11.so (pkcs11-provider's module; the benchmark
+#            builds nothing of it), else its columns say "not measured"
+# in two modes (sign_loop's): reuse (one EVP_PKEY_CTX per thread, EVP_PKEY_sign of a digest: a
+# CA, a signing service) and fresh (EVP_DigestSignInit + EVP_DigestSign per signature: what a TLS
+# server pays per handshake), with 1 and 2 threads. Raw has no modes: it is the same C_Sign.
 #   bench/run.sh [--build DIR] [--src DIR]      (ninja -C build bench runs it)
-# Env: BENCH_N_RSA (default 1000), BENCH_N_EC (default 4000) signatures per run,
-# BENCH_ROUNDS (default 5).
+# Env: BENCH_N_RSA (default 1000), BENCH_N_EC (default 4000) signatures per run, BENCH_ROUNDS
+# (default 5), BENCH_MODES (default "reuse fresh"), BENCH_ROWS (default "pkcs1 pss p256 p384
+# ed25519"), BENCH_INSTR=0 skips the callgrind table.
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${KEYWARD_BUILD:-$SRC/build}
@@ -19,11 +26,18 @@ done
 N_RSA=${BENCH_N_RSA:-1000}
 N_EC=${BENCH_N_EC:-4000}
 ROUNDS=${BENCH_ROUNDS:-5}
+MODES=${BENCH_MODES:-reuse fresh}
+ROWS=${BENCH_ROWS:-pkcs1 pss p256 p384 ed25519}
+PEER=${KEYWARD_BENCH_PEER:-}
 SIGN_LOOP=$BUILD/bench/sign_loop
 RAW_SIGN=$BUILD/bench/raw_sign
 for f in "$SIGN_LOOP" "$RAW_SIGN" "$BUILD/provider/keyward.so"; do
     [ -x "$f" ] || [ -f "$f" ] || { echo "bench: $f not built (ninja -C $BUILD)" >&2; exit 1; }
 done
+if [ -n "$PEER" ] && [ ! -f "$PEER" ]; then
+    echo "bench: KEYWARD_BENCH_PEER=$PEER does not exist" >&2
+    exit 1
+fi
 
 export KEYWARD_PROVIDER_DIR=$BUILD/provider
 # shellcheck source=../tests/fixtures/softhsm.sh
@@ -32,82 +46,146 @@ kw_softhsm_init
 kw_token_init bench
 kw_keygen bench rsa 01 rsa:2048
 kw_keygen bench ec 02 EC:prime256v1
+kw_keygen bench ec384 03 EC:secp384r1
 kw_provider_cnf "$KW_TMP/openssl.cnf"
+# pkcs11-tool of bookworm makes no EdDSA keys: keyward's genpkey does, on the same token.
+OPENSSL_CONF=$KW_TMP/openssl.cnf openssl genpkey -propquery '?provider=keyward' \
+    -algorithm ED25519 -pkeyopt "keyward_uri:pkcs11:token=bench;object=ed;id=%04" \
+    -out "$KW_TMP/ed.pem" >/dev/null 2>&1 || ROWS=${ROWS/ed25519/}
+if [ -n "$PEER" ]; then
+    cat >"$KW_TMP/peer.cnf" <<EOF
+openssl_conf = openssl_init
+[openssl_init]
+providers = provider_sect
+[provider_sect]
+default = default_sect
+pkcs11 = pkcs11_sect
+[default_sect]
+activate = 1
+[pkcs11_sect]
+module = $PEER
+pkcs11-module-path = $KW_MODULE
+pkcs11-module-token-pin = file:$KW_PIN_FILE
+activate = 1
+EOF
+fi
 
 echo "keyward bench: SoftHSM2 $(softhsm2-util --version), $(openssl version | cut -d' ' -f1-2)," \
-    "$(nproc) CPUs; $ROUNDS rounds"
+    "$(nproc) CPUs; $ROUNDS rounds; peer: ${PEER:-none, set KEYWARD_BENCH_PEER to the pkcs11.so of pkcs11-provider}"
 
-# Best (highest) ops/s and ops per CPU-second of each program over ROUNDS runs, the two
-# programs alternating so that a burst of other load hits both alike; the ratio shown is the
-# median of the per-round ratios (each round's pair ran back to back under similar load).
+# row -> key label, sign_loop/raw_sign ALG, signatures per run, name
+row_key() { case $1 in pkcs1 | pss) echo rsa ;; p256) echo ec ;; p384) echo ec384 ;; ed25519) echo ed ;; esac; }
+row_alg() { case $1 in pkcs1) echo pkcs1 ;; pss) echo pss ;; p256 | p384) echo ecdsa ;; ed25519) echo eddsa ;; esac; }
+row_n() { case $1 in pkcs1 | pss) echo "$N_RSA" ;; *) echo "$N_EC" ;; esac; }
+row_name() { case $1 in pkcs1) echo RSA-2048 ;; pss) echo RSA-PSS ;; p256) echo P-256 ;; p384) echo P-384 ;; ed25519) echo Ed25519 ;; esac; }
+uri() { echo "pkcs11:token=bench;object=$1;type=private"; }
+
 field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 > b + 0) ? a : b }'; }
-declare -A best
-rounds_w=()
-rounds_c=()
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
-run_pair() {
-    local key=$1 n=$2 t=$3 r out pw pc
-    rounds_w=()
-    rounds_c=()
-    for ((r = 1; r <= ROUNDS; r++)); do
-        out=$(OPENSSL_CONF=$KW_TMP/openssl.cnf "$SIGN_LOOP" \
-            "pkcs11:token=bench;object=$key;type=private" "$n" "$t") ||
-            { echo "bench: sign_loop failed ($key, $t threads)" >&2; exit 1; }
-        pw=$(echo "$out" | field ops_per_sec)
-        pc=$(echo "$out" | field ops_per_cpu_sec)
-        best[pw$key$t]=$(max "$pw" "${best[pw$key$t]:-0}")
-        best[pc$key$t]=$(max "$pc" "${best[pc$key$t]:-0}")
-        out=$("$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" "$n" "$t") ||
-            { echo "bench: raw_sign failed ($key, $t threads)" >&2; exit 1; }
-        best[rw$key$t]=$(max "$(echo "$out" | field ops_per_sec)" "${best[rw$key$t]:-0}")
-        best[rc$key$t]=$(max "$(echo "$out" | field ops_per_cpu_sec)" "${best[rc$key$t]:-0}")
-        rounds_w+=("$(ratio "$pw" "$(echo "$out" | field ops_per_sec)")")
-        rounds_c+=("$(ratio "$pc" "$(echo "$out" | field ops_per_cpu_sec)")")
-    done
-}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; else print "-" }'; }
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : sprintf("%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
-printf '%-9s %3s %6s | %12s %12s %6s | %12s %12s %6s\n' key thr N \
-    'provider/s' 'raw/s' ratio 'prov/cpu-s' 'raw/cpu-s' ratio
+# run_row ROW MODE THREADS: ROUNDS rounds, the programs alternating within each round so that a
+# burst of other load hits them alike. Sets best_{kw,raw,peer} (ops/s, best round) and
+# r_raw/r_peer (median over rounds of keyward/raw and keyward/peer in the same round).
+run_row() {
+    local row=$1 mode=$2 t=$3 key alg n r kw raw peer
+    local -a rr=() rp=()
+    key=$(row_key "$row") alg=$(row_alg "$row") n=$(row_n "$row")
+    best_kw=0 best_raw=0 best_peer=0
+    for ((r = 1; r <= ROUNDS; r++)); do
+        kw=$(OPENSSL_CONF=$KW_TMP/openssl.cnf "$SIGN_LOOP" "$(uri "$key")" "$n" "$t" "$alg" "$mode" |
+            field ops_per_sec) || { echo "bench: sign_loop failed ($row $mode, $t threads)" >&2; exit 1; }
+        raw=$("$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" "$n" "$t" "$alg" |
+            field ops_per_sec) || { echo "bench: raw_sign failed ($row, $t threads)" >&2; exit 1; }
+        best_kw=$(max "$kw" "$best_kw")
+        best_raw=$(max "$raw" "$best_raw")
+        rr+=("$(ratio "$kw" "$raw")")
+        if [ -n "$PEER" ]; then
+            peer=$(OPENSSL_CONF=$KW_TMP/peer.cnf "$SIGN_LOOP" "$(uri "$key")" "$n" "$t" "$alg" "$mode" |
+                field ops_per_sec) || { echo "bench: sign_loop failed with the peer ($row $mode)" >&2; exit 1; }
+            best_peer=$(max "$peer" "$best_peer")
+            rp+=("$(ratio "$kw" "$peer")")
+        fi
+    done
+    r_raw=$(median "${rr[@]}")
+    r_peer=$([ -n "$PEER" ] && median "${rp[@]}" || echo "not measured")
+}
+
+printf '%-9s %-6s %3s %6s | %10s %10s %10s | %9s %12s\n' row mode thr N \
+    'keyward/s' 'raw/s' 'peer/s' 'kw/raw' 'kw/peer'
 below=0
-for spec in "rsa:$N_RSA" "ec:$N_EC"; do
-    key=${spec%%:*}
-    n=${spec#*:}
-    name=$([ "$key" = rsa ] && echo RSA-2048 || echo P-256)
-    for t in 1 2; do
-        run_pair "$key" "$n" "$t"
-        rw=$(median "${rounds_w[@]}")
-        rc=$(median "${rounds_c[@]}")
-        printf '%-9s %3s %6s | %12s %12s %6s | %12s %12s %6s\n' "$name" "$t" "$n" \
-            "${best[pw$key$t]}" "${best[rw$key$t]}" "$rw" "${best[pc$key$t]}" "${best[rc$key$t]}" "$rc"
-        awk -v r="$rw" 'BEGIN { exit !(r < 0.97) }' && below=1
+for row in $ROWS; do
+    for mode in $MODES; do
+        for t in 1 2; do
+            run_row "$row" "$mode" "$t"
+            printf '%-9s %-6s %3s %6s | %10s %10s %10s | %9s %12s\n' "$(row_name "$row")" "$mode" "$t" \
+                "$(row_n "$row")" "$best_kw" "$best_raw" "$([ -n "$PEER" ] && echo "$best_peer" || echo -)" \
+                "$r_raw" "$r_peer"
+            [ "$mode" = reuse ] && awk -v r="$r_raw" 'BEGIN { exit !(r < 0.97) }' && below=1
+        done
     done
 done
-echo "ratio = median over rounds of provider/raw in the same round; op/s columns = best round"
+echo "kw/raw, kw/peer = median over rounds of the two in the same round; ops/s = best round"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (wall-clock ratios are only meaningful on an idle machine)"
-if [ "$below" = 0 ]; then echo "all wall-clock ratios >= 0.97"; else echo "some wall-clock ratio below 0.97"; fi
+if [ "$below" = 0 ]; then echo "reuse rows: every kw/raw >= 0.97"; else echo "reuse rows: some kw/raw below 0.97"; fi
 
-# Instructions per signature under callgrind: deterministic, so it still means something when
-# the machine is busy. Runs of 20 and 220 signatures; the difference / 200 leaves out start-up.
-if [ "${BENCH_INSTR:-1}" != 0 ] && command -v valgrind >/dev/null 2>&1; then
-    instr() {
-        valgrind --tool=callgrind --callgrind-out-file="$KW_TMP/cg.out" "$@" >/dev/null 2>"$KW_TMP/cg.err" ||
-            { cat "$KW_TMP/cg.err" >&2; echo "bench: callgrind run failed: $*" >&2; exit 1; }
-        sed -n 's/^summary: //p' "$KW_TMP/cg.out"
+# Instructions per signature under callgrind: deterministic, so they still mean something on a
+# busy machine. Two runs of each program (S and 6S signatures, 1 thread); the difference / 5S
+# leaves out start-up. "keyward.so" is keyward's own code (provider + common, self cost);
+# "libcrypto" holds OpenSSL's EVP layer and the token's maths alike (SoftHSM2 signs with it),
+# which is why the overhead column is what matters: keyward - raw, split by where it is spent.
+if [ "${BENCH_INSTR:-1}" != 0 ] && command -v valgrind >/dev/null 2>&1 &&
+    command -v callgrind_annotate >/dev/null 2>&1; then
+    # by_obj OUT: "object self-instructions" per shared object, from callgrind's per-function list
+    by_obj() {
+        callgrind_annotate --auto=no --threshold=100 "$1" 2>/dev/null | awk '
+            /^ *[0-9][0-9,]* \( *[0-9.]+%\)  / && !/PROGRAM TOTALS/ {
+                ir = $1; gsub(",", "", ir); obj = "other"
+                if (match($0, /\[[^]]*\]$/)) { obj = substr($0, RSTART + 1, RLENGTH - 2); sub(/.*\//, "", obj) }
+                if (obj ~ /^libcrypto/) obj = "libcrypto"; else if (obj ~ /^libc\.so/) obj = "libc"
+                else if (obj != "keyward.so") obj = "other"
+                o[obj] += ir; o["total"] += ir
+            } END { for (k in o) print k, o[k] }'
     }
+    # instr NAME S CONF CMD...: per-signature instructions by object into $KW_TMP/NAME.per, CMD
+    # run with OPENSSL_CONF=CONF; the word @N@ in CMD becomes the number of signatures (S, 6S)
+    instr() {
+        local name=$1 s=$2 conf=$3 k a
+        shift 3
+        for k in 1 6; do
+            local -a cmd=()
+            for a in "$@"; do cmd+=("${a/@N@/$((k * s))}"); done
+            OPENSSL_CONF=$conf valgrind --tool=callgrind --callgrind-out-file="$KW_TMP/cg.$k" "${cmd[@]}" \
+                >/dev/null 2>"$KW_TMP/cg.err" ||
+                { cat "$KW_TMP/cg.err" >&2; echo "bench: callgrind run failed: ${cmd[*]}" >&2; exit 1; }
+            by_obj "$KW_TMP/cg.$k" | sort >"$KW_TMP/cg.$k.obj"
+        done
+        join -a2 -e0 -o 0,1.2,2.2 "$KW_TMP/cg.1.obj" "$KW_TMP/cg.6.obj" |
+            awk -v d=$((5 * s)) '{ printf "%s %d\n", $1, ($3 - $2) / d }' >"$KW_TMP/$name.per"
+    }
+    get() { awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$KW_TMP/$1.per"; }
     echo
-    echo "instructions per signature (callgrind, 1 thread):"
-    printf '%-9s | %14s %14s %22s\n' key provider raw 'ratio (raw/provider)'
-    for key in rsa ec; do
-        uri="pkcs11:token=bench;object=$key;type=private"
-        p1=$(OPENSSL_CONF=$KW_TMP/openssl.cnf instr "$SIGN_LOOP" "$uri" 20 1)
-        p2=$(OPENSSL_CONF=$KW_TMP/openssl.cnf instr "$SIGN_LOOP" "$uri" 220 1)
-        r1=$(instr "$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" 20 1)
-        r2=$(instr "$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" 220 1)
-        name=$([ "$key" = rsa ] && echo RSA-2048 || echo P-256)
-        printf '%-9s | %14s %14s %22s\n' "$name" $(((p2 - p1) / 200)) $(((r2 - r1) / 200)) \
-            "$(ratio $((r2 - r1)) $((p2 - p1)))"
+    echo "instructions per signature (callgrind, 1 thread); overhead = keyward - raw, by object:"
+    printf '%-9s %-6s | %11s %11s %11s %7s %7s | %9s %9s %9s %9s\n' row mode keyward raw peer \
+        raw/kw peer/kw 'ovh:kw.so' libcrypto libc other
+    for row in $ROWS; do
+        key=$(row_key "$row") alg=$(row_alg "$row")
+        s=$([ "$key" = rsa ] && echo 10 || echo 40)
+        instr raw "$s" /dev/null "$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" @N@ 1 "$alg"
+        for mode in $MODES; do
+            instr kw "$s" "$KW_TMP/openssl.cnf" "$SIGN_LOOP" "$(uri "$key")" @N@ 1 "$alg" "$mode"
+            pt=-
+            if [ -n "$PEER" ]; then
+                instr peer "$s" "$KW_TMP/peer.cnf" "$SIGN_LOOP" "$(uri "$key")" @N@ 1 "$alg" "$mode"
+                pt=$(get peer total)
+            fi
+            kt=$(get kw total) rt=$(get raw total)
+            printf '%-9s %-6s | %11s %11s %11s %7s %7s | %9s %9s %9s %9s\n' "$(row_name "$row")" "$mode" \
+                "$kt" "$rt" "$pt" "$(ratio "$rt" "$kt")" "$([ "$pt" = - ] && echo - || ratio "$pt" "$kt")" \
+                $(($(get kw keyward.so) - $(get raw keyward.so))) $(($(get kw libcrypto) - $(get raw libcrypto))) \
+                $(($(get kw libc) - $(get raw libc))) $(($(get kw other) - $(get raw other)))
+        done
     done
-    echo "(a ratio of 0.97 means the provider path costs 3% more instructions per signature)"
+    echo "(raw/kw 0.97: the keyward path costs 3% more instructions per signature than C_Sign alone)"
 fi

@@ -64,10 +64,13 @@ struct kw_p11_token {
     pthread_cond_t login_cond;
     char *pin;                /* cached PIN (secure memory) for re-login after fork or logout */
     CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
-    CK_FLAGS *mech_flags;
+    CK_FLAGS *mech_flags;     /* KW_MECH_FLAGS_UNKNOWN until that mechanism is first asked */
     CK_ULONG nmechs;
     int present;
 };
+
+/* No token sets every flag bit: a mechanism whose C_GetMechanismInfo was not called yet. */
+#define KW_MECH_FLAGS_UNKNOWN (~(CK_FLAGS)0)
 
 /* ---- module ---- */
 /* Load (or share) a module by path; NULL path = p11-kit proxy. Reference counted. */

@@ -794,8 +794,10 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
         free(toks);
     }
     pthread_mutex_lock(&tok->lock);
-    /* Fetched once per token (this is asked on every signature); a failure is not cached, and
-     * is retried briefly since SoftHSM2 fails now and then under concurrent logins. */
+    /* The list is fetched once per token (this is asked on every signature); a failure is not
+     * cached, and is retried briefly since SoftHSM2 fails now and then under concurrent
+     * logins. Each mechanism's flags are asked the first time that mechanism is: a token lists
+     * 70 or more, a process uses two or three, and over a network each call is a round trip. */
     for (int attempt = 0; tok->mechs == NULL && attempt < (tok->present ? 3 : 1); attempt++) {
         CK_ULONG cnt = 0;
         if (attempt > 0)
@@ -809,11 +811,8 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
         if (tok->mechs != NULL && tok->mech_flags != NULL &&
             KW_P11_CALL(mod, C_GetMechanismList, tok->slot, tok->mechs, &cnt) == CKR_OK) {
             tok->nmechs = cnt;
-            for (CK_ULONG i = 0; i < cnt; i++) {
-                CK_MECHANISM_INFO mi;
-                if (KW_P11_CALL(mod, C_GetMechanismInfo, tok->slot, tok->mechs[i], &mi) == CKR_OK)
-                    tok->mech_flags[i] = mi.flags;
-            }
+            for (CK_ULONG i = 0; i < cnt; i++)
+                tok->mech_flags[i] = KW_MECH_FLAGS_UNKNOWN;
         } else {
             free(tok->mechs);
             free(tok->mech_flags);
@@ -823,6 +822,13 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
     }
     for (CK_ULONG i = 0; i < tok->nmechs; i++)
         if (tok->mechs[i] == m) {
+            if (tok->mech_flags[i] == KW_MECH_FLAGS_UNKNOWN) {
+                CK_MECHANISM_INFO mi;
+                /* A failed answer counts as "no flags": the mechanism is not used. */
+                tok->mech_flags[i] =
+                    KW_P11_CALL(mod, C_GetMechanismInfo, tok->slot, m, &mi) == CKR_OK ? mi.flags
+                                                                                      : 0;
+            }
             found = (tok->mech_flags[i] & need) == need;
             break;
         }

@@ -162,7 +162,12 @@ static CK_RV do_verify(kwk_op *op, const unsigned char *in, size_t inlen, const 
     return rv;
 }
 
-static CK_RV sign_final(kwk_session *s, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
+/* direct: the whole input of a single-part C_Sign without a hash (CKM_ECDSA, CKM_RSA_PKCS,
+ * CKM_EDDSA...), signed where the caller holds it. Buffering it would take a page of locked
+ * memory per signature (four system calls, half the time of a software-mode ECDSA signature
+ * in a sandbox), and the data to be signed is no secret. NULL: what update() gathered. */
+static CK_RV sign_final(kwk_session *s, CK_BYTE_PTR sig, CK_ULONG_PTR siglen,
+                        const unsigned char *direct, size_t dlen)
 {
     kwk_op *op = &s->op;
     unsigned char hash[EVP_MAX_MD_SIZE], out[KWK_MAX_RSA_BYTES];
@@ -180,7 +185,13 @@ static CK_RV sign_final(kwk_session *s, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
         *siglen = need;
         return CKR_BUFFER_TOO_SMALL;
     }
-    CK_RV rv = finish_input(op, hash, &in, &inlen);
+    CK_RV rv = CKR_OK;
+    if (direct != NULL) {
+        in = direct;
+        inlen = dlen;
+    } else {
+        rv = finish_input(op, hash, &in, &inlen);
+    }
     if (rv == CKR_OK)
         rv = do_sign(op, in, inlen, out, &olen);
     if (rv == CKR_OK) {
@@ -223,11 +234,18 @@ CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR si
         kwk_op_clear(&s->op);
         rv = CKR_ARGUMENTS_BAD;
     } else if (sig == NULL || siglen == NULL || *siglen < sig_len(&s->op)) {
-        rv = sign_final(s, sig, siglen); /* length query or short buffer: data not consumed */
+        rv = sign_final(s, sig, siglen, NULL, 0); /* length query or short buffer: data kept */
+    } else if (s->op.mdctx == NULL && s->op.buf_len == 0) {
+        if (len > KWK_MAX_BUFFERED) {
+            kwk_op_clear(&s->op);
+            rv = CKR_DATA_LEN_RANGE;
+        } else {
+            rv = sign_final(s, sig, siglen, len ? data : (const unsigned char *)"", len);
+        }
     } else {
         rv = update(&s->op, data, len);
         if (rv == CKR_OK)
-            rv = sign_final(s, sig, siglen);
+            rv = sign_final(s, sig, siglen, NULL, 0);
         else
             kwk_op_clear(&s->op);
     }
@@ -249,7 +267,7 @@ CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len)
 CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
 {
     SESSION_OP(h, s, KWK_OP_SIGN);
-    rv = sign_final(s, sig, siglen);
+    rv = sign_final(s, sig, siglen, NULL, 0);
     kwk_session_put(s);
     return rv;
 }

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* DECODER: a PEM key file carrying a pkcs11: URI (ours or pkcs11-provider's) becomes the token
  * key it names, so any program that loads a PEM private key file gets the token key. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
@@ -12,6 +14,7 @@
 
 #include <keyward/keyward.h>
 
+#include "kw_secmem.h"
 #include "kwp.h"
 
 #define KWP_PEM_LABEL_P11PROV "PKCS#11 PROVIDER URI"
@@ -134,6 +137,86 @@ static int uri_names_public(const char *uristr)
     return cls == CKO_PUBLIC_KEY;
 }
 
+/* OpenSSL asks each key type's decoder in turn (RSA, RSA-PSS, EC, Ed25519, Ed448), and each
+ * would open the key on the token (slots, search, attributes) to learn its type, or try the
+ * PIN again after a wrong one. The first decoder to open it leaves the outcome here, the key or
+ * the error, for the next ones of the same decode: taken (and so removed) by the same thread for
+ * the same URI within 250 ms, and left again only while no decoder has claimed the key, so a key
+ * file read again later (a server reload, a retry with the right PIN) opens the key afresh. */
+struct kwp_dec_pending {
+    char *uri;
+    kwp_key *k; /* NULL: opening failed with err/msg */
+    kw_err err;
+    char msg[512];
+    pthread_t tid;
+    struct timespec when;
+};
+
+static void pending_free(struct kwp_dec_pending *p)
+{
+    if (p != NULL) {
+        kwp_key_free(p->k);
+        kw_wipe(p->uri, strlen(p->uri)); /* a URI may carry pin-value */
+        free(p->uri);
+        free(p);
+    }
+}
+
+void kwp_decoder_teardown(kwp_ctx *ctx)
+{
+    pending_free(ctx->dec_pending);
+    ctx->dec_pending = NULL;
+}
+
+/* The pending outcome for uri, if this thread left it just now: 1 and *k (NULL with the thread's
+ * kw_err set again when opening failed). The entry goes either way. */
+static int pending_take(kwp_ctx *ctx, const char *uri, kwp_key **k)
+{
+    struct kwp_dec_pending *p;
+    struct timespec now;
+    int hit = 0;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&ctx->lock);
+    p = ctx->dec_pending;
+    ctx->dec_pending = NULL;
+    pthread_mutex_unlock(&ctx->lock);
+    if (p != NULL && pthread_equal(p->tid, pthread_self()) && strcmp(p->uri, uri) == 0 &&
+        (now.tv_sec - p->when.tv_sec) * 1000 + (now.tv_nsec - p->when.tv_nsec) / 1000000 < 250) {
+        hit = 1;
+        *k = p->k;
+        p->k = NULL;
+        if (*k == NULL)
+            kw_err_set(p->err, "%s", p->msg);
+    }
+    pending_free(p);
+    return hit;
+}
+
+/* Leave this decode's outcome for the next decoder (replacing any older one). */
+static void pending_leave(kwp_ctx *ctx, const char *uri, kwp_key *k)
+{
+    struct kwp_dec_pending *p = calloc(1, sizeof(*p)), *old;
+    const char *msg = NULL;
+
+    if (p == NULL || (p->uri = strdup(uri)) == NULL) {
+        free(p);
+        return;
+    }
+    p->k = k ? kwp_key_ref(k) : NULL;
+    if (k == NULL) {
+        p->err = kw_err_last(&msg);
+        snprintf(p->msg, sizeof(p->msg), "%s", msg ? msg : "cannot open the key");
+    }
+    p->tid = pthread_self();
+    clock_gettime(CLOCK_MONOTONIC, &p->when);
+    pthread_mutex_lock(&ctx->lock);
+    old = ctx->dec_pending;
+    ctx->dec_pending = p;
+    pthread_mutex_unlock(&ctx->lock);
+    pending_free(old);
+}
+
 /* DER body of a key file -> the token key it names, as a reference. */
 static int dec_uri_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CALLBACK *data_cb,
                           void *data_cbarg, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_cbarg)
@@ -153,11 +236,15 @@ static int dec_uri_decode(void *vctx, OSSL_CORE_BIO *cin, int selection, OSSL_CA
     if (len <= 0 || (uri = kwp_keyfile_der_decode(buf, len)) == NULL)
         return 1; /* not a key file of ours */
     KW_DEBUG("dec", "key file names %s", uri);
-    k = kwp_key_open_uri(d->pctx, uri, !uri_names_public(uri), dec_prompt, &pr);
+    if (!pending_take(d->pctx, uri, &k))
+        k = kwp_key_open_uri(d->pctx, uri, !uri_names_public(uri), dec_prompt, &pr);
     if (k == NULL) {
+        pending_leave(d->pctx, uri, NULL);
         kwp_raise_last(d->pctx);
         ok = 0;
-    } else if (strcmp(k->alg, d->alg) == 0) {
+    } else if (strcmp(k->alg, d->alg) != 0) {
+        pending_leave(d->pctx, uri, k); /* another key type's decoder will claim it */
+    } else {
         int type = OSSL_OBJECT_PKEY;
         kwp_keyref ref = {KWP_KEY_MAGIC, k};
         OSSL_PARAM p[4];

@@ -32,7 +32,11 @@ typedef struct kwp_ctx {
     OSSL_FUNC_core_new_error_fn *core_new_error;
     OSSL_FUNC_core_set_error_debug_fn *core_set_error_debug;
     OSSL_FUNC_core_vset_error_fn *core_vset_error;
+    struct kwp_dec_pending *dec_pending; /* decoder.c: one key file's key between decoders */
 } kwp_ctx;
+
+/* Drop what the decoders left pending (provider teardown). */
+void kwp_decoder_teardown(kwp_ctx *ctx);
 
 /* Reason codes: one per kw_err class. */
 #define KWP_R(e) ((int)(e))
@@ -42,6 +46,11 @@ typedef struct kwp_ctx {
     kwp_raise_at((ctx), __FILE__, __LINE__, __func__, (reason), __VA_ARGS__)
 void kwp_raise_at(kwp_ctx *ctx, const char *file, int line, const char *func, int reason,
                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* The reason alone (its text from the provider's reason strings): for errors raised on a hot
+ * path and cleared by the caller, where formatting a message would cost more than the work. */
+#define kwp_raise_reason(ctx, reason)                                                              \
+    kwp_raise_reason_at((ctx), __FILE__, __LINE__, __func__, (reason))
+void kwp_raise_reason_at(kwp_ctx *ctx, const char *file, int line, const char *func, int reason);
 /* Raise the thread's last kw_err as an OpenSSL error, at the place it was set (else here). */
 #define kwp_raise_last(ctx) kwp_raise_last_at((ctx), __FILE__, __LINE__, __func__)
 void kwp_raise_last_at(kwp_ctx *ctx, const char *file, int line, const char *func);

@@ -157,6 +157,7 @@ static void kwp_teardown(void *provctx)
     kwp_ctx *ctx = provctx;
     if (ctx == NULL)
         return;
+    kwp_decoder_teardown(ctx);
     kw_p11_module_put(ctx->mod);
     OSSL_LIB_CTX_free(ctx->libctx);
     free(ctx->module_path);
@@ -210,6 +211,15 @@ void kwp_raise_at(kwp_ctx *ctx, const char *file, int line, const char *func, in
     ctx->core_new_error(ctx->core);
     ctx->core_set_error_debug(ctx->core, src_file(file), line, func);
     kwp_core_set_error(ctx, reason, "%s", msg);
+}
+
+void kwp_raise_reason_at(kwp_ctx *ctx, const char *file, int line, const char *func, int reason)
+{
+    if (ctx == NULL || ctx->core_new_error == NULL)
+        return;
+    ctx->core_new_error(ctx->core);
+    ctx->core_set_error_debug(ctx->core, src_file(file), line, func);
+    kwp_core_set_error(ctx, reason, NULL);
 }
 
 void kwp_raise_last_at(kwp_ctx *ctx, const char *file, int line, const char *func)

@@ -234,6 +234,7 @@ http {
         listen 127.0.0.1:$PORT ssl;
         ssl_certificate $STATE/pki/issued/web.crt;
         ssl_certificate_key $STATE/web-key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
         ssl_client_certificate $STATE/pki/ca.crt;
         ssl_verify_client on;
         ssl_crl $STATE/pki/crl/crl.pem;

@@ -5,6 +5,8 @@
  *           kernel sign, public-key check of the result)
  *   raw     keyctl_pkey_decrypt(enc=raw) vs module CKM_SHA256_RSA_PKCS_PSS (blinding + check)
  *   libcrypto EVP_PKEY_sign in user space (what a process holding the key itself would do)
+ * and ECDSA P-256 (always software mode: the kernel has no EC private keys), module CKM_ECDSA
+ * vs libcrypto EVP_PKEY_sign on the same key.
  * Usage: kwk_bench MODULE KEY.p8.der [SECONDS]   (run in a session keyring; KEYWARD_PKCS11_CONF
  * must name a token on a session keyring). Prints ops/s and ratios. */
 #include <dlfcn.h>
@@ -73,6 +75,50 @@ static int ossl_sign(void *a __attribute__((unused)))
     return EVP_PKEY_sign(sctx, sig, &sl, digest, 32) != 1;
 }
 
+static CK_OBJECT_HANDLE ec_priv;
+static EVP_PKEY_CTX *ec_ctx;
+static int module_ecdsa(void *a __attribute__((unused)))
+{
+    CK_MECHANISM m = {CKM_ECDSA, NULL, 0};
+    CK_ULONG sl = sizeof(sig);
+    if (p11->C_SignInit(sess, &m, ec_priv) != CKR_OK)
+        return 1;
+    return p11->C_Sign(sess, digest, 32, sig, &sl) != CKR_OK;
+}
+static int ossl_ecdsa(void *a __attribute__((unused)))
+{
+    size_t sl = sizeof(sig);
+    return EVP_PKEY_sign(ec_ctx, sig, &sl, digest, 32) != 1;
+}
+
+/* ECDSA P-256: a fresh key imported into the module's token and kept by libcrypto too. */
+static void ec_row(double secs)
+{
+    EVP_PKEY *ek = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    PKCS8_PRIV_KEY_INFO *pi = ek ? EVP_PKEY2PKCS8(ek) : NULL;
+    unsigned char *p8 = NULL;
+    int n = pi ? i2d_PKCS8_PRIV_KEY_INFO(pi, &p8) : -1;
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                        {CKA_LABEL, "bench-ec", 8},
+                        {CKA_KEYWARD_PKCS8, p8, n > 0 ? (CK_ULONG)n : 0}};
+
+    if (n <= 0 || p11->C_CreateObject(sess, t, 3, &ec_priv) != CKR_OK ||
+        (ec_ctx = EVP_PKEY_CTX_new(ek, NULL)) == NULL || EVP_PKEY_sign_init(ec_ctx) != 1) {
+        printf("ECDSA P-256: import into the module failed\n");
+    } else {
+        double r_mod = rate(module_ecdsa, NULL, secs), r_ossl = rate(ossl_ecdsa, NULL, secs);
+        printf("ECDSA P-256, software mode\n");
+        printf("module    CKM_ECDSA                %8.1f ops/s\n", r_mod);
+        printf("libcrypto EVP_PKEY_sign ecdsa      %8.1f ops/s\n", r_ossl);
+        printf("RATIO module(software)/libcrypto ECDSA: %.3f\n", r_mod / r_ossl);
+    }
+    EVP_PKEY_CTX_free(ec_ctx);
+    OPENSSL_clear_free(p8, n > 0 ? (size_t)n : 0);
+    PKCS8_PRIV_KEY_INFO_free(pi);
+    EVP_PKEY_free(ek);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -134,6 +180,7 @@ int main(int argc, char **argv)
     printf("module    CKM_SHA256_RSA_PKCS      %8.1f ops/s\n", r_mod);
     printf("module    CKM_SHA256_RSA_PKCS_PSS  %8.1f ops/s\n", r_pss);
     printf("libcrypto EVP_PKEY_sign pkcs1      %8.1f ops/s\n", r_ossl);
+    ec_row(secs);
     kserial = add_key("asymmetric", "kwk-bench-bare", der, dl, KEY_SPEC_SESSION_KEYRING);
     if (kserial < 0) {
         printf("bare keyctl loop: not possible here (%s): no kernel RSA keys\n", strerror(errno));

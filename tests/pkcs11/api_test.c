@@ -572,6 +572,21 @@ int main(int argc, char **argv)
     EXPECT(sign_verify(s, CKM_SHA256_RSA_PKCS_PSS, &pss, 3, priv, pub),
            CKR_MECHANISM_PARAM_INVALID);
     EXPECT(sign_verify(s, CKM_ECDSA_SHA256, NULL, 0, epriv, epub), CKR_OK);
+    /* Single-part CKM_ECDSA signs the caller's buffer where it is: the same bound as buffered
+     * input (1 MiB, the operation ends), a length query keeps the operation, the result
+     * verifies. */
+    static unsigned char big[1024 * 1024 + 1];
+    EXPECT(f->C_SignInit(s, &m_ecdsa, epriv), CKR_OK);
+    sl = sizeof(sig);
+    EXPECT(f->C_Sign(s, big, sizeof(big), sig, &sl), CKR_DATA_LEN_RANGE);
+    EXPECT(f->C_Sign(s, data, 20, sig, &sl), CKR_OPERATION_NOT_INITIALIZED);
+    EXPECT(f->C_SignInit(s, &m_ecdsa, epriv), CKR_OK);
+    sl = 0;
+    EXPECT(f->C_Sign(s, data, 20, NULL, &sl), CKR_OK);
+    sl = sizeof(sig);
+    EXPECT(f->C_Sign(s, data, 20, sig, &sl), CKR_OK);
+    EXPECT(f->C_VerifyInit(s, &m_ecdsa, epub), CKR_OK);
+    EXPECT(f->C_Verify(s, data, 20, sig, sl), CKR_OK);
     CK_MECHANISM m_dec = {CKM_RSA_PKCS, NULL, 0};
     CK_ULONG ol = sizeof(buf);
     EXPECT(f->C_DecryptInit(s, &m_dec, priv), CKR_OK);
