@@ -130,8 +130,11 @@ stage_main() {
 #                                       ptrace); the recovery after a kill runs in tools-crash
 #   audit-keyring-vm                    the keyring module's kernel paths run under ASan in
 #                                       pkcs11-vm; the memory scan in audit-keyring
+#   tools-rotate-trust                  ~100 keyward runs over the paths tools-rotate,
+#                                       tools-ocsp-rotate and tools-lifecycle run under ASan
+#                                       (rotate, export, verify, crl, ocsp); 680 s under ASan
 # Given meson test arguments (a test name, --suite), the stage runs what they pick.
-ASAN_SKIP='^(tpm-nginx-(single|p11kit)|servers-nginx-softhsm-default|fault-ca-crash|audit-keyring-vm)$'
+ASAN_SKIP='^(tpm-nginx-(single|p11kit)|servers-nginx-softhsm-default|fault-ca-crash|audit-keyring-vm|tools-rotate-trust)$'
 stage_asan() {
     local dir=$BUILD-asan names
     rm -rf "$dir"
