@@ -242,7 +242,9 @@ int kwt_cmd_ca_stats(int argc, char **argv)
     }
     kwt_buf b = {0};
     kwt_buf_addn(&b, "", 0);
-    char d[32];
+    char d[32], run[32] = "";
+    if (f.have_run)
+        iso(f.run_time, run, sizeof(run));
     if (kwt_g.json) {
         kwt_buf_printf(&b, "{\"total\":%zu,\"status\":", f.total);
         json_counts(&b, f.st);
@@ -279,14 +281,12 @@ int kwt_cmd_ca_stats(int argc, char **argv)
         }
         kwt_buf_add(&b, f.tags.n ? "}}" : "}");
         kwt_buf_add(&b, ",\"last_renewal\":");
-        if (f.have_run) {
-            iso(f.run_time, d, sizeof(d));
+        if (f.have_run)
             kwt_buf_printf(&b,
                            "{\"time\":\"%s\",\"due_days\":%lld,\"renewed\":%lld,\"failed\":%lld}",
-                           d, f.run_due, f.run_renewed, f.run_failed);
-        } else {
+                           run, f.run_due, f.run_renewed, f.run_failed);
+        else
             kwt_buf_add(&b, "null");
-        }
         kwt_buf_add(&b, ",\"crls\":[");
         for (size_t i = 0; i < f.ncrls; i++) {
             kwt_buf_printf(&b, "%s{\"generation\":%d,\"file\":", i ? "," : "", f.crls[i].gen);
@@ -319,14 +319,12 @@ int kwt_cmd_ca_stats(int argc, char **argv)
             kwt_buf_printf(&b, "tag %s=%s: valid %zu, expired %zu, revoked %zu\n", f.tags.c[i].a,
                            f.tags.c[i].b, f.tags.c[i].n[ST_VALID], f.tags.c[i].n[ST_EXPIRED],
                            f.tags.c[i].n[ST_REVOKED]);
-        if (f.have_run) {
-            iso(f.run_time, d, sizeof(d));
+        if (f.have_run)
             kwt_buf_printf(&b,
                            "last renewal: %s (due within %lld days): %lld renewed, %lld failed\n",
-                           d, f.run_due, f.run_renewed, f.run_failed);
-        } else {
+                           run, f.run_due, f.run_renewed, f.run_failed);
+        else
             kwt_buf_add(&b, "last renewal: never (ca renew --due)\n");
-        }
         for (size_t i = 0; i < f.ncrls; i++) {
             if (f.crls[i].next_update >= 0)
                 iso(f.crls[i].next_update, d, sizeof(d));

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,31 +178,36 @@ void kwt_meta_init(kwt_meta *m)
     m->auto_renew = true;
 }
 
+/* The record's text fields, each replaced by its line's value. */
+static char **text_field(kwt_meta *m, const char *l, size_t len, char **v)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+    } fields[] = {
+        {"name", offsetof(kwt_meta, name)}, {"profile", offsetof(kwt_meta, profile)},
+        {"san", offsetof(kwt_meta, san)},   {"device_id", offsetof(kwt_meta, device_id)},
+        {"note", offsetof(kwt_meta, note)},
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if ((*v = line_value(l, len, fields[i].key)))
+            return (char **)((char *)m + fields[i].off);
+    return NULL;
+}
+
 void kwt_meta_parse(const char *text, kwt_meta *m)
 {
     kwt_meta_init(m);
     for (const char *l = text; l && *l;) {
         const char *nl = strchr(l, '\n');
         size_t len = nl ? (size_t)(nl - l) : strlen(l);
-        char *v;
-        if ((v = line_value(l, len, "name"))) {
-            free(m->name);
-            m->name = v;
-        } else if ((v = line_value(l, len, "profile"))) {
-            free(m->profile);
-            m->profile = v;
+        char *v, **field;
+        if ((field = text_field(m, l, len, &v))) {
+            free(*field);
+            *field = v;
         } else if ((v = line_value(l, len, "days"))) {
             m->days = atoi(v);
             free(v);
-        } else if ((v = line_value(l, len, "san"))) {
-            free(m->san);
-            m->san = v;
-        } else if ((v = line_value(l, len, "device_id"))) {
-            free(m->device_id);
-            m->device_id = v;
-        } else if ((v = line_value(l, len, "note"))) {
-            free(m->note);
-            m->note = v;
         } else if ((v = line_value(l, len, "auto_renew"))) {
             m->auto_renew = strcmp(v, "0") != 0;
             free(v);

@@ -76,3 +76,63 @@ import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
 PY
 }
+
+# need_jsonschema: a python3 with jsonschema in $PY (else SKIP), the schema in $SCHEMA and an
+# empty $T/j for the documents J keeps.
+need_jsonschema() {
+    PY=python3
+    local p
+    for p in /usr/bin/python3 python3; do
+        if "$p" -c 'import jsonschema' 2>/dev/null; then PY=$p; break; fi
+    done
+    "$PY" -c 'import jsonschema' 2>/dev/null ||
+        skip "python3-jsonschema not installed (scripts/deps.sh test installs it)"
+    SCHEMA=${KEYWARD_SRC:?}/docs/keyward-json.schema.json
+    mkdir -p "$T/j"
+    KWT_JN=0
+}
+
+# J EXIT CMD...: keyward --json CMD, require EXIT, keep the document (and the command) in $T/j
+# for check_json_docs, and a copy in $T/out
+J() {
+    local want=$1
+    shift
+    KWT_JN=$((KWT_JN + 1))
+    "$KW" --json "$@" >"$T/j/$KWT_JN.json" 2>"$T/j/$KWT_JN.err"
+    local rc=$?
+    [ "$rc" = "$want" ] || {
+        cat "$T/j/$KWT_JN.json" "$T/j/$KWT_JN.err" >&2
+        fail "expected exit $want, got $rc: keyward --json $*"
+    }
+    printf '%s\n' "$*" >"$T/j/$KWT_JN.cmd"
+    cp "$T/j/$KWT_JN.json" "$T/out"
+}
+
+# check_json_docs MIN: every document in $T/j is exactly one JSON value that the schema
+# accepts, and there are at least MIN of them
+check_json_docs() {
+    "$PY" - "$SCHEMA" "$T/j" "$1" <<'PY' || fail "--json output does not match docs/keyward-json.schema.json"
+import glob, json, os, sys
+import jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft7Validator.check_schema(schema)
+v = jsonschema.Draft7Validator(schema)
+bad = 0
+files = sorted(glob.glob(os.path.join(sys.argv[2], "*.json")))
+for f in files:
+    text = open(f).read()
+    cmd = open(f[:-5] + ".cmd").read().strip()
+    try:
+        doc = json.loads(text)  # exactly one value: json.loads refuses trailing data
+    except ValueError as e:
+        print(f"{cmd}: not one JSON document ({e}): {text!r}")
+        bad += 1
+        continue
+    errs = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
+    for e in errs:
+        print(f"{cmd}: {'/'.join(map(str, e.path))}: {e.message}")
+    bad += bool(errs)
+print(f"{len(files)} documents, {bad} invalid")
+sys.exit(1 if bad or len(files) < int(sys.argv[3]) else 0)
+PY
+}

@@ -4,28 +4,10 @@
 # ok, command, exit, result, error; RFC 4514 subjects; errors in JSON too).
 . "$(dirname "$0")/lib.sh"
 need_softhsm
-PY=python3
-for p in /usr/bin/python3 python3; do
-    if "$p" -c 'import jsonschema' 2>/dev/null; then PY=$p; break; fi
-done
-"$PY" -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema not installed (scripts/deps.sh test installs it)"
-SCHEMA=${KEYWARD_SRC:?}/docs/keyward-json.schema.json
+need_jsonschema
 make_token ca 11112222
 make_token cl 22223333
 P=$T/pki
-mkdir -p "$T/j"
-n=0
-# J EXIT CMD...: run keyward --json CMD, require EXIT, keep stdout for the schema check
-J() {
-    local want=$1
-    shift
-    n=$((n + 1))
-    "$KW" --json "$@" >"$T/j/$n.json" 2>"$T/j/$n.err"
-    local rc=$?
-    [ "$rc" = "$want" ] || { cat "$T/j/$n.json" "$T/j/$n.err" >&2; fail "expected exit $want, got $rc: keyward --json $*"; }
-    printf '%s\n' "$*" >"$T/j/$n.cmd"
-    cp "$T/j/$n.json" "$T/out"
-}
 J 0 --dir "$P" ca init --key "pkcs11:token=ca;object=ca" --subject "CN=JSON CA,O=Ex" --pin-source "file:$T/ca.pin"
 J 1 --dir "$P" ca init --key "pkcs11:token=ca;object=ca" --subject "CN=JSON CA,O=Ex" --pin-source "file:$T/ca.pin"
 J 2 --dir "$P" ca init --subject "CN=x"
@@ -90,29 +72,6 @@ openssl ocsp -issuer "$P/ca/ca-1.crt" -CAfile "$P/ca/ca-1.crt" -cert "$P/issued/
 wait "$ocsp_pid" || fail "ca ocsp --json exit"
 echo "ca ocsp" >"$T/j/ocsp.cmd"
 # every document: one JSON value, valid against the schema
-"$PY" - "$SCHEMA" "$T/j" <<'PY' || fail "--json output does not match docs/keyward-json.schema.json"
-import glob, json, os, sys
-import jsonschema
-schema = json.load(open(sys.argv[1]))
-jsonschema.Draft7Validator.check_schema(schema)
-v = jsonschema.Draft7Validator(schema)
-bad = 0
-files = sorted(glob.glob(os.path.join(sys.argv[2], "*.json")))
-for f in files:
-    text = open(f).read()
-    cmd = open(f[:-5] + ".cmd").read().strip()
-    try:
-        doc = json.loads(text)  # exactly one value: json.loads refuses trailing data
-    except ValueError as e:
-        print(f"{cmd}: not one JSON document ({e}): {text!r}")
-        bad += 1
-        continue
-    errs = sorted(v.iter_errors(doc), key=lambda e: list(e.path))
-    for e in errs:
-        print(f"{cmd}: {'/'.join(map(str, e.path))}: {e.message}")
-    bad += bool(errs)
-print(f"{len(files)} documents, {bad} invalid")
-sys.exit(1 if bad or len(files) < 30 else 0)
-PY
+check_json_docs 30
 ok "every subcommand's --json output (ok and failing) is one document that the schema accepts"
 echo PASS
