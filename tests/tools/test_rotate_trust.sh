@@ -13,6 +13,7 @@ need_softhsm
 command -v nginx >/dev/null || skip "nginx not installed"
 command -v curl >/dev/null || skip "curl not installed"
 command -v setpriv >/dev/null || skip "setpriv not installed"
+[ "$(id -u)" = 0 ] || skip "the published files are read as nobody through setpriv, which needs root"
 id nobody >/dev/null 2>&1 || skip "no user nobody"
 
 make_token ca 11112222
