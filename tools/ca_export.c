@@ -150,8 +150,8 @@ static int write_package(kwt_ca *ca, const char *dir, const char *name, const ch
         "    openssl verify -CAfile ca.crt -untrusted chain.pem -crl_check_all -CRLfile crl.pem "
         "%s.crt\n"
         "    keyward verify --ca ca.crt --untrusted chain.pem --crl crl.pem %s.crt\n\n"
-        "The key file for your programs names the key on your token: keyward uri2pem URI --out "
-        "%s.key\n",
+        "Your programs need a key file that names the key on your token: run keyward uri2pem\n"
+        "with your key's pkcs11: URI (the one your CSR was made from) and --out %s.key.\n",
         name, name, anchor, url ? url : "your CA (no CRL URL configured)", name, name, name);
     if (kwt_write_atomic(pc, leaf_pem, strlen(leaf_pem), 0644) ||
         kwt_write_atomic(pch, chain->s, chain->len, 0644) || kwt_copy_file(root, pca, 0644) ||
