@@ -200,6 +200,7 @@ static char *run_hook(const char *hook, int timeout, const char *ev, bool *timed
     char *why = check_hook(hook);
     if (why)
         return why;
+    kwt_buf msg = {0}, w = {0}; /* what the hook wrote to stderr; why it failed */
     int in[2] = {-1, -1}, err[2] = {-1, -1}, ex[2] = {-1, -1};
     int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (devnull < 0 || pipe2(in, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
@@ -250,7 +251,6 @@ static char *run_hook(const char *hook, int timeout, const char *ev, bool *timed
     fcntl(in[1], F_SETFL, O_NONBLOCK);
     fcntl(err[0], F_SETFL, O_NONBLOCK);
     size_t len = strlen(ev), off = 0;
-    kwt_buf msg = {0};
     int status = 0;
     bool exited = false;
     long long deadline = now_ms() + (long long)timeout * 1000;
@@ -279,8 +279,8 @@ static char *run_hook(const char *hook, int timeout, const char *ev, bool *timed
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
             }
             *timed_out = true;
-            why = kwt_asprintf("%s did not finish within %d s (killed)", hook, timeout);
-            goto close_all;
+            kwt_buf_printf(&w, "%s did not finish within %d s (killed)", hook, timeout);
+            break;
         }
         if (poll(p, (nfds_t)np, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR)
             break;
@@ -290,10 +290,10 @@ static char *run_hook(const char *hook, int timeout, const char *ev, bool *timed
             }
         }
         if (iw >= 0 && p[iw].revents) {
-            ssize_t w = write(in[1], ev + off, len - off);
-            if (w > 0)
-                off += (size_t)w;
-            if (off == len || (w < 0 && errno != EAGAIN && errno != EINTR)) {
+            ssize_t wn = write(in[1], ev + off, len - off);
+            if (wn > 0)
+                off += (size_t)wn;
+            if (off == len || (wn < 0 && errno != EAGAIN && errno != EINTR)) {
                 close(in[1]); /* the hook sees end of input */
                 in[1] = -1;
             }
@@ -308,10 +308,10 @@ static char *run_hook(const char *hook, int timeout, const char *ev, bool *timed
                 err[0] = -1;
             }
         }
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        exited = w == pid || (w < 0 && errno == ECHILD);
+        pid_t wp = waitpid(pid, &status, WNOHANG);
+        exited = wp == pid || (wp < 0 && errno == ECHILD);
     }
-    if (!exited) {
+    if (!exited && !*timed_out) {
         kill(-pid, SIGKILL);
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
         }
@@ -330,13 +330,12 @@ static char *run_hook(const char *hook, int timeout, const char *ev, bool *timed
     if (ioctl(in[0], FIONREAD, &unread) != 0)
         unread = 0;
     size_t left_over = (len - off) + (size_t)unread;
-    kwt_buf w = {0};
-    if (WIFSIGNALED(status))
+    if (!*timed_out && WIFSIGNALED(status))
         kwt_buf_printf(&w, "%s was killed by signal %d (%s)", hook, WTERMSIG(status),
                        strsignal(WTERMSIG(status)));
-    else if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+    else if (!*timed_out && WIFEXITED(status) && WEXITSTATUS(status) != 0)
         kwt_buf_printf(&w, "%s exited with status %d", hook, WEXITSTATUS(status));
-    else if (left_over)
+    else if (!*timed_out && left_over)
         kwt_buf_printf(&w,
                        "%s exited without reading its event (%zu of %zu bytes left on its "
                        "stdin)",
@@ -349,8 +348,10 @@ static char *run_hook(const char *hook, int timeout, const char *ev, bool *timed
         kwt_buf_free(&line);
     }
     why = w.s;
-    kwt_buf_free(&msg);
+    w.s = NULL;
 close_all:
+    kwt_buf_free(&msg);
+    kwt_buf_free(&w);
     for (int *fd = (int[]){in[0], in[1], err[0], err[1], ex[0], ex[1], devnull, -2}; *fd != -2;
          fd++)
         if (*fd >= 0)
