@@ -332,6 +332,12 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
                        !strcmp(reason, "removeFromCRL") ? "hold lifted for" : "revoked", name,
                        serials[i], ca.dir);
         }
+        /* lifting a hold is no revocation: no event */
+        for (size_t i = 0; i < nsel && strcmp(reason, "removeFromCRL") != 0; i++) {
+            char *extra = kwt_asprintf("\"reason\":\"%s\"", reason);
+            kwt_notify(&ca, "revoked", name, serials[i], extra);
+            free(extra);
+        }
         kwt_buf_free(&js);
     }
 out:

@@ -1274,6 +1274,7 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
         kwt_row *r = &ix1.rows[ix0.n + i];
         kwt_ca_link_issued(ca, names[i], r->serial);
         kwt_audit(ca, "ca sign", names[i], r->serial, r->subject, 0);
+        kwt_notify(ca, "issued", names[i], r->serial, NULL);
     }
     kwt_defer_sync = false;
     int dfd = open(ca->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1459,6 +1460,7 @@ static int sign_main(const char *profile, const char *name, const char *days_s, 
         kwt_ca_link_issued(&ca, name, serial);
         kwt_clear_error();
         report(&ca, name, serial, true, true, NULL);
+        kwt_notify(&ca, "issued", name, serial, NULL);
     }
     if (rc == 0 && kwt_g.dry_run) {
         char *nm = (char *)name, *cs = (char *)pos[0];
@@ -1676,6 +1678,9 @@ int kwt_cmd_ca_renew(int argc, char **argv)
                                   keep_old ? "false" : "true");
         report(&ca, name, serial, true, true, tail);
         free(tail);
+        char *rep = kwt_asprintf("\"replaces\":\"%s\"", old_serial);
+        kwt_notify(&ca, "renewed", name, serial, rep);
+        free(rep);
         if (!kwt_g.json)
             printf("  replaces serial %s%s\n", old_serial,
                    keep_old ? " (kept valid)" : " (revoked: superseded)");
@@ -1726,6 +1731,15 @@ static void fmt_iso(long long t, char *out, size_t len)
     strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* An "expiring" event: a certificate within the window that this run does not renew. */
+static void notify_expiring(kwt_ca *ca, const char *name, const char *serial, long long expiry)
+{
+    long long left = expiry - (long long)time(NULL);
+    char extra[48];
+    snprintf(extra, sizeof(extra), "\"days_left\":%lld", left > 0 ? left / 86400 : 0);
+    kwt_notify(ca, "expiring", name, serial, extra);
+}
+
 /* The newest certificate of its NAME, valid, unexpired, expiring within the window, auto-renew
  * on. A renewal revokes the certificate it replaces (superseded), so a second run does not find
  * it again; an older certificate kept valid by renew --keep-old is never due (its NAME has a
@@ -1745,6 +1759,7 @@ static due_cert *find_due(kwt_ca *ca, kwt_index *ix, int window, size_t *n, size
         kwt_meta_read(ca->dir, r->serial, &m);
         if (!m.auto_renew) {
             (*off)++;
+            notify_expiring(ca, r->name, r->serial, exp); /* left to the operator */
             kwt_meta_free(&m);
             continue;
         }
@@ -1885,6 +1900,9 @@ static int renew_due(int window, int days_override)
             kwt_ca_link_issued(&ca, c->name, c->new_serial);
             kwt_clear_error();
             kwt_audit(&ca, "ca renew --due", c->name, c->new_serial, c->serial, 0);
+            char *rep = kwt_asprintf("\"replaces\":\"%s\"", c->serial);
+            kwt_notify(&ca, "renewed", c->name, c->new_serial, rep);
+            free(rep);
             if (!kwt_g.json)
                 printf("renewed %s: serial %s replaces %s (revoked: superseded)\n", c->name,
                        c->new_serial, c->serial);
@@ -1906,6 +1924,7 @@ static int renew_due(int window, int days_override)
         failed++;
         kwt_set_error(c->error);
         kwt_audit(&ca, "ca renew --due", c->name, NULL, c->serial, KWT_FAIL);
+        notify_expiring(&ca, c->name, c->serial, c->expiry); /* still expiring */
         if (!kwt_g.json)
             printf("FAILED  %s (serial %s): %s\n", c->name, c->serial, c->error);
         kwt_buf_add(&js, nj++ ? "," : "");

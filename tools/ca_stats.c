@@ -226,6 +226,20 @@ static void json_counts(kwt_buf *b, const size_t n[ST_N])
                    n[ST_REVOKED]);
 }
 
+/* ca stats: an "expiring" event for each valid certificate that expires within
+ * renew_due_days (the hook is run after the figures are printed). */
+static void notify_expiring(void *arg, const kwt_row *r, long long not_after, const kwt_meta *m)
+{
+    (void)m;
+    kwt_ca *ca = arg;
+    long long left = not_after - (long long)time(NULL);
+    if (r->status != 'V' || left <= 0 || left > (long long)ca->conf.renew_due_days * 86400)
+        return;
+    char extra[48];
+    snprintf(extra, sizeof(extra), "\"days_left\":%lld", left / 86400);
+    kwt_notify(ca, "expiring", r->name, r->serial, extra);
+}
+
 int kwt_cmd_ca_stats(int argc, char **argv)
 {
     const char *pos[1];
@@ -236,7 +250,8 @@ int kwt_cmd_ca_stats(int argc, char **argv)
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;
     fleet f;
-    if ((rc = fleet_load(&ca, &f, NULL, NULL))) {
+    bool hook = (kwt_g.notify || ca.conf.notify) && !kwt_g.dry_run;
+    if ((rc = fleet_load(&ca, &f, hook ? notify_expiring : NULL, &ca))) {
         kwt_ca_close(&ca);
         return rc;
     }

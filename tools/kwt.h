@@ -17,6 +17,7 @@ typedef struct {
     bool json;
     bool quiet; /* -q: errors only (cron) */
     int verbose;
+    const char *notify; /* --notify CMD: the hook instead of keyward.conf's notify */
 } kwt_opts;
 
 extern kwt_opts kwt_g;
@@ -142,6 +143,10 @@ typedef struct {
     int crl_days;
     int renew_due_days; /* ca renew --due default window */
     int generation;     /* CA key generation (rotations) */
+    char *notify;       /* absolute path of the notification hook (NULL: none) */
+    int notify_timeout; /* seconds a hook may run */
+    bool audit_syslog;  /* audit_sink = syslog: audit lines also to syslog */
+    char *bad;          /* what is wrong in the file (names the key); NULL when nothing */
 } kwt_conf;
 
 typedef struct {
@@ -222,6 +227,21 @@ void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
                const char *subject, int rc);
 char *kwt_audit_line(const char *op, const char *name, const char *serial, const char *subject,
                      int rc, const char *err);
+/* A failed-outcome line with this error (kwt_audit takes the last error). */
+void kwt_audit_err(kwt_ca *ca, const char *op, const char *name, const char *serial,
+                   const char *subject, const char *err);
+
+/* ---- notifications (notify.c) ---- */
+/* Queue an event for the hook (keyward.conf notify, or --notify): "issued", "renewed",
+ * "revoked" or "expiring" for the certificate SERIAL of NAME; subject, notAfter, profile and
+ * tags come from certs/SERIAL.pem and .meta. extra: more members of the event object
+ * ("\"reason\":\"keyCompromise\""), may be NULL. Nothing under --dry-run or without a hook. */
+void kwt_notify(kwt_ca *ca, const char *event, const char *name, const char *serial,
+                const char *extra);
+/* Run the hook once per queued event, in order (main calls it after the command, when the CA
+ * lock is released). A failing hook is reported on stderr and in audit.log (notify-failed);
+ * it never changes the exit code. */
+void kwt_notify_run(void);
 
 /* ---- per-certificate records, certs/SERIAL.meta (meta.c) ---- */
 #define KWT_TAGS_MAX      32

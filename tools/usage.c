@@ -10,10 +10,13 @@ static const struct {
     const char *cmd;
     const char *text;
 } usages[] = {
-    {"", "usage: keyward [--dir DIR] [--dry-run] [--json] [-v | -q] COMMAND [ARGS]\n"
+    {"", "usage: keyward [--dir DIR] [--dry-run] [--json] [-v | -q] [--notify CMD]\n"
+         "               COMMAND [ARGS]\n"
          "\n"
          "CA directory: --dir, else $KEYWARD_DIR, else ./pki. Exit: 0 ok, 1 failed, 2 usage.\n"
          "-q: errors only (for cron); -v: the openssl commands and their messages.\n"
+         "--notify CMD: the program (absolute path) that gets each event of this run, instead\n"
+         "of notify in keyward.conf.\n"
          "\n"
          "commands:\n"
          "  ca init      create the CA (key on a token, self-signed cert, empty CRL)\n"
