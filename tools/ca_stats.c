@@ -178,9 +178,11 @@ static int fleet_load(kwt_ca *ca, fleet *f, cert_fn each, void *arg)
         kwt_meta_free(&m);
     }
     kwt_index_free(&ix);
-    qsort(f->reasons.c, f->reasons.n, sizeof(counter), cmp_counter);
-    qsort(f->profiles.c, f->profiles.n, sizeof(counter), cmp_counter);
-    qsort(f->tags.c, f->tags.n, sizeof(counter), cmp_counter);
+    /* qsort of an empty list: its array is NULL, which qsort must not get (UBSan) */
+    counters *lists[] = {&f->reasons, &f->profiles, &f->tags};
+    for (size_t i = 0; i < 3; i++)
+        if (lists[i]->n)
+            qsort(lists[i]->c, lists[i]->n, sizeof(counter), cmp_counter);
     load_last_run(ca, f);
     f->crls = calloc((size_t)ca->conf.generation + 1, sizeof(*f->crls));
     for (int g = 1; f->crls && g <= ca->conf.generation; g++) {

@@ -305,9 +305,14 @@ int kwt_cmd_ca_ocsp(int argc, char **argv);
 int kwt_cmd_ca_stats(int argc, char **argv);
 int kwt_cmd_ca_metrics(int argc, char **argv);
 int kwt_cmd_ca_rotate(int argc, char **argv);
+int kwt_cmd_ca_backup(int argc, char **argv);
+int kwt_cmd_ca_restore(int argc, char **argv);
 int kwt_cmd_req(int argc, char **argv);
 int kwt_cmd_verify(int argc, char **argv);
 int kwt_cmd_check(int argc, char **argv);
+/* The checks of `keyward check` on an open CA: *doc gets the report (text, or with --json the
+ * {"checks":[...],"result":...} document); returns the number of failed checks. */
+int kwt_check_report(kwt_ca *ca, int warn, char **doc);
 int kwt_cmd_uri2pem(int argc, char **argv);
 int kwt_cmd_show(int argc, char **argv);
 /* Sign one CSR in an open transaction (shared by sign and renew). */

@@ -41,10 +41,11 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
 } ca_cmds[] = {
-    {"init", kwt_cmd_ca_init},     {"sign", kwt_cmd_ca_sign},       {"renew", kwt_cmd_ca_renew},
-    {"revoke", kwt_cmd_ca_revoke}, {"crl", kwt_cmd_ca_crl},         {"list", kwt_cmd_ca_list},
-    {"export", kwt_cmd_ca_export}, {"ocsp", kwt_cmd_ca_ocsp},       {"rotate", kwt_cmd_ca_rotate},
-    {"stats", kwt_cmd_ca_stats},   {"metrics", kwt_cmd_ca_metrics},
+    {"init", kwt_cmd_ca_init},       {"sign", kwt_cmd_ca_sign},       {"renew", kwt_cmd_ca_renew},
+    {"revoke", kwt_cmd_ca_revoke},   {"crl", kwt_cmd_ca_crl},         {"list", kwt_cmd_ca_list},
+    {"export", kwt_cmd_ca_export},   {"ocsp", kwt_cmd_ca_ocsp},       {"rotate", kwt_cmd_ca_rotate},
+    {"stats", kwt_cmd_ca_stats},     {"metrics", kwt_cmd_ca_metrics}, {"backup", kwt_cmd_ca_backup},
+    {"restore", kwt_cmd_ca_restore},
 };
 
 int kwt_cmd_ca(int argc, char **argv)

@@ -33,8 +33,10 @@ bad = [d for d in inst.values() if not d.startswith(pfx)]
 for d in bad:
     print("FAIL: installed outside the prefix:", d)
 want = ["keyward.so", "keyward-pkcs11.so", "keyward.module", "etc/ssl/keyward/keyward-provider.cnf",
-        "keyward.1",
-        "keyward-provider.7", "keyward-pkcs11.8", "bin/keyward"]
+        "keyward.1", "keyward-provider.7", "keyward-pkcs11.8", "bin/keyward",
+        "systemd/system/keyward-renew@.service", "systemd/system/keyward-renew@.timer",
+        "systemd/system/keyward-crl@.service", "systemd/system/keyward-crl@.timer",
+        "systemd/system/keyward-metrics@.service", "systemd/system/keyward-metrics@.timer"]
 names = list(inst.values())
 for w in want:
     if not any(d.endswith("/" + w) for d in names):
