@@ -44,7 +44,7 @@ static const struct {
     {"init", kwt_cmd_ca_init},     {"sign", kwt_cmd_ca_sign},       {"renew", kwt_cmd_ca_renew},
     {"revoke", kwt_cmd_ca_revoke}, {"crl", kwt_cmd_ca_crl},         {"list", kwt_cmd_ca_list},
     {"export", kwt_cmd_ca_export}, {"ocsp", kwt_cmd_ca_ocsp},       {"rotate", kwt_cmd_ca_rotate},
-    {"stats", kwt_cmd_ca_stats},   {"metrics", kwt_cmd_ca_metrics},
+    {"stats", kwt_cmd_ca_stats},   {"metrics", kwt_cmd_ca_metrics}, {"report", kwt_cmd_ca_report},
 };
 
 int kwt_cmd_ca(int argc, char **argv)
