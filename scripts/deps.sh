@@ -8,7 +8,8 @@ PKGS_BUILD="meson ninja-build pkg-config gcc libc6-dev libssl-dev openssl libp11
 PKGS_DEMO="softhsm2 opensc nginx-light curl keyutils"
 PKGS_TEST_PROVIDER="libcmocka-dev softhsm2 opensc gnutls-bin valgrind clang-format git"
 PKGS_TEST_PKCS11="qemu-system-x86 busybox-static xxd"
-PKGS_TEST_TOOLS="softhsm2 openssl python3 python3-jsonschema iproute2 prometheus"
+# tools-report: the HTML report rendered by headless Chromium, its screenshot read by PIL
+PKGS_TEST_TOOLS="softhsm2 openssl python3 python3-jsonschema iproute2 prometheus chromium python3-pil"
 PKGS_TEST_SERVERS="nginx-light stunnel4 curl python3 procps"
 PKGS_TEST_FUZZ="clang-14 libfuzzer-14-dev libclang-rt-14-dev llvm-14 strace"
 PKGS_TEST_TPM="swtpm swtpm-tools tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools tpm2-abrmd libtss2-tcti-tabrmd0 dbus"

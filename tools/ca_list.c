@@ -159,22 +159,8 @@ static int list_main(int argc, char **argv, const kwt_meta *filter)
             continue;
         }
         char reason[64] = "";
-        const char *comma = strchr(r->revocation, ',');
-        if (comma) {
-            snprintf(reason, sizeof(reason), "%s", comma + 1);
-            char *c2 = strchr(reason, ',');
-            if (c2)
-                *c2 = '\0';
-            /* openssl ca records these reasons by the kind of date that follows */
-            if (!strcmp(reason, "keyTime"))
-                snprintf(reason, sizeof(reason), "keyCompromise");
-            else if (!strcmp(reason, "CAkeyTime"))
-                snprintf(reason, sizeof(reason), "cACompromise");
-            else if (!strcmp(reason, "holdInstruction"))
-                snprintf(reason, sizeof(reason), "certificateHold");
-        } else if (r->status == 'R') {
-            snprintf(reason, sizeof(reason), "unspecified");
-        }
+        if (r->status == 'R')
+            kwt_revocation_reason(r, reason, sizeof(reason));
         char date[32];
         fmt_date(exp, date, sizeof(date));
         char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, r->serial);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* `keyward ca stats` and `keyward ca metrics`: the fleet's figures (counts by status, expiry,
  * revocation reason, profile and tag; the last `ca renew --due`; each generation's CRL), as
- * text, JSON or the Prometheus text exposition format (node_exporter's textfile collector). */
+ * text, JSON or the Prometheus text exposition format (node_exporter's textfile collector); the
+ * scan itself (kwt_fleet_load) is shared with `ca report` (ca_report.c). */
 #include "kwt.h"
 
 #include <errno.h>
@@ -12,35 +13,15 @@
 #include <string.h>
 #include <time.h>
 
-enum { ST_VALID, ST_EXPIRED, ST_REVOKED, ST_N };
+/* the fleet's types are kwt.h's (ca report reads them too); the short names here */
+enum { ST_VALID = KWT_ST_VALID, ST_EXPIRED = KWT_ST_EXPIRED, ST_REVOKED = KWT_ST_REVOKED };
+#define ST_N KWT_ST_N
 static const char *const st_names[ST_N] = {"valid", "expired", "revoked"};
-static const int windows[] = {7, 14, 30, 60};
-#define NWIN (sizeof(windows) / sizeof(windows[0]))
-
-typedef struct {
-    char *a, *b; /* profile or reason (b NULL), or tag key and value */
-    size_t n[ST_N];
-} counter;
-
-typedef struct {
-    counter *c;
-    size_t n, cap;
-} counters;
-
-typedef struct {
-    int gen;
-    char *file;
-    long long next_update; /* -1: none */
-} crl_info;
-
-typedef struct {
-    size_t total, st[ST_N], expiring[NWIN];
-    counters reasons, profiles, tags;
-    bool have_run;
-    long long run_time, run_due, run_renewed, run_failed;
-    crl_info *crls;
-    size_t ncrls;
-} fleet;
+static const int windows[KWT_FLEET_NWIN] = {7, 14, 30, 60};
+#define NWIN KWT_FLEET_NWIN
+typedef kwt_counter counter;
+typedef kwt_counters counters;
+typedef kwt_fleet fleet;
 
 static counter *bump(counters *cs, const char *a, const char *b, int st)
 {
@@ -80,7 +61,7 @@ static void counters_free(counters *cs)
 
 /* openssl's index records keyCompromise, cACompromise and certificateHold by the kind of date
  * that follows; the others by name. */
-static void reason_of(const kwt_row *r, char *out, size_t len)
+void kwt_revocation_reason(const kwt_row *r, char *out, size_t len)
 {
     const char *comma = strchr(r->revocation, ',');
     snprintf(out, len, "%s", comma ? comma + 1 : "unspecified");
@@ -137,11 +118,8 @@ static void load_last_run(kwt_ca *ca, fleet *f)
     free(t);
 }
 
-/* Every figure, from one pass over the index and the per-certificate records. each (may be
- * NULL) is called for every certificate that is not revoked, with its record. */
-typedef void (*cert_fn)(void *arg, const kwt_row *r, long long not_after, const kwt_meta *m);
-
-static int fleet_load(kwt_ca *ca, fleet *f, cert_fn each, void *arg)
+/* Every figure, from one pass over the index and the per-certificate records. */
+int kwt_fleet_load(kwt_ca *ca, kwt_fleet *f, kwt_fleet_fn each, void *arg)
 {
     memset(f, 0, sizeof(*f));
     kwt_index ix = {0};
@@ -167,14 +145,14 @@ static int fleet_load(kwt_ca *ca, fleet *f, cert_fn each, void *arg)
                 f->expiring[w]++;
         if (st == ST_REVOKED) {
             char reason[64];
-            reason_of(r, reason, sizeof(reason));
+            kwt_revocation_reason(r, reason, sizeof(reason));
             bump(&f->reasons, reason, NULL, st);
         }
         bump(&f->profiles, m.profile && *m.profile ? m.profile : "unknown", NULL, st);
         for (size_t t = 0; t < m.ntags; t++)
             bump(&f->tags, m.tags[t].key, m.tags[t].value, st);
-        if (each && st != ST_REVOKED)
-            each(arg, r, exp, &m);
+        if (each)
+            each(arg, r, exp, st, &m);
         kwt_meta_free(&m);
     }
     kwt_index_free(&ix);
@@ -204,7 +182,7 @@ static int fleet_load(kwt_ca *ca, fleet *f, cert_fn each, void *arg)
     return 0;
 }
 
-static void fleet_free(fleet *f)
+void kwt_fleet_free(kwt_fleet *f)
 {
     counters_free(&f->reasons);
     counters_free(&f->profiles);
@@ -230,9 +208,11 @@ static void json_counts(kwt_buf *b, const size_t n[ST_N])
 
 /* ca stats: an "expiring" event for each valid certificate that expires within
  * renew_due_days (the hook is run after the figures are printed). */
-static void notify_expiring(void *arg, const kwt_row *r, long long not_after, const kwt_meta *m)
+static void notify_expiring(void *arg, const kwt_row *r, long long not_after, int status,
+                            const kwt_meta *m)
 {
     (void)m;
+    (void)status;
     kwt_ca *ca = arg;
     long long left = not_after - (long long)time(NULL);
     if (r->status != 'V' || left <= 0 || left > (long long)ca->conf.renew_due_days * 86400)
@@ -253,7 +233,7 @@ int kwt_cmd_ca_stats(int argc, char **argv)
         return rc;
     fleet f;
     bool hook = (kwt_g.notify || ca.conf.notify) && !kwt_g.dry_run;
-    if ((rc = fleet_load(&ca, &f, hook ? notify_expiring : NULL, &ca))) {
+    if ((rc = kwt_fleet_load(&ca, &f, hook ? notify_expiring : NULL, &ca))) {
         kwt_ca_close(&ca);
         return rc;
     }
@@ -353,7 +333,7 @@ int kwt_cmd_ca_stats(int argc, char **argv)
     }
     fputs(b.s, stdout);
     kwt_buf_free(&b);
-    fleet_free(&f);
+    kwt_fleet_free(&f);
     kwt_ca_close(&ca);
     return 0;
 }
@@ -390,9 +370,11 @@ typedef struct {
 /* keyward_certificate_not_after_seconds{name,serial,profile,tag_KEY...}: tag keys become
  * label names (characters other than [A-Za-z0-9_] as '_'); a second tag that maps to the same
  * label name is left out, as one series cannot have a label twice. */
-static void prom_cert(void *arg, const kwt_row *r, long long not_after, const kwt_meta *m)
+static void prom_cert(void *arg, const kwt_row *r, long long not_after, int st, const kwt_meta *m)
 {
     prom_arg *a = arg;
+    if (st == ST_REVOKED)
+        return;
     kwt_buf *b = a->b;
     char labels[KWT_TAGS_MAX][4 + KWT_TAG_KEY_MAX + 1];
     size_t nl = 0;
@@ -442,7 +424,7 @@ int kwt_cmd_ca_metrics(int argc, char **argv)
               "serial, profile and its tags (tag_KEY).");
     prom_arg pa = {&b, 0};
     fleet f;
-    if ((rc = fleet_load(&ca, &f, prom_cert, &pa))) {
+    if ((rc = kwt_fleet_load(&ca, &f, prom_cert, &pa))) {
         kwt_buf_free(&b);
         kwt_ca_close(&ca);
         return rc;
@@ -515,7 +497,7 @@ int kwt_cmd_ca_metrics(int argc, char **argv)
         kwt_info("wrote %s: %zu certificates, %zu bytes", textfile, pa.series, b.len);
     }
     kwt_buf_free(&b);
-    fleet_free(&f);
+    kwt_fleet_free(&f);
     kwt_ca_close(&ca);
     return rc;
 }

@@ -292,6 +292,39 @@ struct evp_pkey_st;
 char *kwt_spki_fingerprint(struct evp_pkey_st *pk);
 struct X509_req_st *kwt_load_csr(const char *path);
 
+/* ---- the fleet (ca_stats.c): one pass over the index and the per-certificate records, for
+ * ca stats, ca metrics and ca report ---- */
+enum { KWT_ST_VALID, KWT_ST_EXPIRED, KWT_ST_REVOKED, KWT_ST_N };
+#define KWT_FLEET_NWIN 4 /* valid ones expiring within 7, 14, 30, 60 days */
+typedef struct {
+    char *a, *b; /* profile or reason (b NULL), or tag key and value */
+    size_t n[KWT_ST_N];
+} kwt_counter;
+typedef struct {
+    kwt_counter *c; /* sorted by a, then b */
+    size_t n, cap;
+} kwt_counters;
+typedef struct {
+    int gen;
+    char *file;            /* crl/gen-G.pem */
+    long long next_update; /* -1: none */
+} kwt_crl_info;
+typedef struct {
+    size_t total, st[KWT_ST_N], expiring[KWT_FLEET_NWIN];
+    kwt_counters reasons, profiles, tags;
+    bool have_run; /* the last ca renew --due */
+    long long run_time, run_due, run_renewed, run_failed;
+    kwt_crl_info *crls; /* the generations that have a readable CRL */
+    size_t ncrls;
+} kwt_fleet;
+/* Called for every certificate of the index (status KWT_ST_*), with its record. */
+typedef void (*kwt_fleet_fn)(void *arg, const kwt_row *r, long long not_after, int status,
+                             const kwt_meta *m);
+int kwt_fleet_load(kwt_ca *ca, kwt_fleet *f, kwt_fleet_fn each, void *arg); /* each: NULL */
+void kwt_fleet_free(kwt_fleet *f);
+/* A revoked row's reason by its RFC 5280 name ("unspecified" when none is recorded). */
+void kwt_revocation_reason(const kwt_row *r, char *out, size_t len);
+
 /* ---- subcommands ---- */
 int kwt_cmd_ca(int argc, char **argv);
 int kwt_cmd_ca_init(int argc, char **argv);
@@ -304,6 +337,7 @@ int kwt_cmd_ca_export(int argc, char **argv);
 int kwt_cmd_ca_ocsp(int argc, char **argv);
 int kwt_cmd_ca_stats(int argc, char **argv);
 int kwt_cmd_ca_metrics(int argc, char **argv);
+int kwt_cmd_ca_report(int argc, char **argv);
 int kwt_cmd_ca_rotate(int argc, char **argv);
 int kwt_cmd_ca_backup(int argc, char **argv);
 int kwt_cmd_ca_restore(int argc, char **argv);

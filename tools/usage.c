@@ -29,6 +29,7 @@ static const struct {
          "  ca list      inventory (table or --json), filtered by tag\n"
          "  ca stats     counts by status, expiry, reason, profile, tag; last renewal; CRLs\n"
          "  ca metrics   the same figures for Prometheus (node_exporter textfile)\n"
+         "  ca report    the fleet on one self-contained HTML page\n"
          "  ca export    certificate and the chain a relying party needs (no key)\n"
          "  ca backup    the CA directory as one tar archive with a SHA-256 manifest\n"
          "  ca restore   verify such an archive, then restore it into a new directory\n"
@@ -39,8 +40,8 @@ static const struct {
          "  uri2pem      write the key file for a pkcs11: URI\n"
          "  keyring      keys in the kernel keyring token (when built with it)\n"
          "  help CMD     help on a command (e.g. keyward help ca sign)\n"},
-    {"ca", "usage: keyward ca init|sign|renew|revoke|crl|rotate|ocsp|list|stats|metrics|export|\n"
-           "                  backup|restore ...\n"
+    {"ca", "usage: keyward ca init|sign|renew|revoke|crl|rotate|ocsp|list|stats|metrics|report|\n"
+           "                  export|backup|restore ...\n"
            "  keyward help ca SUBCOMMAND for details.\n"},
     {"ca init",
      "usage: keyward ca init --key URI --subject DN [--key-type TYPE] [--days 3650]\n"
@@ -116,6 +117,12 @@ static const struct {
                    "The figures of ca stats and each certificate's notAfter in the Prometheus\n"
                    "text format, written atomically to FILE (node_exporter's textfile\n"
                    "collector; name it *.prom), else to stdout.\n"},
+    {"ca report", "usage: keyward ca report --html FILE\n"
+                  "One self-contained HTML page (inline CSS, script and SVG; loads nothing):\n"
+                  "the figures of ca stats, an expiry timeline of the next 365 days (a bar per\n"
+                  "week, the next 30 days marked), revocations by reason, the CA generations\n"
+                  "and their CRLs, and the inventory table (click a header to sort, type to\n"
+                  "filter). Written atomically (mode 0644); FILE - writes it to stdout.\n"},
     {"ca export",
      "usage: keyward ca export NAME [--for TARGET] --format pem-bundle|p12 --out FILE\n"
      "       keyward ca export NAME [--for TARGET] --package DIR\n"
