@@ -391,19 +391,6 @@ static int check_key_unique(const char *label, X509_REQ *req, const char *name, 
 static int check_csr(const char *label, X509_REQ *r, const char *profile, const kwt_conf *conf,
                      const char *device_id, char **cn, char **sans);
 
-/* RFC 4514 text of a name, byte for byte (no case or space folding). */
-static char *kwt_name_text(X509_NAME *n)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *p = NULL, *out;
-    long l = 0;
-    if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
-        l = BIO_get_mem_data(b, &p);
-    out = kwt_asprintf("%.*s", (int)(l > 0 ? l : 0), p ? p : "");
-    BIO_free(b);
-    return out;
-}
-
 static int cmp_strp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

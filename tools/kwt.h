@@ -260,8 +260,13 @@ int kwt_take_tags(const char *cmd, int *argc, char **argv, kwt_meta *m);
 struct x509_st;
 struct X509_req_st;
 struct x509_st *kwt_load_cert(const char *path);
-char *kwt_cert_fingerprint(struct x509_st *x);                       /* SHA-256, AA:BB:.. */
-char *kwt_cert_subject(struct x509_st *x);                           /* RFC 2253 */
+char *kwt_cert_fingerprint(struct x509_st *x); /* SHA-256, AA:BB:.. */
+/* Every subject and issuer shown, text and JSON: RFC 4514, most specific RDN first. */
+struct X509_name_st;
+char *kwt_name_text(const struct X509_name_st *n);
+char *kwt_cert_subject(struct x509_st *x); /* kwt_name_text of the subject */
+/* The subject of certs/SERIAL.pem in CA directory cadir; fallback when it cannot be read. */
+char *kwt_serial_subject(const char *cadir, const char *serial, const char *fallback);
 char *kwt_cert_serial(struct x509_st *x);                            /* upper-case hex */
 long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */

@@ -15,6 +15,11 @@ J 0 req --key "pkcs11:token=cl;object=a" --subject "CN=alice,O=Ex" --pin-source 
     --module "$SOFTHSM_MODULE" --out "$T/alice.csr"
 J 2 req --key "pkcs11:token=cl;object=a" --out "$T/x.csr"
 J 0 --dir "$P" ca sign "$T/alice.csr" --profile client
+# RFC 4514 as openssl's -nameopt RFC2253 prints it: most specific RDN first
+RFC=$(openssl x509 -in "$P/issued/alice.crt" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
+[ "$RFC" = "CN=alice,O=Ex" ] || fail "openssl prints alice's subject as $RFC"
+"$PY" -c 'import json, sys; s = json.load(open(sys.argv[1]))["result"]["issued"][0]["subject"]
+assert s == "CN=alice,O=Ex", s' "$T/out" || fail "ca sign: subject not RFC 4514"
 J 1 --dir "$P" ca sign "$T/alice.csr" --profile client
 OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
     -subj "/CN=upn/O=Ex" -addext "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;UTF8:a@b" \
@@ -30,6 +35,8 @@ J 0 --dir "$P" ca sign --batch "$T/b" --profile server
 J 0 --dir "$P" ca renew h1
 J 1 --dir "$P" ca renew nobody
 J 0 --dir "$P" ca revoke h2 --reason keyCompromise
+grep '"op":"ca revoke keyCompromise"' "$P/audit.log" | grep -q '"subject":"CN=h2,O=Ex"' ||
+    fail "audit.log: the revoked subject is not RFC 4514"
 J 1 --dir "$P" ca revoke h2 --reason keyCompromise
 J 2 --dir "$P" ca revoke h2 --reason bogus
 J 0 --dir "$P" ca crl
@@ -38,11 +45,12 @@ J 0 --dir "$P" ca list
 import json, sys
 d = json.load(open(sys.argv[1]))["result"]["certificates"]
 assert all(not c["subject"].startswith("/") for c in d), d
-assert any(c["subject"] == "O=Ex,CN=alice" for c in d), d' "$T/out" || fail "ca list subjects are not RFC 4514"
+assert any(c["subject"] == "CN=alice,O=Ex" for c in d), d' "$T/out" || fail "ca list subjects are not RFC 4514"
 J 0 --dir "$P" ca export alice --format pem-bundle --out "$T/alice.pem"
 J 0 --dir "$P" ca export alice --package "$T/pkg"
 J 2 --dir "$P" ca export alice --for gen-7 --format pem-bundle --out "$T/x.pem"
 J 0 --dir "$P" verify "$P/issued/alice.crt"
+grep -q '"CN=alice,O=Ex issued by CN=JSON CA,O=Ex' "$T/out" || fail "verify: subjects not RFC 4514"
 J 1 --dir "$P" verify "$P/certs/$(awk -F'\t' '$1 == "R" && $5 == "h2" { print $4 }' "$P/state/index.txt").pem"
 J 1 --dir "$P" verify "$T/missing.crt"
 J 0 --dir "$P" check
