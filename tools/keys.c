@@ -207,6 +207,19 @@ int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool 
     return rc;
 }
 
+/* What openssl wrote in our private directory, written to the operator's --out path
+ * atomically: a link planted there is replaced, never followed. */
+static int move_out(const char *made, const char *out, int mode)
+{
+    size_t l = 0;
+    char *d = kwt_read_file(made, &l);
+    int rc = 0;
+    if (!d || kwt_write_atomic(out, d, l, mode) != 0)
+        rc = kwt_err(KWT_FAIL, "cannot write %s: %s", out, strerror(errno));
+    free(d);
+    return rc;
+}
+
 /* A private provider-only openssl.cnf for commands that run without a CA directory. */
 static char *client_cnf(const char *module, const char *pin_source, char **tmpdir)
 {
@@ -320,6 +333,8 @@ int kwt_cmd_req(int argc, char **argv)
     const char *why;
     if (!key || !subject || !out)
         return kwt_err(KWT_USAGE, "req: --key, --subject and --out are required");
+    if ((rc = kwt_check_out_path("--out", out, false)))
+        return rc;
     if (!kwt_valid_uri(key, &why))
         return kwt_err(KWT_USAGE, "--key: %s", why);
     char *subj = kwt_dn_to_subj(subject, &why);
@@ -386,9 +401,15 @@ int kwt_cmd_req(int argc, char **argv)
             kwt_cmd_add(&c, "-addext");
             kwt_cmd_add(&c, sanopt);
         }
+        /* openssl writes into our private directory; the file is moved to --out without
+         * following a link there */
+        char *made = tmp ? kwt_path(tmp, "out.csr") : NULL;
         kwt_cmd_add(&c, "-out");
-        kwt_cmd_add(&c, out);
+        kwt_cmd_add(&c, made ? made : out);
         rc = kwt_run(&c, cnf, NULL);
+        if (rc == 0 && made)
+            rc = move_out(made, out, 0644);
+        free(made);
         if (rc == 0 && !kwt_g.dry_run) {
             /* what the requester reads out to the CA operator (keyward show on the other side) */
             X509_REQ *r = kwt_load_csr(out);
@@ -437,6 +458,8 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     const char *why;
     if (npos != 1 || !out)
         return kwt_err(KWT_USAGE, "uri2pem: usage: keyward uri2pem URI --out FILE");
+    if ((rc = kwt_check_out_path("--out", out, false)))
+        return rc;
     if (!kwt_valid_uri(pos[0], &why))
         return kwt_err(KWT_USAGE, "uri2pem: %s", why);
     if ((rc = check_client_opts(module, pin_source)))
@@ -449,9 +472,13 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     kwt_cmd_init(&c, "pkey");
     kwt_cmd_add(&c, "-in");
     kwt_cmd_add(&c, pos[0]);
+    char *made = tmp ? kwt_path(tmp, "out.key") : NULL;
     kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, out);
+    kwt_cmd_add(&c, made ? made : out);
     rc = kwt_run(&c, cnf, NULL);
+    if (rc == 0 && made)
+        rc = move_out(made, out, 0600);
+    free(made);
     if (rc == 0 && !kwt_g.dry_run && kwt_g.json) {
         kwt_buf js = {0};
         kwt_buf_add(&js, "{\"uri\":");

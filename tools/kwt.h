@@ -58,6 +58,11 @@ char *kwt_read_file(const char *path, size_t *len);
 /* Write a file atomically: temp file in the same directory, fsync, rename, fsync the dir. */
 int kwt_write_atomic(const char *path, const void *data, size_t len, int mode);
 int kwt_copy_file(const char *from, const char *to, int mode); /* atomic, fsynced */
+/* An output path the operator gave (--out, --textfile, --package; opt names it): refused with
+ * KWT_USAGE, after printing why, when a symbolic link is there (never written through or
+ * replaced: one planted in a shared directory such as /tmp) or anything but a regular file
+ * (a directory when dir). Missing: fine; a regular file is replaced. */
+int kwt_check_out_path(const char *opt, const char *path, bool dir);
 /* Inside a transaction the per-file fsyncs are deferred to one syncfs before the commit. */
 extern bool kwt_defer_sync;
 int kwt_fsync_dir(const char *dir);

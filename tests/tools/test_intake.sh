@@ -119,19 +119,31 @@ grep -q "identity changed: subject" "$T/err" || fail "identity change not printe
 grep -q '"op":"ca renew (rekey, identity changed: subject' "$P/audit.log" || fail "identity change not audited"
 ok "rekey keeps the identity unless --allow-subject-change (shown and audited); one key, one NAME"
 
-# 7. exports into a shared directory with planted symlinks
+# 7. output paths in a shared directory with planted symlinks (and a FIFO): refused (exit 2,
+# the path and why named), never written through nor replaced; a regular file is replaced
 mkdir -p "$T/shared" && echo precious >"$T/victim"
-ln -s "$T/victim" "$T/shared/pkg"
-expect_rc 1 "$KW" --dir "$P" ca export alice --package "$T/shared/pkg"
-grep -q "symbolic link" "$T/err" || fail "package into a symlink not refused clearly"
-ln -s "$T/victim" "$T/shared/a.p12"
-expect_rc 0 "$KW" --dir "$P" ca export alice --format p12 --out "$T/shared/a.p12"
-[ "$(cat "$T/victim")" = precious ] || fail "p12 export wrote through a planted symlink"
-[ -L "$T/shared/a.p12" ] && fail "p12 export left the planted symlink in place"
-ln -s "$T/victim" "$T/shared/a.pem"
-expect_rc 0 "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/a.pem"
-[ "$(cat "$T/victim")" = precious ] || fail "pem export wrote through a planted symlink"
-ok "exports never write through planted symlinks"
+linkref() { # LABEL CMD...: exit 2 naming the link, the victim and the link untouched
+    local label=$1 l=${*: -1}
+    shift
+    ln -sfn "$T/victim" "$l"
+    expect_rc 2 "$@"
+    grep -q "$l is a symbolic link" "$T/err" || { cat "$T/err" >&2; fail "$label: link not named"; }
+    [ "$(cat "$T/victim")" = precious ] || fail "$label: wrote through a planted symlink"
+    [ -L "$l" ] || fail "$label: replaced the planted symlink"
+}
+linkref "package" "$KW" --dir "$P" ca export alice --package "$T/shared/pkg"
+linkref "p12" "$KW" --dir "$P" ca export alice --format p12 --out "$T/shared/a.p12"
+linkref "pem-bundle" "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/a.pem"
+linkref "metrics" "$KW" --dir "$P" ca metrics --textfile "$T/shared/m.prom"
+linkref "req" "$KW" req --key "pkcs11:token=ca;object=x" --subject "CN=x" --out "$T/shared/x.csr"
+linkref "uri2pem" "$KW" uri2pem "pkcs11:token=ca;object=ca" --out "$T/shared/x.key"
+mkfifo "$T/shared/f.pem"
+expect_rc 2 timeout 20 "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/f.pem"
+grep -q "not a regular file" "$T/err" || fail "a FIFO at --out not refused"
+echo old >"$T/shared/b.pem"
+expect_rc 0 "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/b.pem"
+grep -q "BEGIN CERTIFICATE" "$T/shared/b.pem" || fail "an existing regular file was not replaced"
+ok "export, metrics, req and uri2pem refuse a symlink or FIFO at their output path"
 
 # 14. the digest follows the CA key; keyEncipherment only for RSA server keys
 openssl x509 -in "$P/issued/good.crt" -noout -text | grep -q "Signature Algorithm: ecdsa-with-SHA384" ||
