@@ -257,67 +257,6 @@ static int check_client_opts(const char *module, const char *pin_source)
     return 0;
 }
 
-/* Does the token of uri want a PIN that nothing gives (no pin-source)? Asked of openssl with no
- * terminal, so that it cannot prompt by itself. */
-static bool pin_wanted(const char *uri, const char *cnf)
-{
-    kwt_cmd c;
-    kwt_cmd_init(&c, "pkey");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, uri);
-    kwt_cmd_add(&c, "-pubout");
-    kwt_cmd_add(&c, "-noout");
-    char *out = NULL, *err = NULL;
-    bool saved = kwt_children_no_tty;
-    kwt_children_no_tty = true;
-    bool want = kwt_run_quiet(&c, cnf, &out, &err) != 0 && err && strstr(err, "PIN required");
-    kwt_children_no_tty = saved;
-    free(out);
-    free(err);
-    return want;
-}
-
-/* Every openssl step of one command needs the PIN (look for the key, generate it, sign the
- * CSR): ask once on the terminal and hand the PIN to each child as pin-source fd:N, a sealed
- * memory file it inherits (kw_pin.c), never argv, the environment or a file on disk. Returns
- * the descriptor (-1: no prompt wanted or possible; *rc set when the prompt failed). */
-static int prompt_pin_once(const char *uri, const char *cnf, int *rc)
-{
-    *rc = 0;
-    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    if (tty < 0 || !isatty(STDIN_FILENO)) {
-        if (tty >= 0)
-            close(tty);
-        return -1;
-    }
-    close(tty);
-    if (!pin_wanted(uri, cnf))
-        return -1;
-    const size_t cap = 257;
-    char *pin = kw_secure_alloc(cap);
-    const char *t = strstr(uri, "token=");
-    char *prompt =
-        kwt_asprintf("PIN for token %.*s: ", t ? (int)strcspn(t + 6, ";?") : 0, t ? t + 6 : "");
-    int m = -1;
-    if (!pin || EVP_read_pw_string(pin, (int)cap, prompt, 0) != 0 || !*pin) {
-        *rc = kwt_err(KWT_FAIL, "no PIN was typed for %s", uri);
-    } else if ((m = memfd_create("keyward-pin", MFD_ALLOW_SEALING)) < 0 ||
-               write(m, pin, strlen(pin)) != (ssize_t)strlen(pin) || fchmod(m, 0600) != 0 ||
-               fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) !=
-                   0) {
-        *rc = kwt_err(KWT_FAIL, "cannot hand the PIN to openssl: %s", strerror(errno));
-        if (m >= 0)
-            close(m);
-        m = -1;
-    }
-    if (pin)
-        kw_secure_free(pin, cap);
-    free(prompt);
-    if (m >= 0)
-        kwt_children_no_tty = true; /* the children have the PIN: none asks again */
-    return m;
-}
-
 int kwt_cmd_req(int argc, char **argv)
 {
     const char *key = NULL, *subject = NULL, *san = NULL, *devid = NULL, *key_type = NULL,
@@ -367,21 +306,9 @@ int kwt_cmd_req(int argc, char **argv)
         kwt_buf_free(&sans);
         return KWT_FAIL;
     }
-    int pinfd = -1;
-    if (!pin_source && !strstr(key, "pin-source=") && !kwt_g.dry_run) {
-        pinfd = prompt_pin_once(key, cnf, &rc);
-        if (pinfd >= 0) {
-            char *src = kwt_asprintf("fd:%d", pinfd);
-            if (tmp)
-                kwt_rm_rf(tmp);
-            free(tmp);
-            free(cnf);
-            cnf = client_cnf(module, src, &tmp);
-            free(src);
-            if (!cnf)
-                rc = KWT_FAIL;
-        }
-    }
+    /* every openssl step (look for the key, generate it, sign the CSR) needs the PIN */
+    if (!pin_source)
+        rc = kwt_pin_prompt_once(key, cnf);
     bool created = false;
     if (rc == 0)
         rc = kwt_ensure_key(key, key_type ? key_type : "ec:P-256", cnf, false, key_type != NULL,
@@ -434,8 +361,6 @@ int kwt_cmd_req(int argc, char **argv)
     }
     if (tmp)
         kwt_rm_rf(tmp);
-    if (pinfd >= 0)
-        close(pinfd);
     free(tmp);
     free(cnf);
     free(sanopt);
@@ -468,6 +393,13 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     char *cnf = client_cnf(module, pin_source, &tmp);
     if (!cnf)
         return KWT_FAIL;
+    if (!pin_source && (rc = kwt_pin_prompt_once(pos[0], cnf)) != 0) {
+        if (tmp)
+            kwt_rm_rf(tmp);
+        free(tmp);
+        free(cnf);
+        return rc;
+    }
     kwt_cmd c;
     kwt_cmd_init(&c, "pkey");
     kwt_cmd_add(&c, "-in");

@@ -109,6 +109,11 @@ int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **st
 /* Run openssl without a controlling terminal and with stdin from /dev/null, so that it cannot
  * prompt for a PIN by itself (keyward prompted once and hands the PIN over). */
 extern bool kwt_children_no_tty;
+/* No PIN source for uri and a terminal: when its token wants a PIN, ask once (echo off) and hand
+ * it to every later openssl child of this command as keyward-pin-source = fd:N, a sealed memory
+ * file it inherits (never argv, the environment or a file on disk); the PIN is wiped here.
+ * 0 also when nothing was asked; KWT_FAIL after printing when no PIN was typed. */
+int kwt_pin_prompt_once(const char *uri, const char *cnf);
 /* Name the cause of a failed run from openssl's stderr (the provider's reason such as "PIN
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
@@ -193,6 +198,9 @@ void kwt_txn_abort(kwt_ca *ca);
 /* Path in the state being edited (staging in a txn, else the live one). */
 char *kwt_state_path(kwt_ca *ca, const char *name);
 const char *kwt_ca_cnf(kwt_ca *ca); /* openssl.cnf that openssl must use now */
+/* kwt_pin_prompt_once for the CA key when keyward.conf names no pin_source (kwt_ca_open does it
+ * for writers). */
+int kwt_ca_pin_prompt(kwt_ca *ca);
 
 int kwt_index_load(kwt_index *ix, const char *path);
 int kwt_index_save(const kwt_index *ix, const char *path);
