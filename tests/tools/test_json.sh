@@ -46,6 +46,8 @@ import json, sys
 d = json.load(open(sys.argv[1]))["result"]["certificates"]
 assert all(not c["subject"].startswith("/") for c in d), d
 assert any(c["subject"] == "CN=alice,O=Ex" for c in d), d' "$T/out" || fail "ca list subjects are not RFC 4514"
+J 0 --dir "$P" ca stats
+J 0 --dir "$P" ca stats --help
 J 0 --dir "$P" ca export alice --format pem-bundle --out "$T/alice.pem"
 J 0 --dir "$P" ca export alice --package "$T/pkg"
 J 2 --dir "$P" ca export alice --for gen-7 --format pem-bundle --out "$T/x.pem"
@@ -79,6 +81,29 @@ openssl ocsp -issuer "$P/ca/ca-1.crt" -CAfile "$P/ca/ca-1.crt" -cert "$P/issued/
     -url "http://127.0.0.1:$port/" >/dev/null 2>&1
 wait "$ocsp_pid" || fail "ca ocsp --json exit"
 echo "ca ocsp" >"$T/j/ocsp.cmd"
+# the keyring token (when built in): import, list, remove in a fresh session keyring of its own
+KMOD=$KEYWARD_BUILD/pkcs11/keyward-pkcs11.so
+if "$KW" help keyring >/dev/null 2>&1 && [ -f "$KMOD" ] && command -v keyctl >/dev/null &&
+    keyctl session - true >/dev/null 2>&1; then
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/kr.pem" 2>/dev/null
+    echo "token kr session:kwt-json-$$" >"$T/kr.conf"
+    KEYWARD_PKCS11_CONF=$T/kr.conf KEYWARD_PKCS11_MODULE=$KMOD keyctl session - bash -c '
+        i=0
+        for c in "keyring import $3 --label kj" "keyring list" "keyring remove kj"; do
+            i=$((i + 1))
+            # shellcheck disable=SC2086
+            "$1" --json $c >"$2/kr$i.json" 2>>"$2/kr.err"
+            echo $? >"$2/kr$i.rc"
+            echo "$c" >"$2/kr$i.cmd"
+        done' - "$KW" "$T/j" "$T/kr.pem" >/dev/null 2>&1
+    [ "$(cat "$T/j/kr1.rc" "$T/j/kr2.rc" "$T/j/kr3.rc" 2>/dev/null)" = "$(printf '0\n0\n0')" ] ||
+        { cat "$T/j"/kr*.json "$T/j/kr.err"; fail "keyring import/list/remove --json"; }
+    "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))["result"]
+assert [o["label"] for o in r if o["object"] == "private"] == ["kj"], r' "$T/j/kr2.json" ||
+        fail "keyring list --json does not list the imported key"
+else
+    echo "# keyring part skipped: keyring not built in, keyward-pkcs11.so missing, or no keyctl sessions"
+fi
 # every document: one JSON value, valid against the schema
 check_json_docs 30
 ok "every subcommand's --json output (ok and failing) is one document that the schema accepts"
