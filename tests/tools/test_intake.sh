@@ -104,7 +104,27 @@ expect_rc 1 "$KW" --dir "$P" ca revoke --name "$cserial"
 grep -q "no certificate named $cserial" "$T/err" || fail "--name took a serial"
 expect_rc 0 "$KW" --dir "$P" ca revoke --name carol --reason superseded
 grep -q "serial $cserial" "$T/out" || fail "revoke --name carol"
-ok "a requester's CN cannot pose as a serial; --name and --serial say which"
+# a bare argument that is both a NAME and another certificate's serial (an index from before
+# the check at signing: erin's NAME set to dave's serial) is refused with both listed
+csr dave -subj "/CN=dave/O=Ex"
+csr erin -subj "/CN=erin/O=Ex"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/dave.csr" --profile client
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/erin.csr" --profile client
+dserial=$(openssl x509 -in "$P/issued/dave.crt" -noout -serial | cut -d= -f2)
+eserial=$(openssl x509 -in "$P/issued/erin.crt" -noout -serial | cut -d= -f2)
+awk -F'\t' -v OFS='\t' -v d="$dserial" '$5 == "erin" { $5 = d } 1' "$P/state/index.txt" >"$T/ix" &&
+    cat "$T/ix" >"$P/state/index.txt"
+st() { awk -F'\t' -v s="$1" '$4 == s { print $1 }' "$P/state/index.txt"; }
+expect_rc 1 "$KW" --dir "$P" ca revoke "$dserial"
+grep -q "is both a certificate name and another certificate's serial" "$T/err" &&
+    grep -q "serial $dserial *name dave" "$T/err" && grep -q "serial $eserial *name $dserial" "$T/err" ||
+    { cat "$T/err"; fail "an ambiguous bare argument not refused with both listed"; }
+[ "$(st "$dserial")$(st "$eserial")" = VV ] || fail "an ambiguous revoke revoked something"
+expect_rc 0 "$KW" --dir "$P" ca revoke --serial "$dserial"
+[ "$(st "$dserial")$(st "$eserial")" = RV ] || fail "--serial did not revoke exactly that serial"
+expect_rc 0 "$KW" --dir "$P" ca revoke --name "$dserial"
+[ "$(st "$eserial")" = R ] || fail "--name did not revoke the certificate of that NAME"
+ok "a requester's CN cannot pose as a serial; a bare NAME-and-serial is refused; --name and --serial say which"
 
 # 4/5/6. identity: device names, rekey to another identity, one key under two names
 refused "same key under another name" "already holds a valid certificate, good" \
