@@ -177,7 +177,14 @@ expect_rc 0 "$KW" --dir "$P" ca sign "$T/rsa.csr" --profile server
 openssl x509 -in "$P/issued/rsa.crt" -noout -ext keyUsage | grep -q "Key Encipherment" ||
     fail "an RSA server key lacks keyEncipherment"
 expect_rc 0 "$KW" --dir "$P" check
-ok "P-384 CA signs certificates and CRLs with SHA-384; keyEncipherment for RSA server keys only"
+# a P-521 CA signs with SHA-512
+expect_rc 0 "$KW" --dir "$T/p521" ca init --key "pkcs11:token=ca;object=ca521" --subject "CN=P521 CA,O=Ex" \
+    --key-type ec:P-521 --pin-source "file:$T/ca.pin"
+expect_rc 0 "$KW" --dir "$T/p521" ca sign "$T/dave.csr" --profile client
+openssl x509 -in "$T/p521/issued/dave.crt" -noout -text | grep -q "Signature Algorithm: ecdsa-with-SHA512" ||
+    fail "a P-521 CA does not sign with SHA-512"
+openssl crl -in "$T/p521/crl/crl.pem" -noout -text | grep -q "ecdsa-with-SHA512" || fail "P-521 CRL not SHA-512"
+ok "P-384 CA signs certificates and CRLs with SHA-384, P-521 with SHA-512; keyEncipherment for RSA server keys only"
 # review findings: two CNs, weak keys and digests, a compromised key, a copied subject, a
 # critical SAN, a bidirectional override in the subject, a wildcard TLD, a javascript: URI
 csr twocn -subj "/O=Ex/CN=zed/CN=alice"
