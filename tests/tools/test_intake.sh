@@ -135,9 +135,18 @@ expect_rc 0 "$KW" --dir "$P" ca sign "$T/alice.csr" --profile client
 csr rootadmin -subj "/CN=root-admin/O=Ex" -addext "subjectAltName=DNS:admin.corp.example"
 refused "rekey to another identity" "another identity" "$KW" --dir "$P" ca renew alice --csr "$T/rootadmin.csr"
 expect_rc 0 "$KW" --dir "$P" ca renew alice --csr "$T/rootadmin.csr" --allow-subject-change
-grep -q "identity changed: subject" "$T/err" || fail "identity change not printed"
+grep -q "identity changed: subject CN=alice,O=Ex -> O=Ex,CN=root-admin" "$T/err" || { cat "$T/err"; fail "identity change not printed"; }
 grep -q '"op":"ca renew (rekey, identity changed: subject' "$P/audit.log" || fail "identity change not audited"
-ok "rekey keeps the identity unless --allow-subject-change (shown and audited); one key, one NAME"
+# the identity is the current certificate's: a SAN added with --san at signing is part of it
+csr frank -subj "/CN=frank/O=Ex"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/frank.csr" --profile client --san DNS:frank.example
+csr frank2 -subj "/CN=frank/O=Ex" -addext "subjectAltName=DNS:frank.example"
+expect_rc 0 "$KW" --dir "$P" ca renew frank --csr "$T/frank2.csr"
+grep -q "identity changed" "$T/err" && fail "a rekey CSR with the certificate's SANs taken as a change"
+csr frank3 -subj "/CN=frank/O=Ex" -addext "subjectAltName=DNS:other.example"
+refused "rekey adding a SAN" "subjectAltName DNS:frank.example.* -> DNS:other.example, DNS:frank.example" \
+    "$KW" --dir "$P" ca renew frank --csr "$T/frank3.csr"
+ok "rekey keeps the current certificate's identity unless --allow-subject-change (shown and audited); one key, one NAME"
 
 # 7. output paths in a shared directory with planted symlinks (and a FIFO): refused (exit 2,
 # the path and why named), never written through nor replaced; a regular file is replaced
