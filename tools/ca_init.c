@@ -272,7 +272,9 @@ int kwt_cmd_ca_init(int argc, char **argv)
     bool created;
     char *cnf = kwt_path(build, "openssl.cnf");
     char *keypem = kwt_path(build, "ca/ca-key-1.pem");
-    rc = kwt_ensure_key(key, key_type, cnf, !use_existing, true, &created, keypem);
+    rc = pin_source ? 0 : kwt_pin_prompt_once(key, cnf); /* genpkey, x509, ca -gencrl */
+    if (rc == 0)
+        rc = kwt_ensure_key(key, key_type, cnf, !use_existing, true, &created, keypem);
     free(keypem);
     free(cnf);
     if (rc)

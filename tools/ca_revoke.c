@@ -303,7 +303,7 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
         }
     }
     name = kwt_strdup(sel[0]->name);
-    subject = kwt_strdup(sel[0]->subject);
+    subject = kwt_serial_subject(ca.dir, sel[0]->serial, sel[0]->subject);
     if ((rc = kwt_txn_begin(&ca)))
         goto out;
     for (size_t i = 0; i < nsel && rc == 0; i++)

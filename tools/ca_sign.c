@@ -391,27 +391,14 @@ static int check_key_unique(const char *label, X509_REQ *req, const char *name, 
 static int check_csr(const char *label, X509_REQ *r, const char *profile, const kwt_conf *conf,
                      const char *device_id, char **cn, char **sans);
 
-/* RFC 4514 text of a name, byte for byte (no case or space folding). */
-static char *kwt_name_text(X509_NAME *n)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *p = NULL, *out;
-    long l = 0;
-    if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
-        l = BIO_get_mem_data(b, &p);
-    out = kwt_asprintf("%.*s", (int)(l > 0 ? l : 0), p ? p : "");
-    BIO_free(b);
-    return out;
-}
-
 static int cmp_strp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* "oid=value" of each RDN, values folded to lower case, sorted: the CA reorders a CSR's RDNs
- * (its policy's order), and a copy in other case is the same name to a person. */
-static char *name_key(const X509_NAME *n)
+/* "oid=value" of each RDN, sorted: the CA reorders a CSR's RDNs (its policy's order). With
+ * fold, values in lower case: a copy in other case is the same name to a person. */
+static char *name_key_fold(const X509_NAME *n, bool fold)
 {
     int c = X509_NAME_entry_count(n);
     char **items = calloc((size_t)(c > 0 ? c : 1), sizeof(*items));
@@ -421,7 +408,7 @@ static char *name_key(const X509_NAME *n)
         unsigned char *u = NULL;
         OBJ_obj2txt(oid, sizeof(oid), X509_NAME_ENTRY_get_object(e), 1);
         int ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
-        for (int j = 0; j < ul; j++)
+        for (int j = 0; fold && j < ul; j++)
             u[j] = (unsigned char)tolower(u[j]);
         items[i] = kwt_asprintf("%s=%.*s", oid, ul > 0 ? ul : 0, u ? (char *)u : "");
         OPENSSL_free(u);
@@ -438,57 +425,113 @@ static char *name_key(const X509_NAME *n)
     return b.s;
 }
 
-/* A ", "-separated SAN list in a fixed order, so that two lists compare as sets. */
-static char *sorted_list(const char *list)
+static char *name_key(const X509_NAME *n)
 {
-    char *copy = kwt_strdup(list ? list : ""), *save = NULL, *items[256];
-    size_t n = 0;
-    for (char *t = strtok_r(copy, ", ", &save); t && n < 256; t = strtok_r(NULL, ", ", &save))
-        items[n++] = t;
-    qsort(items, n, sizeof(items[0]), cmp_strp);
-    kwt_buf b = {0};
-    kwt_buf_addn(&b, "", 0);
-    for (size_t i = 0; i < n; i++)
-        kwt_buf_printf(&b, "%s%s", i ? "," : "", items[i]);
-    free(copy);
-    return b.s;
+    return name_key_fold(n, true);
 }
 
-/* Subject and SANs of two requests as keyward would certify them; *diff describes what differs
- * (NULL when the identity is the same). */
-static int identity_diff(kwt_ca *ca, const char *profile, const char *devid, X509_REQ *oldr,
-                         X509_REQ *newr, const char *newlabel, char **diff)
+/* The subjectAltName keyward writes for a request, as sign_req puts it together (the CSR's
+ * checked names, the signing record's --san, the device names), parsed as openssl ca parses it;
+ * *out NULL when there is none. */
+static int would_be_sans(const kwt_conf *conf, const char *profile, const char *csr_sans,
+                         const char *san, const char *devid, GENERAL_NAMES **out)
 {
-    char *ocn = NULL, *osan = NULL, *ncn = NULL, *nsan = NULL;
+    const char *why;
+    kwt_buf all = {0};
+    *out = NULL;
+    kwt_buf_addn(&all, "", 0);
+    if (csr_sans)
+        kwt_buf_add(&all, csr_sans);
+    char *extra = san ? kwt_san_to_conf(san, &why) : NULL;
+    if (extra)
+        kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", extra);
+    if (!strcmp(profile, "device") && devid) {
+        char *want = kwt_asprintf("DNS:device-%s", devid);
+        if (!strstr(all.s, want))
+            kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", want);
+        free(want);
+        kwt_buf_printf(&all, ", otherName:%s;UTF8:%s", conf->device_oid, devid);
+    }
+    int rc = 0;
+    if (all.len) {
+        X509V3_CTX ctx;
+        X509V3_set_ctx(&ctx, NULL, NULL, NULL, NULL, 0);
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, all.s);
+        *out = e ? X509V3_EXT_d2i(e) : NULL;
+        X509_EXTENSION_free(e);
+        if (!*out)
+            rc = kwt_err(KWT_FAIL, "cannot build the subjectAltName %s", all.s);
+    }
+    free(extra);
+    kwt_buf_free(&all);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Every name of a in b (NULL: none). */
+static bool sans_within(const GENERAL_NAMES *a, const GENERAL_NAMES *b)
+{
+    for (int i = 0; i < sk_GENERAL_NAME_num(a); i++) {
+        bool found = false;
+        for (int j = 0; j < sk_GENERAL_NAME_num(b) && !found; j++)
+            found = GENERAL_NAME_cmp(sk_GENERAL_NAME_value(a, i), sk_GENERAL_NAME_value(b, j)) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static char *sans_text(const GENERAL_NAMES *g)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    for (int i = 0; b && i < sk_GENERAL_NAME_num(g); i++) {
+        if (i)
+            BIO_puts(b, ", ");
+        GENERAL_NAME_print(b, sk_GENERAL_NAME_value(g, i));
+    }
+    char *p = NULL;
+    long l = b ? BIO_get_mem_data(b, &p) : 0;
+    char *s = l > 0 ? kwt_asprintf("%.*s", (int)l, p) : kwt_strdup("(none)");
+    BIO_free(b);
+    return s;
+}
+
+/* The identity a rekey request would get (its subject; its SANs with the signing record's --san
+ * and the device names) against the current certificate's: *diff describes what differs (NULL
+ * when the same). Subjects compare RDN by RDN, values byte for byte, in any order (the CA's
+ * policy orders a certificate's RDNs); SANs as sets. */
+static int identity_diff(kwt_ca *ca, const char *profile, const char *devid, const char *san,
+                         X509 *cur, X509_REQ *newr, const char *newlabel, char **diff)
+{
+    char *ncn = NULL, *nsan = NULL;
+    GENERAL_NAMES *want = NULL, *have = X509_get_ext_d2i(cur, NID_subject_alt_name, NULL, NULL);
     *diff = NULL;
-    int rc = check_csr("the stored CSR", oldr, profile, &ca->conf, devid, &ocn, &osan);
+    int rc = check_csr(newlabel, newr, profile, &ca->conf, devid, &ncn, &nsan);
     if (rc == 0)
-        rc = check_csr(newlabel, newr, profile, &ca->conf, devid, &ncn, &nsan);
+        rc = would_be_sans(&ca->conf, profile, nsan, san, devid, &want);
     if (rc == 0) {
         kwt_buf d = {0};
-        X509_NAME *on = X509_REQ_get_subject_name(oldr), *nn = X509_REQ_get_subject_name(newr);
+        X509_NAME *on = X509_get_subject_name(cur), *nn = X509_REQ_get_subject_name(newr);
         /* exact, as a relying party shows it: X509_NAME_cmp ignores case and spaces */
-        char *ot = kwt_name_text(on), *nt = kwt_name_text(nn);
-        bool differ = strcmp(ot, nt) != 0;
-        free(ot);
-        free(nt);
-        if (differ) {
-            char os[512], ns[512];
-            X509_NAME_oneline(on, os, sizeof(os));
-            X509_NAME_oneline(nn, ns, sizeof(ns));
-            kwt_buf_printf(&d, "subject %s -> %s", os, ns);
+        char *ok = name_key_fold(on, false), *nk = name_key_fold(nn, false);
+        if (strcmp(ok, nk) != 0) {
+            char *ot = kwt_name_text(on), *nt = kwt_name_text(nn);
+            kwt_buf_printf(&d, "subject %s -> %s", ot, nt);
+            free(ot);
+            free(nt);
         }
-        char *so = sorted_list(osan), *sn = sorted_list(nsan);
-        bool same = !strcmp(so, sn);
-        free(so);
-        free(sn);
-        if (!same)
-            kwt_buf_printf(&d, "%ssubjectAltName %s -> %s", d.len ? "; " : "",
-                           osan ? osan : "(none)", nsan ? nsan : "(none)");
+        free(ok);
+        free(nk);
+        if (!sans_within(have, want) || !sans_within(want, have)) {
+            char *ht = sans_text(have), *wt = sans_text(want);
+            kwt_buf_printf(&d, "%ssubjectAltName %s -> %s", d.len ? "; " : "", ht, wt);
+            free(ht);
+            free(wt);
+        }
         *diff = d.s;
     }
-    free(ocn);
-    free(osan);
+    GENERAL_NAMES_free(have);
+    GENERAL_NAMES_free(want);
     free(ncn);
     free(nsan);
     return rc;
@@ -1626,11 +1669,14 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     if ((rc = csr_read_once(csr ? csr : oldcsr, &newreq)))
         goto out;
     if (csr) {
-        X509_REQ *oldreq = NULL;
-        if ((rc = csr_read_once(oldcsr, &oldreq)) == 0)
-            rc = identity_diff(&ca, profile, devid && *devid ? devid : NULL, oldreq, newreq, csr,
-                               &diff);
-        X509_REQ_free(oldreq);
+        /* compared with the current certificate (SANs added with --san at signing included) */
+        char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, old_serial);
+        X509 *cur = kwt_load_cert(cp);
+        rc = cur ? identity_diff(&ca, profile, devid && *devid ? devid : NULL,
+                                 san && *san ? san : NULL, cur, newreq, csr, &diff)
+                 : kwt_err(KWT_FAIL, "cannot read %s, the current certificate of %s", cp, name);
+        X509_free(cur);
+        free(cp);
         if (rc)
             goto out;
         if (diff && !subject_change) {

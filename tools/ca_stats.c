@@ -414,6 +414,8 @@ int kwt_cmd_ca_metrics(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (kwt_g.dry_run)
         return kwt_err(KWT_USAGE, "ca metrics changes nothing in the CA: run it without --dry-run");
+    if (textfile && (rc = kwt_check_out_path("--textfile", textfile, false)))
+        return rc;
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;

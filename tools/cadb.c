@@ -485,6 +485,11 @@ int kwt_ca_open(kwt_ca *ca, bool writer)
             kwt_ca_close(ca);
             return KWT_FAIL;
         }
+        /* a writer signs with the CA key: no pin_source, on a terminal, one prompt */
+        if (kwt_ca_pin_prompt(ca) != 0) {
+            kwt_ca_close(ca);
+            return KWT_FAIL;
+        }
     }
     ca->gen = current_gen(ca->dir);
     if (ca->gen < 0) {

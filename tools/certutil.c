@@ -35,15 +35,33 @@ char *kwt_cert_fingerprint(X509 *x)
     return b.s;
 }
 
-char *kwt_cert_subject(X509 *x)
+/* RFC 4514, most specific RDN first (as `openssl x509 -nameopt RFC2253` prints it), UTF-8 kept
+ * as it is and byte for byte (no case or space folding): every subject and issuer keyward shows,
+ * in text and in JSON. */
+char *kwt_name_text(const X509_NAME *n)
 {
     BIO *bio = BIO_new(BIO_s_mem());
-    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
-                       (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB & ~XN_FLAG_DN_REV));
-    char *data;
-    long n = BIO_get_mem_data(bio, &data);
-    char *s = kwt_asprintf("%.*s", (int)n, data);
+    char *data = NULL;
+    long l = 0;
+    if (bio && n && X509_NAME_print_ex(bio, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+        l = BIO_get_mem_data(bio, &data);
+    char *s = kwt_asprintf("%.*s", (int)(l > 0 ? l : 0), data ? data : "");
     BIO_free(bio);
+    return s;
+}
+
+char *kwt_cert_subject(X509 *x)
+{
+    return kwt_name_text(X509_get_subject_name(x));
+}
+
+char *kwt_serial_subject(const char *cadir, const char *serial, const char *fallback)
+{
+    char *p = kwt_asprintf("%s/certs/%s.pem", cadir, serial);
+    X509 *x = kwt_load_cert(p);
+    char *s = x ? kwt_cert_subject(x) : kwt_strdup(fallback ? fallback : "");
+    X509_free(x);
+    free(p);
     return s;
 }
 

@@ -59,6 +59,11 @@ char *kwt_read_file(const char *path, size_t *len);
 /* Write a file atomically: temp file in the same directory, fsync, rename, fsync the dir. */
 int kwt_write_atomic(const char *path, const void *data, size_t len, int mode);
 int kwt_copy_file(const char *from, const char *to, int mode); /* atomic, fsynced */
+/* An output path the operator gave (--out, --textfile, --package; opt names it): refused with
+ * KWT_USAGE, after printing why, when a symbolic link is there (never written through or
+ * replaced: one planted in a shared directory such as /tmp) or anything but a regular file
+ * (a directory when dir). Missing: fine; a regular file is replaced. */
+int kwt_check_out_path(const char *opt, const char *path, bool dir);
 /* Inside a transaction the per-file fsyncs are deferred to one syncfs before the commit. */
 extern bool kwt_defer_sync;
 int kwt_fsync_dir(const char *dir);
@@ -105,6 +110,11 @@ int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **st
 /* Run openssl without a controlling terminal and with stdin from /dev/null, so that it cannot
  * prompt for a PIN by itself (keyward prompted once and hands the PIN over). */
 extern bool kwt_children_no_tty;
+/* No PIN source for uri and a terminal: when its token wants a PIN, ask once (echo off) and hand
+ * it to every later openssl child of this command as keyward-pin-source = fd:N, a sealed memory
+ * file it inherits (never argv, the environment or a file on disk); the PIN is wiped here.
+ * 0 also when nothing was asked; KWT_FAIL after printing when no PIN was typed. */
+int kwt_pin_prompt_once(const char *uri, const char *cnf);
 /* Name the cause of a failed run from openssl's stderr (the provider's reason such as "PIN
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
@@ -193,6 +203,9 @@ void kwt_txn_abort(kwt_ca *ca);
 /* Path in the state being edited (staging in a txn, else the live one). */
 char *kwt_state_path(kwt_ca *ca, const char *name);
 const char *kwt_ca_cnf(kwt_ca *ca); /* openssl.cnf that openssl must use now */
+/* kwt_pin_prompt_once for the CA key when keyward.conf names no pin_source (kwt_ca_open does it
+ * for writers). */
+int kwt_ca_pin_prompt(kwt_ca *ca);
 
 int kwt_index_load(kwt_index *ix, const char *path);
 int kwt_index_save(const kwt_index *ix, const char *path);
@@ -280,8 +293,13 @@ int kwt_take_tags(const char *cmd, int *argc, char **argv, kwt_meta *m);
 struct x509_st;
 struct X509_req_st;
 struct x509_st *kwt_load_cert(const char *path);
-char *kwt_cert_fingerprint(struct x509_st *x);                       /* SHA-256, AA:BB:.. */
-char *kwt_cert_subject(struct x509_st *x);                           /* RFC 2253 */
+char *kwt_cert_fingerprint(struct x509_st *x); /* SHA-256, AA:BB:.. */
+/* Every subject and issuer shown, text and JSON: RFC 4514, most specific RDN first. */
+struct X509_name_st;
+char *kwt_name_text(const struct X509_name_st *n);
+char *kwt_cert_subject(struct x509_st *x); /* kwt_name_text of the subject */
+/* The subject of certs/SERIAL.pem in CA directory cadir; fallback when it cannot be read. */
+char *kwt_serial_subject(const char *cadir, const char *serial, const char *fallback);
 char *kwt_cert_serial(struct x509_st *x);                            /* upper-case hex */
 long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */

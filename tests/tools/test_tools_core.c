@@ -82,14 +82,15 @@ static void test_days_keytypes_reasons(void **state)
 static void test_dn(void **state)
 {
     const char *why;
-    char *s = kwt_dn_to_subj("CN=alice,O=Example", &why);
-    assert_string_equal(s, "/CN=alice/O=Example");
+    /* RFC 4514 (most specific first) to openssl's -subj order (least specific first) */
+    char *s = kwt_dn_to_subj("CN=alice,O=Example,C=GB", &why);
+    assert_string_equal(s, "/C=GB/O=Example/CN=alice");
     free(s);
     s = kwt_dn_to_subj("/CN=a\\/b/O=x", &why);
     assert_string_equal(s, "/CN=a\\/b/O=x");
     free(s);
     s = kwt_dn_to_subj("CN=a\\,b = \"q\",OU=x+y", &why);
-    assert_string_equal(s, "/CN=a,b = \"q\"/OU=x\\+y");
+    assert_string_equal(s, "/OU=x\\+y/CN=a,b = \"q\"");
     free(s);
     s = kwt_dn_to_subj("CN=ünïcødé", &why);
     assert_string_equal(s, "/CN=ünïcødé");
