@@ -135,7 +135,9 @@ ok "one event each: batch issue, renew, revoke, renew --due (renewed, expiring),
 n=0
 for f in "$T"/env/*[0-9]; do
     n=$((n + 1))
-    names=$(cut -d= -f1 "$f" | sort | tr '\n' ' ')
+    # (under the valgrind test setups, valgrind adds its own two to a child it traces)
+    names=$(grep -v -e '^VALGRIND_LIB=' -e '^LD_PRELOAD=\([^:]*/vgpreload_[a-z0-9-]*\.so:\)\+$' "$f" |
+        cut -d= -f1 | sort | tr '\n' ' ')
     [ "$names" = "HOME LANG PATH PWD " ] || { cat "$f"; fail "the hook's environment: $names"; }
     grep -q 11112222 "$f" && fail "the hook's environment holds the PIN"
     grep -q "$T/ca.pin" "$f" && fail "the hook's environment names the PIN file"
