@@ -108,6 +108,8 @@ extern bool kwt_children_no_tty;
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
 bool kwt_explain_failure(const kwt_cmd *c, const char *cnf, const char *err);
+/* Report a failed run whose stderr kwt_run_quiet returned, as kwt_run would have. */
+void kwt_run_failed(const kwt_cmd *c, const char *cnf, const char *err);
 
 /* ---- argument parsing (util.c) ---- */
 typedef struct {
@@ -195,6 +197,10 @@ void kwt_index_free(kwt_index *ix);
 kwt_row *kwt_index_find_serial(kwt_index *ix, const char *serial);
 /* The newest row with this NAME (any status); NULL when none. */
 kwt_row *kwt_index_find_name(kwt_index *ix, const char *name);
+/* newest[i]: row i is the newest row of its NAME (one pass; free() it); NULL without memory. */
+bool *kwt_index_newest(const kwt_index *ix);
+/* The NIDs of the subject fields policy_match makes openssl ca compare with the CA's. */
+int kwt_policy_match_nids(const kwt_conf *c, int *nids, int max);
 int kwt_index_parse_line(char *line, kwt_row *r); /* for tests */
 /* Link issued/NAME.crt to certs/SERIAL.pem. */
 int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial);
