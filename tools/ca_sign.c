@@ -280,14 +280,22 @@ static bool spki_sha256(EVP_PKEY *pk, unsigned char out[32])
 typedef struct {
     unsigned char h[32];
     const char *name, *serial;
-    bool compromised;   /* revoked for keyCompromise: never certified again */
-    X509_NAME *subject; /* of a valid certificate */
+    bool compromised; /* revoked for keyCompromise: never certified again */
+    char *subj;       /* name_key() of a valid certificate's subject */
 } held_key;
 
 static int cmp_held(const void *a, const void *b)
 {
     return memcmp(((const held_key *)a)->h, ((const held_key *)b)->h, 32);
 }
+
+static int cmp_held_subj(const void *a, const void *b)
+{
+    const char *x = ((const held_key *)a)->subj, *y = ((const held_key *)b)->subj;
+    return !x || !y ? (x != NULL) - (y != NULL) : strcmp(x, y);
+}
+
+static char *name_key(const X509_NAME *n);
 
 /* The public keys of the CA's unexpired valid certificates, sorted by SPKI hash (one pass over
  * the index, so a batch checks each of its CSRs without reading the CA again). */
@@ -309,7 +317,7 @@ static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
             k[*n].name = r->name;
             k[*n].serial = r->serial;
             k[*n].compromised = compromised;
-            k[*n].subject = compromised ? NULL : X509_NAME_dup(X509_get_subject_name(x));
+            k[*n].subj = compromised ? NULL : name_key(X509_get_subject_name(x));
             (*n)++;
         }
         X509_free(x);
@@ -319,50 +327,71 @@ static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
     return k;
 }
 
+/* The same entries sorted by subject, for check_subject_unique (free() it; the strings are
+ * k's). */
+static held_key *held_by_subject(const held_key *k, size_t n)
+{
+    held_key *s = malloc((n ? n : 1) * sizeof(*s));
+    if (s) {
+        memcpy(s, k, n * sizeof(*s));
+        qsort(s, n, sizeof(*s), cmp_held_subj);
+    }
+    return s;
+}
+
 static void held_keys_free(held_key *k, size_t n)
 {
     for (size_t i = 0; k && i < n; i++)
-        X509_NAME_free(k[i].subject);
+        free(k[i].subj);
     free(k);
+}
+
+/* The entries of k (sorted by cmp) equal to want: [*first, return value). */
+static const held_key *held_range(const held_key *want, const held_key *k, size_t n,
+                                  int (*cmp)(const void *, const void *), const held_key **first)
+{
+    const held_key *hit = n ? bsearch(want, k, n, sizeof(*k), cmp) : NULL, *end = hit;
+    while (hit && hit > k && !cmp(hit - 1, want))
+        hit--;
+    while (end && end < k + n && !cmp(end, want))
+        end++;
+    *first = hit;
+    return end;
 }
 
 /* Refuse a key revoked for keyCompromise, always: what was compromised stays so. */
 static int check_key_not_compromised(const char *label, X509_REQ *req, const held_key *k, size_t n)
 {
-    unsigned char want[32];
-    if (!spki_sha256(X509_REQ_get0_pubkey(req), want))
+    held_key want;
+    const held_key *hit, *end;
+    if (!spki_sha256(X509_REQ_get0_pubkey(req), want.h))
         return kwt_err(KWT_FAIL, "%s: cannot hash the CSR's public key", label);
-    for (size_t i = 0; i < n; i++)
-        if (k[i].compromised && !memcmp(k[i].h, want, 32))
+    for (end = held_range(&want, k, n, cmp_held, &hit); hit && hit < end; hit++)
+        if (hit->compromised)
             return kwt_err(
                 KWT_FAIL,
                 "%s: its public key was revoked for keyCompromise (%s, serial %s); a "
                 "compromised key is never certified again: the requester needs a new key",
-                label, k[i].name, k[i].serial);
+                label, hit->name, hit->serial);
     return 0;
 }
 
-static char *name_key(const X509_NAME *n);
-
 /* Refuse a subject that another NAME holds a valid certificate for (a requester copying
- * someone's subject under a name of their own), unless the operator allows it. */
+ * someone's subject under a name of their own), unless the operator allows it. by_subj: from
+ * held_by_subject. */
 static int check_subject_unique(const char *label, X509_REQ *req, const char *name,
-                                const held_key *k, size_t n)
+                                const held_key *by_subj, size_t n)
 {
-    char *want = name_key(X509_REQ_get_subject_name(req));
+    held_key want = {.subj = name_key(X509_REQ_get_subject_name(req))};
+    const held_key *hit, *end;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (!k[i].subject || strcmp(k[i].name, name) == 0)
-            continue;
-        char *have = name_key(k[i].subject);
-        if (!strcmp(have, want))
+    for (end = held_range(&want, by_subj, n, cmp_held_subj, &hit); hit && hit < end && !rc; hit++)
+        if (hit->subj && strcmp(hit->name, name) != 0)
             rc = kwt_err(KWT_FAIL,
                          "%s: its subject is that of %s's valid certificate (serial %s); renew %s "
                          "instead, or pass --allow-same-subject",
-                         label, k[i].name, k[i].serial, k[i].name);
-        free(have);
-    }
-    free(want);
+                         label, hit->name, hit->serial, hit->name);
+    free(want.subj);
     return rc;
 }
 
@@ -372,13 +401,10 @@ static int check_key_unique(const char *label, X509_REQ *req, const char *name, 
                             size_t n)
 {
     held_key want;
+    const held_key *hit, *end;
     if (!spki_sha256(X509_REQ_get0_pubkey(req), want.h))
         return kwt_err(KWT_FAIL, "%s: cannot hash the CSR's public key", label);
-    const held_key *hit = bsearch(&want, k, n, sizeof(*k), cmp_held);
-    /* equal hashes are adjacent: look at all of them */
-    while (hit && hit > k && !memcmp(hit[-1].h, want.h, 32))
-        hit--;
-    for (; hit && hit < k + n && !memcmp(hit->h, want.h, 32); hit++)
+    for (end = held_range(&want, k, n, cmp_held, &hit); hit && hit < end; hit++)
         if (!hit->compromised && strcmp(hit->name, name) != 0)
             return kwt_err(KWT_FAIL,
                            "%s: its public key already holds a valid certificate, %s (serial %s); "
@@ -1109,9 +1135,18 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     X509_REQ **reqs = calloc(n ? n : 1, sizeof(*reqs));
     char *ixp = NULL, *bcnf = NULL;
     bool first_rsa = false;
-    held_key *keys = NULL;
-    size_t nkeys = 0;
+    held_key *keys = NULL, *keys_subj = NULL;
+    size_t nkeys = 0, hcap = 64;
+    /* the batch's own keys, by SPKI hash: slot = 1 + index of the CSR (0: empty) */
+    while (hcap < 2 * n)
+        hcap *= 2;
+    size_t *hslot = calloc(hcap, sizeof(*hslot));
+    unsigned char(*rh)[32] = calloc(n ? n : 1, sizeof(*rh));
     kwt_index ix0 = {0}, ix1 = {0};
+    if (!hslot || !rh) {
+        rc = kwt_err(KWT_FAIL, "out of memory");
+        goto out;
+    }
     if (n == 0) {
         rc = kwt_err(KWT_USAGE, "--batch %s: no CSRs found", src);
         goto out;
@@ -1170,27 +1205,40 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
                          files[i], names[i]);
             goto out;
         }
-        if (!keys)
+        if (!keys) {
             keys = held_keys(ca, &ix0, &nkeys);
+            keys_subj = keys ? held_by_subject(keys, nkeys) : NULL;
+            if (!keys_subj) {
+                free(cn);
+                free(sans);
+                rc = kwt_err(KWT_FAIL, "out of memory");
+                goto out;
+            }
+        }
         if ((rc = check_key_not_compromised(files[i], req, keys, nkeys)) ||
-            (!same_subject && (rc = check_subject_unique(files[i], req, names[i], keys, nkeys))) ||
+            (!same_subject &&
+             (rc = check_subject_unique(files[i], req, names[i], keys_subj, nkeys))) ||
             (!same_key && (rc = check_key_unique(files[i], req, names[i], keys, nkeys)))) {
             free(cn);
             free(sans);
             goto out;
         }
-        for (size_t j = 0; !same_key && j < i; j++) {
-            unsigned char a1[32], a2[32];
-            if (spki_sha256(X509_REQ_get0_pubkey(reqs[j]), a1) &&
-                spki_sha256(X509_REQ_get0_pubkey(req), a2) && !memcmp(a1, a2, 32)) {
+        if (!same_key && spki_sha256(X509_REQ_get0_pubkey(req), rh[i])) {
+            size_t h = 0;
+            memcpy(&h, rh[i], sizeof(h));
+            for (h &= hcap - 1; hslot[h] && memcmp(rh[hslot[h] - 1], rh[i], 32);
+                 h = (h + 1) & (hcap - 1))
+                ;
+            if (hslot[h]) {
                 free(cn);
                 free(sans);
                 rc = kwt_err(KWT_FAIL,
                              "%s and %s have the same public key (--allow-same-key "
                              "to sign both)",
-                             files[j], files[i]);
+                             files[hslot[h] - 1], files[i]);
                 goto out;
             }
+            hslot[h] = i + 1;
         }
         bool nosan = !sans;
         free(cn);
@@ -1327,6 +1375,9 @@ out:
         X509_REQ_free(reqs ? reqs[i] : NULL);
     }
     held_keys_free(keys, nkeys);
+    free(keys_subj);
+    free(hslot);
+    free(rh);
     if (bcnf)
         unlink(bcnf);
     free(bcnf);
@@ -1458,12 +1509,13 @@ static int sign_main(const char *profile, const char *name, const char *days_s, 
                          name, r->serial, name);
         if (rc == 0) {
             size_t nk = 0;
-            held_key *k = held_keys(&ca, &ix, &nk);
+            held_key *k = held_keys(&ca, &ix, &nk), *ks = k ? held_by_subject(k, nk) : NULL;
             rc = check_key_not_compromised(pos[0], req, k, nk);
             if (rc == 0 && !same_key)
                 rc = check_key_unique(pos[0], req, name, k, nk);
             if (rc == 0 && !same_subject)
-                rc = check_subject_unique(pos[0], req, name, k, nk);
+                rc = check_subject_unique(pos[0], req, name, ks, ks ? nk : 0);
+            free(ks);
             held_keys_free(k, nk);
         }
     }
