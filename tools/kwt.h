@@ -266,11 +266,14 @@ int kwt_take_tags(const char *cmd, int *argc, char **argv, kwt_meta *m);
 struct x509_st;
 struct X509_req_st;
 struct x509_st *kwt_load_cert(const char *path);
-char *kwt_cert_fingerprint(struct x509_st *x);                       /* SHA-256, AA:BB:.. */
-char *kwt_cert_subject(struct x509_st *x);                           /* RFC 2253 */
-char *kwt_cert_serial(struct x509_st *x);                            /* upper-case hex */
-long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
-char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
+char *kwt_cert_fingerprint(struct x509_st *x); /* SHA-256, AA:BB:.. */
+char *kwt_cert_subject(struct x509_st *x);     /* RFC 2253 */
+char *kwt_cert_serial(struct x509_st *x);
+/* The SHA-256 fingerprint (AA:BB:..) and RFC 4514 subject of the certificate file at path (PEM
+ * or DER), read without decoding its public key (for listing many); -1 when unreadable. */
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject); /* upper-case hex */
+long long kwt_asn1_to_time(const char *yymmdd);                           /* index date -> time_t */
+char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix);      /* openssl -subj form */
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
 /* show.c: SHA-256 of the DER SubjectPublicKeyInfo (AA:BB:..), what a requester reads out to
  * the CA operator; a CSR from a file (PEM or DER), NULL when unreadable. */
