@@ -272,6 +272,18 @@ static bool in_list(const char *list, const char *a, const char *b)
     return found;
 }
 
+int kwt_policy_match_nids(const kwt_conf *c, int *nids, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof(policy_fields) / sizeof(policy_fields[0]) && n < max; i++)
+        if (strcmp(policy_fields[i][0], "CN") &&
+            in_list(c->policy_match ? c->policy_match : "", policy_fields[i][0],
+                    policy_fields[i][1]) &&
+            OBJ_txt2nid(policy_fields[i][1]) != NID_undef)
+            nids[n++] = OBJ_txt2nid(policy_fields[i][1]);
+    return n;
+}
+
 char *kwt_crl_url_for(const kwt_conf *c, int gen)
 {
     if (!c->crl_url)
@@ -866,6 +878,34 @@ kwt_row *kwt_index_find_name(kwt_index *ix, const char *name)
         if (!strcmp(ix->rows[i].name, name))
             return &ix->rows[i];
     return NULL;
+}
+
+bool *kwt_index_newest(const kwt_index *ix)
+{
+    bool *newest = calloc(ix->n ? ix->n : 1, sizeof(*newest));
+    size_t cap = 64;
+    while (cap < ix->n * 2)
+        cap *= 2;
+    const char **seen = newest ? calloc(cap, sizeof(*seen)) : NULL;
+    if (!seen) {
+        free(newest);
+        return NULL;
+    }
+    for (size_t i = ix->n; i-- > 0;) {
+        const char *name = ix->rows[i].name;
+        unsigned long h = 5381;
+        for (const char *c = name; *c; c++)
+            h = h * 33 + (unsigned char)*c;
+        size_t slot = h & (cap - 1);
+        while (seen[slot] && strcmp(seen[slot], name) != 0)
+            slot = (slot + 1) & (cap - 1);
+        if (!seen[slot]) {
+            seen[slot] = name;
+            newest[i] = true;
+        }
+    }
+    free(seen);
+    return newest;
 }
 
 int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial)

@@ -119,6 +119,8 @@ int kwt_pin_prompt_once(const char *uri, const char *cnf);
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
 bool kwt_explain_failure(const kwt_cmd *c, const char *cnf, const char *err);
+/* Report a failed run whose stderr kwt_run_quiet returned, as kwt_run would have. */
+void kwt_run_failed(const kwt_cmd *c, const char *cnf, const char *err);
 
 /* ---- argument parsing (util.c) ---- */
 typedef struct {
@@ -213,6 +215,10 @@ void kwt_index_free(kwt_index *ix);
 kwt_row *kwt_index_find_serial(kwt_index *ix, const char *serial);
 /* The newest row with this NAME (any status); NULL when none. */
 kwt_row *kwt_index_find_name(kwt_index *ix, const char *name);
+/* newest[i]: row i is the newest row of its NAME (one pass; free() it); NULL without memory. */
+bool *kwt_index_newest(const kwt_index *ix);
+/* The NIDs of the subject fields policy_match makes openssl ca compare with the CA's. */
+int kwt_policy_match_nids(const kwt_conf *c, int *nids, int max);
 int kwt_index_parse_line(char *line, kwt_row *r); /* for tests */
 /* Link issued/NAME.crt to certs/SERIAL.pem. */
 int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial);
@@ -303,6 +309,9 @@ char *kwt_serial_subject(const char *cadir, const char *serial, const char *fall
 char *kwt_cert_serial(struct x509_st *x);                            /* upper-case hex */
 long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
+/* The SHA-256 fingerprint (AA:BB:..) and RFC 4514 subject of the certificate file at path (PEM
+ * or DER), read without decoding its public key (for listing many); -1 when unreadable. */
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject);
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
 /* show.c: SHA-256 of the DER SubjectPublicKeyInfo (AA:BB:..), what a requester reads out to
  * the CA operator; a CSR from a file (PEM or DER), NULL when unreadable. */

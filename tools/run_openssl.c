@@ -453,6 +453,11 @@ static void failed(const kwt_cmd *c, const char *cnf, int st, const char *err)
     show_errors(err, false);
 }
 
+void kwt_run_failed(const kwt_cmd *c, const char *cnf, const char *err)
+{
+    failed(c, cnf, 1 << 8, err ? err : ""); /* as an exit status of 1 */
+}
+
 static int run(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to)
 {
     if (stdout_to)
