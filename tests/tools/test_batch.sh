@@ -17,6 +17,27 @@ before=$(tree_sum "$P")
 expect_rc 1 "$KW" --dir "$P" ca sign --batch "$T/bad" --profile server
 grep -q "zz-garbage.csr: not a certificate request" "$T/err" || fail "bad CSR in batch not named"
 [ "$(tree_sum "$P")" = "$before" ] || fail "a failed batch changed the CA"
+# a hostile CSR in a batch (openssl copies a batch's vetted SANs): a DNS name with a NUL byte
+# (good.example.com\0.evil.com) and a Windows UPN otherName; each stops the whole batch, named.
+# NAME:REASON:TAG=VALUE (the otherName's value starts with two bytes that are dropped)
+for h in nul:NUL:82=good.example.com\\x00.evil.com upn:otherName:a0=0\\x18\\x06\\x0a+\\x06\\x01\\x04\\x01\\x827\\x14\\x02\\x03\\xa0\\x0a\\x0c\\x08admin@ex; do
+    n=${h%%:*} why=${h#*:}
+    why=${why%%:*} h=${h#*:} h=${h#*:}
+    mkdir "$T/hostile-$n"
+    cp "$T/in/host1.csr" "$T/in/host2.csr" "$T/hostile-$n/"
+    der=$(python3 -c '
+import sys
+def tlv(t, b):
+    return bytes([t, len(b)]) + b
+t, v = sys.argv[1].split("=", 1)
+b = v.encode("latin-1").decode("unicode_escape").encode("latin-1")
+print(tlv(0x30, tlv(int(t, 16), b[2:] if t == "a0" else b)).hex())' "$h")
+    csr "$T/hostile-$n/zz-$n.csr" "$n.example" "subjectAltName=DER:$der"
+    expect_rc 1 "$KW" --dir "$P" ca sign --batch "$T/hostile-$n" --profile server
+    grep "zz-$n.csr" "$T/err" | grep -q "$why" || { cat "$T/err"; fail "batch with a hostile $n SAN: the CSR and '$why' not named"; }
+    [ "$(tree_sum "$P")" = "$before" ] || fail "batch with a hostile $n SAN changed the CA"
+done
+ok "a batch with a NUL-byte DNS name or a UPN otherName is refused whole, the CSR named"
 expect_rc 2 "$KW" --dir "$P" ca sign --batch "$T/in" --profile device
 expect_rc 0 "$KW" --dir "$P" --json ca sign --batch "$T/in" --profile server
 python3 -c '
