@@ -87,51 +87,83 @@ static bool der_skip(const unsigned char **p, long left, int *tag, int *cls)
     return true;
 }
 
-int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
+/* A certificate file read without decoding it: its DER, and where its subject and
+ * subjectPublicKeyInfo are in it. */
+typedef struct {
+    char *text;
+    unsigned char *pem_der;
+    const unsigned char *der, *subj, *spki;
+    long dlen, subj_len, spki_len;
+} cert_view;
+
+static void view_free(cert_view *v)
+{
+    OPENSSL_free(v->pem_der);
+    free(v->text);
+    ERR_clear_error();
+}
+
+static int view_cert(const char *path, cert_view *v)
 {
     size_t len = 0;
-    char *text = kwt_read_file(path, &len);
-    unsigned char *pem_der = NULL;
-    const unsigned char *der = (const unsigned char *)text, *p, *q;
-    long dlen = (long)len, l = 0;
-    int tag, cls, rc = -1;
-    *fingerprint = *subject = NULL;
-    if (!text)
+    const unsigned char *p, *q, *end;
+    long l = 0;
+    int tag, cls;
+    memset(v, 0, sizeof(*v));
+    if (!(v->text = kwt_read_file(path, &len)))
         return -1;
-    if (len > 10 && !memcmp(text, "-----BEGIN", 10)) {
-        BIO *b = BIO_new_mem_buf(text, (int)len);
+    v->der = (const unsigned char *)v->text;
+    v->dlen = (long)len;
+    if (len > 10 && !memcmp(v->text, "-----BEGIN", 10)) {
+        BIO *b = BIO_new_mem_buf(v->text, (int)len);
         char *name = NULL, *hdr = NULL;
-        if (!b || PEM_read_bio(b, &name, &hdr, &pem_der, &dlen) != 1 || strcmp(name, "CERTIFICATE"))
-            dlen = 0;
+        if (!b || PEM_read_bio(b, &name, &hdr, &v->pem_der, &v->dlen) != 1 ||
+            strcmp(name, "CERTIFICATE"))
+            v->dlen = 0;
         OPENSSL_free(name);
         OPENSSL_free(hdr);
         BIO_free(b);
-        der = pem_der;
+        v->der = v->pem_der;
     }
     /* Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serial,
-     * signature, issuer, validity, subject, ... }, ... } */
-    p = der;
-    if (!der || dlen <= 0 || ASN1_get_object(&p, &l, &tag, &cls, dlen) & 0x80 ||
-        tag != V_ASN1_SEQUENCE || l > dlen - (p - der))
-        goto out;
-    dlen = (long)(p - der) + l; /* a DER file's certificate, without trailing bytes */
-    const unsigned char *end = p + l;
+     * signature, issuer, validity, subject, subjectPublicKeyInfo, ... }, ... } */
+    p = v->der;
+    if (!p || v->dlen <= 0 || ASN1_get_object(&p, &l, &tag, &cls, v->dlen) & 0x80 ||
+        tag != V_ASN1_SEQUENCE || l > v->dlen - (p - v->der))
+        return -1;
+    v->dlen = (long)(p - v->der) + l; /* a DER file's certificate, without trailing bytes */
+    end = p + l;
     if (ASN1_get_object(&p, &l, &tag, &cls, end - p) & 0x80 || tag != V_ASN1_SEQUENCE)
-        goto out;
+        return -1;
     q = p;
     if (!der_skip(&q, end - q, &tag, &cls))
-        goto out;
+        return -1;
     if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0)
         p = q;                  /* the version */
     for (int i = 0; i < 4; i++) /* serial, signature, issuer, validity */
         if (!der_skip(&p, end - p, &tag, &cls))
-            goto out;
-    q = p;
-    X509_NAME *n = d2i_X509_NAME(NULL, &q, end - p);
-    if (!n)
-        goto out;
+            return -1;
+    v->subj = p;
+    if (!der_skip(&p, end - p, &tag, &cls))
+        return -1;
+    v->subj_len = p - v->subj;
+    v->spki = p;
+    if (!der_skip(&p, end - p, &tag, &cls) || tag != V_ASN1_SEQUENCE)
+        return -1;
+    v->spki_len = p - v->spki;
+    return 0;
+}
+
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
+{
+    cert_view v;
     unsigned char md[32];
-    if (EVP_Digest(der, (size_t)dlen, md, NULL, EVP_sha256(), NULL) == 1) {
+    X509_NAME *n = NULL;
+    const unsigned char *q;
+    int rc = -1;
+    *fingerprint = *subject = NULL;
+    if (view_cert(path, &v) == 0 && (q = v.subj, n = d2i_X509_NAME(NULL, &q, v.subj_len)) &&
+        EVP_Digest(v.der, (size_t)v.dlen, md, NULL, EVP_sha256(), NULL) == 1) {
         kwt_buf b = {0};
         for (int i = 0; i < 32; i++)
             kwt_buf_printf(&b, i ? ":%02X" : "%02X", md[i]);
@@ -140,10 +172,21 @@ int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
         rc = 0;
     }
     X509_NAME_free(n);
-out:
-    ERR_clear_error();
-    OPENSSL_free(pem_der);
-    free(text);
+    view_free(&v);
+    return rc;
+}
+
+int kwt_cert_key_subject(const char *path, unsigned char spki_sha256[32], X509_NAME **subject)
+{
+    cert_view v;
+    const unsigned char *q;
+    int rc = -1;
+    *subject = NULL;
+    if (view_cert(path, &v) == 0 &&
+        EVP_Digest(v.spki, (size_t)v.spki_len, spki_sha256, NULL, EVP_sha256(), NULL) == 1 &&
+        (q = v.subj, *subject = d2i_X509_NAME(NULL, &q, v.subj_len)))
+        rc = 0;
+    view_free(&v);
     return rc;
 }
 

@@ -312,6 +312,13 @@ char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl 
 /* The SHA-256 fingerprint (AA:BB:..) and RFC 4514 subject of the certificate file at path (PEM
  * or DER), read without decoding its public key (for listing many); -1 when unreadable. */
 int kwt_cert_brief(const char *path, char **fingerprint, char **subject);
+/* The SHA-256 of the certificate's subjectPublicKeyInfo as encoded in it (openssl ca wrote it:
+ * the DER that i2d_PUBKEY gives) and its subject (X509_NAME_free it), read the same way. */
+struct X509_name_st;
+int kwt_cert_key_subject(const char *path, unsigned char spki_sha256[32],
+                         struct X509_name_st **subject);             /* upper-case hex */
+long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
+char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
 /* show.c: SHA-256 of the DER SubjectPublicKeyInfo (AA:BB:..), what a requester reads out to
  * the CA operator; a CSR from a file (PEM or DER), NULL when unreadable. */
