@@ -734,6 +734,67 @@ out:
     return rc;
 }
 
+/* One openssl ca process signs a whole batch (or a renewal run), and it cannot take a
+ * subjectAltName per request from keyward, so those runs let openssl copy the requests' own
+ * (copy_extensions = copy): from the private copies whose names check_csr vetted one by one.
+ * Every profile sets basicConstraints, keyUsage, extendedKeyUsage (subca: refused in the
+ * request) and subjectKeyIdentifier, which copy never overrides, so the subjectAltName is all
+ * it can add. This checks that on each certificate before the run is committed: no extension
+ * outside the profile's, and a subjectAltName only where the request had one, byte for byte
+ * the one vetted. A mismatch fails the whole run (nothing is issued). */
+static int check_issued(kwt_ca *ca, const char *serial, X509_REQ *req, const char *label)
+{
+    static const int profile_nids[] = {NID_basic_constraints,
+                                       NID_key_usage,
+                                       NID_ext_key_usage,
+                                       NID_subject_key_identifier,
+                                       NID_authority_key_identifier,
+                                       NID_crl_distribution_points,
+                                       NID_id_pkix_OCSP_noCheck};
+    char *p = kwt_asprintf("%s/certs/%s.pem", ca->dir, serial);
+    X509 *x = kwt_load_cert(p);
+    STACK_OF(X509_EXTENSION) *rx = X509_REQ_get_extensions(req);
+    int rc = 0;
+    if (!x) {
+        rc = kwt_err(KWT_FAIL, "%s: cannot read the certificate openssl issued (%s)", label, p);
+        goto out;
+    }
+    int ri = X509v3_get_ext_by_NID(rx, NID_subject_alt_name, -1);
+    const X509_EXTENSION *want = ri >= 0 ? X509v3_get_ext(rx, ri) : NULL;
+    bool seen = false;
+    for (int i = 0; i < X509_get_ext_count(x) && rc == 0; i++) {
+        const X509_EXTENSION *e = X509_get_ext(x, i);
+        int nid = OBJ_obj2nid(X509_EXTENSION_get_object((X509_EXTENSION *)e));
+        bool ok = false;
+        for (size_t k = 0; k < sizeof(profile_nids) / sizeof(profile_nids[0]); k++)
+            ok = ok || nid == profile_nids[k];
+        if (nid == NID_subject_alt_name) {
+            const ASN1_OCTET_STRING *a = X509_EXTENSION_get_data((X509_EXTENSION *)e);
+            ok = want && !seen && X509_EXTENSION_get_critical(e) == 0 &&
+                 ASN1_STRING_cmp(a, X509_EXTENSION_get_data((X509_EXTENSION *)want)) == 0;
+            seen = true;
+        }
+        if (!ok) {
+            char oid[80];
+            OBJ_obj2txt(oid, sizeof(oid), X509_EXTENSION_get_object((X509_EXTENSION *)e), 1);
+            rc = kwt_err(KWT_FAIL,
+                         "%s: openssl issued serial %s with extension %s other than the profile's "
+                         "and the request's vetted subjectAltName; nothing was issued",
+                         label, serial, oid);
+        }
+    }
+    if (rc == 0 && want && !seen)
+        rc = kwt_err(KWT_FAIL,
+                     "%s: openssl issued serial %s without the request's subjectAltName; nothing "
+                     "was issued",
+                     label, serial);
+out:
+    X509_free(x);
+    sk_X509_EXTENSION_pop_free(rx, X509_EXTENSION_free);
+    free(p);
+    return rc;
+}
+
 /* A certificate never outlives the CA certificate that issued it (relying parties would stop
  * accepting it at the CA's end anyway, with a less clear error): days is cut to what is left. */
 static int clamp_days(kwt_ca *ca, int gen, int days)
@@ -1381,6 +1442,8 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
         kwt_row *r = &ix1.rows[ix0.n + i];
         free(r->name);
         r->name = kwt_strdup(names[i]);
+        if ((rc = check_issued(ca, r->serial, reqs[i], files[i])))
+            goto out;
         if ((rc = store_meta(ca, r->serial, copies[i], profile, days, NULL, NULL, names[i], md)))
             goto out;
     }
@@ -2156,7 +2219,9 @@ static int due_sign_group(kwt_ca *ca, due_cert *d, due_group *g)
                 if (c->row >= ix0.n || strcmp(old->serial, c->serial) || old->status != 'V')
                     rc =
                         kwt_err(KWT_FAIL, "serial %s moved in the index during the run", c->serial);
-                else
+                else if (!g->own_san)
+                    rc = check_issued(ca, r->serial, c->req, c->name);
+                if (rc == 0)
                     rc = store_meta(ca, r->serial, c->copy, g->profile, c->days, c->md.san,
                                     c->md.device_id, c->name, &c->md);
                 if (rc == 0) {

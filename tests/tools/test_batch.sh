@@ -38,6 +38,27 @@ print(tlv(0x30, tlv(int(t, 16), b[2:] if t == "a0" else b)).hex())' "$h")
     [ "$(tree_sum "$P")" = "$before" ] || fail "batch with a hostile $n SAN changed the CA"
 done
 ok "a batch with a NUL-byte DNS name or a UPN otherName is refused whole, the CSR named"
+# openssl copies a batch's subjectAltNames (one process for all); keyward checks each
+# certificate it issued before committing: an extension that is neither the profile's nor the
+# request's vetted subjectAltName fails the whole batch. An openssl that adds one (here: a
+# wrapper that slips nsComment into the profile) must not get a certificate into the CA.
+cat > "$T/openssl-adds" <<'EOF2'
+#!/bin/sh
+case " $* " in *" -infiles "*)
+    sed '/^\[ext_server\]/a nsComment = injected' "$OPENSSL_CONF" > "$OPENSSL_CONF.adds"
+    OPENSSL_CONF=$OPENSSL_CONF.adds
+esac
+exec openssl "$@"
+EOF2
+chmod 0755 "$T/openssl-adds"
+mkdir "$T/adds"
+cp "$T/in/host1.csr" "$T/adds/"
+KEYWARD_OPENSSL=$T/openssl-adds expect_rc 1 "$KW" --dir "$P" ca sign --batch "$T/adds" --profile server
+grep -q "host1.csr: openssl issued serial [0-9A-F]* with extension 2.16.840.1.113730.1.13" "$T/err" ||
+    { cat "$T/err"; fail "an extension openssl added to a batch certificate is not named"; }
+[ ! -e "$P/issued/host1.crt" ] && [ -z "$(awk -F'\t' '$1 == "V"' "$P/state/index.txt")" ] ||
+    fail "a batch certificate with an extension the profile does not set was committed"
+ok "a batch certificate with an extension openssl added (neither the profile's nor the vetted SAN) fails the batch"
 expect_rc 2 "$KW" --dir "$P" ca sign --batch "$T/in" --profile device
 expect_rc 0 "$KW" --dir "$P" --json ca sign --batch "$T/in" --profile server
 python3 -c '
