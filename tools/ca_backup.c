@@ -877,6 +877,8 @@ int kwt_cmd_ca_backup(int argc, char **argv)
     struct stat st;
     if (stat(out, &st) == 0 && S_ISDIR(st.st_mode))
         return kwt_err(KWT_USAGE, "--out %s is a directory: name the archive file", out);
+    if ((rc = kwt_check_out_path("--out", out, false)))
+        return rc;
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;

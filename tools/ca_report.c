@@ -494,6 +494,8 @@ int kwt_cmd_ca_report(int argc, char **argv)
     if (to_stdout && kwt_g.json)
         return kwt_err(KWT_USAGE, "--json prints its document on stdout: give --html a file, "
                                   "not -");
+    if (!to_stdout && (rc = kwt_check_out_path("--html", html, false)))
+        return rc;
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;

@@ -201,6 +201,16 @@ certs=$(ls "$T/conc-ca/certs/" | grep -c '\.pem$')
 expect_rc 0 "$KW" --dir "$T/conc-ca" check
 ok "a backup during ca sign --batch is consistent ($((n - n0)) of 20 in it, $n index lines = certificates)"
 
+# a symlink or FIFO planted at --out is refused, not followed or replaced
+ln -s "$T/victim" "$T/link.tar"
+expect_rc 2 "$KW" --dir "$P" ca backup --out "$T/link.tar"
+grep -q "^keyward: --out $T/link.tar is a symbolic link" "$T/err" || fail "a symlink at --out: $(cat "$T/err")"
+[ -L "$T/link.tar" ] && [ ! -e "$T/victim" ] || fail "the symlink at --out was followed or replaced"
+mkfifo "$T/fifo.tar"
+expect_rc 2 timeout 120 "$KW" --dir "$P" ca backup --out "$T/fifo.tar"
+grep -q "is not a regular file (a FIFO" "$T/err" || fail "a FIFO at --out: $(cat "$T/err")"
+ok "a symlink or FIFO at --out is refused (exit 2), left as it was"
+
 J 2 --dir "$P" ca backup
 check_json_docs 8
 ok "every --json document matches the schema"

@@ -78,20 +78,25 @@ for v in "$EVIL_TAG" "$EVIL_NOTE" "$EVIL_SUBJ"; do
 done
 ok "CN, tag and note with <script>, </script>, quotes and & appear escaped only"
 
-# FILE: - is stdout; a symlink is replaced, not followed; errors say what
+# FILE: - is stdout; a symlink, FIFO or directory at FILE is refused (one planted in a shared
+# directory would redirect the report); errors say what
 expect_rc 0 "$KW" --dir "$P" ca report --html -
 [ "$(grep -o '<tr class="[a-z]*">' "$T/out" | wc -l)" = "$N" ] || fail "--html - output"
 [ -s "$T/err" ] && fail "--html - printed on stderr: $(cat "$T/err")"
 echo keep >"$T/target"
 ln -s "$T/target" "$T/link.html"
-expect_rc 0 "$KW" --dir "$P" ca report --html "$T/link.html"
-[ -L "$T/link.html" ] && fail "the symlink at FILE was written through, not replaced"
-[ "$(cat "$T/target")" = keep ] || fail "the symlink's target was changed"
-grep -q "^wrote $T/link.html: $N certificates (24 valid, 4 expiring within 30 days, 0 expired, 1 revoked)" "$T/out" ||
+expect_rc 2 "$KW" --dir "$P" ca report --html "$T/link.html"
+grep -q "^keyward: --html $T/link.html is a symbolic link" "$T/err" || fail "a symlink at FILE: $(cat "$T/err")"
+[ -L "$T/link.html" ] && [ "$(cat "$T/target")" = keep ] || fail "the symlink at FILE or its target was changed"
+mkfifo "$T/fifo.html"
+expect_rc 2 timeout 120 "$KW" --dir "$P" ca report --html "$T/fifo.html"
+grep -q "is not a regular file (a FIFO" "$T/err" || fail "a FIFO at FILE: $(cat "$T/err")"
+expect_rc 0 "$KW" --dir "$P" ca report --html "$T/plain.html"
+grep -q "^wrote $T/plain.html: $N certificates (24 valid, 4 expiring within 30 days, 0 expired, 1 revoked)" "$T/out" ||
     fail "text summary: $(cat "$T/out")"
 mkdir "$T/adir"
-expect_rc 1 "$KW" --dir "$P" ca report --html "$T/adir"
-grep -q "cannot write $T/adir" "$T/err" || fail "a directory as FILE: $(cat "$T/err")"
+expect_rc 2 "$KW" --dir "$P" ca report --html "$T/adir"
+grep -q "$T/adir exists and is not a regular file" "$T/err" || fail "a directory as FILE: $(cat "$T/err")"
 expect_rc 1 "$KW" --dir "$P" ca report --html "$T/missing/r.html"
 grep -q "its directory must exist" "$T/err" || fail "missing directory: $(cat "$T/err")"
 J 2 --dir "$P" ca report --html -
@@ -100,7 +105,7 @@ J 2 --dir "$P" ca report --html "$R" extra
 expect_rc 2 "$KW" --dir "$P" --dry-run ca report --html "$R"
 J 1 --dir "$T/nothing" ca report --html "$T/r.html"
 check_json_docs 6
-ok "--html - (stdout), symlink replaced, unwritable FILE exit 1, usage errors exit 2, JSON valid"
+ok "--html - (stdout); a symlink, FIFO or directory at FILE refused (exit 2), the link untouched; a missing directory exit 1; JSON valid"
 
 # ---- in a real browser ----
 CHROME=$(command -v chromium || command -v chromium-browser) ||
