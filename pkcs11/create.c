@@ -23,6 +23,14 @@ static int in_list(CK_ATTRIBUTE_TYPE t, const CK_ATTRIBUTE_TYPE *l, size_t n)
     return 0;
 }
 
+static int all_digits(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+    return 1;
+}
+
 CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls, kwk_new_obj *m,
                       const CK_ATTRIBUTE_TYPE *extra, size_t nextra)
 {
@@ -59,9 +67,29 @@ CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
             m->id_len = a->ulValueLen;
             continue;
         case CKA_START_DATE:
-        case CKA_END_DATE:
+        case CKA_END_DATE: {
+            /* Kept in the description as given: empty, or a CK_DATE of 8 digits (YYYYMMDD, what
+             * PKCS#11 defines; anything else could not be kept as it is). */
+            unsigned char *d = a->type == CKA_START_DATE ? m->x.start : m->x.end;
+            if (a->ulValueLen != 0 && (a->ulValueLen != 8 || !all_digits(a->pValue, 8)))
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            if (a->ulValueLen)
+                memcpy(d, a->pValue, 8);
+            *(a->type == CKA_START_DATE ? &m->x.start_len : &m->x.end_len) = a->ulValueLen;
+            continue;
+        }
         case CKA_SUBJECT:
-            continue; /* accepted, not stored */
+            /* A certificate's must be its certificate's (create_cert checks it); a key's is kept
+             * in the description (read back as given, found by it), up to KWK_MAX_SUBJECT bytes
+             * (the description is at most 4095 bytes): a longer one is refused, not cut. */
+            if (cls == CKO_CERTIFICATE)
+                continue;
+            if (a->ulValueLen > KWK_MAX_SUBJECT)
+                return CKR_ATTRIBUTE_VALUE_INVALID;
+            if (a->ulValueLen)
+                memcpy(m->x.subject, a->pValue, a->ulValueLen);
+            m->x.subject_len = a->ulValueLen;
+            continue;
         case CKA_ALLOWED_MECHANISMS:
             /* Kept with the key and enforced when an operation starts (an RSA-PSS key from
              * the provider lists only the PSS mechanisms). */
@@ -129,6 +157,12 @@ CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
             (a->type == CKA_VERIFY_RECOVER && b) || (a->type == CKA_TRUSTED && b) ||
             (a->type == CKA_WRAP_WITH_TRUSTED && b))
             return CKR_ATTRIBUTE_VALUE_INVALID;
+        /* CKA_MODIFIABLE=FALSE is kept (a flag in the description) and honoured: the object's
+         * label and ID can then not be changed (C_SetAttributeValue: CKR_ACTION_PROHIBITED). */
+        if (a->type == CKA_MODIFIABLE) {
+            m->flags = b ? m->flags & ~(unsigned)KWK_F_READONLY : m->flags | KWK_F_READONLY;
+            continue;
+        }
         unsigned f = a->type == CKA_SIGN      ? KWK_F_SIGN
                      : a->type == CKA_ENCRYPT ? KWK_F_ENCRYPT
                      : a->type == CKA_DECRYPT ? KWK_F_DECRYPT
@@ -187,6 +221,40 @@ static CK_RV cert_field_check(const CK_ATTRIBUTE *t, CK_ULONG n, X509 *x)
         OPENSSL_free(der);
     }
     return rv;
+}
+
+/* The other certificate attributes. CKA_CERTIFICATE_CATEGORY is kept (in the description);
+ * CKA_CHECK_VALUE is answered from CKA_VALUE (PKCS#11 3.0 4.6.3: the first 3 bytes of its
+ * SHA-1), so a template's must match. CKA_URL and the two public-key hashes locate a certificate
+ * kept elsewhere, and CKA_JAVA_MIDP_SECURITY_DOMAIN is for Java MIDP devices: this token keeps the
+ * certificate itself and none of those, so anything but their defaults (empty, 0) is refused
+ * rather than dropped. */
+static CK_RV cert_extra(const CK_ATTRIBUTE *t, CK_ULONG n, const CK_ATTRIBUTE *v, kwk_extra *x)
+{
+    static const CK_ATTRIBUTE_TYPE empty[] = {CKA_URL, CKA_HASH_OF_SUBJECT_PUBLIC_KEY,
+                                              CKA_HASH_OF_ISSUER_PUBLIC_KEY};
+    CK_ULONG u;
+    CK_RV rv = kwk_attr_ulong(t, n, CKA_CERTIFICATE_CATEGORY, &u);
+    if (rv == CKR_ATTRIBUTE_VALUE_INVALID || (rv == CKR_OK && u > 3))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    x->category = rv == CKR_OK ? u : 0;
+    rv = kwk_attr_ulong(t, n, CKA_JAVA_MIDP_SECURITY_DOMAIN, &u);
+    if (rv == CKR_ATTRIBUTE_VALUE_INVALID || (rv == CKR_OK && u != 0))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++) {
+        const CK_ATTRIBUTE *a = kwk_attr_get(t, n, empty[i]);
+        if (a && a->ulValueLen)
+            return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    const CK_ATTRIBUTE *cv = kwk_attr_get(t, n, CKA_CHECK_VALUE);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    const EVP_MD *sha1 = kwk_md(CKM_SHA_1);
+    if (cv == NULL)
+        return CKR_OK;
+    if (sha1 == NULL || !EVP_Digest(v->pValue, v->ulValueLen, md, NULL, sha1, NULL))
+        return kwk_rv_ossl("certificate check value");
+    return cv->ulValueLen == 3 && memcmp(cv->pValue, md, 3) == 0 ? CKR_OK
+                                                                 : CKR_ATTRIBUTE_VALUE_INVALID;
 }
 
 const char *kwk_curve_name(const CK_ATTRIBUTE *params, int *edwards)
@@ -357,6 +425,42 @@ end:
     return rv;
 }
 
+/* Key material the template gives beside what the key is built from is answered from the key, so
+ * it must say what the key says (PKCS#11 3.0 4.1.1): CKA_PUBLIC_KEY_INFO and CKA_MODULUS_BITS
+ * must be the key's; CKA_KEYWARD_PKCS8 is the whole key, so no component may come with it; another
+ * key type's attributes are inconsistent with this one. */
+static CK_RV key_fields_check(const CK_ATTRIBUTE *t, CK_ULONG n, EVP_PKEY *pk, int p8)
+{
+    static const CK_ATTRIBUTE_TYPE rsa_only[] = {
+        CKA_MODULUS,    CKA_PUBLIC_EXPONENT, CKA_PRIVATE_EXPONENT, CKA_PRIME_1,     CKA_PRIME_2,
+        CKA_EXPONENT_1, CKA_EXPONENT_2,      CKA_COEFFICIENT,      CKA_MODULUS_BITS};
+    static const CK_ATTRIBUTE_TYPE ec_only[] = {CKA_EC_PARAMS, CKA_EC_POINT, CKA_VALUE};
+    int rsa = kwk_pkey_ktype(pk) == CKK_RSA;
+    for (CK_ULONG i = 0; i < n; i++) {
+        int r = in_list(t[i].type, rsa_only, sizeof(rsa_only) / sizeof(rsa_only[0]));
+        int e = in_list(t[i].type, ec_only, sizeof(ec_only) / sizeof(ec_only[0]));
+        if ((r && !rsa) || (e && rsa) || (p8 && (r || e)))
+            return CKR_TEMPLATE_INCONSISTENT;
+    }
+    CK_ULONG bits;
+    CK_RV rv = kwk_attr_ulong(t, n, CKA_MODULUS_BITS, &bits);
+    if (rv == CKR_ATTRIBUTE_VALUE_INVALID)
+        return rv;
+    if (rv == CKR_OK && bits != (CK_ULONG)EVP_PKEY_get_bits(pk))
+        return CKR_TEMPLATE_INCONSISTENT;
+    const CK_ATTRIBUTE *spki = kwk_attr_get(t, n, CKA_PUBLIC_KEY_INFO);
+    if (spki) {
+        unsigned char *der = NULL;
+        int len = i2d_PUBKEY(pk, &der);
+        int same = len > 0 && (size_t)len == spki->ulValueLen && spki->pValue &&
+                   memcmp(der, spki->pValue, (size_t)len) == 0;
+        OPENSSL_free(der);
+        if (!same)
+            return CKR_TEMPLATE_INCONSISTENT;
+    }
+    return CKR_OK;
+}
+
 static CK_RV create_key(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls,
                         CK_OBJECT_HANDLE *out)
 {
@@ -400,24 +504,23 @@ static CK_RV create_key(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_O
     }
     if (rv == CKR_OK && pk && kwk_pkey_ktype(pk) == CK_UNAVAILABLE_INFORMATION)
         rv = CKR_ATTRIBUTE_VALUE_INVALID;
-    /* Attributes of the other key types are inconsistent with this one. */
-    if (rv == CKR_OK && kwk_pkey_ktype(pk) != CKK_RSA &&
-        (kwk_attr_get(tmpl, n, CKA_MODULUS) || kwk_attr_get(tmpl, n, CKA_PRIVATE_EXPONENT)))
-        rv = CKR_TEMPLATE_INCONSISTENT;
-    if (rv == CKR_OK && kwk_pkey_ktype(pk) == CKK_RSA &&
-        (kwk_attr_get(tmpl, n, CKA_EC_PARAMS) || (priv && !p8 && kwk_attr_get(tmpl, n, CKA_VALUE))))
-        rv = CKR_TEMPLATE_INCONSISTENT;
+    if (rv == CKR_OK)
+        rv = key_fields_check(tmpl, n, pk, p8 != NULL);
     if (rv == CKR_OK)
         rv = kwk_tmpl_usage(tmpl, n, cls, kwk_pkey_ktype(pk), &m.flags);
-    if (rv == CKR_OK && !priv) {
-        m.pub_flags = m.flags & (KWK_F_ENCRYPT | KWK_F_DERIVE);
-        m.pub_mechs = m.mechs;
-    }
     kwk_serial ps = 0, pubs = 0;
-    if (rv == CKR_OK && priv)
-        rv = kwk_store_keypair(t, pk, &m, &ps, &pubs);
-    else if (rv == CKR_OK)
+    if (rv == CKR_OK && priv) {
+        /* The public half nobody asked for: the private key's label, ID, subject and dates, no
+         * usages beyond verification, no list. */
+        kwk_new_obj pm = {0};
+        memcpy(pm.id, m.id, m.id_len);
+        pm.id_len = m.id_len;
+        memcpy(pm.label, m.label, sizeof(pm.label));
+        pm.x = m.x;
+        rv = kwk_store_keypair(t, pk, &m, &pm, &ps, &pubs);
+    } else if (rv == CKR_OK) {
         rv = kwk_store_public(t, pk, &m, &pubs);
+    }
     EVP_PKEY_free(pk);
     if (rv == CKR_OK)
         *out = (CK_OBJECT_HANDLE)(priv ? ps : pubs);
@@ -458,6 +561,8 @@ static CK_RV create_cert(kwk_token *t, const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_
     }
     rv = cert_field_check(tmpl, n, x);
     X509_free(x);
+    if (rv == CKR_OK)
+        rv = cert_extra(tmpl, n, v, &m.x);
     if (rv != CKR_OK)
         return rv;
     kwk_serial s;

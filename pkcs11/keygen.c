@@ -99,6 +99,11 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
         if ((kwk_attr_ulong(pt, pn, CKA_KEY_TYPE, &kt) == CKR_OK && kt != want) ||
             (kwk_attr_ulong(vt, vn, CKA_KEY_TYPE, &kt) == CKR_OK && kt != want))
             rv = CKR_TEMPLATE_INCONSISTENT;
+        /* Another key type's parameters would be dropped: inconsistent with this mechanism. */
+        if (want == CKK_RSA ? kwk_attr_get(pt, pn, CKA_EC_PARAMS) != NULL
+                            : (kwk_attr_get(pt, pn, CKA_MODULUS_BITS) != NULL ||
+                               kwk_attr_get(pt, pn, CKA_PUBLIC_EXPONENT) != NULL))
+            rv = CKR_TEMPLATE_INCONSISTENT;
         if (rv == CKR_OK &&
             (rv = kwk_tmpl_usage(pt, pn, CKO_PUBLIC_KEY, want, &pm.flags)) == CKR_OK)
             rv = kwk_tmpl_usage(vt, vn, CKO_PRIVATE_KEY, want, &vm.flags);
@@ -107,21 +112,27 @@ CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE
     if (rv == CKR_OK)
         rv = gen(mech->mechanism, pt, pn, &pk);
     if (rv == CKR_OK) {
-        /* One label and id for the pair: the private template's, else the public one's. */
+        /* Each half keeps its own template's label, ID, usages, list, subject and dates; a label
+         * or ID only one template gives names both halves. */
         if (vm.label[0] == '\0')
             memcpy(vm.label, pm.label, sizeof(vm.label));
+        else if (pm.label[0] == '\0')
+            memcpy(pm.label, vm.label, sizeof(pm.label));
         if (vm.id_len == 0) {
             memcpy(vm.id, pm.id, pm.id_len);
             vm.id_len = pm.id_len;
+        } else if (pm.id_len == 0) {
+            memcpy(pm.id, vm.id, vm.id_len);
+            pm.id_len = vm.id_len;
         }
         vm.flags |= KWK_F_LOCAL;
-        vm.pub_flags = KWK_F_LOCAL | (pm.flags & (KWK_F_ENCRYPT | KWK_F_DERIVE));
-        vm.pub_mechs = pm.mechs; /* each half keeps its own template's list */
+        pm.flags = KWK_F_LOCAL |
+                   (pm.flags & (KWK_F_ENCRYPT | KWK_F_DERIVE | KWK_F_PRIVATE | KWK_F_READONLY));
         kwk_serial ps, us;
         pthread_mutex_lock(&kwk_lock);
         rv = kwk_token_open(s->tok);
         if (rv == CKR_OK)
-            rv = kwk_store_keypair(s->tok, pk, &vm, &ps, &us);
+            rv = kwk_store_keypair(s->tok, pk, &vm, &pm, &ps, &us);
         if (rv == CKR_OK) {
             *priv_out = (CK_OBJECT_HANDLE)ps;
             *pub_out = (CK_OBJECT_HANDLE)us;

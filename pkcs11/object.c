@@ -20,22 +20,40 @@ static const char *kind_names[] = {[KWK_KIND_PRIV] = "priv",
                                    [KWK_KIND_PUB] = "pub",
                                    [KWK_KIND_CERT] = "cert",
                                    [KWK_KIND_META] = "meta"};
-/* Bit i of the flags. Lower case only: upper-case hex after a '/' is the mechanism list, which
- * older parsers (that skip unknown characters) must not take for flags. */
-static const char flag_chars[] = "lsdxpe";
+/* Bit i of the flags. Lower case only: upper-case hex after a '/' is the mechanism list, and
+ * the extra attributes are upper case too, which older parsers (that skip unknown characters)
+ * must not take for flags. */
+static const char flag_chars[] = "lsdxper";
+static const char hexdigits[] = "0123456789ABCDEF";
 
 int kwk_desc_format(char *out, size_t cap, kwk_kind kind, unsigned flags, kwk_serial link,
                     const unsigned char *id, size_t id_len, const char *label,
-                    const kwk_mechs *mechs)
+                    const kwk_mechs *mechs, const kwk_extra *x)
 {
-    /* flag letters, then "/" and the allowed mechanisms, comma-separated */
-    char f[16 + (2 * sizeof(CK_MECHANISM_TYPE) + 1) * KWK_MAX_MECHS], hex[2 * KWK_MAX_ID + 1];
+    /* flag letters, the extra attributes ("+" tag value), then "/" and the allowed mechanisms,
+     * comma-separated */
+    char f[96 + 2 * KWK_MAX_SUBJECT + (2 * sizeof(CK_MECHANISM_TYPE) + 1) * KWK_MAX_MECHS],
+        hex[2 * KWK_MAX_ID + 1];
     size_t nf = 0;
     for (int i = 0; flag_chars[i]; i++)
         if (flags & (1u << i))
             f[nf++] = flag_chars[i];
     if (nf == 0)
         f[nf++] = '-';
+    if (x && x->subject_len) {
+        f[nf++] = '+';
+        f[nf++] = 'S';
+        for (size_t i = 0; i < x->subject_len && i < KWK_MAX_SUBJECT; i++) {
+            f[nf++] = hexdigits[x->subject[i] >> 4];
+            f[nf++] = hexdigits[x->subject[i] & 15];
+        }
+    }
+    if (x && x->start_len == 8)
+        nf += (size_t)snprintf(f + nf, sizeof(f) - nf, "+B%.8s", (const char *)x->start);
+    if (x && x->end_len == 8)
+        nf += (size_t)snprintf(f + nf, sizeof(f) - nf, "+E%.8s", (const char *)x->end);
+    if (x && x->category)
+        nf += (size_t)snprintf(f + nf, sizeof(f) - nf, "+C%lu", (unsigned long)x->category);
     for (size_t i = 0; mechs && i < mechs->n && i < KWK_MAX_MECHS; i++)
         nf += (size_t)snprintf(f + nf, sizeof(f) - nf, "%c%lX", i ? ',' : '/',
                                (unsigned long)mechs->m[i]);
@@ -52,14 +70,13 @@ int kwk_desc_format(char *out, size_t cap, kwk_kind kind, unsigned flags, kwk_se
  * parse makes the key not ours (hidden), never a key without limits. */
 static int parse_mechs(const char *p, kwk_mechs *mechs)
 {
-    static const char digits[] = "0123456789ABCDEF";
     kwk_mechs l = {0};
     for (;;) {
         unsigned long v = 0;
         size_t nd = 0;
         const char *d;
-        for (; *p && (d = strchr(digits, *p)) != NULL; p++, nd++)
-            v = (v << 4) | (unsigned long)(d - digits);
+        for (; *p && (d = strchr(hexdigits, *p)) != NULL; p++, nd++)
+            v = (v << 4) | (unsigned long)(d - hexdigits);
         if (nd == 0 || nd > 2 * sizeof(CK_MECHANISM_TYPE) || l.n == KWK_MAX_MECHS ||
             (*p != ',' && *p != '\0'))
             return 0;
@@ -72,14 +89,51 @@ static int parse_mechs(const char *p, kwk_mechs *mechs)
     return 1;
 }
 
+/* "+S3081..+B20260101" (what follows the flag letters, up to the '/'): the extra attributes. As
+ * with the mechanisms, one that does not parse hides the key. */
+static int parse_extra(char *p, kwk_extra *x)
+{
+    while (p) {
+        char *next = strchr(p, '+'), tag = *p;
+        size_t n;
+        if (next)
+            *next++ = '\0';
+        if (tag == '\0')
+            return 0;
+        n = strlen(++p);
+        if (tag == 'S' && n && n % 2 == 0 && n / 2 <= KWK_MAX_SUBJECT) {
+            for (size_t i = 0; i < n; i += 2) {
+                const char *hi = strchr(hexdigits, p[i]), *lo = strchr(hexdigits, p[i + 1]);
+                if (hi == NULL || lo == NULL)
+                    return 0;
+                x->subject[i / 2] = (unsigned char)((hi - hexdigits) << 4 | (lo - hexdigits));
+            }
+            x->subject_len = n / 2;
+        } else if ((tag == 'B' || tag == 'E') && n == 8 && strspn(p, "0123456789") == 8) {
+            memcpy(tag == 'B' ? x->start : x->end, p, 8);
+            *(tag == 'B' ? &x->start_len : &x->end_len) = 8;
+        } else if (tag == 'C' && n == 1 && *p >= '1' && *p <= '3') {
+            x->category = (CK_ULONG)(*p - '0');
+        } else {
+            return 0;
+        }
+        p = next;
+    }
+    return 1;
+}
+
 int kwk_desc_parse(const char *type, const char *desc, kwk_kind *kind, unsigned *flags,
                    kwk_serial *link, unsigned char *id, size_t *id_len, char *label,
-                   kwk_mechs *mechs)
+                   kwk_mechs *mechs, kwk_extra *x)
 {
     char buf[4200];
     char *f[6], *p = buf;
+    kwk_extra unused;
     if (mechs)
         mechs->n = 0;
+    if (x == NULL)
+        x = &unused;
+    memset(x, 0, sizeof(*x));
     if (strncmp(desc, "keyward:", 8) != 0 || strlen(desc) >= sizeof(buf))
         return 0;
     strcpy(buf, desc + 8);
@@ -102,6 +156,12 @@ int kwk_desc_parse(const char *type, const char *desc, kwk_kind *kind, unsigned 
     if (ml) {
         *ml++ = '\0';
         if (!parse_mechs(ml, mechs))
+            return 0;
+    }
+    char *extra = strchr(f[1], '+');
+    if (extra) {
+        *extra++ = '\0';
+        if (!parse_extra(extra, x))
             return 0;
     }
     *flags = 0;
@@ -240,7 +300,8 @@ CK_RV kwk_objects_refresh(kwk_token *t)
         if (kwk_kr_describe(ids[i], type, sizeof(type), &desc) != CKR_OK)
             continue; /* not viewable: not ours to show */
         kwk_mechs mechs = {0};
-        int ours = kwk_desc_parse(type, desc, &kind, &flags, &link, id, &id_len, label, &mechs);
+        kwk_extra x;
+        int ours = kwk_desc_parse(type, desc, &kind, &flags, &link, id, &id_len, label, &mechs, &x);
         free(desc);
         if (!ours)
             continue;
@@ -265,6 +326,7 @@ CK_RV kwk_objects_refresh(kwk_token *t)
         o->id_len = id_len;
         memcpy(o->label, label, sizeof(label));
         o->mechs = mechs;
+        o->x = x;
         o->seen = 1;
         o->cls = kind == KWK_KIND_PUB    ? CKO_PUBLIC_KEY
                  : kind == KWK_KIND_CERT ? CKO_CERTIFICATE
@@ -315,7 +377,7 @@ CK_RV kwk_objects_refresh(kwk_token *t)
         kwk_serial link;
         snprintf(d, sizeof(d), "%.*s", (int)len, (const char *)buf);
         kw_secure_free(buf, len + 1);
-        if (kwk_desc_parse(type, d, &kind, &flags, &link, o->id, &o->id_len, o->label, NULL))
+        if (kwk_desc_parse(type, d, &kind, &flags, &link, o->id, &o->id_len, o->label, NULL, NULL))
             o->meta = metas[m][1];
     }
     return CKR_OK;
@@ -494,6 +556,16 @@ static CK_RV v_ec_point(aval *v, EVP_PKEY *pk)
 
 static CK_RV v_cert_field(aval *v, const kwk_object *o, CK_ATTRIBUTE_TYPE type)
 {
+    if (type == CKA_CHECK_VALUE) { /* the first 3 bytes of the SHA-1 of CKA_VALUE */
+        unsigned char md[EVP_MAX_MD_SIZE], *cv = OPENSSL_malloc(3);
+        const EVP_MD *sha1 = kwk_md(CKM_SHA_1);
+        if (cv == NULL || sha1 == NULL || !EVP_Digest(o->der, o->der_len, md, NULL, sha1, NULL)) {
+            OPENSSL_free(cv);
+            return kwk_rv_ossl("certificate check value");
+        }
+        memcpy(cv, md, 3);
+        return v_heap(v, cv, 3);
+    }
     const unsigned char *p = o->der;
     X509 *x = d2i_X509(NULL, &p, (long)o->der_len);
     unsigned char *der = NULL;
@@ -524,6 +596,7 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
     case CKA_PRIVATE:
         return v_bool(v, (o->flags & KWK_F_PRIVATE) != 0);
     case CKA_MODIFIABLE:
+        return v_bool(v, !(o->flags & KWK_F_READONLY));
     case CKA_DESTROYABLE:
         return v_bool(v, 1);
     case CKA_COPYABLE:
@@ -536,20 +609,31 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
         if (o->cls == CKO_SECRET_KEY)
             break;
         return v_bytes(v, o->id, o->id_len);
+    case CKA_START_DATE:
+        return v_bytes(v, o->x.start, o->x.start_len);
+    case CKA_END_DATE:
+        return v_bytes(v, o->x.end, o->x.end_len);
     }
     if (o->cls == CKO_CERTIFICATE) {
         switch (type) {
         case CKA_CERTIFICATE_TYPE:
             return v_ulong(v, CKC_X_509);
         case CKA_CERTIFICATE_CATEGORY:
+            return v_ulong(v, o->x.category);
+        case CKA_JAVA_MIDP_SECURITY_DOMAIN:
             return v_ulong(v, 0);
         case CKA_TRUSTED:
             return v_bool(v, 0);
         case CKA_VALUE:
             return v_bytes(v, o->der, o->der_len);
+        case CKA_URL: /* the certificate itself is here: no URL, no hashes standing in for it */
+        case CKA_HASH_OF_SUBJECT_PUBLIC_KEY:
+        case CKA_HASH_OF_ISSUER_PUBLIC_KEY:
+            return v_bytes(v, "", 0);
         case CKA_SUBJECT:
         case CKA_ISSUER:
         case CKA_SERIAL_NUMBER:
+        case CKA_CHECK_VALUE:
             return v_cert_field(v, o, type);
         }
         return CKR_ATTRIBUTE_TYPE_INVALID;
@@ -561,9 +645,6 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
         return v_ulong(v, o->ktype);
     case CKA_LOCAL:
         return v_bool(v, local);
-    case CKA_START_DATE:
-    case CKA_END_DATE:
-        return v_bytes(v, "", 0);
     case CKA_ALLOWED_MECHANISMS:
         /* empty: no list, every mechanism of the key's type (as SoftHSM2 answers) */
         return v_bytes(v, o->mechs.m, o->mechs.n * sizeof(CK_MECHANISM_TYPE));
@@ -625,7 +706,7 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
         case CKA_DECRYPT:
             return v_bool(v, o->ktype == CKK_RSA && (o->flags & KWK_F_DECRYPT));
         case CKA_SUBJECT:
-            return v_bytes(v, "", 0);
+            return v_bytes(v, o->x.subject, o->x.subject_len);
         case CKA_PRIVATE_EXPONENT:
         case CKA_PRIME_1:
         case CKA_PRIME_2:
@@ -643,7 +724,7 @@ static CK_RV attr_value(const kwk_object *o, CK_ATTRIBUTE_TYPE type, aval *v)
     } else {
         switch (type) {
         case CKA_SUBJECT:
-            return v_bytes(v, "", 0);
+            return v_bytes(v, o->x.subject, o->x.subject_len);
         case CKA_VERIFY:
             return v_bool(v, 1);
         case CKA_ENCRYPT:
@@ -753,6 +834,8 @@ CK_RV C_GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE oh, CK_ATTRIBUTE
 
 CK_RV kwk_object_set_attrs(kwk_token *t, kwk_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n)
 {
+    if (o->flags & KWK_F_READONLY)
+        return CKR_ACTION_PROHIBITED; /* made with CKA_MODIFIABLE=FALSE */
     char label[KWK_MAX_LABEL];
     unsigned char id[KWK_MAX_ID];
     size_t id_len = o->id_len;

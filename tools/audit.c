@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* DIR/audit.log: one JSON line per state change (who, what, outcome), never a secret. */
+/* DIR/audit.log: one JSON line per state change (who, what, outcome), never a secret; with
+ * audit_sink = syslog in keyward.conf, the same line also goes to syslog (journald). */
 #include "kwt.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,12 +57,8 @@ char *kwt_audit_line(const char *op, const char *name, const char *serial, const
     return b.s;
 }
 
-void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
-               const char *subject, int rc)
+static void audit_append(kwt_ca *ca, const char *line, int rc)
 {
-    if (kwt_g.dry_run || !ca || !ca->dir)
-        return;
-    char *line = kwt_audit_line(op, name, serial, subject, rc, kwt_last_error());
     char *p = kwt_path(ca->dir, "audit.log");
     int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) ||
@@ -69,5 +67,34 @@ void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
     if (fd >= 0)
         close(fd);
     free(p);
+    if (ca->conf.audit_syslog) {
+        /* authpriv: the facility of authorization records, readable by root only on most
+         * systems; the socket is opened on first use, close-on-exec */
+        static bool opened;
+        if (!opened)
+            openlog("keyward", LOG_PID, LOG_AUTHPRIV);
+        opened = true;
+        syslog(LOG_AUTHPRIV | (rc == 0 ? LOG_INFO : LOG_WARNING), "%.*s", (int)strcspn(line, "\n"),
+               line);
+    }
+}
+
+void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
+               const char *subject, int rc)
+{
+    if (kwt_g.dry_run || !ca || !ca->dir)
+        return;
+    char *line = kwt_audit_line(op, name, serial, subject, rc, kwt_last_error());
+    audit_append(ca, line, rc);
+    free(line);
+}
+
+void kwt_audit_err(kwt_ca *ca, const char *op, const char *name, const char *serial,
+                   const char *subject, const char *err)
+{
+    if (kwt_g.dry_run || !ca || !ca->dir)
+        return;
+    char *line = kwt_audit_line(op, name, serial, subject, KWT_FAIL, err);
+    audit_append(ca, line, KWT_FAIL);
     free(line);
 }

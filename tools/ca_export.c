@@ -112,10 +112,10 @@ static int chain_links(kwt_ca *ca, int leaf, int target, kwt_buf *b)
 static int package_dir(const char *dir)
 {
     struct stat st;
+    int rc = kwt_check_out_path("--package", dir, true);
+    if (rc)
+        return rc;
     if (lstat(dir, &st) == 0) {
-        if (S_ISLNK(st.st_mode))
-            return kwt_err(KWT_FAIL,
-                           "--package %s is a symbolic link: refusing to write through it", dir);
         if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid())
             return kwt_err(KWT_FAIL, "--package %s exists and is not a directory of yours", dir);
         return 0;
@@ -150,8 +150,8 @@ static int write_package(kwt_ca *ca, const char *dir, const char *name, const ch
         "    openssl verify -CAfile ca.crt -untrusted chain.pem -crl_check_all -CRLfile crl.pem "
         "%s.crt\n"
         "    keyward verify --ca ca.crt --untrusted chain.pem --crl crl.pem %s.crt\n\n"
-        "The key file for your programs names the key on your token: keyward uri2pem URI --out "
-        "%s.key\n",
+        "Your programs need a key file that names the key on your token: run keyward uri2pem\n"
+        "with your key's pkcs11: URI (the one your CSR was made from) and --out %s.key.\n",
         name, name, anchor, url ? url : "your CA (no CRL URL configured)", name, name, name);
     if (kwt_write_atomic(pc, leaf_pem, strlen(leaf_pem), 0644) ||
         kwt_write_atomic(pch, chain->s, chain->len, 0644) || kwt_copy_file(root, pca, 0644) ||
@@ -249,6 +249,9 @@ int kwt_cmd_ca_export(int argc, char **argv)
         return kwt_err(KWT_USAGE, "--format must be pem-bundle or p12");
     if (format && !out)
         return kwt_err(KWT_USAGE, "--format needs --out FILE");
+    if ((out && (rc = kwt_check_out_path("--out", out, false))) ||
+        (package && (rc = kwt_check_out_path("--package", package, true))))
+        return rc;
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;

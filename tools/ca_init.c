@@ -62,7 +62,7 @@ static char *abs_dir(const char *dir)
     return r;
 }
 
-/* Self-signed CA certificate for the key at conf->ca_key, then the empty CRL. */
+/* Self-signed CA certificate for the key at conf->ca_key, mode 0644. */
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out)
 {
     char serial[40], setserial[48], ds[16];
@@ -90,7 +90,11 @@ int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out)
     kwt_cmd_add(&c, "ext_ca");
     kwt_cmd_add(&c, "-out");
     kwt_cmd_add(&c, out);
-    return kwt_run(&c, kwt_ca_cnf(ca), NULL);
+    int rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
+    /* published to relying parties, whatever the operator's umask */
+    if (rc == 0 && !kwt_g.dry_run && chmod(out, 0644) != 0)
+        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", out, strerror(errno));
+    return rc;
 }
 
 int kwt_cmd_ca_init(int argc, char **argv)
@@ -268,7 +272,9 @@ int kwt_cmd_ca_init(int argc, char **argv)
     bool created;
     char *cnf = kwt_path(build, "openssl.cnf");
     char *keypem = kwt_path(build, "ca/ca-key-1.pem");
-    rc = kwt_ensure_key(key, key_type, cnf, !use_existing, true, &created, keypem);
+    rc = pin_source ? 0 : kwt_pin_prompt_once(key, cnf); /* genpkey, x509, ca -gencrl */
+    if (rc == 0)
+        rc = kwt_ensure_key(key, key_type, cnf, !use_existing, true, &created, keypem);
     free(keypem);
     free(cnf);
     if (rc)

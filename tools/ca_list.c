@@ -164,11 +164,12 @@ static int list_main(int argc, char **argv, const kwt_meta *filter)
         char date[32];
         fmt_date(exp, date, sizeof(date));
         char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, r->serial);
-        X509 *x = kwt_load_cert(cp);
-        char *fp = x ? kwt_cert_fingerprint(x) : kwt_strdup("");
+        char *fp = NULL, *subj = NULL;
         /* RFC 4514 from the certificate, as everywhere else (the index has openssl's /A=b form) */
-        char *subj = x ? kwt_cert_subject(x) : kwt_strdup(r->subject);
-        X509_free(x);
+        if (kwt_cert_brief(cp, &fp, &subj) != 0) {
+            fp = kwt_strdup("");
+            subj = kwt_strdup(r->subject);
+        }
         free(cp);
         if (kwt_g.json) {
             kwt_buf_add(&out, shown ? ",\n {\"name\":" : "\n {\"name\":");

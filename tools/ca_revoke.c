@@ -303,7 +303,7 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
         }
     }
     name = kwt_strdup(sel[0]->name);
-    subject = kwt_strdup(sel[0]->subject);
+    subject = kwt_serial_subject(ca.dir, sel[0]->serial, sel[0]->subject);
     if ((rc = kwt_txn_begin(&ca)))
         goto out;
     for (size_t i = 0; i < nsel && rc == 0; i++)
@@ -331,6 +331,12 @@ int kwt_cmd_ca_revoke(int argc, char **argv)
                 printf("%s %s (serial %s); CRLs regenerated: %s/crl/crl.pem\n",
                        !strcmp(reason, "removeFromCRL") ? "hold lifted for" : "revoked", name,
                        serials[i], ca.dir);
+        }
+        /* lifting a hold is no revocation: no event */
+        for (size_t i = 0; i < nsel && strcmp(reason, "removeFromCRL") != 0; i++) {
+            char *extra = kwt_asprintf("\"reason\":\"%s\"", reason);
+            kwt_notify(&ca, "revoked", name, serials[i], extra);
+            free(extra);
         }
         kwt_buf_free(&js);
     }

@@ -151,8 +151,6 @@ int kwt_cmd_ca_rotate(int argc, char **argv)
     ca.conf.key_type = oldtype;
     free(ca.conf.ca_key);
     ca.conf.ca_key = kwt_strdup(oldkey);
-    if (rc == 0 && !kwt_g.dry_run && chmod(newcrt, 0644) != 0) /* published to relying parties */
-        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", newcrt, strerror(errno));
     /* the same key under another URI is no new generation */
     for (int g = 1; rc == 0 && !kwt_g.dry_run && g <= oldg; g++) {
         char *gp = g == oldg ? kwt_strdup(oldcrt) : kwt_asprintf("%s/ca/ca-%d.crt", ca.dir, g);

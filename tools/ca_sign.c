@@ -280,14 +280,22 @@ static bool spki_sha256(EVP_PKEY *pk, unsigned char out[32])
 typedef struct {
     unsigned char h[32];
     const char *name, *serial;
-    bool compromised;   /* revoked for keyCompromise: never certified again */
-    X509_NAME *subject; /* of a valid certificate */
+    bool compromised; /* revoked for keyCompromise: never certified again */
+    char *subj;       /* name_key() of a valid certificate's subject */
 } held_key;
 
 static int cmp_held(const void *a, const void *b)
 {
     return memcmp(((const held_key *)a)->h, ((const held_key *)b)->h, 32);
 }
+
+static int cmp_held_subj(const void *a, const void *b)
+{
+    const char *x = ((const held_key *)a)->subj, *y = ((const held_key *)b)->subj;
+    return !x || !y ? (x != NULL) - (y != NULL) : strcmp(x, y);
+}
+
+static char *name_key(const X509_NAME *n);
 
 /* The public keys of the CA's unexpired valid certificates, sorted by SPKI hash (one pass over
  * the index, so a batch checks each of its CSRs without reading the CA again). */
@@ -309,7 +317,7 @@ static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
             k[*n].name = r->name;
             k[*n].serial = r->serial;
             k[*n].compromised = compromised;
-            k[*n].subject = compromised ? NULL : X509_NAME_dup(X509_get_subject_name(x));
+            k[*n].subj = compromised ? NULL : name_key(X509_get_subject_name(x));
             (*n)++;
         }
         X509_free(x);
@@ -319,50 +327,71 @@ static held_key *held_keys(kwt_ca *ca, kwt_index *ix, size_t *n)
     return k;
 }
 
+/* The same entries sorted by subject, for check_subject_unique (free() it; the strings are
+ * k's). */
+static held_key *held_by_subject(const held_key *k, size_t n)
+{
+    held_key *s = malloc((n ? n : 1) * sizeof(*s));
+    if (s) {
+        memcpy(s, k, n * sizeof(*s));
+        qsort(s, n, sizeof(*s), cmp_held_subj);
+    }
+    return s;
+}
+
 static void held_keys_free(held_key *k, size_t n)
 {
     for (size_t i = 0; k && i < n; i++)
-        X509_NAME_free(k[i].subject);
+        free(k[i].subj);
     free(k);
+}
+
+/* The entries of k (sorted by cmp) equal to want: [*first, return value). */
+static const held_key *held_range(const held_key *want, const held_key *k, size_t n,
+                                  int (*cmp)(const void *, const void *), const held_key **first)
+{
+    const held_key *hit = n ? bsearch(want, k, n, sizeof(*k), cmp) : NULL, *end = hit;
+    while (hit && hit > k && !cmp(hit - 1, want))
+        hit--;
+    while (end && end < k + n && !cmp(end, want))
+        end++;
+    *first = hit;
+    return end;
 }
 
 /* Refuse a key revoked for keyCompromise, always: what was compromised stays so. */
 static int check_key_not_compromised(const char *label, X509_REQ *req, const held_key *k, size_t n)
 {
-    unsigned char want[32];
-    if (!spki_sha256(X509_REQ_get0_pubkey(req), want))
+    held_key want;
+    const held_key *hit, *end;
+    if (!spki_sha256(X509_REQ_get0_pubkey(req), want.h))
         return kwt_err(KWT_FAIL, "%s: cannot hash the CSR's public key", label);
-    for (size_t i = 0; i < n; i++)
-        if (k[i].compromised && !memcmp(k[i].h, want, 32))
+    for (end = held_range(&want, k, n, cmp_held, &hit); hit && hit < end; hit++)
+        if (hit->compromised)
             return kwt_err(
                 KWT_FAIL,
                 "%s: its public key was revoked for keyCompromise (%s, serial %s); a "
                 "compromised key is never certified again: the requester needs a new key",
-                label, k[i].name, k[i].serial);
+                label, hit->name, hit->serial);
     return 0;
 }
 
-static char *name_key(const X509_NAME *n);
-
 /* Refuse a subject that another NAME holds a valid certificate for (a requester copying
- * someone's subject under a name of their own), unless the operator allows it. */
+ * someone's subject under a name of their own), unless the operator allows it. by_subj: from
+ * held_by_subject. */
 static int check_subject_unique(const char *label, X509_REQ *req, const char *name,
-                                const held_key *k, size_t n)
+                                const held_key *by_subj, size_t n)
 {
-    char *want = name_key(X509_REQ_get_subject_name(req));
+    held_key want = {.subj = name_key(X509_REQ_get_subject_name(req))};
+    const held_key *hit, *end;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (!k[i].subject || strcmp(k[i].name, name) == 0)
-            continue;
-        char *have = name_key(k[i].subject);
-        if (!strcmp(have, want))
+    for (end = held_range(&want, by_subj, n, cmp_held_subj, &hit); hit && hit < end && !rc; hit++)
+        if (hit->subj && strcmp(hit->name, name) != 0)
             rc = kwt_err(KWT_FAIL,
                          "%s: its subject is that of %s's valid certificate (serial %s); renew %s "
                          "instead, or pass --allow-same-subject",
-                         label, k[i].name, k[i].serial, k[i].name);
-        free(have);
-    }
-    free(want);
+                         label, hit->name, hit->serial, hit->name);
+    free(want.subj);
     return rc;
 }
 
@@ -372,13 +401,10 @@ static int check_key_unique(const char *label, X509_REQ *req, const char *name, 
                             size_t n)
 {
     held_key want;
+    const held_key *hit, *end;
     if (!spki_sha256(X509_REQ_get0_pubkey(req), want.h))
         return kwt_err(KWT_FAIL, "%s: cannot hash the CSR's public key", label);
-    const held_key *hit = bsearch(&want, k, n, sizeof(*k), cmp_held);
-    /* equal hashes are adjacent: look at all of them */
-    while (hit && hit > k && !memcmp(hit[-1].h, want.h, 32))
-        hit--;
-    for (; hit && hit < k + n && !memcmp(hit->h, want.h, 32); hit++)
+    for (end = held_range(&want, k, n, cmp_held, &hit); hit && hit < end; hit++)
         if (!hit->compromised && strcmp(hit->name, name) != 0)
             return kwt_err(KWT_FAIL,
                            "%s: its public key already holds a valid certificate, %s (serial %s); "
@@ -391,27 +417,14 @@ static int check_key_unique(const char *label, X509_REQ *req, const char *name, 
 static int check_csr(const char *label, X509_REQ *r, const char *profile, const kwt_conf *conf,
                      const char *device_id, char **cn, char **sans);
 
-/* RFC 4514 text of a name, byte for byte (no case or space folding). */
-static char *kwt_name_text(X509_NAME *n)
-{
-    BIO *b = BIO_new(BIO_s_mem());
-    char *p = NULL, *out;
-    long l = 0;
-    if (b && X509_NAME_print_ex(b, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
-        l = BIO_get_mem_data(b, &p);
-    out = kwt_asprintf("%.*s", (int)(l > 0 ? l : 0), p ? p : "");
-    BIO_free(b);
-    return out;
-}
-
 static int cmp_strp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* "oid=value" of each RDN, values folded to lower case, sorted: the CA reorders a CSR's RDNs
- * (its policy's order), and a copy in other case is the same name to a person. */
-static char *name_key(const X509_NAME *n)
+/* "oid=value" of each RDN, sorted: the CA reorders a CSR's RDNs (its policy's order). With
+ * fold, values in lower case: a copy in other case is the same name to a person. */
+static char *name_key_fold(const X509_NAME *n, bool fold)
 {
     int c = X509_NAME_entry_count(n);
     char **items = calloc((size_t)(c > 0 ? c : 1), sizeof(*items));
@@ -421,7 +434,7 @@ static char *name_key(const X509_NAME *n)
         unsigned char *u = NULL;
         OBJ_obj2txt(oid, sizeof(oid), X509_NAME_ENTRY_get_object(e), 1);
         int ul = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(e));
-        for (int j = 0; j < ul; j++)
+        for (int j = 0; fold && j < ul; j++)
             u[j] = (unsigned char)tolower(u[j]);
         items[i] = kwt_asprintf("%s=%.*s", oid, ul > 0 ? ul : 0, u ? (char *)u : "");
         OPENSSL_free(u);
@@ -438,57 +451,113 @@ static char *name_key(const X509_NAME *n)
     return b.s;
 }
 
-/* A ", "-separated SAN list in a fixed order, so that two lists compare as sets. */
-static char *sorted_list(const char *list)
+static char *name_key(const X509_NAME *n)
 {
-    char *copy = kwt_strdup(list ? list : ""), *save = NULL, *items[256];
-    size_t n = 0;
-    for (char *t = strtok_r(copy, ", ", &save); t && n < 256; t = strtok_r(NULL, ", ", &save))
-        items[n++] = t;
-    qsort(items, n, sizeof(items[0]), cmp_strp);
-    kwt_buf b = {0};
-    kwt_buf_addn(&b, "", 0);
-    for (size_t i = 0; i < n; i++)
-        kwt_buf_printf(&b, "%s%s", i ? "," : "", items[i]);
-    free(copy);
-    return b.s;
+    return name_key_fold(n, true);
 }
 
-/* Subject and SANs of two requests as keyward would certify them; *diff describes what differs
- * (NULL when the identity is the same). */
-static int identity_diff(kwt_ca *ca, const char *profile, const char *devid, X509_REQ *oldr,
-                         X509_REQ *newr, const char *newlabel, char **diff)
+/* The subjectAltName keyward writes for a request, as sign_req puts it together (the CSR's
+ * checked names, the signing record's --san, the device names), parsed as openssl ca parses it;
+ * *out NULL when there is none. */
+static int would_be_sans(const kwt_conf *conf, const char *profile, const char *csr_sans,
+                         const char *san, const char *devid, GENERAL_NAMES **out)
 {
-    char *ocn = NULL, *osan = NULL, *ncn = NULL, *nsan = NULL;
+    const char *why;
+    kwt_buf all = {0};
+    *out = NULL;
+    kwt_buf_addn(&all, "", 0);
+    if (csr_sans)
+        kwt_buf_add(&all, csr_sans);
+    char *extra = san ? kwt_san_to_conf(san, &why) : NULL;
+    if (extra)
+        kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", extra);
+    if (!strcmp(profile, "device") && devid) {
+        char *want = kwt_asprintf("DNS:device-%s", devid);
+        if (!strstr(all.s, want))
+            kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", want);
+        free(want);
+        kwt_buf_printf(&all, ", otherName:%s;UTF8:%s", conf->device_oid, devid);
+    }
+    int rc = 0;
+    if (all.len) {
+        X509V3_CTX ctx;
+        X509V3_set_ctx(&ctx, NULL, NULL, NULL, NULL, 0);
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, NID_subject_alt_name, all.s);
+        *out = e ? X509V3_EXT_d2i(e) : NULL;
+        X509_EXTENSION_free(e);
+        if (!*out)
+            rc = kwt_err(KWT_FAIL, "cannot build the subjectAltName %s", all.s);
+    }
+    free(extra);
+    kwt_buf_free(&all);
+    ERR_clear_error();
+    return rc;
+}
+
+/* Every name of a in b (NULL: none). */
+static bool sans_within(const GENERAL_NAMES *a, const GENERAL_NAMES *b)
+{
+    for (int i = 0; i < sk_GENERAL_NAME_num(a); i++) {
+        bool found = false;
+        for (int j = 0; j < sk_GENERAL_NAME_num(b) && !found; j++)
+            found = GENERAL_NAME_cmp(sk_GENERAL_NAME_value(a, i), sk_GENERAL_NAME_value(b, j)) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static char *sans_text(const GENERAL_NAMES *g)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    for (int i = 0; b && i < sk_GENERAL_NAME_num(g); i++) {
+        if (i)
+            BIO_puts(b, ", ");
+        GENERAL_NAME_print(b, sk_GENERAL_NAME_value(g, i));
+    }
+    char *p = NULL;
+    long l = b ? BIO_get_mem_data(b, &p) : 0;
+    char *s = l > 0 ? kwt_asprintf("%.*s", (int)l, p) : kwt_strdup("(none)");
+    BIO_free(b);
+    return s;
+}
+
+/* The identity a rekey request would get (its subject; its SANs with the signing record's --san
+ * and the device names) against the current certificate's: *diff describes what differs (NULL
+ * when the same). Subjects compare RDN by RDN, values byte for byte, in any order (the CA's
+ * policy orders a certificate's RDNs); SANs as sets. */
+static int identity_diff(kwt_ca *ca, const char *profile, const char *devid, const char *san,
+                         X509 *cur, X509_REQ *newr, const char *newlabel, char **diff)
+{
+    char *ncn = NULL, *nsan = NULL;
+    GENERAL_NAMES *want = NULL, *have = X509_get_ext_d2i(cur, NID_subject_alt_name, NULL, NULL);
     *diff = NULL;
-    int rc = check_csr("the stored CSR", oldr, profile, &ca->conf, devid, &ocn, &osan);
+    int rc = check_csr(newlabel, newr, profile, &ca->conf, devid, &ncn, &nsan);
     if (rc == 0)
-        rc = check_csr(newlabel, newr, profile, &ca->conf, devid, &ncn, &nsan);
+        rc = would_be_sans(&ca->conf, profile, nsan, san, devid, &want);
     if (rc == 0) {
         kwt_buf d = {0};
-        X509_NAME *on = X509_REQ_get_subject_name(oldr), *nn = X509_REQ_get_subject_name(newr);
+        X509_NAME *on = X509_get_subject_name(cur), *nn = X509_REQ_get_subject_name(newr);
         /* exact, as a relying party shows it: X509_NAME_cmp ignores case and spaces */
-        char *ot = kwt_name_text(on), *nt = kwt_name_text(nn);
-        bool differ = strcmp(ot, nt) != 0;
-        free(ot);
-        free(nt);
-        if (differ) {
-            char os[512], ns[512];
-            X509_NAME_oneline(on, os, sizeof(os));
-            X509_NAME_oneline(nn, ns, sizeof(ns));
-            kwt_buf_printf(&d, "subject %s -> %s", os, ns);
+        char *ok = name_key_fold(on, false), *nk = name_key_fold(nn, false);
+        if (strcmp(ok, nk) != 0) {
+            char *ot = kwt_name_text(on), *nt = kwt_name_text(nn);
+            kwt_buf_printf(&d, "subject %s -> %s", ot, nt);
+            free(ot);
+            free(nt);
         }
-        char *so = sorted_list(osan), *sn = sorted_list(nsan);
-        bool same = !strcmp(so, sn);
-        free(so);
-        free(sn);
-        if (!same)
-            kwt_buf_printf(&d, "%ssubjectAltName %s -> %s", d.len ? "; " : "",
-                           osan ? osan : "(none)", nsan ? nsan : "(none)");
+        free(ok);
+        free(nk);
+        if (!sans_within(have, want) || !sans_within(want, have)) {
+            char *ht = sans_text(have), *wt = sans_text(want);
+            kwt_buf_printf(&d, "%ssubjectAltName %s -> %s", d.len ? "; " : "", ht, wt);
+            free(ht);
+            free(wt);
+        }
         *diff = d.s;
     }
-    free(ocn);
-    free(osan);
+    GENERAL_NAMES_free(have);
+    GENERAL_NAMES_free(want);
     free(ncn);
     free(nsan);
     return rc;
@@ -754,6 +823,78 @@ int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, 
     return rc;
 }
 
+/* The subjectAltName keyward writes into a certificate: the CSR's names as checked (csr_sans),
+ * the operator's --san, and for the device profile its DNS name and the otherName with the
+ * device ID. *out is NULL when there is none. */
+static int san_for(const kwt_conf *conf, const char *profile, const char *csr_sans, const char *san,
+                   const char *device_id, char **out)
+{
+    kwt_buf all = {0};
+    const char *why;
+    int rc = 0;
+    *out = NULL;
+    if (csr_sans)
+        kwt_buf_add(&all, csr_sans);
+    if (san) {
+        char *extra = kwt_san_to_conf(san, &why);
+        if (!extra) {
+            rc = kwt_err(KWT_USAGE, "--san: %s", why);
+            goto out;
+        }
+        kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", extra);
+        free(extra);
+    }
+    if (!strcmp(profile, "device")) {
+        if (!device_id) {
+            rc = kwt_err(KWT_USAGE, "the device profile needs --device-id ID");
+            goto out;
+        }
+        char *want = kwt_asprintf("DNS:device-%s", device_id);
+        if (!all.s || !strstr(all.s, want))
+            kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", want);
+        free(want);
+        kwt_buf_printf(&all, ", otherName:%s;UTF8:%s", conf->device_oid, device_id);
+    } else if (device_id) {
+        rc = kwt_err(KWT_USAGE, "--device-id is only for the device profile");
+        goto out;
+    }
+    if (!strcmp(profile, "server") && !all.len) {
+        rc = kwt_err(KWT_FAIL, "the server profile needs a subjectAltName (in the CSR or --san)");
+        goto out;
+    }
+    if (all.len) {
+        *out = all.s;
+        all.s = NULL;
+    }
+out:
+    kwt_buf_free(&all);
+    return rc;
+}
+
+/* The [ext_run] section openssl ca signs with: the profile, whose CRL distribution point names
+ * the issuing generation's CRL (gen 0: the current one), keyEncipherment only for an RSA key
+ * (it is RSA key transport), and the subjectAltName san (NULL: none, or copied from the
+ * requests by the caller's openssl.cnf). */
+static char *ext_section(kwt_ca *ca, int gen, const char *profile, bool rsa, const char *name,
+                         const char *san)
+{
+    int cur_gen = ca->conf.generation;
+    if (gen)
+        ca->conf.generation = gen;
+    char *prof = kwt_profile_text(&ca->conf, profile);
+    ca->conf.generation = cur_gen;
+    char *kex = strstr(prof, ", keyEncipherment");
+    if (kex && !rsa)
+        memmove(kex, kex + strlen(", keyEncipherment"),
+                strlen(kex + strlen(", keyEncipherment")) + 1);
+    kwt_buf ext = {0};
+    kwt_buf_printf(&ext, "# keyward %s profile for %s\n[ext_run]\n%s", profile, name, prof);
+    free(prof);
+    if (san)
+        kwt_buf_printf(&ext, "subjectAltName = %s\n", san);
+    return ext.s;
+}
+
 /* Sign one parsed request (label names it in messages): the checks, then openssl ca on a
  * private copy of exactly this request, with the subjectAltName keyward checked written by
  * keyward (openssl.cnf copies no extension from requests). */
@@ -762,10 +903,9 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
                     const kwt_meta *md, char **serial_out)
 {
     *serial_out = NULL;
-    char *cn = NULL, *csr_sans = NULL, *extra = NULL, *csr = NULL;
+    char *cn = NULL, *csr_sans = NULL, *all = NULL, *csr = NULL;
     /* an earlier generation signs with its own key and certificate (ca/ca-G.crt) */
     char *gen_key = NULL, *gen_cert = NULL;
-    const char *why;
     if (gen == ca->conf.generation)
         gen = 0;
     if (gen) {
@@ -793,58 +933,18 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
     }
     if (!csr)
         csr = kwt_strdup(label); /* --dry-run: the printed script reads the operator's file */
-    kwt_buf all = {0};
-    if (csr_sans)
-        kwt_buf_add(&all, csr_sans);
-    if (san) {
-        extra = kwt_san_to_conf(san, &why);
-        if (!extra) {
-            rc = kwt_err(KWT_USAGE, "--san: %s", why);
-            goto out;
-        }
-        kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", extra);
-    }
-    if (!strcmp(profile, "device")) {
-        if (!device_id) {
-            rc = kwt_err(KWT_USAGE, "the device profile needs --device-id ID");
-            goto out;
-        }
-        char *want = kwt_asprintf("DNS:device-%s", device_id);
-        if (!all.s || !strstr(all.s, want))
-            kwt_buf_printf(&all, "%s%s", all.len ? ", " : "", want);
-        free(want);
-        kwt_buf_printf(&all, ", otherName:%s;UTF8:%s", ca->conf.device_oid, device_id);
-    } else if (device_id) {
-        rc = kwt_err(KWT_USAGE, "--device-id is only for the device profile");
+    if ((rc = san_for(&ca->conf, profile, csr_sans, san, device_id, &all)))
         goto out;
-    }
-    if (!strcmp(profile, "server") && !all.len) {
-        rc = kwt_err(KWT_FAIL, "the server profile needs a subjectAltName (in the CSR or --san)");
-        goto out;
-    }
-    /* the profile's CRL distribution point names the issuing generation's CRL */
-    int cur_gen = ca->conf.generation;
-    if (gen)
-        ca->conf.generation = gen;
-    char *prof = kwt_profile_text(&ca->conf, profile);
-    ca->conf.generation = cur_gen;
-    /* keyEncipherment is RSA key transport: meaningless for an EC or EdDSA key */
-    char *kex = strstr(prof, ", keyEncipherment");
-    if (kex && EVP_PKEY_get_base_id(X509_REQ_get0_pubkey(req)) != EVP_PKEY_RSA)
-        memmove(kex, kex + strlen(", keyEncipherment"),
-                strlen(kex + strlen(", keyEncipherment")) + 1);
-    kwt_buf ext = {0};
-    kwt_buf_printf(&ext, "# keyward %s profile for %s\n[ext_run]\n%s", profile, name, prof);
-    free(prof);
-    if (all.len)
-        kwt_buf_printf(&ext, "subjectAltName = %s\n", all.s);
+    char *ext =
+        ext_section(ca, gen, profile,
+                    EVP_PKEY_get_base_id(X509_REQ_get0_pubkey(req)) == EVP_PKEY_RSA, name, all);
     char *extp = ca->stage ? kwt_path(ca->stage, "ext.cnf") : kwt_path(ca->dir, "ext-run.cnf");
     char *outp = ca->stage ? kwt_path(ca->stage, "new.crt") : kwt_path(ca->dir, "new.crt");
     char *ixp = kwt_state_path(ca, "index.txt");
     kwt_index ix0 = {0}, ix1 = {0};
     if (kwt_g.dry_run) {
-        kwt_dry_show_file(extp, ext.s);
-    } else if (kwt_write_atomic(extp, ext.s, ext.len, 0600) != 0 ||
+        kwt_dry_show_file(extp, ext);
+    } else if (kwt_write_atomic(extp, ext, strlen(ext), 0600) != 0 ||
                kwt_index_load(&ix0, ixp) != 0) {
         rc = kwt_err(KWT_FAIL, "cannot prepare signing: %s", strerror(errno));
         goto out2;
@@ -905,15 +1005,14 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
 out2:
     kwt_index_free(&ix0);
     kwt_index_free(&ix1);
-    kwt_buf_free(&ext);
+    free(ext);
     free(extp);
     free(outp);
     free(ixp);
 out:
     if (csr && !kwt_g.dry_run)
         unlink(csr); /* stored as certs/SERIAL.csr by store_meta */
-    kwt_buf_free(&all);
-    free(extra);
+    free(all);
     free(cn);
     free(csr_sans);
     free(gen_key);
@@ -1079,9 +1178,18 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
     X509_REQ **reqs = calloc(n ? n : 1, sizeof(*reqs));
     char *ixp = NULL, *bcnf = NULL;
     bool first_rsa = false;
-    held_key *keys = NULL;
-    size_t nkeys = 0;
+    held_key *keys = NULL, *keys_subj = NULL;
+    size_t nkeys = 0, hcap = 64;
+    /* the batch's own keys, by SPKI hash: slot = 1 + index of the CSR (0: empty) */
+    while (hcap < 2 * n)
+        hcap *= 2;
+    size_t *hslot = calloc(hcap, sizeof(*hslot));
+    unsigned char(*rh)[32] = calloc(n ? n : 1, sizeof(*rh));
     kwt_index ix0 = {0}, ix1 = {0};
+    if (!hslot || !rh) {
+        rc = kwt_err(KWT_FAIL, "out of memory");
+        goto out;
+    }
     if (n == 0) {
         rc = kwt_err(KWT_USAGE, "--batch %s: no CSRs found", src);
         goto out;
@@ -1140,27 +1248,40 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
                          files[i], names[i]);
             goto out;
         }
-        if (!keys)
+        if (!keys) {
             keys = held_keys(ca, &ix0, &nkeys);
+            keys_subj = keys ? held_by_subject(keys, nkeys) : NULL;
+            if (!keys_subj) {
+                free(cn);
+                free(sans);
+                rc = kwt_err(KWT_FAIL, "out of memory");
+                goto out;
+            }
+        }
         if ((rc = check_key_not_compromised(files[i], req, keys, nkeys)) ||
-            (!same_subject && (rc = check_subject_unique(files[i], req, names[i], keys, nkeys))) ||
+            (!same_subject &&
+             (rc = check_subject_unique(files[i], req, names[i], keys_subj, nkeys))) ||
             (!same_key && (rc = check_key_unique(files[i], req, names[i], keys, nkeys)))) {
             free(cn);
             free(sans);
             goto out;
         }
-        for (size_t j = 0; !same_key && j < i; j++) {
-            unsigned char a1[32], a2[32];
-            if (spki_sha256(X509_REQ_get0_pubkey(reqs[j]), a1) &&
-                spki_sha256(X509_REQ_get0_pubkey(req), a2) && !memcmp(a1, a2, 32)) {
+        if (!same_key && spki_sha256(X509_REQ_get0_pubkey(req), rh[i])) {
+            size_t h = 0;
+            memcpy(&h, rh[i], sizeof(h));
+            for (h &= hcap - 1; hslot[h] && memcmp(rh[hslot[h] - 1], rh[i], 32);
+                 h = (h + 1) & (hcap - 1))
+                ;
+            if (hslot[h]) {
                 free(cn);
                 free(sans);
                 rc = kwt_err(KWT_FAIL,
                              "%s and %s have the same public key (--allow-same-key "
                              "to sign both)",
-                             files[j], files[i]);
+                             files[hslot[h] - 1], files[i]);
                 goto out;
             }
+            hslot[h] = i + 1;
         }
         bool nosan = !sans;
         free(cn);
@@ -1274,6 +1395,7 @@ static int sign_batch(kwt_ca *ca, const char *src, const char *profile, int days
         kwt_row *r = &ix1.rows[ix0.n + i];
         kwt_ca_link_issued(ca, names[i], r->serial);
         kwt_audit(ca, "ca sign", names[i], r->serial, r->subject, 0);
+        kwt_notify(ca, "issued", names[i], r->serial, NULL);
     }
     kwt_defer_sync = false;
     int dfd = open(ca->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1297,6 +1419,9 @@ out:
         X509_REQ_free(reqs ? reqs[i] : NULL);
     }
     held_keys_free(keys, nkeys);
+    free(keys_subj);
+    free(hslot);
+    free(rh);
     if (bcnf)
         unlink(bcnf);
     free(bcnf);
@@ -1428,12 +1553,13 @@ static int sign_main(const char *profile, const char *name, const char *days_s, 
                          name, r->serial, name);
         if (rc == 0) {
             size_t nk = 0;
-            held_key *k = held_keys(&ca, &ix, &nk);
+            held_key *k = held_keys(&ca, &ix, &nk), *ks = k ? held_by_subject(k, nk) : NULL;
             rc = check_key_not_compromised(pos[0], req, k, nk);
             if (rc == 0 && !same_key)
                 rc = check_key_unique(pos[0], req, name, k, nk);
             if (rc == 0 && !same_subject)
-                rc = check_subject_unique(pos[0], req, name, k, nk);
+                rc = check_subject_unique(pos[0], req, name, ks, ks ? nk : 0);
+            free(ks);
             held_keys_free(k, nk);
         }
     }
@@ -1459,6 +1585,7 @@ static int sign_main(const char *profile, const char *name, const char *days_s, 
         kwt_ca_link_issued(&ca, name, serial);
         kwt_clear_error();
         report(&ca, name, serial, true, true, NULL);
+        kwt_notify(&ca, "issued", name, serial, NULL);
     }
     if (rc == 0 && kwt_g.dry_run) {
         char *nm = (char *)name, *cs = (char *)pos[0];
@@ -1624,11 +1751,14 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     if ((rc = csr_read_once(csr ? csr : oldcsr, &newreq)))
         goto out;
     if (csr) {
-        X509_REQ *oldreq = NULL;
-        if ((rc = csr_read_once(oldcsr, &oldreq)) == 0)
-            rc = identity_diff(&ca, profile, devid && *devid ? devid : NULL, oldreq, newreq, csr,
-                               &diff);
-        X509_REQ_free(oldreq);
+        /* compared with the current certificate (SANs added with --san at signing included) */
+        char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, old_serial);
+        X509 *cur = kwt_load_cert(cp);
+        rc = cur ? identity_diff(&ca, profile, devid && *devid ? devid : NULL,
+                                 san && *san ? san : NULL, cur, newreq, csr, &diff)
+                 : kwt_err(KWT_FAIL, "cannot read %s, the current certificate of %s", cp, name);
+        X509_free(cur);
+        free(cp);
         if (rc)
             goto out;
         if (diff && !subject_change) {
@@ -1676,6 +1806,9 @@ int kwt_cmd_ca_renew(int argc, char **argv)
                                   keep_old ? "false" : "true");
         report(&ca, name, serial, true, true, tail);
         free(tail);
+        char *rep = kwt_asprintf("\"replaces\":\"%s\"", old_serial);
+        kwt_notify(&ca, "renewed", name, serial, rep);
+        free(rep);
         if (!kwt_g.json)
             printf("  replaces serial %s%s\n", old_serial,
                    keep_old ? " (kept valid)" : " (revoked: superseded)");
@@ -1712,11 +1845,28 @@ out:
 
 /* ---- renew --due: every valid certificate that expires within the window ---- */
 
+/* One due certificate: what find_due found, what due_prepare made ready for openssl, and the
+ * outcome (new_serial, or error). */
 typedef struct {
     char *name, *serial, *new_serial, *error;
     long long expiry;
+    size_t row; /* its row in the index: openssl only appends rows, so it stays there */
     kwt_meta md;
+    X509_REQ *req; /* the stored request, read once */
+    char *copy;    /* the private copy of it that openssl signs */
+    char *san;     /* subjectAltName keyward writes; NULL: the request's, copied by openssl */
+    bool own_san;  /* the record has a --san or a device ID: keyward writes the SAN */
+    bool rsa;
+    int days;
 } due_cert;
+
+/* Certificates signed with the same openssl ca arguments: one process signs them all. */
+typedef struct {
+    const char *profile, *san;
+    bool own_san, rsa;
+    int days;
+    size_t *members, n;
+} due_group;
 
 static void fmt_iso(long long t, char *out, size_t len)
 {
@@ -1724,6 +1874,15 @@ static void fmt_iso(long long t, char *out, size_t len)
     struct tm tm;
     gmtime_r(&tt, &tm);
     strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* An "expiring" event: a certificate within the window that this run does not renew. */
+static void notify_expiring(kwt_ca *ca, const char *name, const char *serial, long long expiry)
+{
+    long long left = expiry - (long long)time(NULL);
+    char extra[48];
+    snprintf(extra, sizeof(extra), "\"days_left\":%lld", left > 0 ? left / 86400 : 0);
+    kwt_notify(ca, "expiring", name, serial, extra);
 }
 
 /* The newest certificate of its NAME, valid, unexpired, expiring within the window, auto-renew
@@ -1734,27 +1893,299 @@ static due_cert *find_due(kwt_ca *ca, kwt_index *ix, int window, size_t *n, size
 {
     long long now = (long long)time(NULL);
     due_cert *d = calloc(ix->n ? ix->n : 1, sizeof(*d));
+    bool *newest = kwt_index_newest(ix);
     *n = *off = 0;
-    for (size_t i = 0; d && i < ix->n; i++) {
+    for (size_t i = 0; d && newest && i < ix->n; i++) {
         kwt_row *r = &ix->rows[i];
         long long exp = kwt_asn1_to_time(r->expiry);
-        if (r->status != 'V' || exp <= now || exp - now > (long long)window * 86400 ||
-            kwt_index_find_name(ix, r->name) != r)
+        if (r->status != 'V' || exp <= now || exp - now > (long long)window * 86400 || !newest[i])
             continue;
         kwt_meta m;
         kwt_meta_read(ca->dir, r->serial, &m);
         if (!m.auto_renew) {
             (*off)++;
+            notify_expiring(ca, r->name, r->serial, exp); /* left to the operator */
             kwt_meta_free(&m);
             continue;
         }
         d[*n].name = kwt_strdup(r->name);
         d[*n].serial = kwt_strdup(r->serial);
         d[*n].expiry = exp;
+        d[*n].row = i;
         d[*n].md = m;
         (*n)++;
     }
+    if (!newest) {
+        free(d);
+        d = NULL;
+    }
+    free(newest);
     return d;
+}
+
+/* The CA's policy_match as openssl ca applies it, checked before openssl runs (in one run for
+ * many requests, openssl stops at the first it refuses and issues none): each listed field of
+ * the subject is there, and each of its values equals one of the CA certificate's (type and
+ * bytes, as openssl compares them). */
+static int check_policy(const char *label, X509_REQ *req, X509 *cacert, const kwt_conf *conf)
+{
+    int nids[32], n = kwt_policy_match_nids(conf, nids, 32);
+    X509_NAME *rn = X509_REQ_get_subject_name(req);
+    X509_NAME *cn = cacert ? X509_get_subject_name(cacert) : NULL;
+    for (int i = 0; i < n; i++) {
+        const char *fname = OBJ_nid2sn(nids[i]);
+        int j = X509_NAME_get_index_by_NID(rn, nids[i], -1);
+        if (j < 0)
+            return kwt_err(KWT_FAIL,
+                           "%s: the subject has no %s; the CA's policy_match requires it, equal "
+                           "to the CA certificate's",
+                           label, fname);
+        if (!cn || X509_NAME_get_index_by_NID(cn, nids[i], -1) < 0)
+            return kwt_err(KWT_FAIL,
+                           "%s: policy_match lists %s, which the CA certificate's subject does "
+                           "not have: correct policy_match in keyward.conf",
+                           label, fname);
+        for (; j >= 0; j = X509_NAME_get_index_by_NID(rn, nids[i], j)) {
+            ASN1_STRING *v = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(rn, j));
+            bool same = false;
+            for (int k = -1; !same && (k = X509_NAME_get_index_by_NID(cn, nids[i], k)) >= 0;)
+                same = !ASN1_STRING_cmp(v, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(cn, k)));
+            if (!same) {
+                unsigned char *u = NULL;
+                int ul = ASN1_STRING_to_UTF8(&u, v);
+                kwt_err(KWT_FAIL,
+                        "%s: the subject's %s (%.*s) is not the CA certificate's; the CA's "
+                        "policy_match requires them equal",
+                        label, fname, ul > 0 ? ul : 0, u ? (char *)u : "");
+                OPENSSL_free(u);
+                return KWT_FAIL;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Everything decided before openssl runs: the signing record, the stored request read once and
+ * checked as ca sign checks it (profile, names, key policy), the CA's policy_match, the
+ * subjectAltName, and the private copy openssl signs. 0, or an exit code after printing why. */
+static int due_prepare(kwt_ca *ca, X509 *cacert, due_cert *c, int days_override)
+{
+    kwt_meta *m = &c->md;
+    const char *devid = m->device_id && *m->device_id ? m->device_id : NULL;
+    const char *san = m->san && *m->san ? m->san : NULL;
+    char *label = kwt_asprintf("%s/certs/%s.csr", ca->dir, c->serial), *cn = NULL, *sans = NULL;
+    int rc;
+    c->days = days_override ? days_override : m->days > 0 ? m->days : ca->conf.default_days;
+    if (!m->profile || !valid_profile(m->profile))
+        rc = kwt_err(KWT_FAIL, "the signing record certs/%s.meta is missing or damaged", c->serial);
+    else if ((rc = csr_read_once(label, &c->req)) == 0 &&
+             (rc = check_csr(label, c->req, m->profile, &ca->conf, devid, &cn, &sans)) == 0 &&
+             (rc = check_policy(label, c->req, cacert, &ca->conf)) == 0 &&
+             (rc = san_for(&ca->conf, m->profile, sans, san, devid, &c->san)) == 0) {
+        if (looks_like_serial(c->name))
+            rc = kwt_err(KWT_FAIL,
+                         "NAME %s looks like a serial number; sign it anew under "
+                         "another name",
+                         c->name);
+        c->own_san = san || devid;
+        if (!c->own_san) { /* the request's own names, which check_csr vetted: openssl copies */
+            free(c->san);
+            c->san = NULL;
+        }
+        c->rsa = EVP_PKEY_get_base_id(X509_REQ_get0_pubkey(c->req)) == EVP_PKEY_RSA;
+        if (rc == 0)
+            rc = csr_private_copy(ca, c->req, &c->copy);
+    }
+    free(label);
+    free(cn);
+    free(sans);
+    return rc;
+}
+
+static bool same_str(const char *a, const char *b)
+{
+    return a == b || (a && b && !strcmp(a, b));
+}
+
+/* The certificates that can go through one openssl ca process: same profile, kind of key
+ * (keyEncipherment), days and keyward-written subjectAltName. A fleet signed by --batch is one
+ * group. */
+static due_group *due_groups(due_cert *d, size_t n, size_t *ng)
+{
+    due_group *g = calloc(n ? n : 1, sizeof(*g));
+    *ng = 0;
+    for (size_t i = 0; g && i < n; i++) {
+        due_cert *c = &d[i];
+        if (c->error)
+            continue;
+        size_t j = 0;
+        while (j < *ng &&
+               !(!strcmp(g[j].profile, c->md.profile) && g[j].rsa == c->rsa &&
+                 g[j].days == c->days && g[j].own_san == c->own_san && same_str(g[j].san, c->san)))
+            j++;
+        if (j == *ng) {
+            g[j] = (due_group){c->md.profile, c->san, c->own_san, c->rsa, c->days, NULL, 0};
+            g[j].members = calloc(n, sizeof(size_t));
+            (*ng)++;
+        }
+        if (g[j].members)
+            g[j].members[g[j].n++] = i;
+    }
+    return g;
+}
+
+/* The request openssl refused in a failed run of n requests: its position, or -1 when the run
+ * failed for all of them (the CA key, the token, a signing error). openssl announces each
+ * request and signs only after its checks, and writes nothing when one is refused. *why gets
+ * openssl's reason. */
+static long refused_request(const char *err, size_t n, char **why)
+{
+    static const char mark[] = "Check that the request matches the signature";
+    const char *last = NULL;
+    size_t count = 0;
+    *why = NULL;
+    for (const char *p = err; p && (p = strstr(p, mark)); p += sizeof(mark) - 1) {
+        last = p;
+        count++;
+    }
+    if (!last || count > n || strstr(last, "Certificate is to be certified") ||
+        strstr(last, ":keyward:"))
+        return -1;
+    kwt_buf b = {0};
+    kwt_buf_addn(&b, "", 0);
+    for (const char *l = last; *l;) {
+        size_t len = strcspn(l, "\n");
+        char *line = kwt_asprintf("%.*s", (int)len, l);
+        if (*line && strncmp(line, mark, sizeof(mark) - 1) && strcmp(line, "Signature ok") &&
+            !strstr(line, "Distinguished Name is as follows") && !strstr(line, ":ASN.1 ") &&
+            !strstr(line, ":error:"))
+            kwt_buf_printf(&b, "%s%s", b.len ? " " : "", line);
+        free(line);
+        l += len + (l[len] == '\n');
+    }
+    *why = b.len ? b.s : kwt_strdup("see openssl's messages with -v");
+    if (!b.len)
+        kwt_buf_free(&b);
+    return (long)count - 1;
+}
+
+/* The certificates of one group, signed by one openssl ca process (at most 4000 requests a
+ * process), recorded (NAME, signing record with the metadata carried over) and their
+ * predecessors marked superseded, in the transaction. A request openssl refuses fails alone:
+ * the run is repeated without it. Returns nonzero when the transaction cannot be trusted any
+ * more (the caller then commits nothing). */
+static int due_sign_group(kwt_ca *ca, due_cert *d, due_group *g)
+{
+    char *ext = ext_section(ca, 0, g->profile, g->rsa, "ca renew --due", g->san);
+    char *extp = kwt_state_path(ca, "ext-due.cnf"), *cnfp = NULL;
+    char *outp = kwt_state_path(ca, "due.crt"), *ixp = kwt_state_path(ca, "index.txt");
+    int rc = 0;
+    if (kwt_write_atomic(extp, ext, strlen(ext), 0600) != 0) {
+        rc = kwt_err(KWT_FAIL, "cannot write %s: %s", extp, strerror(errno));
+        goto out;
+    }
+    if (!g->own_san) {
+        /* as ca sign --batch: openssl copies each request's subjectAltName, vetted name by name
+         * in these very bytes by check_csr; the profile sets every other extension */
+        char *t = kwt_read_file(kwt_ca_cnf(ca), NULL),
+             *at = t ? strstr(t, "copy_extensions = none") : NULL;
+        if (at)
+            memcpy(at, "copy_extensions = copy", strlen("copy_extensions = copy"));
+        cnfp = kwt_state_path(ca, "due.cnf");
+        if (!at || kwt_write_atomic(cnfp, t, strlen(t), 0600) != 0)
+            rc = kwt_err(KWT_FAIL, "cannot write %s", cnfp);
+        free(t);
+        if (rc)
+            goto out;
+    }
+    char ds[16];
+    snprintf(ds, sizeof(ds), "%d", clamp_days(ca, 0, g->days));
+    size_t left = g->n, *todo = g->members;
+    while (left > 0 && rc == 0) {
+        size_t m = left > 4000 ? 4000 : left;
+        kwt_index ix0 = {0}, ix1 = {0};
+        char *err = NULL, *why = NULL;
+        kwt_cmd *cmd = malloc(sizeof(*cmd));
+        if (!cmd || kwt_index_load(&ix0, ixp) != 0) {
+            rc = kwt_err(KWT_FAIL, "cannot read %s", ixp);
+            free(cmd);
+            break;
+        }
+        kwt_cmd_init(cmd, "ca");
+        const char *args[] = {"-batch",        "-notext", "-utf8",       "-days",   ds,
+                              "-extfile",      extp,      "-extensions", "ext_run", "-keyfile",
+                              ca->conf.ca_key, "-out",    outp,          "-infiles"};
+        for (size_t a = 0; a < sizeof(args) / sizeof(args[0]); a++)
+            kwt_cmd_add(cmd, args[a]);
+        for (size_t k = 0; k < m; k++)
+            kwt_cmd_add(cmd, d[todo[k]].copy);
+        const char *cnf = cnfp ? cnfp : kwt_ca_cnf(ca);
+        if (kwt_run_quiet(cmd, cnf, NULL, &err) != 0) {
+            long bad = refused_request(err, m, &why);
+            if (bad >= 0) {
+                due_cert *c = &d[todo[bad]];
+                kwt_err(KWT_FAIL, "openssl ca refused to renew %s (certs/%s.csr): %s", c->name,
+                        c->serial, why);
+                c->error = kwt_strdup(kwt_last_error());
+                memmove(todo + bad, todo + bad + 1, (left - (size_t)bad - 1) * sizeof(*todo));
+                left--;
+            } else {
+                kwt_run_failed(cmd, cnf, err);
+                kwt_err(KWT_FAIL, "openssl ca could not sign the renewals (see above)");
+                for (size_t k = 0; k < left; k++)
+                    d[todo[k]].error = kwt_strdup(kwt_last_error());
+                left = 0;
+            }
+        } else if (kwt_index_load(&ix1, ixp) != 0 || ix1.n != ix0.n + m) {
+            rc = kwt_err(KWT_FAIL, "openssl ca did not add one index row per request");
+        } else {
+            char when[32];
+            time_t now = time(NULL);
+            struct tm tm;
+            gmtime_r(&now, &tm);
+            snprintf(when, sizeof(when), "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+            for (size_t k = 0; k < m && rc == 0; k++) {
+                due_cert *c = &d[todo[k]];
+                kwt_row *r = &ix1.rows[ix0.n + k], *old = &ix1.rows[c->row];
+                free(r->name);
+                r->name = kwt_strdup(c->name);
+                /* superseded in the same transaction, as ca renew NAME does */
+                if (c->row >= ix0.n || strcmp(old->serial, c->serial) || old->status != 'V')
+                    rc =
+                        kwt_err(KWT_FAIL, "serial %s moved in the index during the run", c->serial);
+                else
+                    rc = store_meta(ca, r->serial, c->copy, g->profile, c->days, c->md.san,
+                                    c->md.device_id, c->name, &c->md);
+                if (rc == 0) {
+                    old->status = 'R';
+                    free(old->revocation);
+                    old->revocation = kwt_asprintf("%s,superseded", when);
+                    c->new_serial = kwt_strdup(r->serial);
+                }
+            }
+            if (rc == 0 && kwt_index_save(&ix1, ixp) != 0)
+                rc = kwt_err(KWT_FAIL, "cannot write %s: %s", ixp, strerror(errno));
+            todo += m;
+            left -= m;
+        }
+        free(cmd);
+        free(err);
+        free(why);
+        kwt_index_free(&ix0);
+        kwt_index_free(&ix1);
+    }
+out:
+    unlink(outp);
+    if (cnfp)
+        unlink(cnfp);
+    unlink(extp);
+    free(ext);
+    free(extp);
+    free(cnfp);
+    free(outp);
+    free(ixp);
+    return rc;
 }
 
 /* The last run, for ca stats and ca metrics: DIR/renew-last (key=value lines). */
@@ -1778,14 +2209,18 @@ static int renew_due(int window, int days_override)
     if (window < 0)
         window = ca.conf.renew_due_days;
     kwt_index ix = {0};
-    size_t n = 0, off = 0, renewed = 0, failed = 0;
+    size_t n = 0, off = 0, renewed = 0, failed = 0, ng = 0;
     due_cert *d = NULL;
+    due_group *g = NULL;
     char *ixp = kwt_state_path(&ca, "index.txt");
     if (kwt_index_load(&ix, ixp) != 0) {
         rc = kwt_err(KWT_FAIL, "cannot read %s", ixp);
         goto out;
     }
-    d = find_due(&ca, &ix, window, &n, &off);
+    if (!(d = find_due(&ca, &ix, window, &n, &off))) {
+        rc = kwt_err(KWT_FAIL, "out of memory");
+        goto out;
+    }
     if (kwt_g.dry_run) {
         /* a list, not a script: what a real run would renew */
         for (size_t i = 0; i < n; i++) {
@@ -1803,77 +2238,50 @@ static int renew_due(int window, int days_override)
         goto out;
     if (n && (rc = kwt_txn_begin(&ca)))
         goto out;
+    /* each certificate's own checks first, then one openssl ca for all that passed (one per
+     * set of signing arguments) */
+    char *cap = kwt_path(ca.dir, "ca.crt");
+    X509 *cacert = n ? kwt_load_cert(cap) : NULL;
+    free(cap);
     for (size_t i = 0; i < n; i++) {
-        due_cert *c = &d[i];
-        kwt_meta *m = &c->md;
-        char *oldcsr = kwt_asprintf("%s/certs/%s.csr", ca.dir, c->serial);
-        X509_REQ *req = NULL;
-        int days = days_override ? days_override : m->days > 0 ? m->days : ca.conf.default_days;
         kwt_clear_error();
-        int r1 = (!m->profile || !valid_profile(m->profile))
-                     ? kwt_err(KWT_FAIL, "the signing record certs/%s.meta is missing or damaged",
-                               c->serial)
-                     : csr_read_once(oldcsr, &req);
-        if (r1 == 0)
-            r1 = sign_req(&ca, 0, oldcsr, req, m->profile, c->name, days,
-                          m->san && *m->san ? m->san : NULL,
-                          m->device_id && *m->device_id ? m->device_id : NULL, m, &c->new_serial);
-        X509_REQ_free(req);
-        free(oldcsr);
-        if (r1 == 0) {
-            /* superseded in the same transaction, as ca renew NAME does; the CRLs are made
-             * once, below, instead of once per certificate */
-            kwt_index six = {0};
-            char *sixp = kwt_state_path(&ca, "index.txt");
-            kwt_row *old =
-                kwt_index_load(&six, sixp) == 0 ? kwt_index_find_serial(&six, c->serial) : NULL;
-            if (old) {
-                char when[80];
-                time_t now = time(NULL);
-                struct tm tm;
-                gmtime_r(&now, &tm);
-                snprintf(when, sizeof(when), "%02d%02d%02d%02d%02d%02dZ", tm.tm_year % 100,
-                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-                old->status = 'R';
-                free(old->revocation);
-                old->revocation = kwt_asprintf("%s,superseded", when);
-            }
-            if (!old || kwt_index_save(&six, sixp) != 0)
-                r1 = kwt_err(KWT_FAIL, "cannot mark serial %s superseded in %s", c->serial, sixp);
-            kwt_index_free(&six);
-            free(sixp);
-        }
-        if (r1) {
+        if (due_prepare(&ca, cacert, &d[i], days_override) != 0) {
             const char *e = kwt_last_error();
-            c->error = kwt_strdup(e && *e ? e : "failed");
-            free(c->new_serial);
-            c->new_serial = NULL;
+            d[i].error = kwt_strdup(e && *e ? e : "failed");
         }
     }
+    X509_free(cacert);
+    g = due_groups(d, n, &ng);
+    for (size_t j = 0; j < ng && rc == 0; j++)
+        rc = due_sign_group(&ca, d, &g[j]);
     for (size_t i = 0; i < n; i++)
         renewed += d[i].new_serial != NULL;
-    if (renewed) {
+    if (renewed && rc == 0) {
         rc = kwt_ca_make_crl(&ca, 0);
         if (rc == 0)
             rc = kwt_txn_commit(&ca);
-        if (rc) {
-            const char *e = kwt_last_error();
-            for (size_t i = 0; i < n; i++)
-                if (d[i].new_serial) {
-                    free(d[i].error);
-                    d[i].error = kwt_strdup(e && *e ? e : "the transaction failed");
-                    free(d[i].new_serial);
-                    d[i].new_serial = NULL;
-                }
-            renewed = 0;
-        }
-    } else if (n) {
-        kwt_txn_abort(&ca);
+    }
+    if (rc || !renewed) {
+        /* nothing was issued, or nothing of it can be kept */
+        const char *e = kwt_last_error();
+        for (size_t i = 0; rc && i < n; i++)
+            if (!d[i].error) {
+                d[i].error = kwt_strdup(e && *e ? e : "the transaction failed");
+                free(d[i].new_serial);
+                d[i].new_serial = NULL;
+            }
+        renewed = 0;
+        if (n)
+            kwt_txn_abort(&ca);
+        rc = 0;
     }
     kwt_buf js = {0};
     kwt_buf_addn(&js, "", 0);
     kwt_buf_printf(&js, "{\"due_days\":%d,\"renewed\":[", window);
     size_t nj = 0;
+    /* links and audit lines are flushed together (the links can be rebuilt from the committed
+     * index anyway) */
+    kwt_defer_sync = true;
     for (size_t i = 0; i < n; i++) {
         due_cert *c = &d[i];
         kwt_buf mj = {0};
@@ -1885,6 +2293,9 @@ static int renew_due(int window, int days_override)
             kwt_ca_link_issued(&ca, c->name, c->new_serial);
             kwt_clear_error();
             kwt_audit(&ca, "ca renew --due", c->name, c->new_serial, c->serial, 0);
+            char *rep = kwt_asprintf("\"replaces\":\"%s\"", c->serial);
+            kwt_notify(&ca, "renewed", c->name, c->new_serial, rep);
+            free(rep);
             if (!kwt_g.json)
                 printf("renewed %s: serial %s replaces %s (revoked: superseded)\n", c->name,
                        c->new_serial, c->serial);
@@ -1906,6 +2317,7 @@ static int renew_due(int window, int days_override)
         failed++;
         kwt_set_error(c->error);
         kwt_audit(&ca, "ca renew --due", c->name, NULL, c->serial, KWT_FAIL);
+        notify_expiring(&ca, c->name, c->serial, c->expiry); /* still expiring */
         if (!kwt_g.json)
             printf("FAILED  %s (serial %s): %s\n", c->name, c->serial, c->error);
         kwt_buf_add(&js, nj++ ? "," : "");
@@ -1914,6 +2326,14 @@ static int renew_due(int window, int days_override)
         kwt_buf_printf(&js, ",\"serial\":\"%s\",\"error\":", c->serial);
         kwt_buf_json_str(&js, c->error);
         kwt_buf_add(&js, "}");
+    }
+    kwt_defer_sync = false;
+    if (n) {
+        int dfd = open(ca.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            syncfs(dfd);
+            close(dfd);
+        }
     }
     kwt_buf_printf(&js, "],\"skipped_no_auto_renew\":%zu}\n", off);
     if (kwt_g.json)
@@ -1932,12 +2352,20 @@ static int renew_due(int window, int days_override)
     }
 out:
     for (size_t i = 0; d && i < n; i++) {
+        if (d[i].copy)
+            unlink(d[i].copy); /* stored as certs/SERIAL.csr by store_meta */
         free(d[i].name);
         free(d[i].serial);
         free(d[i].new_serial);
         free(d[i].error);
+        free(d[i].copy);
+        free(d[i].san);
+        X509_REQ_free(d[i].req);
         kwt_meta_free(&d[i].md);
     }
+    for (size_t j = 0; g && j < ng; j++)
+        free(g[j].members);
+    free(g);
     free(d);
     kwt_index_free(&ix);
     free(ixp);

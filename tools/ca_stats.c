@@ -156,9 +156,11 @@ int kwt_fleet_load(kwt_ca *ca, kwt_fleet *f, kwt_fleet_fn each, void *arg)
         kwt_meta_free(&m);
     }
     kwt_index_free(&ix);
-    qsort(f->reasons.c, f->reasons.n, sizeof(counter), cmp_counter);
-    qsort(f->profiles.c, f->profiles.n, sizeof(counter), cmp_counter);
-    qsort(f->tags.c, f->tags.n, sizeof(counter), cmp_counter);
+    /* qsort of an empty list: its array is NULL, which qsort must not get (UBSan) */
+    counters *lists[] = {&f->reasons, &f->profiles, &f->tags};
+    for (size_t i = 0; i < 3; i++)
+        if (lists[i]->n)
+            qsort(lists[i]->c, lists[i]->n, sizeof(counter), cmp_counter);
     load_last_run(ca, f);
     f->crls = calloc((size_t)ca->conf.generation + 1, sizeof(*f->crls));
     for (int g = 1; f->crls && g <= ca->conf.generation; g++) {
@@ -204,6 +206,22 @@ static void json_counts(kwt_buf *b, const size_t n[ST_N])
                    n[ST_REVOKED]);
 }
 
+/* ca stats: an "expiring" event for each valid certificate that expires within
+ * renew_due_days (the hook is run after the figures are printed). */
+static void notify_expiring(void *arg, const kwt_row *r, long long not_after, int status,
+                            const kwt_meta *m)
+{
+    (void)m;
+    (void)status;
+    kwt_ca *ca = arg;
+    long long left = not_after - (long long)time(NULL);
+    if (r->status != 'V' || left <= 0 || left > (long long)ca->conf.renew_due_days * 86400)
+        return;
+    char extra[48];
+    snprintf(extra, sizeof(extra), "\"days_left\":%lld", left / 86400);
+    kwt_notify(ca, "expiring", r->name, r->serial, extra);
+}
+
 int kwt_cmd_ca_stats(int argc, char **argv)
 {
     const char *pos[1];
@@ -214,7 +232,8 @@ int kwt_cmd_ca_stats(int argc, char **argv)
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;
     fleet f;
-    if ((rc = kwt_fleet_load(&ca, &f, NULL, NULL))) {
+    bool hook = (kwt_g.notify || ca.conf.notify) && !kwt_g.dry_run;
+    if ((rc = kwt_fleet_load(&ca, &f, hook ? notify_expiring : NULL, &ca))) {
         kwt_ca_close(&ca);
         return rc;
     }
@@ -395,6 +414,8 @@ int kwt_cmd_ca_metrics(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (kwt_g.dry_run)
         return kwt_err(KWT_USAGE, "ca metrics changes nothing in the CA: run it without --dry-run");
+    if (textfile && (rc = kwt_check_out_path("--textfile", textfile, false)))
+        return rc;
     kwt_ca ca;
     if ((rc = kwt_ca_open(&ca, false)))
         return rc;

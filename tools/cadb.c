@@ -46,6 +46,7 @@ void kwt_conf_defaults(kwt_conf *c)
     c->crl_days = 30;
     c->renew_due_days = 30;
     c->generation = 1;
+    c->notify_timeout = 10;
 }
 
 void kwt_conf_free(kwt_conf *c)
@@ -59,6 +60,8 @@ void kwt_conf_free(kwt_conf *c)
     free(c->crl_url);
     free(c->ocsp_key);
     free(c->old_keys);
+    free(c->notify);
+    free(c->bad);
     memset(c, 0, sizeof(*c));
 }
 
@@ -66,6 +69,44 @@ static void set_str(char **dst, const char *v)
 {
     free(*dst);
     *dst = *v ? kwt_strdup(v) : NULL;
+}
+
+static void conf_bad(kwt_conf *c, char *msg)
+{
+    if (c->bad)
+        free(msg); /* the first problem is reported */
+    else
+        c->bad = msg;
+}
+
+/* notify, notify_timeout, audit_sink: a wrong value is an error (kwt_ca_open reports it), not
+ * a silent default: a hook that never runs, or an audit trail that is not where the operator
+ * looks, would go unnoticed. */
+static void conf_notify_key(kwt_conf *c, const char *k, const char *v)
+{
+    if (!strcmp(k, "notify")) {
+        set_str(&c->notify, v);
+        if (*v && *v != '/')
+            conf_bad(c, kwt_asprintf("notify = %s: give the absolute path of the program to run "
+                                     "(e.g. notify = /usr/local/bin/keyward-hook); it is run "
+                                     "directly, without a shell or arguments",
+                                     v));
+    } else if (!strcmp(k, "notify_timeout")) {
+        char *end = NULL;
+        long t = strtol(v, &end, 10);
+        if (!*v || *end || t < 1 || t > 600)
+            conf_bad(c, kwt_asprintf("notify_timeout = %s: give the seconds a notify hook may "
+                                     "run, 1 to 600 (default 10)",
+                                     v));
+        else
+            c->notify_timeout = (int)t;
+    } else if (!strcmp(v, "syslog") || !strcmp(v, "file") || !*v) {
+        c->audit_syslog = !strcmp(v, "syslog");
+    } else {
+        conf_bad(c, kwt_asprintf("audit_sink = %s: give file (audit.log only, the default) or "
+                                 "syslog (audit.log and syslog)",
+                                 v));
+    }
 }
 
 int kwt_conf_load(kwt_conf *c, const char *path)
@@ -120,6 +161,8 @@ int kwt_conf_load(kwt_conf *c, const char *path)
             c->renew_due_days = atoi(v);
         else if (!strcmp(k, "generation"))
             c->generation = atoi(v);
+        else if (!strcmp(k, "notify") || !strcmp(k, "notify_timeout") || !strcmp(k, "audit_sink"))
+            conf_notify_key(c, k, v);
     }
     free(text);
     if (c->default_days < 1 || c->default_days > 36500)
@@ -162,6 +205,15 @@ int kwt_conf_save(const kwt_conf *c, const char *path)
                    "# keys of earlier CA generations (N:URI), kept to sign their CRLs\n"
                    "old_keys = %s\n",
                    c->old_keys ? c->old_keys : "");
+    kwt_buf_printf(&b,
+                   "# program run with one JSON event on stdin after each issue, renewal,\n"
+                   "# revocation and expiry warning (absolute path; empty: none), and the seconds\n"
+                   "# it may take\nnotify = %s\nnotify_timeout = %d\n",
+                   c->notify ? c->notify : "", c->notify_timeout);
+    kwt_buf_printf(&b,
+                   "# audit lines go to audit.log (file), or also to syslog (syslog)\n"
+                   "audit_sink = %s\n",
+                   c->audit_syslog ? "syslog" : "file");
     int rc = kwt_write_atomic(path, b.s, b.len, 0600);
     kwt_buf_free(&b);
     return rc;
@@ -218,6 +270,18 @@ static bool in_list(const char *list, const char *a, const char *b)
         found = !strcasecmp(t, a) || !strcasecmp(t, b);
     free(copy);
     return found;
+}
+
+int kwt_policy_match_nids(const kwt_conf *c, int *nids, int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof(policy_fields) / sizeof(policy_fields[0]) && n < max; i++)
+        if (strcmp(policy_fields[i][0], "CN") &&
+            in_list(c->policy_match ? c->policy_match : "", policy_fields[i][0],
+                    policy_fields[i][1]) &&
+            OBJ_txt2nid(policy_fields[i][1]) != NID_undef)
+            nids[n++] = OBJ_txt2nid(policy_fields[i][1]);
+    return n;
 }
 
 char *kwt_crl_url_for(const kwt_conf *c, int gen)
@@ -407,6 +471,11 @@ int kwt_ca_open(kwt_ca *ca, bool writer)
         kwt_ca_close(ca);
         return KWT_FAIL;
     }
+    if (ca->conf.bad) {
+        kwt_err(KWT_FAIL, "%s/keyward.conf: %s", ca->dir, ca->conf.bad);
+        kwt_ca_close(ca);
+        return KWT_FAIL;
+    }
     if (writer && !kwt_g.dry_run) {
         char *lp = kwt_path(ca->dir, ".lock");
         /* Not O_CLOEXEC: openssl children inherit the lock, so if keyward dies mid-operation
@@ -425,6 +494,11 @@ int kwt_ca_open(kwt_ca *ca, bool writer)
         }
         /* the provider path or module may differ from the last run (installed vs build) */
         if (kwt_ca_write_cnf(ca) != 0) {
+            kwt_ca_close(ca);
+            return KWT_FAIL;
+        }
+        /* a writer signs with the CA key: no pin_source, on a terminal, one prompt */
+        if (kwt_ca_pin_prompt(ca) != 0) {
             kwt_ca_close(ca);
             return KWT_FAIL;
         }
@@ -804,6 +878,34 @@ kwt_row *kwt_index_find_name(kwt_index *ix, const char *name)
         if (!strcmp(ix->rows[i].name, name))
             return &ix->rows[i];
     return NULL;
+}
+
+bool *kwt_index_newest(const kwt_index *ix)
+{
+    bool *newest = calloc(ix->n ? ix->n : 1, sizeof(*newest));
+    size_t cap = 64;
+    while (cap < ix->n * 2)
+        cap *= 2;
+    const char **seen = newest ? calloc(cap, sizeof(*seen)) : NULL;
+    if (!seen) {
+        free(newest);
+        return NULL;
+    }
+    for (size_t i = ix->n; i-- > 0;) {
+        const char *name = ix->rows[i].name;
+        unsigned long h = 5381;
+        for (const char *c = name; *c; c++)
+            h = h * 33 + (unsigned char)*c;
+        size_t slot = h & (cap - 1);
+        while (seen[slot] && strcmp(seen[slot], name) != 0)
+            slot = (slot + 1) & (cap - 1);
+        if (!seen[slot]) {
+            seen[slot] = name;
+            newest[i] = true;
+        }
+    }
+    free(seen);
+    return newest;
 }
 
 int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial)

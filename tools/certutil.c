@@ -2,6 +2,7 @@
 /* Certificate helpers for list, verify and sign output. */
 #include "kwt.h"
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -35,15 +36,33 @@ char *kwt_cert_fingerprint(X509 *x)
     return b.s;
 }
 
-char *kwt_cert_subject(X509 *x)
+/* RFC 4514, most specific RDN first (as `openssl x509 -nameopt RFC2253` prints it), UTF-8 kept
+ * as it is and byte for byte (no case or space folding): every subject and issuer keyward shows,
+ * in text and in JSON. */
+char *kwt_name_text(const X509_NAME *n)
 {
     BIO *bio = BIO_new(BIO_s_mem());
-    X509_NAME_print_ex(bio, X509_get_subject_name(x), 0,
-                       (XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB & ~XN_FLAG_DN_REV));
-    char *data;
-    long n = BIO_get_mem_data(bio, &data);
-    char *s = kwt_asprintf("%.*s", (int)n, data);
+    char *data = NULL;
+    long l = 0;
+    if (bio && n && X509_NAME_print_ex(bio, n, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) >= 0)
+        l = BIO_get_mem_data(bio, &data);
+    char *s = kwt_asprintf("%.*s", (int)(l > 0 ? l : 0), data ? data : "");
     BIO_free(bio);
+    return s;
+}
+
+char *kwt_cert_subject(X509 *x)
+{
+    return kwt_name_text(X509_get_subject_name(x));
+}
+
+char *kwt_serial_subject(const char *cadir, const char *serial, const char *fallback)
+{
+    char *p = kwt_asprintf("%s/certs/%s.pem", cadir, serial);
+    X509 *x = kwt_load_cert(p);
+    char *s = x ? kwt_cert_subject(x) : kwt_strdup(fallback ? fallback : "");
+    X509_free(x);
+    free(p);
     return s;
 }
 
@@ -55,6 +74,77 @@ char *kwt_cert_serial(X509 *x)
     OPENSSL_free(hex);
     BN_free(bn);
     return s;
+}
+
+/* One DER element at *p (of at most left bytes): *p moves past it; false when malformed. */
+static bool der_skip(const unsigned char **p, long left, int *tag, int *cls)
+{
+    const unsigned char *q = *p;
+    long len = 0;
+    if (ASN1_get_object(&q, &len, tag, cls, left) & 0x80 || len > left - (q - *p))
+        return false;
+    *p = q + len;
+    return true;
+}
+
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
+{
+    size_t len = 0;
+    char *text = kwt_read_file(path, &len);
+    unsigned char *pem_der = NULL;
+    const unsigned char *der = (const unsigned char *)text, *p, *q;
+    long dlen = (long)len, l = 0;
+    int tag, cls, rc = -1;
+    *fingerprint = *subject = NULL;
+    if (!text)
+        return -1;
+    if (len > 10 && !memcmp(text, "-----BEGIN", 10)) {
+        BIO *b = BIO_new_mem_buf(text, (int)len);
+        char *name = NULL, *hdr = NULL;
+        if (!b || PEM_read_bio(b, &name, &hdr, &pem_der, &dlen) != 1 || strcmp(name, "CERTIFICATE"))
+            dlen = 0;
+        OPENSSL_free(name);
+        OPENSSL_free(hdr);
+        BIO_free(b);
+        der = pem_der;
+    }
+    /* Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serial,
+     * signature, issuer, validity, subject, ... }, ... } */
+    p = der;
+    if (!der || dlen <= 0 || ASN1_get_object(&p, &l, &tag, &cls, dlen) & 0x80 ||
+        tag != V_ASN1_SEQUENCE || l > dlen - (p - der))
+        goto out;
+    dlen = (long)(p - der) + l; /* a DER file's certificate, without trailing bytes */
+    const unsigned char *end = p + l;
+    if (ASN1_get_object(&p, &l, &tag, &cls, end - p) & 0x80 || tag != V_ASN1_SEQUENCE)
+        goto out;
+    q = p;
+    if (!der_skip(&q, end - q, &tag, &cls))
+        goto out;
+    if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0)
+        p = q;                  /* the version */
+    for (int i = 0; i < 4; i++) /* serial, signature, issuer, validity */
+        if (!der_skip(&p, end - p, &tag, &cls))
+            goto out;
+    q = p;
+    X509_NAME *n = d2i_X509_NAME(NULL, &q, end - p);
+    if (!n)
+        goto out;
+    unsigned char md[32];
+    if (EVP_Digest(der, (size_t)dlen, md, NULL, EVP_sha256(), NULL) == 1) {
+        kwt_buf b = {0};
+        for (int i = 0; i < 32; i++)
+            kwt_buf_printf(&b, i ? ":%02X" : "%02X", md[i]);
+        *fingerprint = b.s;
+        *subject = kwt_name_text(n);
+        rc = 0;
+    }
+    X509_NAME_free(n);
+out:
+    ERR_clear_error();
+    OPENSSL_free(pem_der);
+    free(text);
+    return rc;
 }
 
 long long kwt_asn1_to_time(const char *s)

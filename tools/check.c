@@ -252,23 +252,14 @@ static void check_generations(kwt_ca *ca)
     kwt_index_free(&ix);
 }
 
-int kwt_cmd_check(int argc, char **argv)
+int kwt_check_report(kwt_ca *ca, int warn, char **doc)
 {
-    const char *warn_s = NULL;
-    kwt_optspec spec[] = {{"--warn-days", &warn_s, NULL}, {NULL, NULL, NULL}};
-    const char *pos[1], *why;
-    int npos, warn = 30, rc = kwt_parse_args("check", argc, argv, spec, pos, 0, &npos);
-    if (rc)
-        return rc < 0 ? 0 : rc;
-    if (warn_s && kwt_valid_days(warn_s, &warn, &why) != 0)
-        return kwt_err(KWT_USAGE, "--warn-days: %s", why);
-    kwt_ca ca;
-    if ((rc = kwt_ca_open(&ca, false)))
-        return rc;
+    nfail = nlines = 0;
+    out = (kwt_buf){0};
     kwt_buf_addn(&out, "", 0);
     if (kwt_g.json)
         kwt_buf_add(&out, "{\"checks\":[");
-    const char *cnf = kwt_ca_cnf(&ca);
+    const char *cnf = kwt_ca_cnf(ca);
     time_t now = time(NULL);
     /* provider */
     const char *prov = kwt_provider_path();
@@ -288,13 +279,13 @@ int kwt_cmd_check(int argc, char **argv)
     /* module */
     const char *mod = getenv("KEYWARD_MODULE");
     if (!mod || !*mod)
-        mod = ca.conf.module;
+        mod = ca->conf.module;
     if (mod && access(mod, R_OK) != 0)
         res("module", "FAIL", "PKCS#11 module %s not found", mod);
     else
         res("module", "OK", "%s", mod ? mod : "p11-kit proxy (every registered module)");
     /* CA certificate and key */
-    char *crt = kwt_path(ca.dir, "ca.crt");
+    char *crt = kwt_path(ca->dir, "ca.crt");
     X509 *cax = kwt_load_cert(crt);
     if (!cax) {
         res("ca-cert", "FAIL", "%s missing or unreadable", crt);
@@ -307,14 +298,14 @@ int kwt_cmd_check(int argc, char **argv)
             res("ca-cert", "WARN", "the CA certificate expires in %d days: plan ca rotate", days);
         else
             res("ca-cert", "OK", "valid for %d more days", days);
-        EVP_PKEY *pk = pubkey_of_uri(ca.conf.ca_key, cnf);
+        EVP_PKEY *pk = pubkey_of_uri(ca->conf.ca_key, cnf);
         if (pk) {
             if (EVP_PKEY_eq(pk, X509_get0_pubkey(cax)) != 1)
                 res("ca-key", "FAIL", "the key at %s does not match ca.crt (wrong token?)",
-                    ca.conf.ca_key);
-            else if (!sign_test(ca.conf.ca_key, cnf, X509_get0_pubkey(cax)))
+                    ca->conf.ca_key);
+            else if (!sign_test(ca->conf.ca_key, cnf, X509_get0_pubkey(cax)))
                 res("ca-key", "FAIL", "a test signature with %s does not verify against ca.crt",
-                    ca.conf.ca_key);
+                    ca->conf.ca_key);
             else
                 res("ca-key", "OK", "found on the token, matches ca.crt, signs (sha256 test)");
             EVP_PKEY_free(pk);
@@ -322,21 +313,21 @@ int kwt_cmd_check(int argc, char **argv)
     }
     /* permissions */
     int before = nfail;
-    check_mode(ca.dir, 077, "CA directory");
-    char *p = kwt_path(ca.dir, "keyward.conf");
+    check_mode(ca->dir, 077, "CA directory");
+    char *p = kwt_path(ca->dir, "keyward.conf");
     check_mode(p, 077, "config");
     free(p);
-    p = kwt_path(ca.dir, "audit.log");
+    p = kwt_path(ca->dir, "audit.log");
     if (kwt_exists(p))
         check_mode(p, 077, "audit log");
     free(p);
-    if (ca.conf.pin_source && !strncmp(ca.conf.pin_source, "file:", 5))
-        check_mode(ca.conf.pin_source + 5, 077, "PIN file");
+    if (ca->conf.pin_source && !strncmp(ca->conf.pin_source, "file:", 5))
+        check_mode(ca->conf.pin_source + 5, 077, "PIN file");
     if (nfail == before)
         res("permissions", "OK", "directory, config%s not open to group or others",
-            ca.conf.pin_source ? ", PIN file" : "");
+            ca->conf.pin_source ? ", PIN file" : "");
     /* CRL */
-    p = kwt_path(ca.dir, "crl/crl.pem");
+    p = kwt_path(ca->dir, "crl/crl.pem");
     FILE *f = fopen(p, "r");
     X509_CRL *crl = f ? PEM_read_X509_CRL(f, NULL, NULL, NULL) : NULL;
     if (f)
@@ -357,10 +348,10 @@ int kwt_cmd_check(int argc, char **argv)
         }
     }
     free(p);
-    check_generations(&ca);
+    check_generations(ca);
     /* index vs CRL, and expiring certificates */
     kwt_index ix = {0};
-    p = kwt_state_path(&ca, "index.txt");
+    p = kwt_state_path(ca, "index.txt");
     if (kwt_index_load(&ix, p) != 0) {
         res("index", "FAIL", "%s unreadable or damaged", p);
     } else {
@@ -408,8 +399,28 @@ int kwt_cmd_check(int argc, char **argv)
         kwt_buf_printf(&out, "],\"result\":\"%s\"}\n", nfail ? "FAIL" : "PASS");
     else
         kwt_buf_printf(&out, "%s keyward check: %d failed\n", nfail ? "FAIL" : "PASS", nfail);
-    fputs(out.s, stdout);
-    kwt_buf_free(&out);
+    *doc = out.s;
+    out = (kwt_buf){0};
+    return nfail;
+}
+
+int kwt_cmd_check(int argc, char **argv)
+{
+    const char *warn_s = NULL;
+    kwt_optspec spec[] = {{"--warn-days", &warn_s, NULL}, {NULL, NULL, NULL}};
+    const char *pos[1], *why;
+    int npos, warn = 30, rc = kwt_parse_args("check", argc, argv, spec, pos, 0, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (warn_s && kwt_valid_days(warn_s, &warn, &why) != 0)
+        return kwt_err(KWT_USAGE, "--warn-days: %s", why);
+    kwt_ca ca;
+    if ((rc = kwt_ca_open(&ca, false)))
+        return rc;
+    char *doc = NULL;
+    int failed = kwt_check_report(&ca, warn, &doc);
+    fputs(doc, stdout);
+    free(doc);
     kwt_ca_close(&ca);
-    return nfail ? KWT_FAIL : KWT_OK;
+    return failed ? KWT_FAIL : KWT_OK;
 }

@@ -221,6 +221,21 @@ static int shred_file(const char *path)
     return 0;
 }
 
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
 static const char *key_type_name(EVP_PKEY *pk)
 {
     return EVP_PKEY_is_a(pk, "RSA")       ? "RSA"
@@ -230,7 +245,7 @@ static const char *key_type_name(EVP_PKEY *pk)
                                           : "?";
 }
 
-static int cmd_import(int argc, char **argv)
+static int cmd_import(int argc, char **argv, int json)
 {
     const char *file = NULL, *label = NULL, *idhex = NULL, *certfile = NULL, *token = NULL;
     int shred = 0;
@@ -334,14 +349,24 @@ static int cmd_import(int argc, char **argv)
             goto out;
         }
     }
-    printf("imported '%s' (%s %d bits) as key %lu: %s mode\n", label, key_type_name(pk),
-           EVP_PKEY_get_bits(pk), (unsigned long)serial, mode);
+    if (!json)
+        printf("imported '%s' (%s %d bits) as key %lu: %s mode\n", label, key_type_name(pk),
+               EVP_PKEY_get_bits(pk), (unsigned long)serial, mode);
     if (strcmp(mode, "kernel") != 0)
         fprintf(stderr,
                 "keyward: keyring: warning: '%s' is in SOFTWARE mode: the private key is "
                 "kept in a user key and used in user space, not by the kernel\n",
                 label);
     rc = shred ? shred_file(file) : 0;
+    /* under --json one document, and only for an import that worked (shred included) */
+    if (json && rc == 0) {
+        printf("{\"label\": ");
+        json_str(label);
+        printf(", \"type\": \"%s\", \"bits\": %d, \"serial\": %lu, \"mode\": ", key_type_name(pk),
+               EVP_PKEY_get_bits(pk), (unsigned long)serial);
+        json_str(mode);
+        printf(", \"certificate\": %s}\n", cert ? "true" : "false");
+    }
 out:
     if (der)
         kw_secure_free(der, (size_t)len);
@@ -374,21 +399,6 @@ static CK_ULONG ec_bits(const unsigned char *p, CK_ULONG n)
         if (n == c[i].len && !memcmp(p, c[i].der, n))
             return c[i].bits;
     return 0;
-}
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
 }
 
 static int cmd_list(int argc, char **argv, int json)
@@ -481,7 +491,7 @@ static int cmd_list(int argc, char **argv, int json)
     return 0;
 }
 
-static int cmd_remove(int argc, char **argv)
+static int cmd_remove(int argc, char **argv, int json)
 {
     const char *label = NULL, *token = NULL;
     for (int i = 2; i < argc; i++) {
@@ -514,8 +524,13 @@ static int cmd_remove(int argc, char **argv)
         if (rv != CKR_OK)
             rc = fail("removing object %lu failed: %s", (unsigned long)objs[i], rv_text(rv));
     }
-    if (rc == 0)
+    if (rc == 0 && json) {
+        printf("{\"label\": ");
+        json_str(label);
+        printf(", \"removed\": %lu}\n", (unsigned long)n);
+    } else if (rc == 0) {
         printf("removed '%s' (%lu object%s)\n", label, (unsigned long)n, n == 1 ? "" : "s");
+    }
     close_token();
     return rc;
 }
@@ -565,10 +580,10 @@ int kwt_keyring_main(int argc, char **argv)
         if (!strcmp(argv[1], usages[i].cmd) && wants_help(argc, argv))
             return usage(argv[1], stdout);
     if (!strcmp(argv[1], "import"))
-        return cmd_import(argc, argv);
+        return cmd_import(argc, argv, json);
     if (!strcmp(argv[1], "list"))
         return cmd_list(argc, argv, json);
     if (!strcmp(argv[1], "remove"))
-        return cmd_remove(argc, argv);
+        return cmd_remove(argc, argv, json);
     return fail("unknown command 'keyring %s'", argv[1]), 2;
 }

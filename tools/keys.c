@@ -207,6 +207,19 @@ int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool 
     return rc;
 }
 
+/* What openssl wrote in our private directory, written to the operator's --out path
+ * atomically: a link planted there is replaced, never followed. */
+static int move_out(const char *made, const char *out, int mode)
+{
+    size_t l = 0;
+    char *d = kwt_read_file(made, &l);
+    int rc = 0;
+    if (!d || kwt_write_atomic(out, d, l, mode) != 0)
+        rc = kwt_err(KWT_FAIL, "cannot write %s: %s", out, strerror(errno));
+    free(d);
+    return rc;
+}
+
 /* A private provider-only openssl.cnf for commands that run without a CA directory. */
 static char *client_cnf(const char *module, const char *pin_source, char **tmpdir)
 {
@@ -244,67 +257,6 @@ static int check_client_opts(const char *module, const char *pin_source)
     return 0;
 }
 
-/* Does the token of uri want a PIN that nothing gives (no pin-source)? Asked of openssl with no
- * terminal, so that it cannot prompt by itself. */
-static bool pin_wanted(const char *uri, const char *cnf)
-{
-    kwt_cmd c;
-    kwt_cmd_init(&c, "pkey");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, uri);
-    kwt_cmd_add(&c, "-pubout");
-    kwt_cmd_add(&c, "-noout");
-    char *out = NULL, *err = NULL;
-    bool saved = kwt_children_no_tty;
-    kwt_children_no_tty = true;
-    bool want = kwt_run_quiet(&c, cnf, &out, &err) != 0 && err && strstr(err, "PIN required");
-    kwt_children_no_tty = saved;
-    free(out);
-    free(err);
-    return want;
-}
-
-/* Every openssl step of one command needs the PIN (look for the key, generate it, sign the
- * CSR): ask once on the terminal and hand the PIN to each child as pin-source fd:N, a sealed
- * memory file it inherits (kw_pin.c), never argv, the environment or a file on disk. Returns
- * the descriptor (-1: no prompt wanted or possible; *rc set when the prompt failed). */
-static int prompt_pin_once(const char *uri, const char *cnf, int *rc)
-{
-    *rc = 0;
-    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    if (tty < 0 || !isatty(STDIN_FILENO)) {
-        if (tty >= 0)
-            close(tty);
-        return -1;
-    }
-    close(tty);
-    if (!pin_wanted(uri, cnf))
-        return -1;
-    const size_t cap = 257;
-    char *pin = kw_secure_alloc(cap);
-    const char *t = strstr(uri, "token=");
-    char *prompt =
-        kwt_asprintf("PIN for token %.*s: ", t ? (int)strcspn(t + 6, ";?") : 0, t ? t + 6 : "");
-    int m = -1;
-    if (!pin || EVP_read_pw_string(pin, (int)cap, prompt, 0) != 0 || !*pin) {
-        *rc = kwt_err(KWT_FAIL, "no PIN was typed for %s", uri);
-    } else if ((m = memfd_create("keyward-pin", MFD_ALLOW_SEALING)) < 0 ||
-               write(m, pin, strlen(pin)) != (ssize_t)strlen(pin) || fchmod(m, 0600) != 0 ||
-               fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) !=
-                   0) {
-        *rc = kwt_err(KWT_FAIL, "cannot hand the PIN to openssl: %s", strerror(errno));
-        if (m >= 0)
-            close(m);
-        m = -1;
-    }
-    if (pin)
-        kw_secure_free(pin, cap);
-    free(prompt);
-    if (m >= 0)
-        kwt_children_no_tty = true; /* the children have the PIN: none asks again */
-    return m;
-}
-
 int kwt_cmd_req(int argc, char **argv)
 {
     const char *key = NULL, *subject = NULL, *san = NULL, *devid = NULL, *key_type = NULL,
@@ -320,6 +272,8 @@ int kwt_cmd_req(int argc, char **argv)
     const char *why;
     if (!key || !subject || !out)
         return kwt_err(KWT_USAGE, "req: --key, --subject and --out are required");
+    if ((rc = kwt_check_out_path("--out", out, false)))
+        return rc;
     if (!kwt_valid_uri(key, &why))
         return kwt_err(KWT_USAGE, "--key: %s", why);
     char *subj = kwt_dn_to_subj(subject, &why);
@@ -352,21 +306,9 @@ int kwt_cmd_req(int argc, char **argv)
         kwt_buf_free(&sans);
         return KWT_FAIL;
     }
-    int pinfd = -1;
-    if (!pin_source && !strstr(key, "pin-source=") && !kwt_g.dry_run) {
-        pinfd = prompt_pin_once(key, cnf, &rc);
-        if (pinfd >= 0) {
-            char *src = kwt_asprintf("fd:%d", pinfd);
-            if (tmp)
-                kwt_rm_rf(tmp);
-            free(tmp);
-            free(cnf);
-            cnf = client_cnf(module, src, &tmp);
-            free(src);
-            if (!cnf)
-                rc = KWT_FAIL;
-        }
-    }
+    /* every openssl step (look for the key, generate it, sign the CSR) needs the PIN */
+    if (!pin_source)
+        rc = kwt_pin_prompt_once(key, cnf);
     bool created = false;
     if (rc == 0)
         rc = kwt_ensure_key(key, key_type ? key_type : "ec:P-256", cnf, false, key_type != NULL,
@@ -386,9 +328,15 @@ int kwt_cmd_req(int argc, char **argv)
             kwt_cmd_add(&c, "-addext");
             kwt_cmd_add(&c, sanopt);
         }
+        /* openssl writes into our private directory; the file is moved to --out without
+         * following a link there */
+        char *made = tmp ? kwt_path(tmp, "out.csr") : NULL;
         kwt_cmd_add(&c, "-out");
-        kwt_cmd_add(&c, out);
+        kwt_cmd_add(&c, made ? made : out);
         rc = kwt_run(&c, cnf, NULL);
+        if (rc == 0 && made)
+            rc = move_out(made, out, 0644);
+        free(made);
         if (rc == 0 && !kwt_g.dry_run) {
             /* what the requester reads out to the CA operator (keyward show on the other side) */
             X509_REQ *r = kwt_load_csr(out);
@@ -413,8 +361,6 @@ int kwt_cmd_req(int argc, char **argv)
     }
     if (tmp)
         kwt_rm_rf(tmp);
-    if (pinfd >= 0)
-        close(pinfd);
     free(tmp);
     free(cnf);
     free(sanopt);
@@ -437,6 +383,8 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     const char *why;
     if (npos != 1 || !out)
         return kwt_err(KWT_USAGE, "uri2pem: usage: keyward uri2pem URI --out FILE");
+    if ((rc = kwt_check_out_path("--out", out, false)))
+        return rc;
     if (!kwt_valid_uri(pos[0], &why))
         return kwt_err(KWT_USAGE, "uri2pem: %s", why);
     if ((rc = check_client_opts(module, pin_source)))
@@ -445,13 +393,24 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     char *cnf = client_cnf(module, pin_source, &tmp);
     if (!cnf)
         return KWT_FAIL;
+    if (!pin_source && (rc = kwt_pin_prompt_once(pos[0], cnf)) != 0) {
+        if (tmp)
+            kwt_rm_rf(tmp);
+        free(tmp);
+        free(cnf);
+        return rc;
+    }
     kwt_cmd c;
     kwt_cmd_init(&c, "pkey");
     kwt_cmd_add(&c, "-in");
     kwt_cmd_add(&c, pos[0]);
+    char *made = tmp ? kwt_path(tmp, "out.key") : NULL;
     kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, out);
+    kwt_cmd_add(&c, made ? made : out);
     rc = kwt_run(&c, cnf, NULL);
+    if (rc == 0 && made)
+        rc = move_out(made, out, 0600);
+    free(made);
     if (rc == 0 && !kwt_g.dry_run && kwt_g.json) {
         kwt_buf js = {0};
         kwt_buf_add(&js, "{\"uri\":");

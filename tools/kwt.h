@@ -17,6 +17,7 @@ typedef struct {
     bool json;
     bool quiet; /* -q: errors only (cron) */
     int verbose;
+    const char *notify; /* --notify CMD: the hook instead of keyward.conf's notify */
 } kwt_opts;
 
 extern kwt_opts kwt_g;
@@ -58,6 +59,11 @@ char *kwt_read_file(const char *path, size_t *len);
 /* Write a file atomically: temp file in the same directory, fsync, rename, fsync the dir. */
 int kwt_write_atomic(const char *path, const void *data, size_t len, int mode);
 int kwt_copy_file(const char *from, const char *to, int mode); /* atomic, fsynced */
+/* An output path the operator gave (--out, --textfile, --package; opt names it): refused with
+ * KWT_USAGE, after printing why, when a symbolic link is there (never written through or
+ * replaced: one planted in a shared directory such as /tmp) or anything but a regular file
+ * (a directory when dir). Missing: fine; a regular file is replaced. */
+int kwt_check_out_path(const char *opt, const char *path, bool dir);
 /* Inside a transaction the per-file fsyncs are deferred to one syncfs before the commit. */
 extern bool kwt_defer_sync;
 int kwt_fsync_dir(const char *dir);
@@ -104,10 +110,17 @@ int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **st
 /* Run openssl without a controlling terminal and with stdin from /dev/null, so that it cannot
  * prompt for a PIN by itself (keyward prompted once and hands the PIN over). */
 extern bool kwt_children_no_tty;
+/* No PIN source for uri and a terminal: when its token wants a PIN, ask once (echo off) and hand
+ * it to every later openssl child of this command as keyward-pin-source = fd:N, a sealed memory
+ * file it inherits (never argv, the environment or a file on disk); the PIN is wiped here.
+ * 0 also when nothing was asked; KWT_FAIL after printing when no PIN was typed. */
+int kwt_pin_prompt_once(const char *uri, const char *cnf);
 /* Name the cause of a failed run from openssl's stderr (the provider's reason such as "PIN
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
 bool kwt_explain_failure(const kwt_cmd *c, const char *cnf, const char *err);
+/* Report a failed run whose stderr kwt_run_quiet returned, as kwt_run would have. */
+void kwt_run_failed(const kwt_cmd *c, const char *cnf, const char *err);
 
 /* ---- argument parsing (util.c) ---- */
 typedef struct {
@@ -142,6 +155,10 @@ typedef struct {
     int crl_days;
     int renew_due_days; /* ca renew --due default window */
     int generation;     /* CA key generation (rotations) */
+    char *notify;       /* absolute path of the notification hook (NULL: none) */
+    int notify_timeout; /* seconds a hook may run */
+    bool audit_syslog;  /* audit_sink = syslog: audit lines also to syslog */
+    char *bad;          /* what is wrong in the file (names the key); NULL when nothing */
 } kwt_conf;
 
 typedef struct {
@@ -188,6 +205,9 @@ void kwt_txn_abort(kwt_ca *ca);
 /* Path in the state being edited (staging in a txn, else the live one). */
 char *kwt_state_path(kwt_ca *ca, const char *name);
 const char *kwt_ca_cnf(kwt_ca *ca); /* openssl.cnf that openssl must use now */
+/* kwt_pin_prompt_once for the CA key when keyward.conf names no pin_source (kwt_ca_open does it
+ * for writers). */
+int kwt_ca_pin_prompt(kwt_ca *ca);
 
 int kwt_index_load(kwt_index *ix, const char *path);
 int kwt_index_save(const kwt_index *ix, const char *path);
@@ -195,6 +215,10 @@ void kwt_index_free(kwt_index *ix);
 kwt_row *kwt_index_find_serial(kwt_index *ix, const char *serial);
 /* The newest row with this NAME (any status); NULL when none. */
 kwt_row *kwt_index_find_name(kwt_index *ix, const char *name);
+/* newest[i]: row i is the newest row of its NAME (one pass; free() it); NULL without memory. */
+bool *kwt_index_newest(const kwt_index *ix);
+/* The NIDs of the subject fields policy_match makes openssl ca compare with the CA's. */
+int kwt_policy_match_nids(const kwt_conf *c, int *nids, int max);
 int kwt_index_parse_line(char *line, kwt_row *r); /* for tests */
 /* Link issued/NAME.crt to certs/SERIAL.pem. */
 int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial);
@@ -222,6 +246,21 @@ void kwt_audit(kwt_ca *ca, const char *op, const char *name, const char *serial,
                const char *subject, int rc);
 char *kwt_audit_line(const char *op, const char *name, const char *serial, const char *subject,
                      int rc, const char *err);
+/* A failed-outcome line with this error (kwt_audit takes the last error). */
+void kwt_audit_err(kwt_ca *ca, const char *op, const char *name, const char *serial,
+                   const char *subject, const char *err);
+
+/* ---- notifications (notify.c) ---- */
+/* Queue an event for the hook (keyward.conf notify, or --notify): "issued", "renewed",
+ * "revoked" or "expiring" for the certificate SERIAL of NAME; subject, notAfter, profile and
+ * tags come from certs/SERIAL.pem and .meta. extra: more members of the event object
+ * ("\"reason\":\"keyCompromise\""), may be NULL. Nothing under --dry-run or without a hook. */
+void kwt_notify(kwt_ca *ca, const char *event, const char *name, const char *serial,
+                const char *extra);
+/* Run the hook once per queued event, in order (main calls it after the command, when the CA
+ * lock is released). A failing hook is reported on stderr and in audit.log (notify-failed);
+ * it never changes the exit code. */
+void kwt_notify_run(void);
 
 /* ---- per-certificate records, certs/SERIAL.meta (meta.c) ---- */
 #define KWT_TAGS_MAX      32
@@ -260,11 +299,19 @@ int kwt_take_tags(const char *cmd, int *argc, char **argv, kwt_meta *m);
 struct x509_st;
 struct X509_req_st;
 struct x509_st *kwt_load_cert(const char *path);
-char *kwt_cert_fingerprint(struct x509_st *x);                       /* SHA-256, AA:BB:.. */
-char *kwt_cert_subject(struct x509_st *x);                           /* RFC 2253 */
+char *kwt_cert_fingerprint(struct x509_st *x); /* SHA-256, AA:BB:.. */
+/* Every subject and issuer shown, text and JSON: RFC 4514, most specific RDN first. */
+struct X509_name_st;
+char *kwt_name_text(const struct X509_name_st *n);
+char *kwt_cert_subject(struct x509_st *x); /* kwt_name_text of the subject */
+/* The subject of certs/SERIAL.pem in CA directory cadir; fallback when it cannot be read. */
+char *kwt_serial_subject(const char *cadir, const char *serial, const char *fallback);
 char *kwt_cert_serial(struct x509_st *x);                            /* upper-case hex */
 long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
+/* The SHA-256 fingerprint (AA:BB:..) and RFC 4514 subject of the certificate file at path (PEM
+ * or DER), read without decoding its public key (for listing many); -1 when unreadable. */
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject);
 int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out);
 /* show.c: SHA-256 of the DER SubjectPublicKeyInfo (AA:BB:..), what a requester reads out to
  * the CA operator; a CSR from a file (PEM or DER), NULL when unreadable. */
@@ -319,9 +366,14 @@ int kwt_cmd_ca_stats(int argc, char **argv);
 int kwt_cmd_ca_metrics(int argc, char **argv);
 int kwt_cmd_ca_report(int argc, char **argv);
 int kwt_cmd_ca_rotate(int argc, char **argv);
+int kwt_cmd_ca_backup(int argc, char **argv);
+int kwt_cmd_ca_restore(int argc, char **argv);
 int kwt_cmd_req(int argc, char **argv);
 int kwt_cmd_verify(int argc, char **argv);
 int kwt_cmd_check(int argc, char **argv);
+/* The checks of `keyward check` on an open CA: *doc gets the report (text, or with --json the
+ * {"checks":[...],"result":...} document); returns the number of failed checks. */
+int kwt_check_report(kwt_ca *ca, int warn, char **doc);
 int kwt_cmd_uri2pem(int argc, char **argv);
 int kwt_cmd_show(int argc, char **argv);
 /* Sign one CSR in an open transaction (shared by sign and renew). */

@@ -41,10 +41,11 @@ static const struct {
     const char *name;
     int (*fn)(int, char **);
 } ca_cmds[] = {
-    {"init", kwt_cmd_ca_init},     {"sign", kwt_cmd_ca_sign},       {"renew", kwt_cmd_ca_renew},
-    {"revoke", kwt_cmd_ca_revoke}, {"crl", kwt_cmd_ca_crl},         {"list", kwt_cmd_ca_list},
-    {"export", kwt_cmd_ca_export}, {"ocsp", kwt_cmd_ca_ocsp},       {"rotate", kwt_cmd_ca_rotate},
-    {"stats", kwt_cmd_ca_stats},   {"metrics", kwt_cmd_ca_metrics}, {"report", kwt_cmd_ca_report},
+    {"init", kwt_cmd_ca_init},       {"sign", kwt_cmd_ca_sign},       {"renew", kwt_cmd_ca_renew},
+    {"revoke", kwt_cmd_ca_revoke},   {"crl", kwt_cmd_ca_crl},         {"list", kwt_cmd_ca_list},
+    {"export", kwt_cmd_ca_export},   {"ocsp", kwt_cmd_ca_ocsp},       {"rotate", kwt_cmd_ca_rotate},
+    {"stats", kwt_cmd_ca_stats},     {"metrics", kwt_cmd_ca_metrics}, {"backup", kwt_cmd_ca_backup},
+    {"restore", kwt_cmd_ca_restore}, {"report", kwt_cmd_ca_report},
 };
 
 int kwt_cmd_ca(int argc, char **argv)
@@ -362,6 +363,18 @@ int main(int argc, char **argv)
             kwt_g.dir = argv[++i];
         } else if (!strncmp(argv[i], "--dir=", 6)) {
             kwt_g.dir = argv[i] + 6;
+        } else if (!strcmp(argv[i], "--notify") || !strncmp(argv[i], "--notify=", 9)) {
+            if (argv[i][8] == '=')
+                kwt_g.notify = argv[i] + 9;
+            else if (i + 1 < argc)
+                kwt_g.notify = argv[++i];
+            else
+                return kwt_err(KWT_USAGE, "--notify needs the absolute path of a program");
+            if (kwt_g.notify[0] != '/')
+                return kwt_err(KWT_USAGE,
+                               "--notify %s: give the absolute path of the program to run (it is "
+                               "run directly, without a shell or arguments)",
+                               kwt_g.notify);
         } else if (!strcmp(argv[i], "--dry-run")) {
             kwt_g.dry_run = true;
         } else if (!strcmp(argv[i], "--json")) {
@@ -384,10 +397,11 @@ int main(int argc, char **argv)
     }
     if (kwt_g.quiet && kwt_g.verbose)
         return kwt_err(KWT_USAGE, "-q and -v contradict each other");
-    if (kwt_g.json)
-        return json_run(argc, argv);
     /* a --dry-run script is what was asked for: -q keeps it */
-    if (kwt_g.quiet && !kwt_g.dry_run)
-        return quiet_run(argc, argv);
-    return dispatch(argc, argv);
+    int rc = kwt_g.json                      ? json_run(argc, argv)
+             : kwt_g.quiet && !kwt_g.dry_run ? quiet_run(argc, argv)
+                                             : dispatch(argc, argv);
+    /* the command is done and the CA unlocked: its notifications (never change rc) */
+    kwt_notify_run();
+    return rc;
 }

@@ -10,10 +10,119 @@
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kw_secmem.h"
+
 bool kwt_children_no_tty;
+
+/* The PIN typed at keyward's one prompt: a sealed memory file that every openssl child inherits
+ * (-1: none), and a private directory holding the config the children load: the command's own
+ * config included, with keyward-pin-source = fd:N on top (never written into the CA's files). */
+static int pin_fd = -1;
+static char *pin_dir, *pin_cnf;
+
+static void pin_forget(void)
+{
+    if (pin_fd >= 0)
+        close(pin_fd);
+    pin_fd = -1;
+    if (pin_dir)
+        kwt_rm_rf(pin_dir);
+    free(pin_dir);
+    free(pin_cnf);
+    pin_dir = pin_cnf = NULL;
+}
+
+/* The config a child loads: cnf, or (after a prompt) a wrapper that includes it and adds the
+ * PIN's descriptor to the provider's section. Written before the fork. */
+static const char *child_cnf(const char *cnf)
+{
+    if (pin_fd < 0 || !cnf || !pin_dir)
+        return cnf;
+    char *text =
+        kwt_asprintf(".include %s\n\n[keyward_sect]\nkeyward-pin-source = fd:%d\n", cnf, pin_fd);
+    char *p = kwt_path(pin_dir, "openssl.cnf");
+    int rc = kwt_write_atomic(p, text, strlen(text), 0600);
+    free(text);
+    free(pin_cnf);
+    pin_cnf = rc == 0 ? p : NULL;
+    if (rc != 0)
+        free(p);
+    return pin_cnf ? pin_cnf : cnf;
+}
+
+/* Does the token of uri want a PIN that nothing gives? Asked of openssl with no terminal, so
+ * that it cannot prompt by itself. */
+static bool pin_wanted(const char *uri, const char *cnf)
+{
+    kwt_cmd c;
+    kwt_cmd_init(&c, "pkey");
+    kwt_cmd_add(&c, "-in");
+    kwt_cmd_add(&c, uri);
+    kwt_cmd_add(&c, "-pubout");
+    kwt_cmd_add(&c, "-noout");
+    char *out = NULL, *err = NULL;
+    bool saved = kwt_children_no_tty;
+    kwt_children_no_tty = true;
+    bool want = kwt_run_quiet(&c, cnf, &out, &err) != 0 && err && strstr(err, "PIN required");
+    kwt_children_no_tty = saved;
+    free(out);
+    free(err);
+    return want;
+}
+
+int kwt_pin_prompt_once(const char *uri, const char *cnf)
+{
+    if (kwt_g.dry_run || pin_fd >= 0 || !uri || !cnf || strstr(uri, "pin-source="))
+        return 0;
+    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (tty < 0 || !isatty(STDIN_FILENO)) {
+        if (tty >= 0)
+            close(tty);
+        return 0;
+    }
+    close(tty);
+    if (!pin_wanted(uri, cnf))
+        return 0;
+    const size_t cap = 257;
+    char *pin = kw_secure_alloc(cap);
+    const char *t = strstr(uri, "token=");
+    char *prompt =
+        kwt_asprintf("PIN for token %.*s: ", t ? (int)strcspn(t + 6, ";?") : 0, t ? t + 6 : "");
+    int m = -1, rc = 0;
+    if (!pin || EVP_read_pw_string(pin, (int)cap, prompt, 0) != 0 || !*pin) {
+        rc = kwt_err(KWT_FAIL, "no PIN was typed for %s", uri);
+    } else if ((m = memfd_create("keyward-pin", MFD_ALLOW_SEALING)) < 0 ||
+               write(m, pin, strlen(pin)) != (ssize_t)strlen(pin) || fchmod(m, 0600) != 0 ||
+               fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) !=
+                   0 ||
+               !(pin_dir = kwt_tmpdir())) {
+        rc = kwt_err(KWT_FAIL, "cannot hand the PIN to openssl: %s", strerror(errno));
+        if (m >= 0)
+            close(m);
+        m = -1;
+    }
+    if (pin)
+        kw_secure_free(pin, cap);
+    free(prompt);
+    if (m >= 0) {
+        pin_fd = m;
+        kwt_children_no_tty = true; /* the children have the PIN: none asks again */
+        atexit(pin_forget);
+    }
+    return rc;
+}
+
+int kwt_ca_pin_prompt(kwt_ca *ca)
+{
+    if (ca->conf.pin_source && *ca->conf.pin_source)
+        return 0;
+    return kwt_pin_prompt_once(ca->conf.ca_key, kwt_ca_cnf(ca));
+}
 
 const char *kwt_openssl_bin(void)
 {
@@ -344,6 +453,11 @@ static void failed(const kwt_cmd *c, const char *cnf, int st, const char *err)
     show_errors(err, false);
 }
 
+void kwt_run_failed(const kwt_cmd *c, const char *cnf, const char *err)
+{
+    failed(c, cnf, 1 << 8, err ? err : ""); /* as an exit status of 1 */
+}
+
 static int run(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to)
 {
     if (stdout_to)
@@ -365,12 +479,13 @@ static int run(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stder
         unlink(errtmpl);
     fflush(stdout);
     fflush(stderr);
+    const char *ccnf = child_cnf(cnf);
     pid_t pid = fork();
     if (pid < 0)
         return kwt_err(KWT_FAIL, "fork: %s", strerror(errno));
     if (pid == 0) {
-        if (cnf)
-            setenv("OPENSSL_CONF", cnf, 1);
+        if (ccnf)
+            setenv("OPENSSL_CONF", ccnf, 1);
         if (kwt_children_no_tty) { /* openssl must not prompt by itself: no terminal, no stdin */
             int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
             setsid();
@@ -450,12 +565,19 @@ int kwt_run_progress(const kwt_cmd *c, const char *cnf, const char *tick, int to
         return kwt_err(KWT_FAIL, "pipe: %s", strerror(errno));
     fflush(stdout);
     fflush(stderr);
+    const char *ccnf = child_cnf(cnf);
     pid_t pid = fork();
     if (pid < 0)
         return kwt_err(KWT_FAIL, "fork: %s", strerror(errno));
     if (pid == 0) {
-        if (cnf)
-            setenv("OPENSSL_CONF", cnf, 1);
+        if (ccnf)
+            setenv("OPENSSL_CONF", ccnf, 1);
+        if (kwt_children_no_tty) {
+            int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            setsid();
+            if (nul >= 0)
+                dup2(nul, 0);
+        }
         dup2(errp[1], 2);
         dup2(errp[1], 1);
         execvp(c->argv[0], (char *const *)c->argv);

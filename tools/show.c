@@ -51,18 +51,6 @@ X509_REQ *kwt_load_csr(const char *path)
     return r;
 }
 
-/* RFC 4514: most specific RDN first, UTF-8 unescaped. */
-static char *dn_text(const X509_NAME *nm)
-{
-    BIO *bio = BIO_new(BIO_s_mem());
-    X509_NAME_print_ex(bio, nm, 0, XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB);
-    char *data;
-    long n = BIO_get_mem_data(bio, &data);
-    char *s = kwt_asprintf("%.*s", (int)n, data);
-    BIO_free(bio);
-    return s;
-}
-
 /* A requester's bytes, shown as they are: NUL and control characters escaped, never cut. */
 static void add_escaped(kwt_buf *b, const ASN1_STRING *s)
 {
@@ -119,7 +107,7 @@ static void san_list(const GENERAL_NAMES *gens, kwt_buf *b)
             break;
         }
         case GEN_DIRNAME: {
-            char *d = dn_text(g->d.dirn);
+            char *d = kwt_name_text(g->d.dirn);
             kwt_buf_printf(b, "dirName:%s", d);
             free(d);
             break;
@@ -248,10 +236,10 @@ int kwt_cmd_show(int argc, char **argv)
     GENERAL_NAMES_free(gens);
     field f[16];
     int n = 0;
-    f[n++] =
-        (field){"subject", dn_text(x ? X509_get_subject_name(x) : X509_REQ_get_subject_name(req))};
+    f[n++] = (field){"subject",
+                     kwt_name_text(x ? X509_get_subject_name(x) : X509_REQ_get_subject_name(req))};
     if (x)
-        f[n++] = (field){"issuer", dn_text(X509_get_issuer_name(x))};
+        f[n++] = (field){"issuer", kwt_name_text(X509_get_issuer_name(x))};
     f[n++] = (field){"san", kwt_strdup(san.s)};
     f[n++] = (field){"key", key_text(pk)};
     f[n++] = (field){"spki_sha256", kwt_spki_fingerprint(pk)};

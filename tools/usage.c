@@ -10,10 +10,13 @@ static const struct {
     const char *cmd;
     const char *text;
 } usages[] = {
-    {"", "usage: keyward [--dir DIR] [--dry-run] [--json] [-v | -q] COMMAND [ARGS]\n"
+    {"", "usage: keyward [--dir DIR] [--dry-run] [--json] [-v | -q] [--notify CMD]\n"
+         "               COMMAND [ARGS]\n"
          "\n"
          "CA directory: --dir, else $KEYWARD_DIR, else ./pki. Exit: 0 ok, 1 failed, 2 usage.\n"
          "-q: errors only (for cron); -v: the openssl commands and their messages.\n"
+         "--notify CMD: the program (absolute path) that gets each event of this run, instead\n"
+         "of notify in keyward.conf.\n"
          "\n"
          "commands:\n"
          "  ca init      create the CA (key on a token, self-signed cert, empty CRL)\n"
@@ -28,6 +31,8 @@ static const struct {
          "  ca metrics   the same figures for Prometheus (node_exporter textfile)\n"
          "  ca report    the fleet on one self-contained HTML page\n"
          "  ca export    certificate and the chain a relying party needs (no key)\n"
+         "  ca backup    the CA directory as one tar archive with a SHA-256 manifest\n"
+         "  ca restore   verify such an archive, then restore it into a new directory\n"
          "  req          key on the client's token and a CSR\n"
          "  verify       check a certificate (chain, dates, CRL, purpose, device ID)\n"
          "  check        health of the CA (provider, token, key, files, CRL, expiry)\n"
@@ -35,8 +40,8 @@ static const struct {
          "  uri2pem      write the key file for a pkcs11: URI\n"
          "  keyring      keys in the kernel keyring token (when built with it)\n"
          "  help CMD     help on a command (e.g. keyward help ca sign)\n"},
-    {"ca", "usage: keyward ca "
-           "init|sign|renew|revoke|crl|rotate|ocsp|list|stats|metrics|report|export ...\n"
+    {"ca", "usage: keyward ca init|sign|renew|revoke|crl|rotate|ocsp|list|stats|metrics|report|\n"
+           "                  export|backup|restore ...\n"
            "  keyward help ca SUBCOMMAND for details.\n"},
     {"ca init",
      "usage: keyward ca init --key URI --subject DN [--key-type TYPE] [--days 3650]\n"
@@ -127,6 +132,22 @@ static const struct {
      "old-root (the one before), all (default: any generation's root).\n"
      "--package writes NAME.crt, chain.pem, ca.crt (TARGET's root), crl.pem and\n"
      "a README.\n"},
+    {"ca backup",
+     "usage: keyward ca backup --out FILE\n"
+     "A tar archive (POSIX pax) of the CA directory, taken under the CA lock: a signing that\n"
+     "runs meanwhile is wholly in it or not at all. Its first member, MANIFEST, lists every\n"
+     "file, directory and link with its mode, and each file's SHA-256. The audit log and the\n"
+     "key URIs are in it; keys are not (they are on the token): a file that looks like a\n"
+     "private key (PEM, PKCS#12) is left out, with a warning. FILE (mode 0600) is replaced\n"
+     "atomically and must not be inside the CA directory.\n"},
+    {"ca restore",
+     "usage: keyward ca restore FILE --dir NEW [--force]\n"
+     "Verifies the whole archive before it writes anything: every member against the\n"
+     "MANIFEST and its SHA-256, no absolute path or .., no link that leads outside, no hard\n"
+     "link, device or FIFO, no name twice, nothing missing. Then writes it into a new\n"
+     "directory beside NEW and renames that to NEW (an existing NEW must be empty; --force\n"
+     "replaces it), and runs keyward check there: exit 1 unless the token with the CA key\n"
+     "(which must match ca.crt), the module and the PIN file are on this host.\n"},
     {"req", "usage: keyward req --key URI --subject DN [--san LIST] [--device-id ID]\n"
             "                   [--key-type TYPE] [--module PATH] [--pin-source file:PATH]\n"
             "                   --out FILE.csr\n"

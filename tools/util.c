@@ -306,6 +306,24 @@ fail : {
 }
 }
 
+int kwt_check_out_path(const char *opt, const char *path, bool dir)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (S_ISLNK(st.st_mode))
+        return kwt_err(KWT_USAGE,
+                       "%s %s is a symbolic link: keyward neither writes through nor replaces a "
+                       "link at an output path (one planted in a shared directory would redirect "
+                       "the output); remove it or give another path",
+                       opt, path);
+    if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+        return kwt_err(KWT_USAGE,
+                       "%s %s exists and is not a %s (a FIFO, device or %s); give another path",
+                       opt, path, dir ? "directory" : "regular file", dir ? "file" : "directory");
+    return 0;
+}
+
 int kwt_copy_file(const char *from, const char *to, int mode)
 {
     size_t len;

@@ -136,7 +136,9 @@ char *kwt_dn_to_subj(const char *dn, const char **why)
     const char *p = slash ? dn + 1 : dn;
     kwt_buf out = {0};
     kwt_buf type = {0}, val = {0};
-    int rdns = 0;
+    /* RFC 4514 writes the most specific RDN first (CN=alice,O=Example), openssl's -subj the
+     * least specific first (/O=Example/CN=alice): a comma DN's RDNs go in reverse */
+    size_t starts[64], rdns = 0;
     for (;;) {
         /* type */
         type.len = 0;
@@ -173,6 +175,11 @@ char *kwt_dn_to_subj(const char *dn, const char **why)
             *why = "the subject has an empty value";
             goto fail;
         }
+        if (rdns == sizeof(starts) / sizeof(starts[0])) {
+            *why = "the subject has more than 64 RDNs";
+            goto fail;
+        }
+        starts[rdns] = out.len;
         kwt_buf_add(&out, "/");
         kwt_buf_add(&out, type.s);
         kwt_buf_add(&out, "=");
@@ -191,8 +198,14 @@ char *kwt_dn_to_subj(const char *dn, const char **why)
     }
     kwt_buf_free(&type);
     kwt_buf_free(&val);
-    (void)rdns;
-    return out.s;
+    if (slash)
+        return out.s;
+    kwt_buf rev = {0};
+    kwt_buf_addn(&rev, "", 0);
+    for (size_t i = rdns; i-- > 0;)
+        kwt_buf_addn(&rev, out.s + starts[i], (i + 1 < rdns ? starts[i + 1] : out.len) - starts[i]);
+    kwt_buf_free(&out);
+    return rev.s;
 fail:
     kwt_buf_free(&type);
     kwt_buf_free(&val);

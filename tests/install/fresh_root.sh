@@ -2,9 +2,12 @@
 # The Debian packages, installed on a fresh root as an operator installs them: build the .debs
 # (the README's "Install as packages" lines, as printed), lintian (no errors), debootstrap a minimal
 # bookworm root (the tarball cached between runs), `apt-get install ./keyward*.deb` in it, then
-# inside the root, with nothing from the build tree: man pages, `openssl list -providers` with
-# the packaged snippet, `p11-kit list-modules`, and the demo's steps on a SoftHSM2 token (ca
-# init, req, sign, verify). Last, `apt-get purge` must leave none of the packages' files.
+# inside the root, with nothing from the build tree: man pages (no warnings), the packaged
+# snippet a conffile and `.include`d into Debian's own /etc/ssl/openssl.cnf as README says
+# (`openssl list -providers`: keyward and default), `p11-kit list-modules`, and the demo's steps
+# on a SoftHSM2 token (ca init, req, sign, verify). Last, `apt-get purge` must leave none of the
+# packages' files nor an empty directory they created, and openssl.cnf must still work until
+# the README's line is removed again.
 # Root only; the network (Debian's archive) is needed for debootstrap and apt; runs once per CI
 # run (main stage), not under the sanitizers.
 #   fresh_root.sh     (KEYWARD_SRC: the source tree)
@@ -59,13 +62,20 @@ fi
 debs=$(cd "$T/src" && ls keyward_*.deb keyward-provider_*.deb keyward-pkcs11_*.deb)
 echo "$debs" | sed 's/^/   /'
 [ "$(echo "$debs" | wc -l)" = 3 ] || { echo "FAIL: expected three packages"; exit 1; }
-ls "$T/src"/*-dbgsym_*.deb >/dev/null 2>&1 || echo "   (no -dbgsym packages: dh_strip made none)"
+# dh_strip makes one -dbgsym package for each package with an ELF file: all three.
+for p in keyward keyward-provider keyward-pkcs11; do
+    ls "$T/src/${p}-dbgsym_"*.deb >/dev/null 2>&1 || { echo "FAIL: no ${p}-dbgsym package"; exit 1; }
+done
+(cd "$T/src" && ls ./*-dbgsym_*.deb | sed 's|^./|   |')
 
+# No lintian error or warning. Warnings left: none (no override file). Infos are shown, not
+# failed: spare-manual-page for keyward-pkcs11(8) (a man page for a module, not a command; section
+# 8 as docs/ name it).
 step "lintian"
-lintian --fail-on error --display-info "$T/src"/keyward_*.changes >"$T/lintian.log" 2>&1
+lintian --fail-on error,warning --display-info "$T/src"/keyward_*.changes >"$T/lintian.log" 2>&1
 lrc=$?
 grep -v 'running with root privileges' "$T/lintian.log" | sed 's/^/   /'
-[ $lrc = 0 ] || { echo "FAIL: lintian reports errors"; exit 1; }
+[ $lrc = 0 ] || { echo "FAIL: lintian reports errors or warnings (exit $lrc)"; exit 1; }
 
 # 2. A minimal bookworm root; the downloaded packages are cached as debootstrap's tarball.
 step "debootstrap --variant=minbase $SUITE ($MIRROR)"
@@ -101,6 +111,10 @@ inroot() {
                 LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"' bash "$R" "$@"
 }
 
+# The directories of the root before anything is installed in it: the purge check below fails
+# on a directory the packages left behind only when it was not there already.
+(cd "$R" && find . -xdev -type d | sed 's|^\.||') | sort >"$T/dirs-before.txt"
+
 step "README line 2 (install the packages) in the fresh root"
 inroot sh -c 'echo "deb '"$MIRROR"' '"$SUITE"' main" >/etc/apt/sources.list && apt-get update -q' \
     >"$T/apt.log" 2>&1 || { tail -5 "$T/apt.log"; echo "SKIP: apt-get update in the root failed (no network?)"; exit 77; }
@@ -120,14 +134,31 @@ fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 step "checks in the root"
 for p in "keyward 1" "keyward-provider 7" "keyward-pkcs11 8"; do
     set -- $p
-    out=$(inroot sh -c "MANWIDTH=80 man --warnings $2 $1 2>&1 >/dev/null; MANWIDTH=80 man $2 $1 2>/dev/null | sed -n '/^NAME/{n;p;q}'")
+    # man --warnings: groff's warnings (and man's own) on stderr; the page itself discarded.
+    w=$(inroot sh -c "MANWIDTH=80 man --warnings $2 $1 2>&1 >/dev/null")
+    [ -z "$w" ] || fail "man --warnings $2 $1 in the root: $w"
+    out=$(inroot sh -c "MANWIDTH=80 man $2 $1 2>/dev/null | sed -n '/^NAME/{n;p;q}'")
     echo "   man $2 $1: $out"
     echo "$out" | grep -qE "^ *$1 +- " || fail "man $2 $1 in the root: $out"
 done
-out=$(inroot env OPENSSL_CONF=/etc/ssl/keyward-provider.cnf openssl list -providers 2>&1)
+
+# The snippet: where the package puts it, a conffile, and loaded the way README says: its
+# ".include" line added at the end of Debian's own /etc/ssl/openssl.cnf, nothing else changed.
+SNIP=/etc/ssl/keyward/keyward-provider.cnf
+grep -qxF "$SNIP" "$T/files.txt" || fail "keyward-provider does not install $SNIP"
+conff=$(inroot dpkg-query -W -f='${Conffiles}' keyward-provider)
+echo "   conffiles of keyward-provider:$conff"
+echo "$conff" | grep -qE "^ $SNIP [0-9a-f]{32}\$" || fail "$SNIP is not a conffile of keyward-provider"
+inc=$(sed -n '/^## Using the provider/,/^## /{s/^    \(\.include .*\)$/\1/p}' "$SRC/README.md")
+[ "$inc" = ".include $SNIP" ] || fail "README's \"Using the provider\" should give the line .include $SNIP (has: $inc)"
+cp "$R/etc/ssl/openssl.cnf" "$T/openssl.cnf.debian"
+echo "$inc" >>"$R/etc/ssl/openssl.cnf"
+out=$(inroot openssl list -providers 2>&1)
 echo "$out" | sed 's/^/   /'
-echo "$out" | grep -q '^  keyward$' || fail "openssl list -providers with the packaged snippet shows no keyward"
-echo "$out" | grep -A3 '^  keyward$' | grep -q 'status: active' || fail "keyward is not active"
+for prov in keyward default; do
+    echo "$out" | grep -A3 "^  $prov\$" | grep -q 'status: active' ||
+        fail "openssl list -providers with README's line in /etc/ssl/openssl.cnf: $prov not active"
+done
 out=$(inroot p11-kit list-modules 2>&1)
 echo "$out" | grep -E '^[a-z0-9-]+: |^ +token: ' | sed 's/^/   /'
 echo "$out" | grep -q '^keyward: keyward-pkcs11.so$' || fail "p11-kit list-modules does not show the keyring module"
@@ -169,18 +200,38 @@ fi
 step "apt-get purge"
 inroot apt-get purge -y -q keyward keyward-provider keyward-pkcs11 >"$T/purge.log" 2>&1 ||
     { tail -10 "$T/purge.log"; fail "apt-get purge"; }
+# Every path dpkg listed: a file must be gone; a directory may stay only if the base system had
+# it before the install, or another installed package (a dependency: p11-kit-modules' pkcs11/)
+# owns it and it is not empty.
 left=0
+kept=0
 while IFS= read -r f; do
     [ -n "$f" ] && [ "$f" != /. ] || continue
-    # Directories the packages share with the system (/usr/share/man/man1 ...) stay.
-    if [ -e "$R$f" ] && [ ! -d "$R$f" ]; then
+    if [ -d "$R$f" ] && [ ! -L "$R$f" ]; then
+        grep -qxF "$f" "$T/dirs-before.txt" && continue
+        if [ -n "$(ls -A "$R$f")" ] && inroot dpkg-query -S "$f" >/dev/null 2>&1; then
+            kept=$((kept + 1))
+            continue
+        fi
+        echo "   left behind: directory $f ($(ls -A "$R$f" | wc -l) entries, not in the base system)"
+        left=$((left + 1))
+    elif [ -e "$R$f" ] || [ -L "$R$f" ]; then
         echo "   left behind: $f"
         left=$((left + 1))
     fi
 done <"$T/files.txt"
-[ -e "$R/etc/ssl/keyward-provider.cnf" ] && { echo "   left behind: /etc/ssl/keyward-provider.cnf"; left=$((left + 1)); }
-[ "$left" = 0 ] || fail "apt-get purge left $left file(s)"
-echo "   purge: none of the $(grep -c . "$T/files.txt") paths the packages listed is left"
+[ "$left" = 0 ] || fail "apt-get purge left $left path(s)"
+echo "   purge: none of the $(grep -c . "$T/files.txt") paths the packages listed is left" \
+    "($kept directories another package still uses)"
+# README's line still in openssl.cnf (the operator has not removed it yet): OpenSSL skips the
+# missing file, default stays; then the line removed, openssl.cnf is Debian's again.
+out=$(inroot openssl list -providers 2>&1) || fail "openssl with a dangling .include after the purge: $out"
+echo "$out" | grep -A3 '^  default$' | grep -q 'status: active' ||
+    fail "after the purge, with README's line still in openssl.cnf, default is not active: $out"
+echo "$out" | grep -q '^  keyward$' && fail "after the purge, openssl still lists keyward"
+grep -vxF "$inc" "$R/etc/ssl/openssl.cnf" >"$T/openssl.cnf.after"
+cmp -s "$T/openssl.cnf.debian" "$T/openssl.cnf.after" ||
+    fail "/etc/ssl/openssl.cnf differs from Debian's with README's line removed"
 
 [ "$fails" = 0 ] || { echo "$fails failure(s) ($((SECONDS - t0)) s)"; exit 1; }
 echo "PASS: built, lintian-clean, installed on a fresh $SUITE root, used and purged ($((SECONDS - t0)) s)"

@@ -32,8 +32,11 @@ pfx = sys.argv[2].rstrip("/") + "/"
 bad = [d for d in inst.values() if not d.startswith(pfx)]
 for d in bad:
     print("FAIL: installed outside the prefix:", d)
-want = ["keyward.so", "keyward-pkcs11.so", "keyward.module", "keyward-provider.cnf", "keyward.1",
-        "keyward-provider.7", "keyward-pkcs11.8", "bin/keyward"]
+want = ["keyward.so", "keyward-pkcs11.so", "keyward.module", "etc/ssl/keyward/keyward-provider.cnf",
+        "keyward.1", "keyward-provider.7", "keyward-pkcs11.8", "bin/keyward",
+        "systemd/system/keyward-renew@.service", "systemd/system/keyward-renew@.timer",
+        "systemd/system/keyward-crl@.service", "systemd/system/keyward-crl@.timer",
+        "systemd/system/keyward-metrics@.service", "systemd/system/keyward-metrics@.timer"]
 names = list(inst.values())
 for w in want:
     if not any(d.endswith("/" + w) for d in names):
@@ -52,7 +55,7 @@ outside=$(find "$D" -mindepth 1 \( -type f -o -type l \) ! -path "$D$P/*")
 echo "DESTDIR install: $(find "$D$P" -type f | wc -l) files under \$DESTDIR$P"
 
 # 3. The installed configs name the modules where they were installed.
-cnf=$(find "$D$P" -name keyward-provider.cnf)
+cnf=$D$P/etc/ssl/keyward/keyward-provider.cnf
 mod=$(find "$D$P" -name keyward.module)
 so=$(find "$D$P" -name keyward.so)
 p11so=$(find "$D$P" -name keyward-pkcs11.so)
@@ -64,6 +67,31 @@ strings "$D$P/bin/keyward" | grep -qx "${so#"$D"}" ||
 "$D$P/bin/keyward" --version | grep -qx "keyward $(meson introspect "$T/b" --projectinfo |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')" ||
     fail "keyward --version is not meson's project version"
+
+# The stanza used as its comments and keyward-provider(7) say, on the installed tree (the
+# DESTDIR tree copied to the prefix it was built for): one .include line at the end of a copy of
+# the system's openssl.cnf, and the two-line file for one program. Both: keyward and default
+# active.
+odir=$(openssl version -d | sed -n 's/^OPENSSLDIR: "\(.*\)"$/\1/p')
+if [ -f "$odir/openssl.cnf" ] && [ -f "$cnf" ]; then
+    mkdir -p "$P" && cp -a "$D$P/." "$P/"
+    grep -qx '#     \.include /etc/ssl/keyward/keyward-provider\.cnf' "$cnf" ||
+        fail "keyward-provider.cnf's comments do not give the .include line"
+    cp "$odir/openssl.cnf" "$T/openssl.cnf"
+    echo ".include $P/etc/ssl/keyward/keyward-provider.cnf" >>"$T/openssl.cnf"
+    printf 'openssl_conf = openssl_init\n.include %s\n' "$P/etc/ssl/keyward/keyward-provider.cnf" \
+        >"$T/one.cnf"
+    for c in openssl.cnf one.cnf; do
+        out=$(OPENSSL_CONF=$T/$c openssl list -providers 2>&1)
+        for prov in keyward default; do
+            echo "$out" | grep -A3 "^  $prov\$" | grep -q 'status: active' ||
+                fail "$c with the installed stanza included: $prov is not active: $out"
+        done
+    done
+    echo "openssl list -providers: keyward and default active with $odir/openssl.cnf + .include"
+else
+    echo "(no $odir/openssl.cnf: the .include of the stanza is not tried)"
+fi
 
 # 4. The man pages: installed, and rendered in 80 columns without a warning.
 for page in man1/keyward.1 man7/keyward-provider.7 man8/keyward-pkcs11.8; do
@@ -88,7 +116,8 @@ meson introspect "$T/s" --installed >"$T/installed-usr.json"
 mdir=$(pkg-config --variable=modulesdir libcrypto)
 pdir=$(pkg-config --variable=p11_module_path p11-kit-1)
 cdir=$(pkg-config --variable=p11_module_configs p11-kit-1)
-for want in "$mdir/keyward.so" "$pdir/keyward-pkcs11.so" "$cdir/keyward.module"; do
+for want in "$mdir/keyward.so" "$pdir/keyward-pkcs11.so" "$cdir/keyward.module" \
+    /etc/ssl/keyward/keyward-provider.cnf; do
     grep -q "\"$want\"" "$T/installed-usr.json" || fail "--prefix=/usr does not install $want"
 done
 grep -qx 'module: keyward-pkcs11.so' "$T/s/conf/keyward.module" ||

@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "pkcs11_3.h"
 #include "kwk_vendor.h"
@@ -74,6 +76,198 @@ static void gen_rsa(CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *pu
     CK_ATTRIBUTE pt[] = {{CKA_MODULUS_BITS, &bits, sizeof(bits)}, {CKA_TOKEN, &yes, 1}};
     CK_ATTRIBUTE vt[] = {{CKA_LABEL, (void *)label, strlen(label)}, {CKA_TOKEN, &yes, 1}};
     EXPECT(f->C_GenerateKeyPair(s, &m, pt, 2, vt, 2, pub, priv), CKR_OK);
+}
+
+/* Value of one attribute (len: in: capacity, out: length); CKR_* of C_GetAttributeValue. */
+static CK_RV get_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t, void *buf,
+                      CK_ULONG *len)
+{
+    CK_ATTRIBUTE a = {t, buf, *len};
+    CK_RV rv = f->C_GetAttributeValue(s, o, &a, 1);
+    *len = a.ulValueLen;
+    return rv;
+}
+
+/* Does the object read back exactly these bytes? */
+static int reads(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE t, const void *want,
+                 CK_ULONG wlen)
+{
+    unsigned char buf[2048];
+    CK_ULONG len = sizeof(buf);
+    if (get_attr(s, o, t, buf, &len) != CKR_OK || len != wlen || (wlen && memcmp(buf, want, wlen)))
+        return 0;
+    return 1;
+}
+
+/* Objects a one-attribute search finds. */
+static CK_ULONG find_count(CK_SESSION_HANDLE s, CK_ATTRIBUTE_TYPE t, const void *v, CK_ULONG len,
+                           CK_OBJECT_HANDLE *first)
+{
+    CK_ATTRIBUTE a = {t, (void *)v, len};
+    CK_OBJECT_HANDLE fo[8];
+    CK_ULONG n = 0;
+    EXPECT(f->C_FindObjectsInit(s, &a, 1), CKR_OK);
+    EXPECT(f->C_FindObjects(s, fo, 8, &n), CKR_OK);
+    EXPECT(f->C_FindObjectsFinal(s), CKR_OK);
+    if (n && first)
+        *first = fo[0];
+    return n;
+}
+
+/* Issue 17, item 10, the rest of the template list: every attribute C_CreateObject and
+ * C_GenerateKeyPair accept reads back as given (CKA_SUBJECT, CKA_START_DATE/CKA_END_DATE,
+ * CKA_MODIFIABLE=FALSE, CKA_PRIVATE on public keys and certificates, each half's own label,
+ * CKA_CERTIFICATE_CATEGORY, CKA_CHECK_VALUE), or the template is refused: values this token cannot
+ * keep with CKR_ATTRIBUTE_VALUE_INVALID, key material that disagrees with the key with
+ * CKR_TEMPLATE_INCONSISTENT. */
+static void template_attribute_tests(CK_SESSION_HANDLE s)
+{
+    CK_MECHANISM mg = {CKM_RSA_PKCS_KEY_PAIR_GEN, NULL, 0}, mec = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    CK_OBJECT_CLASS cpub = CKO_PUBLIC_KEY, cpriv = CKO_PRIVATE_KEY, ccert = CKO_CERTIFICATE;
+    CK_KEY_TYPE krsa = CKK_RSA;
+    CK_ULONG b1024 = 1024, b2048 = 2048, len;
+    unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    /* CN=kw and CN=pub, DER */
+    unsigned char subj[] = {0x30, 0x0d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03,
+                            0x55, 0x04, 0x03, 0x0c, 0x02, 0x6b, 0x77},
+                  subj2[] = {0x30, 0x0e, 0x31, 0x0c, 0x30, 0x0a, 0x06, 0x03,
+                             0x55, 0x04, 0x03, 0x0c, 0x03, 0x70, 0x75, 0x62};
+    static unsigned char big_subj[1025];
+    char start[] = "20260102", end[] = "20361231";
+    CK_BBOOL bv;
+    CK_OBJECT_HANDLE pub, priv, o, found;
+
+    /* A key pair: each template's subject, dates, label, CKA_PRIVATE and CKA_MODIFIABLE */
+    CK_ATTRIBUTE pt[] = {{CKA_MODULUS_BITS, &b1024, sizeof(b1024)},
+                         {CKA_LABEL, "api-x-pub", 9},
+                         {CKA_SUBJECT, subj2, sizeof(subj2)},
+                         {CKA_PRIVATE, &yes, 1}};
+    CK_ATTRIBUTE vt[] = {
+        {CKA_LABEL, "api-x-priv", 10}, {CKA_ID, "\x42", 1},    {CKA_SUBJECT, subj, sizeof(subj)},
+        {CKA_START_DATE, start, 8},    {CKA_END_DATE, end, 8}, {CKA_MODIFIABLE, &no, 1}};
+    EXPECT(f->C_GenerateKeyPair(s, &mg, pt, 4, vt, 6, &pub, &priv), CKR_OK);
+    TRUE_OR_FAIL(reads(s, priv, CKA_SUBJECT, subj, sizeof(subj)));
+    TRUE_OR_FAIL(reads(s, priv, CKA_START_DATE, start, 8));
+    TRUE_OR_FAIL(reads(s, priv, CKA_END_DATE, end, 8));
+    TRUE_OR_FAIL(reads(s, priv, CKA_MODIFIABLE, &no, 1));
+    TRUE_OR_FAIL(reads(s, priv, CKA_LABEL, "api-x-priv", 10));
+    TRUE_OR_FAIL(reads(s, pub, CKA_SUBJECT, subj2, sizeof(subj2)));
+    TRUE_OR_FAIL(reads(s, pub, CKA_LABEL, "api-x-pub", 9));
+    TRUE_OR_FAIL(reads(s, pub, CKA_ID, "\x42", 1)); /* given by one template: both halves */
+    TRUE_OR_FAIL(reads(s, pub, CKA_PRIVATE, &yes, 1));
+    TRUE_OR_FAIL(reads(s, pub, CKA_MODIFIABLE, &yes, 1));
+    TRUE_OR_FAIL(reads(s, pub, CKA_START_DATE, "", 0));
+    /* found by them */
+    TRUE_OR_FAIL(find_count(s, CKA_SUBJECT, subj, sizeof(subj), &found) == 1 && found == priv);
+    TRUE_OR_FAIL(find_count(s, CKA_END_DATE, end, 8, &found) == 1 && found == priv);
+    /* CKA_MODIFIABLE=FALSE is honoured: no change at all */
+    CK_ATTRIBUTE relabel = {CKA_LABEL, "other", 5};
+    EXPECT(f->C_SetAttributeValue(s, priv, &relabel, 1), CKR_ACTION_PROHIBITED);
+    TRUE_OR_FAIL(reads(s, priv, CKA_LABEL, "api-x-priv", 10));
+    EXPECT(f->C_SetAttributeValue(s, pub, &relabel, 1), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, priv), CKR_OK); /* destroyable all the same */
+    EXPECT(f->C_DestroyObject(s, pub), CKR_OK);
+
+    /* values that cannot be kept as given */
+    CK_ATTRIBUTE g_p256 = {CKA_EC_PARAMS, p256, sizeof(p256)};
+    CK_ATTRIBUTE bad_date[] = {{CKA_START_DATE, start, 7}},
+                 bad_date2[] = {{CKA_END_DATE, "2036-1-1", 8}},
+                 bad_subj[] = {{CKA_SUBJECT, big_subj, sizeof(big_subj)}};
+    EXPECT(f->C_GenerateKeyPair(s, &mec, &g_p256, 1, bad_date, 1, &pub, &priv),
+           CKR_ATTRIBUTE_VALUE_INVALID);
+    EXPECT(f->C_GenerateKeyPair(s, &mec, &g_p256, 1, bad_date2, 1, &pub, &priv),
+           CKR_ATTRIBUTE_VALUE_INVALID);
+    EXPECT(f->C_GenerateKeyPair(s, &mec, &g_p256, 1, bad_subj, 1, &pub, &priv),
+           CKR_ATTRIBUTE_VALUE_INVALID);
+    /* another key type's parameters */
+    CK_ATTRIBUTE ec_bits[] = {g_p256, {CKA_MODULUS_BITS, &b1024, sizeof(b1024)}};
+    EXPECT(f->C_GenerateKeyPair(s, &mec, ec_bits, 2, NULL, 0, &pub, &priv),
+           CKR_TEMPLATE_INCONSISTENT);
+    CK_ATTRIBUTE rsa_ec[] = {ec_bits[1], g_p256};
+    EXPECT(f->C_GenerateKeyPair(s, &mg, rsa_ec, 2, NULL, 0, &pub, &priv),
+           CKR_TEMPLATE_INCONSISTENT);
+
+    /* imported public key: CKA_MODULUS_BITS and CKA_PUBLIC_KEY_INFO must be the key's */
+    unsigned char mod[128] = {0xc1}, exp3[] = {1, 0, 1}, junk[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+    CK_ATTRIBUTE t_pub[] = {{CKA_CLASS, &cpub, sizeof(cpub)},
+                            {CKA_KEY_TYPE, &krsa, sizeof(krsa)},
+                            {CKA_MODULUS, mod, sizeof(mod)},
+                            {CKA_PUBLIC_EXPONENT, exp3, 3},
+                            {CKA_MODULUS_BITS, &b2048, sizeof(b2048)}};
+    EXPECT(f->C_CreateObject(s, t_pub, 5, &o), CKR_TEMPLATE_INCONSISTENT);
+    t_pub[4] = (CK_ATTRIBUTE){CKA_PUBLIC_KEY_INFO, junk, sizeof(junk)};
+    EXPECT(f->C_CreateObject(s, t_pub, 5, &o), CKR_TEMPLATE_INCONSISTENT);
+    t_pub[4] = (CK_ATTRIBUTE){CKA_EC_POINT, junk, sizeof(junk)};
+    EXPECT(f->C_CreateObject(s, t_pub, 5, &o), CKR_TEMPLATE_INCONSISTENT);
+    t_pub[4] = (CK_ATTRIBUTE){CKA_MODULUS_BITS, &b1024, sizeof(b1024)};
+    EXPECT(f->C_CreateObject(s, t_pub, 5, &o), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, o), CKR_OK);
+
+    /* imported private key (PKCS#8): nothing beside the whole key, its own SPKI only */
+    EVP_PKEY *k = EVP_EC_gen("P-256"), *k2 = EVP_EC_gen("P-256");
+    PKCS8_PRIV_KEY_INFO *p8 = k ? EVP_PKEY2PKCS8(k) : NULL;
+    unsigned char *p8der = NULL, *spki = NULL, *spki2 = NULL;
+    int p8len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, &p8der) : -1;
+    int slen = k ? i2d_PUBKEY(k, &spki) : -1, slen2 = k2 ? i2d_PUBKEY(k2, &spki2) : -1;
+    TRUE_OR_FAIL(p8len > 0 && slen > 0 && slen2 > 0);
+    if (p8len > 0 && slen > 0 && slen2 > 0) {
+        CK_ATTRIBUTE t_p8[] = {{CKA_CLASS, &cpriv, sizeof(cpriv)},
+                               {CKA_KEYWARD_PKCS8, p8der, (CK_ULONG)p8len},
+                               {CKA_EC_PARAMS, p256, sizeof(p256)}};
+        EXPECT(f->C_CreateObject(s, t_p8, 3, &o), CKR_TEMPLATE_INCONSISTENT);
+        t_p8[2] = (CK_ATTRIBUTE){CKA_PUBLIC_KEY_INFO, spki2, (CK_ULONG)slen2};
+        EXPECT(f->C_CreateObject(s, t_p8, 3, &o), CKR_TEMPLATE_INCONSISTENT);
+        t_p8[2] = (CK_ATTRIBUTE){CKA_PUBLIC_KEY_INFO, spki, (CK_ULONG)slen};
+        EXPECT(f->C_CreateObject(s, t_p8, 3, &o), CKR_OK);
+        TRUE_OR_FAIL(reads(s, o, CKA_PUBLIC_KEY_INFO, spki, (CK_ULONG)slen));
+        EXPECT(f->C_DestroyObject(s, o), CKR_OK);
+    }
+    OPENSSL_free(p8der);
+    OPENSSL_free(spki);
+    OPENSSL_free(spki2);
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(k2);
+
+    /* certificate: category, check value, dates, CKA_PRIVATE, CKA_MODIFIABLE kept; a URL, the
+     * public-key hashes and a MIDP domain refused */
+    unsigned char md[EVP_MAX_MD_SIZE], cv_bad[3] = {0};
+    TRUE_OR_FAIL(EVP_Digest(cert_der, sizeof(cert_der), md, NULL, EVP_sha1(), NULL));
+    CK_ULONG cat = 2, midp = 1;
+    CK_ATTRIBUTE ct[] = {{CKA_CLASS, &ccert, sizeof(ccert)},
+                         {CKA_CERTIFICATE_TYPE, &(CK_ULONG){CKC_X_509}, sizeof(CK_ULONG)},
+                         {CKA_VALUE, (void *)cert_der, sizeof(cert_der)},
+                         {CKA_CERTIFICATE_CATEGORY, &cat, sizeof(cat)},
+                         {CKA_CHECK_VALUE, md, 3},
+                         {CKA_START_DATE, start, 8},
+                         {CKA_PRIVATE, &yes, 1},
+                         {CKA_MODIFIABLE, &no, 1},
+                         {CKA_URL, "", 0}};
+    CK_ATTRIBUTE refused[] = {{CKA_URL, "http://x/", 9},
+                              {CKA_HASH_OF_SUBJECT_PUBLIC_KEY, md, 20},
+                              {CKA_HASH_OF_ISSUER_PUBLIC_KEY, md, 20},
+                              {CKA_JAVA_MIDP_SECURITY_DOMAIN, &midp, sizeof(midp)},
+                              {CKA_CHECK_VALUE, cv_bad, 3},
+                              {CKA_CERTIFICATE_CATEGORY, &(CK_ULONG){4}, sizeof(CK_ULONG)}};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        CK_ATTRIBUTE bad[] = {ct[0], ct[1], ct[2], refused[i]};
+        EXPECT(f->C_CreateObject(s, bad, 4, &o), CKR_ATTRIBUTE_VALUE_INVALID);
+    }
+    EXPECT(f->C_CreateObject(s, ct, 9, &o), CKR_OK);
+    len = sizeof(cat);
+    cat = 0;
+    EXPECT(get_attr(s, o, CKA_CERTIFICATE_CATEGORY, &cat, &len), CKR_OK);
+    TRUE_OR_FAIL(cat == 2);
+    TRUE_OR_FAIL(reads(s, o, CKA_CHECK_VALUE, md, 3));
+    TRUE_OR_FAIL(reads(s, o, CKA_START_DATE, start, 8));
+    TRUE_OR_FAIL(reads(s, o, CKA_END_DATE, "", 0));
+    TRUE_OR_FAIL(reads(s, o, CKA_URL, "", 0));
+    TRUE_OR_FAIL(reads(s, o, CKA_PRIVATE, &yes, 1));
+    len = 1;
+    EXPECT(get_attr(s, o, CKA_MODIFIABLE, &bv, &len), CKR_OK);
+    TRUE_OR_FAIL(bv == CK_FALSE);
+    EXPECT(f->C_SetAttributeValue(s, o, &relabel, 1), CKR_ACTION_PROHIBITED);
+    EXPECT(f->C_DestroyObject(s, o), CKR_OK);
 }
 
 static CK_RV sign_verify(CK_SESSION_HANDLE s, CK_MECHANISM_TYPE mt, void *param, CK_ULONG plen,
@@ -480,6 +674,7 @@ int main(int argc, char **argv)
         EXPECT(f->C_GenerateKeyPair(s, &mg, enc_pt, 1, nul_label, 1, &p2, &v2),
                CKR_ATTRIBUTE_VALUE_INVALID);
     }
+    template_attribute_tests(s);
 
     /* ---- attributes ---- */
     unsigned char buf[600];

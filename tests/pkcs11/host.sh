@@ -1,6 +1,7 @@
 #!/bin/bash
 # Host test of keyward-pkcs11.so through pkcs11-tool, verified with openssl: listing, key
-# generation, import, every signature mechanism, decryption, deletion, pkcs11-tool --test.
+# generation, import, every signature mechanism, decryption, ECDH through the keyward provider,
+# deletion, pkcs11-tool --test.
 # Runs in a fresh session keyring, so nothing touches the user's keys. On kernels without the
 # PKCS#8 parser the token is in software mode (the VM suite covers kernel mode).
 # Usage: host.sh MODULE   (or as part of `meson test --suite integration`)
@@ -130,6 +131,31 @@ if [ "$MODEL" = software ]; then
     grep -q "user: keyward:soft:" ks && ok "software-mode keys visible as keyward:soft" || bad "software-mode keys marked"
 else
     grep -q "asymmetric: keyward:priv:" ks && ok "RSA keys in the kernel" || bad "RSA keys in the kernel"
+fi
+
+# ECDH through the keyward provider (issue 17, item 9): `openssl pkeyutl -derive` with keyward.so
+# on this token's P-256 key (C_DeriveKey, CKM_ECDH1_DERIVE) and a peer key made by stock openssl
+# must give the secret the peer computes from the token's public key.
+if [ -f "${KEYWARD_PROVIDER_DIR:-}/keyward.so" ]; then
+    . "${KEYWARD_SRC:?}/tests/fixtures/provider-cnf.sh"
+    kw_write_provider_cnf keyward.cnf "$KEYWARD_PROVIDER_DIR" "keyward-module = $MOD"
+    kwssl() {
+        if [ -n "${KEYWARD_ASAN_PRELOAD:-}" ] && [ -f "$KEYWARD_ASAN_PRELOAD" ]; then
+            OPENSSL_CONF=$W/keyward.cnf LD_PRELOAD=$KEYWARD_ASAN_PRELOAD \
+                ASAN_OPTIONS=${ASAN_OPTIONS:-}:detect_leaks=0 openssl "$@"
+        else
+            OPENSSL_CONF=$W/keyward.cnf openssl "$@"
+        fi
+    }
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out peer.key 2>>log &&
+        openssl pkey -in peer.key -pubout -out peer.pub 2>>log
+    openssl pkeyutl -derive -inkey peer.key -peerkey pub02.pem -out ecdh.peer 2>>log
+    kwssl pkeyutl -derive -inkey 'pkcs11:token=keyring;object=p256;type=private' -peerkey peer.pub \
+        -out ecdh.token >>log 2>&1 && [ "$(stat -c %s ecdh.token)" = 32 ] && cmp -s ecdh.token ecdh.peer &&
+        ok "ECDH through keyward.so: pkeyutl -derive on the token key = the peer's secret" ||
+        { bad "ECDH through keyward.so"; tail -5 log; }
+else
+    echo "skip ECDH through keyward.so: KEYWARD_PROVIDER_DIR has no keyward.so (run through meson test)"
 fi
 
 # Delete.

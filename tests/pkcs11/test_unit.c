@@ -257,9 +257,10 @@ static void test_desc_codec(void **state)
     kwk_serial link;
     size_t id_len;
     assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_PRIV, KWK_F_LOCAL | KWK_F_SIGN, 1234,
-                                want_id, 3, "web:tls key", NULL));
+                                want_id, 3, "web:tls key", NULL, NULL));
     assert_string_equal(d, "keyward:priv:ls:1234:00abff:web:tls key");
-    assert_true(kwk_desc_parse("asymmetric", d, &kind, &flags, &link, id, &id_len, label, NULL));
+    assert_true(
+        kwk_desc_parse("asymmetric", d, &kind, &flags, &link, id, &id_len, label, NULL, NULL));
     assert_int_equal(kind, KWK_KIND_PRIV);
     assert_int_equal(flags, KWK_F_LOCAL | KWK_F_SIGN);
     assert_int_equal(link, 1234);
@@ -267,17 +268,17 @@ static void test_desc_codec(void **state)
     assert_memory_equal(id, want_id, 3);
     assert_string_equal(label, "web:tls key");
     /* a private kind must be an asymmetric key, the others user keys */
-    assert_false(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, NULL));
+    assert_false(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, NULL, NULL));
     assert_false(kwk_desc_parse("asymmetric", "keyward:pub:-:0::x", &kind, &flags, &link, id,
-                                &id_len, label, NULL));
+                                &id_len, label, NULL, NULL));
     assert_false(kwk_desc_parse("user", "keyward:pub:-:0:0g:x", &kind, &flags, &link, id, &id_len,
-                                label, NULL));
+                                label, NULL, NULL));
     assert_false(kwk_desc_parse("user", "keyward:pub:-:0:abc:x", &kind, &flags, &link, id, &id_len,
-                                label, NULL));
-    assert_false(
-        kwk_desc_parse("user", "other:pub:-:0::x", &kind, &flags, &link, id, &id_len, label, NULL));
+                                label, NULL, NULL));
+    assert_false(kwk_desc_parse("user", "other:pub:-:0::x", &kind, &flags, &link, id, &id_len,
+                                label, NULL, NULL));
     assert_true(kwk_desc_parse("user", "keyward:cert:-:0::", &kind, &flags, &link, id, &id_len,
-                               label, NULL));
+                               label, NULL, NULL));
     assert_int_equal(kind, KWK_KIND_CERT);
     assert_int_equal(id_len, 0);
     assert_string_equal(label, "");
@@ -286,30 +287,53 @@ static void test_desc_codec(void **state)
      * an old description has none, a broken list hides the key instead of lifting its limits */
     kwk_mechs ml = {3, {CKM_RSA_PKCS_PSS, CKM_SHA256_RSA_PKCS_PSS, 0x8000abcdUL}}, back;
     assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_SOFT, KWK_F_SIGN | KWK_F_DECRYPT, 7, want_id,
-                                1, "pss:key", &ml));
+                                1, "pss:key", &ml, NULL));
     assert_string_equal(d, "keyward:soft:sd/D,43,8000ABCD:7:00:pss:key");
-    assert_true(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, &back));
+    assert_true(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, &back, NULL));
     assert_int_equal(flags, KWK_F_SIGN | KWK_F_DECRYPT);
     assert_int_equal(back.n, 3);
     assert_memory_equal(back.m, ml.m, 3 * sizeof(CK_MECHANISM_TYPE));
     assert_string_equal(label, "pss:key");
     assert_true(kwk_desc_parse("user", "keyward:soft:sd:7::k", &kind, &flags, &link, id, &id_len,
-                               label, &back));
+                               label, &back, NULL));
     assert_int_equal(back.n, 0);
     const char *broken[] = {"keyward:soft:s/:7::k",    "keyward:soft:s/d:7::k",
                             "keyward:soft:s/D,:7::k",  "keyward:soft:s/D,,1:7::k",
                             "keyward:soft:s/0x1:7::k", "keyward:soft:s/11111111111111111:7::k"};
     for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); i++)
-        assert_false(
-            kwk_desc_parse("user", broken[i], &kind, &flags, &link, id, &id_len, label, &back));
+        assert_false(kwk_desc_parse("user", broken[i], &kind, &flags, &link, id, &id_len, label,
+                                    &back, NULL));
     ml.n = KWK_MAX_MECHS;
     for (size_t i = 0; i < KWK_MAX_MECHS; i++)
         ml.m[i] = ~(CK_MECHANISM_TYPE)0 - i;
-    assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_PUB, 0, 0, NULL, 0, "", &ml));
-    assert_true(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, &back));
+    assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_PUB, 0, 0, NULL, 0, "", &ml, NULL));
+    assert_true(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, &back, NULL));
     assert_int_equal(back.n, KWK_MAX_MECHS);
     assert_memory_equal(back.m, ml.m, sizeof(ml.m));
     assert_int_equal(flags, 0);
+
+    /* CKA_SUBJECT, the dates and the certificate category between the flags and the list, upper
+     * case (an older parser skips them and reads the same flags); 'r' is CKA_MODIFIABLE=FALSE */
+    kwk_extra x = {{0x30, 0x00, 0xab}, 3, "20260102", "20361231", 8, 8, 2}, xb;
+    ml.n = 1;
+    ml.m[0] = CKM_ECDSA;
+    assert_true(kwk_desc_format(d, sizeof(d), KWK_KIND_SOFT, KWK_F_SIGN | KWK_F_READONLY, 7, NULL,
+                                0, "k", &ml, &x));
+    assert_string_equal(d, "keyward:soft:sr+S3000AB+B20260102+E20361231+C2/1041:7::k");
+    assert_true(kwk_desc_parse("user", d, &kind, &flags, &link, id, &id_len, label, &back, &xb));
+    assert_int_equal(flags, KWK_F_SIGN | KWK_F_READONLY);
+    assert_int_equal(back.n, 1);
+    assert_memory_equal(&xb, &x, sizeof(x));
+    assert_true(kwk_desc_parse("user", "keyward:soft:s:7::k", &kind, &flags, &link, id, &id_len,
+                               label, NULL, &xb));
+    assert_int_equal(xb.subject_len + xb.start_len + xb.end_len + xb.category, 0);
+    const char *bad_x[] = {"keyward:soft:s+S300:7::k",     "keyward:soft:s+Sab:7::k",
+                           "keyward:soft:s+B2026010:7::k", "keyward:soft:s+E2026-1-1:7::k",
+                           "keyward:soft:s+C4:7::k",       "keyward:soft:s+Q1:7::k",
+                           "keyward:soft:s+:7::k"};
+    for (size_t i = 0; i < sizeof(bad_x) / sizeof(bad_x[0]); i++)
+        assert_false(
+            kwk_desc_parse("user", bad_x[i], &kind, &flags, &link, id, &id_len, label, NULL, &xb));
 }
 
 static void test_attr_put_rules(void **state)

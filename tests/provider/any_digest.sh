@@ -2,7 +2,8 @@
 # Signatures with any digest OpenSSL has (issue 17, item 7a), SHA-3 here, which neither SoftHSM2
 # nor PKCS#11 2.40 has a combined mechanism for: the host hashes and the token signs the digest
 # (CKM_ECDSA; CKM_RSA_PKCS over libcrypto's DigestInfo; PSS as an EMSA-PSS block signed raw).
-# Each signature is verified by the default provider alone.
+# Each signature is verified by the default provider alone, one also through keyward with the
+# token's public key.
 set -euo pipefail
 . "${KEYWARD_SRC:-$(dirname "$0")/../..}/tests/fixtures/softhsm.sh"
 kw_softhsm_init
@@ -38,4 +39,20 @@ done
 # Against the other digest it must not verify: the signer really hashed with SHA3-256.
 kw_must_fail "SHA3-256 signature checked as SHA-256" kw_default openssl dgst -sha256 -verify ec.pub \
     -signature g.ec.sha3-256 data
+# Verification through keyward with the token's public key (hashed on the host too): the
+# signature verifies, and the same one with a byte flipped is refused as a bad signature (not as
+# an unsupported digest or key).
+ecpub='pkcs11:token=kwtest;object=ec;type=public'
+kw_ok "pkeyutl -verify -digest sha3-256 with the token public key" openssl pkeyutl -verify \
+    -digest sha3-256 -rawin -pubin -inkey "$ecpub" -in data -sigfile s.ec.sha3-256
+cp s.ec.sha3-256 bad.sig
+b=$(od -An -tu1 -j10 -N1 bad.sig | tr -d ' ')
+printf "$(printf '\\%03o' $((b ^ 1)))" | dd of=bad.sig bs=1 seek=10 conv=notrunc 2>/dev/null
+cmp -s bad.sig s.ec.sha3-256 && kw_fail "byte 10 of the signature was not flipped"
+rc=0
+kw_run openssl pkeyutl -verify -digest sha3-256 -rawin -pubin -inkey "$ecpub" -in data \
+    -sigfile bad.sig >bad.out 2>bad.err || rc=$?
+[ "$rc" = 1 ] && grep -q "Signature Verification Failure" bad.out && ! grep -qi "not supported" bad.err ||
+    { cat bad.out bad.err >&2; kw_fail "a flipped byte verified, or failed otherwise than as a bad signature (exit $rc)"; }
+kw_log "ok: the signature with a flipped byte is refused through keyward"
 echo "PASS: ECDSA and RSA (PKCS#1, PSS) with SHA-3, hashed on the host"

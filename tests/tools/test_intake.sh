@@ -104,7 +104,27 @@ expect_rc 1 "$KW" --dir "$P" ca revoke --name "$cserial"
 grep -q "no certificate named $cserial" "$T/err" || fail "--name took a serial"
 expect_rc 0 "$KW" --dir "$P" ca revoke --name carol --reason superseded
 grep -q "serial $cserial" "$T/out" || fail "revoke --name carol"
-ok "a requester's CN cannot pose as a serial; --name and --serial say which"
+# a bare argument that is both a NAME and another certificate's serial (an index from before
+# the check at signing: erin's NAME set to dave's serial) is refused with both listed
+csr dave -subj "/CN=dave/O=Ex"
+csr erin -subj "/CN=erin/O=Ex"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/dave.csr" --profile client
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/erin.csr" --profile client
+dserial=$(openssl x509 -in "$P/issued/dave.crt" -noout -serial | cut -d= -f2)
+eserial=$(openssl x509 -in "$P/issued/erin.crt" -noout -serial | cut -d= -f2)
+awk -F'\t' -v OFS='\t' -v d="$dserial" '$5 == "erin" { $5 = d } 1' "$P/state/index.txt" >"$T/ix" &&
+    cat "$T/ix" >"$P/state/index.txt"
+st() { awk -F'\t' -v s="$1" '$4 == s { print $1 }' "$P/state/index.txt"; }
+expect_rc 1 "$KW" --dir "$P" ca revoke "$dserial"
+grep -q "is both a certificate name and another certificate's serial" "$T/err" &&
+    grep -q "serial $dserial *name dave" "$T/err" && grep -q "serial $eserial *name $dserial" "$T/err" ||
+    { cat "$T/err"; fail "an ambiguous bare argument not refused with both listed"; }
+[ "$(st "$dserial")$(st "$eserial")" = VV ] || fail "an ambiguous revoke revoked something"
+expect_rc 0 "$KW" --dir "$P" ca revoke --serial "$dserial"
+[ "$(st "$dserial")$(st "$eserial")" = RV ] || fail "--serial did not revoke exactly that serial"
+expect_rc 0 "$KW" --dir "$P" ca revoke --name "$dserial"
+[ "$(st "$eserial")" = R ] || fail "--name did not revoke the certificate of that NAME"
+ok "a requester's CN cannot pose as a serial; a bare NAME-and-serial is refused; --name and --serial say which"
 
 # 4/5/6. identity: device names, rekey to another identity, one key under two names
 refused "same key under another name" "already holds a valid certificate, good" \
@@ -115,23 +135,44 @@ expect_rc 0 "$KW" --dir "$P" ca sign "$T/alice.csr" --profile client
 csr rootadmin -subj "/CN=root-admin/O=Ex" -addext "subjectAltName=DNS:admin.corp.example"
 refused "rekey to another identity" "another identity" "$KW" --dir "$P" ca renew alice --csr "$T/rootadmin.csr"
 expect_rc 0 "$KW" --dir "$P" ca renew alice --csr "$T/rootadmin.csr" --allow-subject-change
-grep -q "identity changed: subject" "$T/err" || fail "identity change not printed"
+grep -q "identity changed: subject CN=alice,O=Ex -> O=Ex,CN=root-admin" "$T/err" || { cat "$T/err"; fail "identity change not printed"; }
 grep -q '"op":"ca renew (rekey, identity changed: subject' "$P/audit.log" || fail "identity change not audited"
-ok "rekey keeps the identity unless --allow-subject-change (shown and audited); one key, one NAME"
+# the identity is the current certificate's: a SAN added with --san at signing is part of it
+csr frank -subj "/CN=frank/O=Ex"
+expect_rc 0 "$KW" --dir "$P" ca sign "$T/frank.csr" --profile client --san DNS:frank.example
+csr frank2 -subj "/CN=frank/O=Ex" -addext "subjectAltName=DNS:frank.example"
+expect_rc 0 "$KW" --dir "$P" ca renew frank --csr "$T/frank2.csr"
+grep -q "identity changed" "$T/err" && fail "a rekey CSR with the certificate's SANs taken as a change"
+csr frank3 -subj "/CN=frank/O=Ex" -addext "subjectAltName=DNS:other.example"
+refused "rekey adding a SAN" "subjectAltName DNS:frank.example.* -> DNS:other.example, DNS:frank.example" \
+    "$KW" --dir "$P" ca renew frank --csr "$T/frank3.csr"
+ok "rekey keeps the current certificate's identity unless --allow-subject-change (shown and audited); one key, one NAME"
 
-# 7. exports into a shared directory with planted symlinks
+# 7. output paths in a shared directory with planted symlinks (and a FIFO): refused (exit 2,
+# the path and why named), never written through nor replaced; a regular file is replaced
 mkdir -p "$T/shared" && echo precious >"$T/victim"
-ln -s "$T/victim" "$T/shared/pkg"
-expect_rc 1 "$KW" --dir "$P" ca export alice --package "$T/shared/pkg"
-grep -q "symbolic link" "$T/err" || fail "package into a symlink not refused clearly"
-ln -s "$T/victim" "$T/shared/a.p12"
-expect_rc 0 "$KW" --dir "$P" ca export alice --format p12 --out "$T/shared/a.p12"
-[ "$(cat "$T/victim")" = precious ] || fail "p12 export wrote through a planted symlink"
-[ -L "$T/shared/a.p12" ] && fail "p12 export left the planted symlink in place"
-ln -s "$T/victim" "$T/shared/a.pem"
-expect_rc 0 "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/a.pem"
-[ "$(cat "$T/victim")" = precious ] || fail "pem export wrote through a planted symlink"
-ok "exports never write through planted symlinks"
+linkref() { # LABEL CMD...: exit 2 naming the link, the victim and the link untouched
+    local label=$1 l=${*: -1}
+    shift
+    ln -sfn "$T/victim" "$l"
+    expect_rc 2 "$@"
+    grep -q "$l is a symbolic link" "$T/err" || { cat "$T/err" >&2; fail "$label: link not named"; }
+    [ "$(cat "$T/victim")" = precious ] || fail "$label: wrote through a planted symlink"
+    [ -L "$l" ] || fail "$label: replaced the planted symlink"
+}
+linkref "package" "$KW" --dir "$P" ca export alice --package "$T/shared/pkg"
+linkref "p12" "$KW" --dir "$P" ca export alice --format p12 --out "$T/shared/a.p12"
+linkref "pem-bundle" "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/a.pem"
+linkref "metrics" "$KW" --dir "$P" ca metrics --textfile "$T/shared/m.prom"
+linkref "req" "$KW" req --key "pkcs11:token=ca;object=x" --subject "CN=x" --out "$T/shared/x.csr"
+linkref "uri2pem" "$KW" uri2pem "pkcs11:token=ca;object=ca" --out "$T/shared/x.key"
+mkfifo "$T/shared/f.pem"
+expect_rc 2 timeout 20 "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/f.pem"
+grep -q "not a regular file" "$T/err" || fail "a FIFO at --out not refused"
+echo old >"$T/shared/b.pem"
+expect_rc 0 "$KW" --dir "$P" ca export alice --format pem-bundle --out "$T/shared/b.pem"
+grep -q "BEGIN CERTIFICATE" "$T/shared/b.pem" || fail "an existing regular file was not replaced"
+ok "export, metrics, req and uri2pem refuse a symlink or FIFO at their output path"
 
 # 14. the digest follows the CA key; keyEncipherment only for RSA server keys
 openssl x509 -in "$P/issued/good.crt" -noout -text | grep -q "Signature Algorithm: ecdsa-with-SHA384" ||
@@ -145,7 +186,14 @@ expect_rc 0 "$KW" --dir "$P" ca sign "$T/rsa.csr" --profile server
 openssl x509 -in "$P/issued/rsa.crt" -noout -ext keyUsage | grep -q "Key Encipherment" ||
     fail "an RSA server key lacks keyEncipherment"
 expect_rc 0 "$KW" --dir "$P" check
-ok "P-384 CA signs certificates and CRLs with SHA-384; keyEncipherment for RSA server keys only"
+# a P-521 CA signs with SHA-512
+expect_rc 0 "$KW" --dir "$T/p521" ca init --key "pkcs11:token=ca;object=ca521" --subject "CN=P521 CA,O=Ex" \
+    --key-type ec:P-521 --pin-source "file:$T/ca.pin"
+expect_rc 0 "$KW" --dir "$T/p521" ca sign "$T/dave.csr" --profile client
+openssl x509 -in "$T/p521/issued/dave.crt" -noout -text | grep -q "Signature Algorithm: ecdsa-with-SHA512" ||
+    fail "a P-521 CA does not sign with SHA-512"
+openssl crl -in "$T/p521/crl/crl.pem" -noout -text | grep -q "ecdsa-with-SHA512" || fail "P-521 CRL not SHA-512"
+ok "P-384 CA signs certificates and CRLs with SHA-384, P-521 with SHA-512; keyEncipherment for RSA server keys only"
 # review findings: two CNs, weak keys and digests, a compromised key, a copied subject, a
 # critical SAN, a bidirectional override in the subject, a wildcard TLD, a javascript: URI
 csr twocn -subj "/O=Ex/CN=zed/CN=alice"

@@ -15,6 +15,11 @@ J 0 req --key "pkcs11:token=cl;object=a" --subject "CN=alice,O=Ex" --pin-source 
     --module "$SOFTHSM_MODULE" --out "$T/alice.csr"
 J 2 req --key "pkcs11:token=cl;object=a" --out "$T/x.csr"
 J 0 --dir "$P" ca sign "$T/alice.csr" --profile client
+# RFC 4514 as openssl's -nameopt RFC2253 prints it: most specific RDN first
+RFC=$(openssl x509 -in "$P/issued/alice.crt" -noout -subject -nameopt RFC2253 | sed 's/^subject=//')
+[ "$RFC" = "CN=alice,O=Ex" ] || fail "openssl prints alice's subject as $RFC"
+"$PY" -c 'import json, sys; s = json.load(open(sys.argv[1]))["result"]["issued"][0]["subject"]
+assert s == "CN=alice,O=Ex", s' "$T/out" || fail "ca sign: subject not RFC 4514"
 J 1 --dir "$P" ca sign "$T/alice.csr" --profile client
 OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
     -subj "/CN=upn/O=Ex" -addext "subjectAltName=otherName:1.3.6.1.4.1.311.20.2.3;UTF8:a@b" \
@@ -30,6 +35,8 @@ J 0 --dir "$P" ca sign --batch "$T/b" --profile server
 J 0 --dir "$P" ca renew h1
 J 1 --dir "$P" ca renew nobody
 J 0 --dir "$P" ca revoke h2 --reason keyCompromise
+grep '"op":"ca revoke keyCompromise"' "$P/audit.log" | grep -q '"subject":"CN=h2,O=Ex"' ||
+    fail "audit.log: the revoked subject is not RFC 4514"
 J 1 --dir "$P" ca revoke h2 --reason keyCompromise
 J 2 --dir "$P" ca revoke h2 --reason bogus
 J 0 --dir "$P" ca crl
@@ -38,11 +45,14 @@ J 0 --dir "$P" ca list
 import json, sys
 d = json.load(open(sys.argv[1]))["result"]["certificates"]
 assert all(not c["subject"].startswith("/") for c in d), d
-assert any(c["subject"] == "O=Ex,CN=alice" for c in d), d' "$T/out" || fail "ca list subjects are not RFC 4514"
+assert any(c["subject"] == "CN=alice,O=Ex" for c in d), d' "$T/out" || fail "ca list subjects are not RFC 4514"
+J 0 --dir "$P" ca stats
+J 0 --dir "$P" ca stats --help
 J 0 --dir "$P" ca export alice --format pem-bundle --out "$T/alice.pem"
 J 0 --dir "$P" ca export alice --package "$T/pkg"
 J 2 --dir "$P" ca export alice --for gen-7 --format pem-bundle --out "$T/x.pem"
 J 0 --dir "$P" verify "$P/issued/alice.crt"
+grep -q '"CN=alice,O=Ex issued by CN=JSON CA,O=Ex' "$T/out" || fail "verify: subjects not RFC 4514"
 J 1 --dir "$P" verify "$P/certs/$(awk -F'\t' '$1 == "R" && $5 == "h2" { print $4 }' "$P/state/index.txt").pem"
 J 1 --dir "$P" verify "$T/missing.crt"
 J 0 --dir "$P" check
@@ -71,6 +81,29 @@ openssl ocsp -issuer "$P/ca/ca-1.crt" -CAfile "$P/ca/ca-1.crt" -cert "$P/issued/
     -url "http://127.0.0.1:$port/" >/dev/null 2>&1
 wait "$ocsp_pid" || fail "ca ocsp --json exit"
 echo "ca ocsp" >"$T/j/ocsp.cmd"
+# the keyring token (when built in): import, list, remove in a fresh session keyring of its own
+KMOD=$KEYWARD_BUILD/pkcs11/keyward-pkcs11.so
+if "$KW" help keyring >/dev/null 2>&1 && [ -f "$KMOD" ] && command -v keyctl >/dev/null &&
+    keyctl session - true >/dev/null 2>&1; then
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/kr.pem" 2>/dev/null
+    echo "token kr session:kwt-json-$$" >"$T/kr.conf"
+    KEYWARD_PKCS11_CONF=$T/kr.conf KEYWARD_PKCS11_MODULE=$KMOD keyctl session - bash -c '
+        i=0
+        for c in "keyring import $3 --label kj" "keyring list" "keyring remove kj"; do
+            i=$((i + 1))
+            # shellcheck disable=SC2086
+            "$1" --json $c >"$2/kr$i.json" 2>>"$2/kr.err"
+            echo $? >"$2/kr$i.rc"
+            echo "$c" >"$2/kr$i.cmd"
+        done' - "$KW" "$T/j" "$T/kr.pem" >/dev/null 2>&1
+    [ "$(cat "$T/j/kr1.rc" "$T/j/kr2.rc" "$T/j/kr3.rc" 2>/dev/null)" = "$(printf '0\n0\n0')" ] ||
+        { cat "$T/j"/kr*.json "$T/j/kr.err"; fail "keyring import/list/remove --json"; }
+    "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))["result"]
+assert [o["label"] for o in r if o["object"] == "private"] == ["kj"], r' "$T/j/kr2.json" ||
+        fail "keyring list --json does not list the imported key"
+else
+    echo "# keyring part skipped: keyring not built in, keyward-pkcs11.so missing, or no keyctl sessions"
+fi
 # every document: one JSON value, valid against the schema
 check_json_docs 30
 ok "every subcommand's --json output (ok and failing) is one document that the schema accepts"

@@ -66,6 +66,22 @@ grep -q "PROMPTS=1 RC=1" "$T/tr" && grep -q "PIN incorrect" "$T/tr" && grep -q "
     { cat "$T/tr"; fail "wrong typed PIN"; }
 ok "existing key asks once; a wrong typed PIN is named"
 
+# the CA commands: ca init (genpkey, self-sign, CRL) and ca sign (look-up, openssl ca, CRLs)
+# with no pin_source also ask once; the PIN's descriptor is never written into the CA's files
+make_token ca 8642
+: >"$T/openssl.log"
+on_pty 8642 "$KW" --dir "$T/pki" ca init --key "pkcs11:token=ca;object=ca" --subject "CN=Pty CA" >"$T/tr"
+grep -q "PROMPTS=1 RC=0" "$T/tr" || { cat "$T/tr"; fail "ca init on a terminal: not one prompt and success"; }
+grep -q "ARGV: genpkey" "$T/openssl.log" && grep -q "ARGV: ca -batch -gencrl" "$T/openssl.log" ||
+    { cat "$T/openssl.log"; fail "ca init: genpkey and the CRL did not both run"; }
+on_pty 8642 "$KW" --dir "$T/pki" ca sign "$T/dev1.csr" --profile client >"$T/tr"
+grep -q "PROMPTS=1 RC=0" "$T/tr" || { cat "$T/tr"; fail "ca sign on a terminal: not one prompt and success"; }
+openssl verify -CAfile "$T/pki/ca.crt" "$T/pki/issued/dev1.crt" >/dev/null || fail "ca sign: no valid certificate"
+grep -q 8642 "$T/openssl.log" && fail "the CA PIN is in an openssl argv or environment"
+grep -rq 8642 "$TMPDIR" && fail "the CA PIN is in a file under TMPDIR"
+grep -rqs "fd:" "$T/pki" && fail "the PIN's descriptor was written into the CA directory"
+ok "ca init and ca sign on a terminal: one prompt each, every openssl step had the PIN"
+
 # no terminal: no prompt, the cause is named
 expect_rc 1 "$KW" req --key "pkcs11:token=cl;object=dev3" --subject CN=dev3 --out "$T/dev3.csr" </dev/null
 grep -q "PIN required" "$T/err" || { cat "$T/err"; fail "no terminal: PIN required not named"; }

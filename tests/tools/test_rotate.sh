@@ -6,8 +6,12 @@
 need_softhsm
 make_token ca 11112222
 P=$T/pki
-expect_rc 0 "$KW" --dir "$P" ca init --key "pkcs11:token=ca;object=gen1" --subject "CN=Rot CA,O=Example" \
-    --pin-source "file:$T/ca.pin"
+# under a strict umask: the CA certificates are published all the same (0644)
+(umask 077 && expect_rc 0 "$KW" --dir "$P" ca init --key "pkcs11:token=ca;object=gen1" \
+    --subject "CN=Rot CA,O=Example" --pin-source "file:$T/ca.pin") || exit 1
+for f in ca.crt ca/ca-1.crt; do
+    [ "$(stat -c %a "$P/$f")" = 644 ] || fail "ca init under umask 077: $f is mode $(stat -c %a "$P/$f"), not 0644"
+done
 csr() { OPENSSL_CONF=/dev/null openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
     -keyout /dev/null -subj "/CN=$1/O=Example" -out "$T/$1.csr" 2>/dev/null; }
 csr old1; csr old2; csr new1
@@ -48,5 +52,51 @@ for k in "1 *root .*ca-1.crt" "2 *root .*ca-2.crt" "2 *NewWithOld .*cross-2.crt"
 done
 expect_rc 0 "$KW" --dir "$P" check
 grep -q "^OK   links .*oldwithnew-2.crt" "$T/out" || fail "check does not show the OldWithNew link"
+grep -q "^OK   generation   generation 1: 1 unexpired certificates (the last until 20[0-9-]*); its key .* keeps signing crl/gen-1.pem" "$T/out" ||
+    { cat "$T/out"; fail "check does not say that generation 1's key is still needed"; }
+[ "$(stat -c %a "$P/ca.crt")" = 644 ] || fail "ca rotate under the default umask: ca.crt not 0644"
 ok "revocation in both generations, export, check, list"
+
+# retiring the old key (docs/ca-guide.md: remove it from old_keys): refused by check while a
+# certificate of its generation is unexpired, reported as retired once none is
+cp -a "$P" "$T/pki-noold"
+sed -i 's/^old_keys = .*/old_keys = /' "$T/pki-noold/keyward.conf"
+expect_rc 1 "$KW" --dir "$T/pki-noold" check
+grep -q "^FAIL generation   generation 1: 1 unexpired certificates but its key is not in keyward.conf old_keys" "$T/out" ||
+    { cat "$T/out"; fail "check accepts an old key removed while its certificates are unexpired"; }
+Q=$T/pki-q
+expect_rc 0 "$KW" --dir "$Q" ca init --key "pkcs11:token=ca;object=q1" --subject "CN=Q CA" --pin-source "file:$T/ca.pin"
+expect_rc 0 "$KW" --dir "$Q" ca rotate --key "pkcs11:token=ca;object=q2"
+expect_rc 0 "$KW" --dir "$Q" check
+grep -q "^OK   generation   generation 1: no unexpired certificates; its key may be retired once relying parties trust generation 2" "$T/out" ||
+    { cat "$T/out"; fail "check does not say when generation 1's key may be retired"; }
+sed -i 's/^old_keys = .*/old_keys = /' "$Q/keyward.conf"
+expect_rc 0 "$KW" --dir "$Q" check
+grep -q "^OK   generation   generation 1: retired (no key, no unexpired certificates)" "$T/out" ||
+    { cat "$T/out"; fail "check does not report the retired generation"; }
+ok "keyward check: an old key still needed, removed too early (FAIL), retirable, retired"
+
+# a CRL past its next update is no CRL: verify fails closed (a software CA made by openssl, whose
+# CRL dates can be set)
+S=$T/stale
+mkdir -p "$S"
+: >"$S/index.txt"
+printf '[ca]\ndefault_ca = c\n[c]\ndatabase = %s/index.txt\ndefault_md = sha256\n' "$S" >"$S/ca.cnf"
+export OPENSSL_CONF=/dev/null
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$S/ca.key" \
+    -subj "/CN=Stale CA" -days 30 -addext "basicConstraints=critical,CA:true" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign" -out "$S/ca.crt" 2>/dev/null || fail "stale CA"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+    -subj "/CN=leaf" 2>/dev/null | openssl x509 -req -CA "$S/ca.crt" -CAkey "$S/ca.key" \
+    -set_serial 7 -days 10 -out "$S/leaf.crt" 2>/dev/null || fail "stale CA leaf"
+openssl ca -config "$S/ca.cnf" -gencrl -keyfile "$S/ca.key" -cert "$S/ca.crt" \
+    -crl_lastupdate 20200101000000Z -crl_nextupdate 20200102000000Z -out "$S/stale.crl" 2>/dev/null || fail "stale CRL"
+openssl ca -config "$S/ca.cnf" -gencrl -keyfile "$S/ca.key" -cert "$S/ca.crt" -crldays 1 \
+    -out "$S/fresh.crl" 2>/dev/null || fail "fresh CRL"
+unset OPENSSL_CONF
+expect_rc 0 "$KW" verify "$S/leaf.crt" --ca "$S/ca.crt" --crl "$S/fresh.crl"
+expect_rc 1 "$KW" verify "$S/leaf.crt" --ca "$S/ca.crt" --crl "$S/stale.crl"
+grep -q "^FAIL revocation .*past its next update" "$T/out" ||
+    { cat "$T/out"; fail "verify with a stale CRL does not FAIL saying the CRL is past its next update"; }
+ok "keyward verify with a CRL past its next update: FAIL (a fresh one from the same CA: PASS)"
 echo PASS

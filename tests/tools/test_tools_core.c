@@ -82,14 +82,15 @@ static void test_days_keytypes_reasons(void **state)
 static void test_dn(void **state)
 {
     const char *why;
-    char *s = kwt_dn_to_subj("CN=alice,O=Example", &why);
-    assert_string_equal(s, "/CN=alice/O=Example");
+    /* RFC 4514 (most specific first) to openssl's -subj order (least specific first) */
+    char *s = kwt_dn_to_subj("CN=alice,O=Example,C=GB", &why);
+    assert_string_equal(s, "/C=GB/O=Example/CN=alice");
     free(s);
     s = kwt_dn_to_subj("/CN=a\\/b/O=x", &why);
     assert_string_equal(s, "/CN=a\\/b/O=x");
     free(s);
     s = kwt_dn_to_subj("CN=a\\,b = \"q\",OU=x+y", &why);
-    assert_string_equal(s, "/CN=a,b = \"q\"/OU=x\\+y");
+    assert_string_equal(s, "/OU=x\\+y/CN=a,b = \"q\"");
     free(s);
     s = kwt_dn_to_subj("CN=ünïcødé", &why);
     assert_string_equal(s, "/CN=ünïcødé");
@@ -161,6 +162,51 @@ static char *mktmp(void)
     char *t = kwt_tmpdir();
     assert_non_null(t);
     return t;
+}
+
+/* notify, notify_timeout and audit_sink survive a save (ca rotate rewrites keyward.conf); a
+ * relative hook or a bad value is an error that names the key, not a silent default */
+static void test_conf_notify_keys(void **state)
+{
+    (void)state;
+    char *dir = mktmp();
+    char *p = kwt_path(dir, "keyward.conf");
+    kwt_conf c, d;
+    kwt_conf_defaults(&c);
+    assert_int_equal(c.notify_timeout, 10);
+    c.notify = kwt_strdup("/usr/local/bin/hook with space");
+    c.notify_timeout = 3;
+    c.audit_syslog = true;
+    assert_int_equal(kwt_conf_save(&c, p), 0);
+    assert_int_equal(kwt_conf_load(&d, p), 0);
+    assert_null(d.bad);
+    assert_string_equal(d.notify, c.notify);
+    assert_int_equal(d.notify_timeout, 3);
+    assert_true(d.audit_syslog);
+    kwt_conf_free(&d);
+    static const char *const bad[][2] = {{"notify = hook.sh\n", "notify = hook.sh: "},
+                                         {"notify_timeout = 0\n", "notify_timeout = 0: "},
+                                         {"notify_timeout = 601\n", "notify_timeout = 601: "},
+                                         {"notify_timeout = 5s\n", "notify_timeout = 5s: "},
+                                         {"audit_sink = journald\n", "audit_sink = journald: "}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(kwt_write_atomic(p, bad[i][0], strlen(bad[i][0]), 0600), 0);
+        assert_int_equal(kwt_conf_load(&d, p), 0);
+        assert_non_null(d.bad);
+        assert_ptr_equal(strstr(d.bad, bad[i][1]), d.bad);
+        kwt_conf_free(&d);
+    }
+    const char *empty = "notify = \naudit_sink = file\n";
+    assert_int_equal(kwt_write_atomic(p, empty, strlen(empty), 0600), 0);
+    assert_int_equal(kwt_conf_load(&d, p), 0);
+    assert_null(d.bad);
+    assert_null(d.notify);
+    assert_false(d.audit_syslog);
+    kwt_conf_free(&d);
+    kwt_conf_free(&c);
+    kwt_rm_rf(dir);
+    free(dir);
+    free(p);
 }
 
 static void test_conf_roundtrip_and_cnf(void **state)
@@ -430,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_dates),
         cmocka_unit_test(test_uris_and_conf_values),
         cmocka_unit_test(test_conf_roundtrip_and_cnf),
+        cmocka_unit_test(test_conf_notify_keys),
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_txn_commit_abort_recover),
         cmocka_unit_test(test_open_missing),
