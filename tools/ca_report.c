@@ -10,9 +10,7 @@
 #include "kwt.h"
 
 #include <errno.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,93 +157,6 @@ static long long asn1_time(const ASN1_TIME *a)
     return (long long)timegm(&tm);
 }
 
-/* ---- notBefore and subject of a certificate file without X509 decoding ----
- * d2i_X509 also decodes the public key, through OpenSSL 3's provider decoders: most of the
- * time of a page of 30,000 rows. The table needs two fields of the TBSCertificate, read here
- * by walking its DER; the subject is printed as kwt_cert_subject prints it. */
-typedef struct {
-    const unsigned char *p, *end;
-} der;
-
-/* The next element of d: its tag, its contents (in) and where its TLV starts. */
-static bool der_next(der *d, int *tag, der *in, const unsigned char **tlv)
-{
-    const unsigned char *q = d->p;
-    if (d->end - q < 2)
-        return false;
-    *tlv = q;
-    *tag = *q++;
-    size_t len = *q++;
-    if (len & 0x80) {
-        size_t n = len & 0x7f;
-        if (n < 1 || n > 4 || (size_t)(d->end - q) < n)
-            return false;
-        for (len = 0; n; n--)
-            len = len << 8 | *q++;
-    }
-    if ((size_t)(d->end - q) < len)
-        return false;
-    in->p = q;
-    in->end = q + len;
-    d->p = q + len;
-    return true;
-}
-
-static bool peek_der(const unsigned char *buf, long n, long long *not_before, char **subject)
-{
-    der d = {buf, buf + n}, cert, tbs, val, x;
-    const unsigned char *tlv, *t;
-    int tag;
-    if (!der_next(&d, &tag, &cert, &tlv) || tag != 0x30 || !der_next(&cert, &tag, &tbs, &tlv) ||
-        tag != 0x30 || !der_next(&tbs, &tag, &x, &tlv))
-        return false;
-    if (tag == 0xa0 && !der_next(&tbs, &tag, &x, &tlv)) /* [0] version, then the serial */
-        return false;
-    if (tag != 0x02 || !der_next(&tbs, &tag, &x, &tlv) || tag != 0x30 || /* signature */
-        !der_next(&tbs, &tag, &x, &tlv) || tag != 0x30 ||                /* issuer */
-        !der_next(&tbs, &tag, &val, &tlv) || tag != 0x30 ||              /* validity */
-        !der_next(&val, &tag, &x, &tlv) || (tag != 0x17 && tag != 0x18))
-        return false;
-    t = tlv;
-    ASN1_TIME *nb = d2i_ASN1_TIME(NULL, &t, x.end - tlv);
-    if (!der_next(&tbs, &tag, &x, &tlv) || tag != 0x30) /* subject */ {
-        ASN1_TIME_free(nb);
-        return false;
-    }
-    t = tlv;
-    X509_NAME *name = d2i_X509_NAME(NULL, &t, x.end - tlv);
-    BIO *bio = BIO_new(BIO_s_mem());
-    bool ok = nb && name && bio &&
-              X509_NAME_print_ex(bio, name, 0,
-                                 XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB & ~XN_FLAG_DN_REV) >= 0;
-    if (ok) {
-        char *data;
-        long len = BIO_get_mem_data(bio, &data);
-        *subject = kwt_asprintf("%.*s", (int)len, data);
-        *not_before = asn1_time(nb);
-    }
-    BIO_free(bio);
-    X509_NAME_free(name);
-    ASN1_TIME_free(nb);
-    return ok;
-}
-
-static bool peek_cert(const char *path, long long *not_before, char **subject)
-{
-    BIO *b = BIO_new_file(path, "r");
-    char *name = NULL, *header = NULL;
-    unsigned char *data = NULL;
-    long len = 0;
-    bool ok = b && PEM_read_bio(b, &name, &header, &data, &len) == 1 &&
-              !strcmp(name, PEM_STRING_X509) && peek_der(data, len, not_before, subject);
-    OPENSSL_free(name);
-    OPENSSL_free(header);
-    OPENSSL_free(data);
-    BIO_free(b);
-    ERR_clear_error();
-    return ok;
-}
-
 typedef struct {
     kwt_ca *ca;
     kwt_buf rows; /* the inventory's <tr>s */
@@ -283,7 +194,9 @@ static void inventory_row(void *arg, const kwt_row *r, long long not_after, int 
     }
     char *cp = kwt_asprintf("%s/certs/%s.pem", rp->ca->dir, r->serial), *subj = NULL;
     long long not_before = -1;
-    if (!peek_cert(cp, &not_before, &subj)) {
+    /* without decoding each public key (OpenSSL 3 looks up a decoder for each: most of the
+     * time of a page of thousands of rows otherwise) */
+    if (kwt_cert_brief(cp, NULL, &subj, &not_before) != 0) {
         X509 *x = kwt_load_cert(cp);
         not_before = x ? asn1_time(X509_get0_notBefore(x)) : -1;
         subj = x ? kwt_cert_subject(x) : kwt_strdup(r->subject);

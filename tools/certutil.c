@@ -87,7 +87,7 @@ static bool der_skip(const unsigned char **p, long left, int *tag, int *cls)
     return true;
 }
 
-int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject, long long *not_before)
 {
     size_t len = 0;
     char *text = kwt_read_file(path, &len);
@@ -95,7 +95,9 @@ int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
     const unsigned char *der = (const unsigned char *)text, *p, *q;
     long dlen = (long)len, l = 0;
     int tag, cls, rc = -1;
-    *fingerprint = *subject = NULL;
+    *subject = NULL;
+    if (fingerprint)
+        *fingerprint = NULL;
     if (!text)
         return -1;
     if (len > 10 && !memcmp(text, "-----BEGIN", 10)) {
@@ -122,16 +124,34 @@ int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
     if (!der_skip(&q, end - q, &tag, &cls))
         goto out;
     if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0)
-        p = q;                  /* the version */
-    for (int i = 0; i < 4; i++) /* serial, signature, issuer, validity */
+        p = q; /* the version */
+    const unsigned char *validity = NULL;
+    for (int i = 0; i < 4; i++) { /* serial, signature, issuer, validity */
+        validity = p;
         if (!der_skip(&p, end - p, &tag, &cls))
             goto out;
+    }
+    if (not_before) { /* Validity ::= SEQUENCE { notBefore Time, notAfter Time } */
+        struct tm tm;
+        ASN1_TIME *t = NULL;
+        if (!(ASN1_get_object(&validity, &l, &tag, &cls, p - validity) & 0x80) &&
+            tag == V_ASN1_SEQUENCE)
+            t = d2i_ASN1_TIME(NULL, &validity, l);
+        bool ok = t && ASN1_TIME_to_tm(t, &tm) == 1;
+        ASN1_TIME_free(t);
+        if (!ok)
+            goto out;
+        *not_before = (long long)timegm(&tm);
+    }
     q = p;
     X509_NAME *n = d2i_X509_NAME(NULL, &q, end - p);
     if (!n)
         goto out;
     unsigned char md[32];
-    if (EVP_Digest(der, (size_t)dlen, md, NULL, EVP_sha256(), NULL) == 1) {
+    if (!fingerprint) {
+        *subject = kwt_name_text(n);
+        rc = 0;
+    } else if (EVP_Digest(der, (size_t)dlen, md, NULL, EVP_sha256(), NULL) == 1) {
         kwt_buf b = {0};
         for (int i = 0; i < 32; i++)
             kwt_buf_printf(&b, i ? ":%02X" : "%02X", md[i]);
