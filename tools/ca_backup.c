@@ -1180,8 +1180,8 @@ static int scan(tar_in *t, rs_scan *sc, const char *top)
         if (type == 'd' && strlen(m.name) > 1 && m.name[strlen(m.name) - 1] == '/')
             m.name[strlen(m.name) - 1] = '\0';
         if (bad && m.flag == '1')
-            r = refuse(t, "member %s: a hard link to %s (a keyward backup has none)",
-                       shown(m.name), shown(m.link));
+            r = refuse(t, "member %s: a hard link to %s (a keyward backup has none)", shown(m.name),
+                       shown(m.link));
         else if (bad)
             r = refuse(t, "member %s: %s", shown(m.name), bad);
         else if (k == 0 && (strcmp(m.name, BK_MANIFEST) || type != 'f'))
