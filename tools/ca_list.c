@@ -166,7 +166,7 @@ static int list_main(int argc, char **argv, const kwt_meta *filter)
         char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, r->serial);
         char *fp = NULL, *subj = NULL;
         /* RFC 4514 from the certificate, as everywhere else (the index has openssl's /A=b form) */
-        if (kwt_cert_brief(cp, &fp, &subj) != 0) {
+        if (kwt_cert_brief(cp, &fp, &subj, NULL) != 0) {
             fp = kwt_strdup("");
             subj = kwt_strdup(r->subject);
         }

@@ -92,8 +92,8 @@ static bool der_skip(const unsigned char **p, long left, int *tag, int *cls)
 typedef struct {
     char *text;
     unsigned char *pem_der;
-    const unsigned char *der, *subj, *spki;
-    long dlen, subj_len, spki_len;
+    const unsigned char *der, *validity, *subj, *spki;
+    long dlen, validity_len, subj_len, spki_len;
 } cert_view;
 
 static void view_free(cert_view *v)
@@ -139,10 +139,13 @@ static int view_cert(const char *path, cert_view *v)
     if (!der_skip(&q, end - q, &tag, &cls))
         return -1;
     if (cls == V_ASN1_CONTEXT_SPECIFIC && tag == 0)
-        p = q;                  /* the version */
-    for (int i = 0; i < 4; i++) /* serial, signature, issuer, validity */
+        p = q;                    /* the version */
+    for (int i = 0; i < 4; i++) { /* serial, signature, issuer, validity */
+        v->validity = p;
         if (!der_skip(&p, end - p, &tag, &cls))
             return -1;
+    }
+    v->validity_len = p - v->validity;
     v->subj = p;
     if (!der_skip(&p, end - p, &tag, &cls))
         return -1;
@@ -154,20 +157,42 @@ static int view_cert(const char *path, cert_view *v)
     return 0;
 }
 
-int kwt_cert_brief(const char *path, char **fingerprint, char **subject)
+/* Validity ::= SEQUENCE { notBefore Time, notAfter Time }: notBefore as Unix time. */
+static bool view_not_before(const cert_view *v, long long *t)
+{
+    const unsigned char *p = v->validity;
+    long l = 0;
+    int tag, cls;
+    struct tm tm;
+    ASN1_TIME *at = NULL;
+    if (!(ASN1_get_object(&p, &l, &tag, &cls, v->validity_len) & 0x80) && tag == V_ASN1_SEQUENCE)
+        at = d2i_ASN1_TIME(NULL, &p, l);
+    bool ok = at && ASN1_TIME_to_tm(at, &tm) == 1;
+    ASN1_TIME_free(at);
+    if (ok)
+        *t = (long long)timegm(&tm);
+    return ok;
+}
+
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject, long long *not_before)
 {
     cert_view v;
     unsigned char md[32];
     X509_NAME *n = NULL;
     const unsigned char *q;
     int rc = -1;
-    *fingerprint = *subject = NULL;
+    *subject = NULL;
+    if (fingerprint)
+        *fingerprint = NULL;
     if (view_cert(path, &v) == 0 && (q = v.subj, n = d2i_X509_NAME(NULL, &q, v.subj_len)) &&
-        EVP_Digest(v.der, (size_t)v.dlen, md, NULL, EVP_sha256(), NULL) == 1) {
-        kwt_buf b = {0};
-        for (int i = 0; i < 32; i++)
-            kwt_buf_printf(&b, i ? ":%02X" : "%02X", md[i]);
-        *fingerprint = b.s;
+        (!not_before || view_not_before(&v, not_before)) &&
+        (!fingerprint || EVP_Digest(v.der, (size_t)v.dlen, md, NULL, EVP_sha256(), NULL) == 1)) {
+        if (fingerprint) {
+            kwt_buf b = {0};
+            for (int i = 0; i < 32; i++)
+                kwt_buf_printf(&b, i ? ":%02X" : "%02X", md[i]);
+            *fingerprint = b.s;
+        }
         *subject = kwt_name_text(n);
         rc = 0;
     }

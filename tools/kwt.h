@@ -310,8 +310,9 @@ char *kwt_cert_serial(struct x509_st *x);                            /* upper-ca
 long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
 /* The SHA-256 fingerprint (AA:BB:..) and RFC 4514 subject of the certificate file at path (PEM
- * or DER), read without decoding its public key (for listing many); -1 when unreadable. */
-int kwt_cert_brief(const char *path, char **fingerprint, char **subject);
+ * or DER), and its notBefore (Unix time) when not_before is not NULL, read without decoding its
+ * public key (for listing many); fingerprint NULL: not computed; -1 when unreadable. */
+int kwt_cert_brief(const char *path, char **fingerprint, char **subject, long long *not_before);
 /* The SHA-256 of the certificate's subjectPublicKeyInfo as encoded in it (openssl ca wrote it:
  * the DER that i2d_PUBKEY gives) and its subject (X509_NAME_free it), read the same way. */
 struct X509_name_st;

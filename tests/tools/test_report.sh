@@ -99,13 +99,21 @@ expect_rc 2 "$KW" --dir "$P" ca report --html "$T/adir"
 grep -q "$T/adir exists and is not a regular file" "$T/err" || fail "a directory as FILE: $(cat "$T/err")"
 expect_rc 1 "$KW" --dir "$P" ca report --html "$T/missing/r.html"
 grep -q "its directory must exist" "$T/err" || fail "missing directory: $(cat "$T/err")"
+# a certificate file that cannot be read: its row stays, with the index's subject
+s=$(openssl x509 -in "$P/issued/mid1.crt" -noout -serial | cut -d= -f2)
+mv "$P/certs/$s.pem" "$T/saved.pem"
+printf -- '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n' >"$P/certs/$s.pem"
+expect_rc 0 "$KW" --dir "$P" ca report --html "$T/broken.html"
+grep -q '<tr class="valid"><td>mid1</td><td class="mono">'"$s"'</td><td>/O=Ex/CN=mid1</td>.*<td data-sort="-1">unknown</td>' \
+    "$T/broken.html" || fail "an unreadable certificate file lost its row"
+mv "$T/saved.pem" "$P/certs/$s.pem"
 J 2 --dir "$P" ca report --html -
 J 2 --dir "$P" ca report
 J 2 --dir "$P" ca report --html "$R" extra
 expect_rc 2 "$KW" --dir "$P" --dry-run ca report --html "$R"
 J 1 --dir "$T/nothing" ca report --html "$T/r.html"
 check_json_docs 6
-ok "--html - (stdout); a symlink, FIFO or directory at FILE refused (exit 2), the link untouched; a missing directory exit 1; JSON valid"
+ok "--html - (stdout); a symlink, FIFO or directory at FILE refused (exit 2), the link untouched; an unreadable certificate file kept as a row; a missing directory exit 1; JSON valid"
 
 # ---- in a real browser ----
 CHROME=$(command -v chromium || command -v chromium-browser) ||
