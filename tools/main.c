@@ -45,7 +45,7 @@ static const struct {
     {"revoke", kwt_cmd_ca_revoke},   {"crl", kwt_cmd_ca_crl},         {"list", kwt_cmd_ca_list},
     {"export", kwt_cmd_ca_export},   {"ocsp", kwt_cmd_ca_ocsp},       {"rotate", kwt_cmd_ca_rotate},
     {"stats", kwt_cmd_ca_stats},     {"metrics", kwt_cmd_ca_metrics}, {"backup", kwt_cmd_ca_backup},
-    {"restore", kwt_cmd_ca_restore}, {"report", kwt_cmd_ca_report},
+    {"restore", kwt_cmd_ca_restore}, {"report", kwt_cmd_ca_report},   {"est", kwt_cmd_ca_est},
 };
 
 int kwt_cmd_ca(int argc, char **argv)
