@@ -42,7 +42,7 @@ label default profile client auth basic
 label device profile device auth cert
 label both profile client auth both
 bootstrap_ca $T/mfg.crt
-rate_limit 3 3600
+rate_limit 2 3600
 EOF
 
 port=$(free_port)
@@ -84,3 +84,144 @@ p7certs "$T/cacerts.pem"
 grep -c "BEGIN CERTIFICATE" "$T/cacerts.pem" | grep -qx 1 || fail "cacerts of a one-generation CA"
 openssl x509 -in "$T/cacerts.pem" -noout -subject | grep -q "EST CA" || fail "cacerts: not the CA"
 ok "TLS with the server key on the token; cacerts is a certs-only PKCS#7 of the CA"
+
+# a slow client (one byte every 2 s) holds only its own connection: cut at the deadline
+cat > "$T/slow.py" <<'PY'
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                    server_hostname="localhost")
+t = time.time()
+try:
+    for ch in b"POST /.well-known/est/simpleenroll HTTP/1.1\r\nHost: x\r\n":
+        s.send(bytes([ch]))
+        time.sleep(2)
+        if time.time() - t > 40:
+            break
+except OSError:
+    pass
+print(int(time.time() - t))
+PY
+python3 "$T/slow.py" "$port" "$P/ca.crt" > "$T/slow.out" 2>/dev/null &
+SLOW=$!
+# and a 10 MB body: 413, at once
+head -c 10000000 /dev/zero > "$T/big"
+(status 413 -u alice:alice-secret-1 -H "Content-Type: application/pkcs10" \
+    --data-binary @"$T/big" "$URL/simpleenroll"; echo done > "$T/big.done") 2>"$T/big.err" &
+BIG=$!
+
+# ---- one-time secrets: from stdin or a 0600 file, never argv
+printf 'alice-secret-1\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret alice
+printf 'bob-secret-22\n' > "$T/bob.secret"
+chmod 600 "$T/bob.secret"
+expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret bob --secret-file "$T/bob.secret"
+printf 'mallory-secret\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret mallory
+chmod 644 "$T/bob.secret"
+expect_rc 2 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret bob --secret-file "$T/bob.secret"
+printf 'short\n' | expect_rc 2 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret eve
+printf 'eve-secret-12\n' | expect_rc 2 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret 'eve
+x'
+grep -q "alice-secret\|bob-secret" "$P/est/secrets" && fail "a secret stored in clear"
+[ "$(stat -c %a "$P/est/secrets")" = 600 ] || fail "secrets file not 0600"
+ok "add-secret: stdin or a 0600 file; salted hashes in a 0600 file; a short secret or a bad user refused"
+
+E=(-H "Content-Type: application/pkcs10" "$URL/simpleenroll")
+csr alice alice
+n0=$(issued)
+status 401 --data-binary @"$T/alice.b64" "${E[@]}"
+"${C[@]}" -o /dev/null -D "$T/hdr" --data-binary @"$T/alice.b64" "${E[@]}"
+grep -qi '^WWW-Authenticate: Basic' "$T/hdr" || fail "401 without WWW-Authenticate"
+status 401 -u alice:wrong-secret --data-binary @"$T/alice.b64" "${E[@]}"
+status 200 -u alice:alice-secret-1 --data-binary @"$T/alice.b64" "${E[@]}"
+p7certs "$T/alice.pem"
+openssl verify -CAfile "$P/ca.crt" "$T/alice.pem" >/dev/null || fail "enrolled certificate does not verify"
+openssl x509 -in "$T/alice.pem" -noout -subject | grep -q "CN *= *alice" || fail "enrolled subject"
+[ "$(issued)" = $((n0 + 1)) ] || fail "one enrolment, not one certificate"
+kill -0 "$SLOW" 2>/dev/null || fail "the slow client had already finished: the test proves nothing"
+csr alice2 alice-two
+status 401 -u alice:alice-secret-1 --data-binary @"$T/alice2.b64" "${E[@]}"
+grep -q '"op":"est simpleenroll".*"client":"user:alice".*"status":200' "$P/audit.log" ||
+    fail "enrolment not audited with client, label and status"
+ok "enrol with a one-time secret: 200, verifies with openssl verify; the secret's second use 401"
+
+# ---- hostile CSRs (the intake checks of ca sign): 400 with the reason, nothing issued, the
+# secret not used up
+der() { python3 -c '
+import sys
+def tlv(t, b):
+    return bytes([t, len(b)]) + b
+t, v = sys.argv[1].split("=", 1)
+b = v.encode("latin-1").decode("unicode_escape").encode("latin-1")
+print(tlv(0x30, tlv(int(t, 16), b[2:] if t == "a0" else b)).hex())' "$1"; }
+csr nul nul "subjectAltName=DER:$(der '82=good.example.com\x00.evil.com')"
+csr upn upn "subjectAltName=DER:$(der 'a0=0\x18\x06\x0a+\x06\x01\x04\x01\x827\x14\x02\x03\xa0\x0a\x0c\x08admin@ex')"
+n0=$(issued)
+status 400 -u mallory:mallory-secret --data-binary @"$T/nul.b64" "${E[@]}"
+grep -q "NUL byte" "$T/body" || { cat "$T/body"; fail "400 without the reason (NUL)"; }
+grep -q "$P/est" "$T/body" && fail "the reason names the CA's private file"
+status 400 -u mallory:mallory-secret --data-binary @"$T/upn.b64" "${E[@]}"
+grep -q "otherName" "$T/body" || { cat "$T/body"; fail "400 without the reason (UPN)"; }
+echo 'not base64 at all!' > "$T/junk.b64"
+status 400 -u mallory:mallory-secret --data-binary @"$T/junk.b64" "${E[@]}"
+[ "$(issued)" = "$n0" ] || fail "a hostile CSR was issued"
+# the per-client rate limit (2 an hour in est.conf): the third attempt gets 429
+csr m3 mallory3
+"${C[@]}" -o "$T/body" -D "$T/hdr" -w '%{http_code}' -u mallory:mallory-secret \
+    --data-binary @"$T/m3.b64" "${E[@]}" > "$T/code"
+grep -qx 429 "$T/code" && grep -qi '^Retry-After: [0-9]' "$T/hdr" || { cat "$T/code" "$T/hdr"; fail "rate limit: no 429 with Retry-After"; }
+ok "hostile CSRs (NUL in a DNS name, UPN otherName, junk) 400 with the reason, nothing issued; rate limit 429 + Retry-After"
+
+# ---- re-enrolment: the current certificate in TLS, same identity, a new key
+csr alice-new alice
+status 401 --data-binary @"$T/alice-new.b64" -H "Content-Type: application/pkcs10" "$URL/simplereenroll"
+old_serial=$(openssl x509 -in "$T/alice.pem" -noout -serial | cut -d= -f2)
+R=(-H "Content-Type: application/pkcs10" "$URL/simplereenroll")
+# bob's certificate cannot re-enrol alice
+csr bob bob
+status 200 -u bob:bob-secret-22 --data-binary @"$T/bob.b64" "${E[@]}"
+p7certs "$T/bob.pem"
+status 403 --cert "$T/bob.pem" --key "$T/bob.key" --data-binary @"$T/alice-new.b64" "${R[@]}"
+grep -q "another identity" "$T/body" || { cat "$T/body"; fail "403 without the reason"; }
+# a certificate of another CA (the bootstrap one) is not this CA's
+status 403 --cert "$T/boot-SN-100.crt" --key "$T/boot-SN-100.key" --data-binary @"$T/alice-new.b64" "${R[@]}"
+n0=$(issued)
+status 200 --cert "$T/alice.pem" --key "$T/alice.key" --data-binary @"$T/alice-new.b64" "${R[@]}"
+p7certs "$T/alice-new.pem"
+new_serial=$(openssl x509 -in "$T/alice-new.pem" -noout -serial | cut -d= -f2)
+[ "$new_serial" != "$old_serial" ] || fail "re-enrolment kept the serial"
+[ "$(openssl x509 -in "$T/alice-new.pem" -noout -subject)" = "$(openssl x509 -in "$T/alice.pem" -noout -subject)" ] ||
+    fail "re-enrolment changed the subject"
+openssl verify -CAfile "$P/ca.crt" "$T/alice-new.pem" >/dev/null || fail "re-enrolled certificate does not verify"
+awk -F'\t' -v s="$old_serial" '$4 == s && $1 == "R" && $3 ~ /superseded/' "$P/state/index.txt" | grep -q . ||
+    fail "the old certificate is not revoked as superseded"
+[ "$(issued)" = "$n0" ] || fail "re-enrolment changed the number of valid certificates"
+# the superseded certificate cannot re-enrol again
+status 403 --cert "$T/alice.pem" --key "$T/alice.key" --data-binary @"$T/alice-new.b64" "${R[@]}"
+ok "re-enrolment with the current certificate: new serial, same subject, old one superseded; another client's, a foreign and a superseded certificate 403"
+
+# ---- a device by its bootstrap (manufacturer) certificate: the device ID must match
+D=(-H "Content-Type: application/pkcs10" "$URL/device/simpleenroll")
+csr dev100 dev100 "subjectAltName=otherName:$DEVOID;UTF8:SN-100"
+status 401 --data-binary @"$T/dev100.b64" "${D[@]}"
+status 403 --cert "$T/boot-SN-200.crt" --key "$T/boot-SN-200.key" --data-binary @"$T/dev100.b64" "${D[@]}"
+grep -q "SN-200, not SN-100" "$T/body" || { cat "$T/body"; fail "device mismatch without the reason"; }
+status 200 --cert "$T/boot-SN-100.crt" --key "$T/boot-SN-100.key" --data-binary @"$T/dev100.b64" "${D[@]}"
+p7certs "$T/dev100.pem"
+openssl x509 -in "$T/dev100.pem" -noout -ext subjectAltName | grep -q "SN-100" || fail "device ID not in the certificate"
+openssl verify -CAfile "$P/ca.crt" "$T/dev100.pem" >/dev/null || fail "device certificate does not verify"
+# a client certificate from this CA is no bootstrap certificate
+csr dev200 dev200 "subjectAltName=otherName:$DEVOID;UTF8:SN-200"
+status 403 --cert "$T/bob.pem" --key "$T/bob.key" --data-binary @"$T/dev200.b64" "${D[@]}"
+status 200 "$URL/device/csrattrs"
+openssl base64 -d -in "$T/body" | openssl asn1parse -inform DER | grep -q "$DEVOID" || fail "csrattrs lacks the device OID"
+status 404 "$URL/nolabel/simpleenroll"
+status 501 "$URL/serverkeygen"
+ok "device enrolment by bootstrap certificate: matching ID 200, another ID 403; csrattrs names the device OID; serverkeygen 501"
+
+# ---- the 10 MB body and the slow client, sent at the start
+wait "$BIG"
+[ -f "$T/big.done" ] || { cat "$T/big.err"; fail "10 MB body: no 413"; }
+wait "$SLOW"
+s=$(cat "$T/slow.out")
+[ -n "$s" ] && [ "$s" -lt 20 ] || fail "the slow client was not cut at the deadline ($s s)"
+ok "a 10 MB body 413 and a slow client cut after ${s}s, while the others were served"
