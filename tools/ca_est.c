@@ -1401,6 +1401,17 @@ static void child(kwt_ca *ca, const est_conf *c, SSL_CTX *ctx, int fd, const cha
         dup2(dn, 1); /* the commands' reports; errors stay on stderr */
         close(dn);
     }
+    /* the CA as it is now (a rotation since the start changes its generations) */
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    kwt_conf now;
+    memset(&now, 0, sizeof(now));
+    if (kwt_conf_load(&now, cp) == 0 && !now.bad) {
+        kwt_conf_free(&ca->conf);
+        ca->conf = now;
+    } else {
+        kwt_conf_free(&now);
+    }
+    free(cp);
     SSL *s = SSL_new(ctx);
     est_req r = {0};
     r.ssl = s;

@@ -225,3 +225,26 @@ wait "$SLOW"
 s=$(cat "$T/slow.out")
 [ -n "$s" ] && [ "$s" -lt 20 ] || fail "the slow client was not cut at the deadline ($s s)"
 ok "a 10 MB body 413 and a slow client cut after ${s}s, while the others were served"
+
+# ---- after a rotation: cacerts serves both generations and the links; enrolment issues from
+# the new generation (the server's own TLS certificate is still generation 1's)
+cp "$P/ca.crt" "$T/gen1.crt"
+expect_rc 0 "$KW" --dir "$P" ca rotate --key "pkcs11:token=ca;object=ca-key2"
+status 200 --cacert "$T/gen1.crt" "$URL/cacerts"
+p7certs "$T/cacerts2.pem"
+[ "$(grep -c "BEGIN CERTIFICATE" "$T/cacerts2.pem")" -ge 3 ] || fail "cacerts after a rotation: not both generations and a link"
+ls "$P"/ca/cross-2.crt "$P"/ca/oldwithnew-2.crt >/dev/null 2>&1 || fail "no link certificates after ca rotate"
+for f in "$T/gen1.crt" "$P/ca.crt" "$P"/ca/cross-2.crt "$P"/ca/oldwithnew-2.crt; do
+    [ -f "$f" ] || continue
+    b=$(openssl x509 -in "$f" -outform DER | sha256sum)
+    openssl crl2pkcs7 -nocrl -certfile "$T/cacerts2.pem" | openssl pkcs7 -print_certs |
+        awk '/BEGIN/{c=""} {c=c $0 "\n"} /END/{printf "%s", c > "'"$T"'/one.pem"; close("'"$T"'/one.pem"); system("openssl x509 -in '"$T"'/one.pem -outform DER | sha256sum")}' |
+        grep -qx -- "$b" || fail "cacerts lacks $f"
+done
+printf 'carol-secret-3\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret carol
+csr carol carol
+status 200 --cacert "$T/cacerts2.pem" -u carol:carol-secret-3 --data-binary @"$T/carol.b64" "${E[@]}"
+p7certs "$T/carol.pem"
+openssl verify -CAfile "$P/ca.crt" "$T/carol.pem" >/dev/null || fail "after rotation: not issued by the new generation"
+openssl verify -CAfile "$T/gen1.crt" "$T/carol.pem" >/dev/null 2>&1 && fail "after rotation: issued by the old generation"
+ok "after ca rotate: cacerts has every generation and link certificate; enrolment issues from the new one"
