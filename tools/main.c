@@ -77,6 +77,8 @@ static int dispatch(int argc, char **argv)
         return kwt_cmd_ca(argc - 1, argv + 1);
     if (!strcmp(cmd, "req"))
         return kwt_cmd_req(argc - 1, argv + 1);
+    if (!strcmp(cmd, "est"))
+        return kwt_cmd_est(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify"))
         return kwt_cmd_verify(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))

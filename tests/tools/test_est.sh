@@ -248,3 +248,36 @@ p7certs "$T/carol.pem"
 openssl verify -CAfile "$P/ca.crt" "$T/carol.pem" >/dev/null || fail "after rotation: not issued by the new generation"
 openssl verify -CAfile "$T/gen1.crt" "$T/carol.pem" >/dev/null 2>&1 && fail "after rotation: issued by the old generation"
 ok "after ca rotate: cacerts has every generation and link certificate; enrolment issues from the new one"
+
+# ---- keyward's own client: the key made on the client's token, TLS in-process
+make_token cli 33334444
+printf 'dave-secret-44\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret dave
+printf 'dave-secret-44\n' > "$T/dave.pw"
+chmod 600 "$T/dave.pw"
+K1="pkcs11:token=cli;object=dave-1"
+CL=(--cacert "$T/cacerts2.pem" --pin-source "file:$T/cli.pin")
+ln -s "$T/elsewhere" "$T/link.crt"
+expect_rc 2 "$KW" est enroll "https://localhost:$port" --key "$K1" --subject "CN=dave,O=Example" \
+    --user dave --password-file "$T/dave.pw" "${CL[@]}" --out "$T/link.crt"
+[ -e "$T/elsewhere" ] && fail "est enroll wrote through a symbolic link"
+chmod 644 "$T/dave.pw"
+expect_rc 2 "$KW" est enroll "https://localhost:$port" --key "$K1" --subject "CN=dave,O=Example" \
+    --user dave --password-file "$T/dave.pw" "${CL[@]}" --out "$T/dave.crt"
+chmod 600 "$T/dave.pw"
+expect_rc 1 "$KW" est enroll "https://localhost:$port" --key "$K1" --subject "CN=dave,O=Example" \
+    --user dave --password-file "$T/alice.key" "${CL[@]}" --out "$T/dave.crt" 2>/dev/null
+grep -q "answered 401" "$T/err" || { cat "$T/err"; fail "est enroll with a wrong secret: no 401"; }
+expect_rc 0 "$KW" est enroll "https://localhost:$port" --key "$K1" --subject "CN=dave,O=Example" \
+    --user dave --password-file "$T/dave.pw" "${CL[@]}" --out "$T/dave.crt"
+openssl verify -CAfile "$P/ca.crt" "$T/dave.crt" >/dev/null || fail "est enroll: certificate does not verify"
+s1=$(openssl x509 -in "$T/dave.crt" -noout -serial)
+# re-enrol: TLS client authentication with the current certificate and its key on the token,
+# a new key for the new certificate
+expect_rc 0 "$KW" est reenroll "https://localhost:$port/.well-known/est" --key "$K1" \
+    --new-key "pkcs11:token=cli;object=dave-2" --cert "$T/dave.crt" "${CL[@]}" --out "$T/dave.crt"
+s2=$(openssl x509 -in "$T/dave.crt" -noout -serial)
+[ "$s1" != "$s2" ] || fail "est reenroll: same serial"
+openssl x509 -in "$T/dave.crt" -noout -subject | grep -q "CN *= *dave" || fail "est reenroll: subject"
+awk -F'\t' -v s="${s1#serial=}" '$4 == s && $1 == "R"' "$P/state/index.txt" | grep -q . ||
+    fail "est reenroll: the old certificate is not superseded"
+ok "keyward est enroll (key on the client's token, one-time secret) and est reenroll (TLS with the token key, new key); --out symlink and a loose password file refused"
