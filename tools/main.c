@@ -249,7 +249,8 @@ static void command_name(int argc, char **argv, kwt_buf *b)
         if (argv[i][0] == '-')
             break;
         kwt_buf_printf(b, "%s%s", i > 1 ? " " : "", argv[i]);
-        if (strcmp(argv[i], "ca") && strcmp(argv[i], "keyring") && strcmp(argv[i], "help"))
+        if (strcmp(argv[i], "ca") && strcmp(argv[i], "keyring") && strcmp(argv[i], "est") &&
+            strcmp(argv[i], "help"))
             break;
     }
 }
