@@ -1267,8 +1267,12 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
         const char *a[] = {"renew", o.name, "--csr", tmp};
         rc = run_cmd(kwt_cmd_ca_renew, a, 4);
     } else if (devid) {
-        const char *a[] = {"sign", tmp, "--profile", lb->profile, "--device-id", devid};
-        rc = run_cmd(kwt_cmd_ca_sign, a, 6);
+        /* a device is named by its ID, as `ca sign --device-id ID --name ID` */
+        const char *a[] = {"sign",        tmp,   "--profile", lb->profile,
+                           "--device-id", devid, "--name",    devid};
+        free(o.name);
+        o.name = kwt_strdup(devid);
+        rc = run_cmd(kwt_cmd_ca_sign, a, 8);
     } else {
         const char *a[] = {"sign", tmp, "--profile", lb->profile};
         rc = run_cmd(kwt_cmd_ca_sign, a, 4);
