@@ -43,7 +43,7 @@
 #define EST_DAYS     365
 #define BODY_MAX     (64 * 1024)
 #define HEAD_MAX     8192
-#define DEADLINE     10 /* seconds for a whole request, and again for the answer */
+#define DEADLINE     10 /* default seconds for a whole request, and again for the answer */
 #define MAX_CHILDREN 64
 #define MAX_LABELS   32
 #define MAX_DNS      16
@@ -66,7 +66,10 @@ typedef struct {
     char *dns[MAX_DNS];
     int ndns;
     long rate_n, rate_secs; /* enrolments per identity per window; 0: no limit */
+    unsigned deadline;      /* seconds a connection has to send its request */
 } est_conf;
+
+static unsigned deadline = DEADLINE; /* the child's, from est_conf */
 
 static volatile sig_atomic_t stop, child_exited;
 
@@ -188,6 +191,12 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
                 c->dns[c->ndns++] = kwt_strdup(w[1]);
             free(s);
             free(t);
+        } else if (!strcmp(w[0], "deadline") && n == 2) {
+            char *e;
+            long d = strtol(w[1], &e, 10);
+            if (*e || d < 1 || d > 600)
+                rc = kwt_err(KWT_USAGE, "%s:%d: deadline SECONDS (1 to 600)", path, line);
+            c->deadline = (unsigned)d;
         } else if (!strcmp(w[0], "rate_limit") && n == 3) {
             char *e1, *e2;
             c->rate_n = strtol(w[1], &e1, 10);
@@ -198,7 +207,7 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
             rc = kwt_err(KWT_USAGE,
                          "%s:%d: not understood (label NAME profile P auth basic|cert|both, "
                          "secrets PATH, bootstrap_ca PATH, key URI, dns NAME, rate_limit N "
-                         "SECONDS)",
+                         "SECONDS, deadline SECONDS)",
                          path, line);
         }
     }
@@ -211,6 +220,8 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
         c->labels[c->nlabels].profile = kwt_strdup("client");
         c->labels[c->nlabels++].auth = AUTH_BASIC;
     }
+    if (!c->deadline)
+        c->deadline = DEADLINE;
     if (rc == 0 && !c->secrets)
         c->secrets = kwt_asprintf("%s/est/secrets", cadir);
     for (int i = 0; rc == 0 && i < c->nlabels; i++)
@@ -330,6 +341,10 @@ static int secret_check(const char *file, const char *user, const char *secret, 
         l = nl ? nl + 1 : NULL;
     }
     free(text);
+    if (rc != 0) { /* an unknown user costs as much as a wrong secret */
+        unsigned char salt[16] = {0}, got[32];
+        pbkdf2(secret, slen, salt, sizeof(salt), PBKDF2_ITER, got);
+    }
     return rc;
 }
 
@@ -1304,7 +1319,7 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
     STACK_OF(X509) *st = sk_X509_new_null();
     sk_X509_push(st, x);
     o.status = 200;
-    alarm(DEADLINE);
+    alarm(deadline);
     reply_certs(r->ssl, st);
     sk_X509_pop_free(st, X509_free);
 out:
@@ -1334,8 +1349,7 @@ out:
 static void serve_one(est_req *r)
 {
     int st = read_request(r);
-    alarm(0); /* the request is in: signing is not cut off half-way */
-    alarm(DEADLINE);
+    alarm(deadline); /* the request is in: a new deadline for the answer */
     if (st) {
         if (st > 0)
             reply_text(r->ssl, st,
@@ -1345,7 +1359,6 @@ static void serve_one(est_req *r)
                        NULL);
         return;
     }
-    alarm(0);
     const char *pre = "/.well-known/est/";
     char *q = strchr(r->path, '?');
     if (q)
@@ -1371,7 +1384,7 @@ static void serve_one(est_req *r)
         return;
     }
     bool get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST");
-    alarm(DEADLINE);
+    alarm(deadline);
     if (!strcmp(op, "cacerts") && get) {
         serve_cacerts(r);
     } else if (!strcmp(op, "csrattrs") && get) {
@@ -1398,7 +1411,8 @@ static void child(kwt_ca *ca, const est_conf *c, SSL_CTX *ctx, int fd, const cha
     signal(SIGINT, SIG_DFL);
     signal(SIGCHLD, SIG_DFL);
     signal(SIGALRM, SIG_DFL); /* the deadline ends this child, and only it */
-    alarm(DEADLINE);
+    deadline = c->deadline;
+    alarm(deadline);
     int dn = open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (dn >= 0) {
         fflush(stdout);
@@ -1424,7 +1438,7 @@ static void child(kwt_ca *ca, const est_conf *c, SSL_CTX *ctx, int fd, const cha
     r.peer = peer;
     if (s && SSL_set_fd(s, fd) == 1 && SSL_accept(s) == 1) {
         serve_one(&r);
-        alarm(DEADLINE);
+        alarm(deadline);
         SSL_shutdown(s);
     } else if (kwt_g.verbose) {
         fprintf(stderr, "keyward: TLS handshake with %s failed\n", peer);

@@ -115,6 +115,7 @@ static const struct {
                "FILE (default DIR/est.conf), one setting a line:\n"
                "  label NAME profile client|server|device auth basic|cert|both\n"
                "  secrets PATH   bootstrap_ca PATH   key URI   dns NAME   rate_limit N SECONDS\n"
+               "  deadline SECONDS (for the whole request; default 10)\n"
                "--add-secret USER: a one-time enrolment secret (HTTP Basic), read from stdin or\n"
                "--secret-file (0600), stored salted and hashed (PBKDF2); consumed on use.\n"
                "No serverkeygen (501): keys are made where they live.\n"},
