@@ -310,6 +310,68 @@ awk -F'\t' -v s="${s1#serial=}" '$4 == s && $1 == "R"' "$P/state/index.txt" | gr
     fail "est reenroll: the old certificate is not superseded"
 ok "keyward est enroll (key on the client's token, one-time secret) and est reenroll (TLS with the token key, new key); --out symlink and a loose password file refused"
 
+# ---- the issued certificates serve an mTLS handshake with nginx: its server certificate
+# enrolled over EST (label web, server profile), the client one is dave's, key on the token
+if command -v nginx >/dev/null; then
+    sed -i '1a label web profile server auth basic' "$T/est.conf"
+    printf 'web-secret-77\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret web
+    csr web localhost "subjectAltName=DNS:localhost,IP:127.0.0.1"
+    # the server reads its config at start: a second server for the new label
+    port2=$(free_port)
+    "$KW" --dir "$P" ca est --port "$port2" --config "$T/est.conf" > "$T/est2.log" 2>&1 &
+    EST2=$!
+    KWT_PIDS="$KWT_PIDS $EST2"
+    for _ in $(seq 300); do grep -q listening "$T/est2.log" && break; sleep 0.1; done
+    status 200 --cacert "$T/cacerts2.pem" -u web:web-secret-77 --data-binary @"$T/web.b64" \
+        -H "Content-Type: application/pkcs10" "https://localhost:$port2/.well-known/est/web/simpleenroll"
+    p7certs "$T/web.pem"
+    d=$T/nginx
+    mkdir -p "$d/logs" "$d/tmp"
+    NP=$(free_port)
+    cat > "$d/nginx.conf" <<NGX
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/logs/error.log info;
+events { worker_connections 16; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NP ssl;
+        ssl_certificate $T/web.pem;
+        ssl_certificate_key $T/web.key;
+        ssl_client_certificate $P/ca.crt;
+        ssl_verify_client on;
+        location / { return 200 "verify=\$ssl_client_verify dn=\$ssl_client_s_dn\n"; }
+    }
+}
+NGX
+    OPENSSL_CONF=/dev/null nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" -g 'daemon off;' \
+        > "$d/logs/stdout" 2>&1 &
+    NGX=$!
+    KWT_PIDS="$KWT_PIDS $NGX"
+    for _ in $(seq 100); do
+        curl -s -o /dev/null --max-time 1 --cacert "$P/ca.crt" "https://localhost:$NP/" && break
+        [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 --cacert "$P/ca.crt" "https://localhost:$NP/")" = 400 ] && break
+        sleep 0.1
+    done
+    "$KW" uri2pem "pkcs11:token=cli;object=dave-2" --module "$SOFTHSM_MODULE" \
+        --pin-source "file:$T/cli.pin" --out "$T/dave2.key" > /dev/null 2>&1 || fail "uri2pem"
+    printf 'openssl_conf = openssl_init\n[openssl_init]\nproviders = ps\n[ps]\ndefault = ds\nkeyward = ks\n[ds]\nactivate = 1\n[ks]\nmodule = %s\nactivate = 1\nkeyward-module = %s\nkeyward-pin-source = file:%s\n' \
+        "$KEYWARD_PROVIDER_PATH" "$SOFTHSM_MODULE" "$T/cli.pin" > "$T/client.cnf"
+    OPENSSL_CONF=$T/client.cnf curl -sS --max-time 20 --cacert "$P/ca.crt" --cert "$T/dave.crt" \
+        --key "$T/dave2.key" "https://localhost:$NP/" > "$T/ngx.out" 2>&1
+    grep -q "verify=SUCCESS dn=.*CN=dave" "$T/ngx.out" || { cat "$T/ngx.out" "$d/logs/error.log"; fail "nginx mTLS with the EST certificates"; }
+    [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$P/ca.crt" "https://localhost:$NP/")" = 400 ] ||
+        fail "nginx accepted a client without certificate"
+    kill "$NGX" "$EST2" 2>/dev/null
+    ok "nginx serves mTLS with an EST-enrolled server certificate, to dave's EST certificate (key on the token)"
+fi
+
 # ---- --json: the envelope and docs/keyward-json.schema.json
 if python3 -c 'import jsonschema' 2>/dev/null; then
     need_jsonschema
