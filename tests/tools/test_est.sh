@@ -363,7 +363,8 @@ NGX
         --pin-source "file:$T/cli.pin" --out "$T/dave2.key" > /dev/null 2>&1 || fail "uri2pem"
     printf 'openssl_conf = openssl_init\n[openssl_init]\nproviders = ps\n[ps]\ndefault = ds\nkeyward = ks\n[ds]\nactivate = 1\n[ks]\nmodule = %s\nactivate = 1\nkeyward-module = %s\nkeyward-pin-source = file:%s\n' \
         "$KEYWARD_PROVIDER_PATH" "$SOFTHSM_MODULE" "$T/cli.pin" > "$T/client.cnf"
-    OPENSSL_CONF=$T/client.cnf curl -sS --max-time 20 --cacert "$P/ca.crt" --cert "$T/dave.crt" \
+    # curl loads keyward.so: under the asan setup it needs the ASan runtime first
+    OPENSSL_CONF=$T/client.cnf LD_PRELOAD=${KEYWARD_ASAN_PRELOAD:-}${LD_PRELOAD:+:$LD_PRELOAD} curl -sS --max-time 20 --cacert "$P/ca.crt" --cert "$T/dave.crt" \
         --key "$T/dave2.key" "https://localhost:$NP/" > "$T/ngx.out" 2>&1
     grep -q "verify=SUCCESS dn=.*CN=dave" "$T/ngx.out" || { cat "$T/ngx.out" "$d/logs/error.log"; fail "nginx mTLS with the EST certificates"; }
     [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 --cacert "$P/ca.crt" "https://localhost:$NP/")" = 400 ] ||
