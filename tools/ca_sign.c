@@ -21,6 +21,8 @@
 
 static const char *const profiles[] = {"client", "server", "device", "ocsp", "subca"};
 
+int kwt_sign_refused;
+
 static bool valid_profile(const char *p)
 {
     for (size_t i = 0; i < sizeof(profiles) / sizeof(profiles[0]); i++)
@@ -985,6 +987,8 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
                      "NAME %s looks like a serial number (16 or more hex digits); `ca revoke` "
                      "could take it for another certificate's serial: pass another --name",
                      name);
+    if (rc)
+        kwt_sign_refused = KWT_REFUSED_CSR;
     if (rc == 0 && !kwt_g.dry_run)
         rc = csr_private_copy(ca, req, &csr);
     if (rc) {
@@ -996,8 +1000,10 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
     }
     if (!csr)
         csr = kwt_strdup(label); /* --dry-run: the printed script reads the operator's file */
-    if ((rc = san_for(&ca->conf, profile, csr_sans, san, device_id, &all)))
+    if ((rc = san_for(&ca->conf, profile, csr_sans, san, device_id, &all))) {
+        kwt_sign_refused = KWT_REFUSED_CSR;
         goto out;
+    }
     char *ext =
         ext_section(ca, gen, profile,
                     EVP_PKEY_get_base_id(X509_REQ_get0_pubkey(req)) == EVP_PKEY_RSA, name, all);
@@ -1597,12 +1603,15 @@ static int sign_main(const char *profile, const char *name, const char *days_s, 
     char *cn = NULL, *sans = NULL, *serial = NULL;
     X509_REQ *req = NULL;
     if ((rc = csr_read_once(pos[0], &req)) ||
-        (rc = check_csr(pos[0], req, profile, &ca.conf, devid, &cn, &sans)))
+        (rc = check_csr(pos[0], req, profile, &ca.conf, devid, &cn, &sans))) {
+        kwt_sign_refused = KWT_REFUSED_CSR;
         goto out;
+    }
     if (!name) {
         if (!cn || kwt_valid_name(cn, &why) != 0) {
             rc = kwt_err(KWT_USAGE, "the CSR's CN '%s' cannot be used as NAME (%s); pass --name",
                          cn ? cn : "", why);
+            kwt_sign_refused = KWT_REFUSED_CSR;
             goto out;
         }
         name = cn;
@@ -1630,8 +1639,10 @@ static int sign_main(const char *profile, const char *name, const char *days_s, 
     }
     kwt_index_free(&ix);
     free(ixp);
-    if (rc)
+    if (rc) {
+        kwt_sign_refused = KWT_REFUSED_CSR;
         goto out;
+    }
     /* before issuing: the key the requester should have read out (keyward req prints it) */
     char *spki = kwt_spki_fingerprint(X509_REQ_get0_pubkey(req));
     if (kwt_g.dry_run) /* a comment of the script */
@@ -1813,8 +1824,10 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     oldcsr = kwt_asprintf("%s/certs/%s.csr", ca.dir, old_serial);
     /* the new request is read once; a rekey keeps the identity unless the operator says
      * otherwise, and never takes a key another NAME holds */
-    if ((rc = csr_read_once(csr ? csr : oldcsr, &newreq)))
+    if ((rc = csr_read_once(csr ? csr : oldcsr, &newreq))) {
+        kwt_sign_refused = csr ? KWT_REFUSED_CSR : 0;
         goto out;
+    }
     if (csr) {
         /* compared with the current certificate (SANs added with --san at signing included) */
         char *cp = kwt_asprintf("%s/certs/%s.pem", ca.dir, old_serial);
@@ -1824,9 +1837,12 @@ int kwt_cmd_ca_renew(int argc, char **argv)
                  : kwt_err(KWT_FAIL, "cannot read %s, the current certificate of %s", cp, name);
         X509_free(cur);
         free(cp);
-        if (rc)
+        if (rc) {
+            kwt_sign_refused = KWT_REFUSED_CSR;
             goto out;
+        }
         if (diff && !subject_change) {
+            kwt_sign_refused = KWT_REFUSED_IDENTITY;
             rc = kwt_err(KWT_FAIL,
                          "%s asks for another identity than %s's certificate (%s); a renewal "
                          "keeps subject and subjectAltName: sign it as a new certificate, or "
@@ -1844,8 +1860,10 @@ int kwt_cmd_ca_renew(int argc, char **argv)
         if (rc == 0 && !same_key)
             rc = check_key_unique(csr, newreq, name, k, nk);
         held_keys_free(k, nk);
-        if (rc)
+        if (rc) {
+            kwt_sign_refused = KWT_REFUSED_CSR;
             goto out;
+        }
     }
     if ((rc = check_ca_valid(&ca)))
         goto out;

@@ -405,4 +405,13 @@ int kwt_complete(int argc, char **argv, const char *extra, FILE *f);
 int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, const char *name,
                      int days, const char *san, const char *device_id, char **serial_out);
 
+/* ---- EST (ca_est.c: the server; est.c: the client) ---- */
+/* Why the last ca sign / ca renew in this process failed: 0 the CA (or nothing),
+ * KWT_REFUSED_CSR the request (an intake check), KWT_REFUSED_IDENTITY a renewal asking for
+ * another identity than the certificate it renews. */
+enum { KWT_REFUSED_CSR = 1, KWT_REFUSED_IDENTITY = 2 };
+extern int kwt_sign_refused;
+int kwt_cmd_ca_est(int argc, char **argv);
+int kwt_cmd_est(int argc, char **argv);
+
 #endif

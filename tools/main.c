@@ -45,7 +45,7 @@ static const struct {
     {"revoke", kwt_cmd_ca_revoke},   {"crl", kwt_cmd_ca_crl},         {"list", kwt_cmd_ca_list},
     {"export", kwt_cmd_ca_export},   {"ocsp", kwt_cmd_ca_ocsp},       {"rotate", kwt_cmd_ca_rotate},
     {"stats", kwt_cmd_ca_stats},     {"metrics", kwt_cmd_ca_metrics}, {"backup", kwt_cmd_ca_backup},
-    {"restore", kwt_cmd_ca_restore}, {"report", kwt_cmd_ca_report},
+    {"restore", kwt_cmd_ca_restore}, {"report", kwt_cmd_ca_report},   {"est", kwt_cmd_ca_est},
 };
 
 int kwt_cmd_ca(int argc, char **argv)
@@ -77,6 +77,8 @@ static int dispatch(int argc, char **argv)
         return kwt_cmd_ca(argc - 1, argv + 1);
     if (!strcmp(cmd, "req"))
         return kwt_cmd_req(argc - 1, argv + 1);
+    if (!strcmp(cmd, "est"))
+        return kwt_cmd_est(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify"))
         return kwt_cmd_verify(argc - 1, argv + 1);
     if (!strcmp(cmd, "check"))
@@ -247,7 +249,8 @@ static void command_name(int argc, char **argv, kwt_buf *b)
         if (argv[i][0] == '-')
             break;
         kwt_buf_printf(b, "%s%s", i > 1 ? " " : "", argv[i]);
-        if (strcmp(argv[i], "ca") && strcmp(argv[i], "keyring") && strcmp(argv[i], "help"))
+        if (strcmp(argv[i], "ca") && strcmp(argv[i], "keyring") && strcmp(argv[i], "est") &&
+            strcmp(argv[i], "help"))
             break;
     }
 }

@@ -26,6 +26,7 @@ static const struct {
          "  ca crl       regenerate every CA generation's CRL and the bundle crl/crl.pem\n"
          "  ca rotate    new CA key and certificate, linked both ways to the old one\n"
          "  ca ocsp      run an OCSP responder on 127.0.0.1\n"
+         "  ca est       run an EST server (RFC 7030) on 127.0.0.1: enrolment over HTTPS\n"
          "  ca list      inventory (table or --json), filtered by tag\n"
          "  ca stats     counts by status, expiry, reason, profile, tag; last renewal; CRLs\n"
          "  ca metrics   the same figures for Prometheus (node_exporter textfile)\n"
@@ -34,6 +35,7 @@ static const struct {
          "  ca backup    the CA directory as one tar archive with a SHA-256 manifest\n"
          "  ca restore   verify such an archive, then restore it into a new directory\n"
          "  req          key on the client's token and a CSR\n"
+         "  est          enrol or re-enrol with an EST server (the key on the token)\n"
          "  verify       check a certificate (chain, dates, CRL, purpose, device ID)\n"
          "  check        health of the CA (provider, token, key, files, CRL, expiry)\n"
          "  show         a certificate's or CSR's subject, SANs, key, fingerprints, status\n"
@@ -41,7 +43,7 @@ static const struct {
          "  keyring      keys in the kernel keyring token (when built with it)\n"
          "  help CMD     help on a command (e.g. keyward help ca sign)\n"},
     {"ca", "usage: keyward ca init|sign|renew|revoke|crl|rotate|ocsp|list|stats|metrics|report|\n"
-           "                  export|backup|restore ...\n"
+           "                  export|backup|restore|est ...\n"
            "  keyward help ca SUBCOMMAND for details.\n"},
     {"ca init",
      "usage: keyward ca init --key URI --subject DN [--key-type TYPE] [--days 3650]\n"
@@ -103,6 +105,37 @@ static const struct {
                 "`ocsp -port` would bind every address) and answers each request with\n"
                 "`openssl ocsp -index ... -reqin ... -respout ...`. The signer is an ocsp-profile\n"
                 "certificate whose key is on the token (--key, made on first use).\n"},
+    {"ca est", "usage: keyward ca est --port N [--host 127.0.0.1] [--key URI] [--config FILE]\n"
+               "       keyward ca est --add-secret USER [--secret-file file:PATH] [--config FILE]\n"
+               "EST server (RFC 7030) on the CA: /.well-known/est/[LABEL/]cacerts, csrattrs,\n"
+               "simpleenroll, simplereenroll over HTTPS (TLS 1.2/1.3); its own certificate\n"
+               "(est-server, server profile) is issued at first start for --key on the token.\n"
+               "Each request is signed by ca sign (enrol) or ca renew --csr (re-enrol, with the\n"
+               "current certificate as TLS client certificate): the same checks, lock and audit.\n"
+               "FILE (default DIR/est.conf), one setting a line:\n"
+               "  label NAME profile client|server|device auth basic|cert|both\n"
+               "  secrets PATH   bootstrap_ca PATH   key URI   dns NAME   rate_limit N SECONDS\n"
+               "  deadline SECONDS (for the whole request; default 10)\n"
+               "--add-secret USER: a one-time enrolment secret (HTTP Basic), read from stdin or\n"
+               "--secret-file (0600), stored salted and hashed (PBKDF2); consumed on use.\n"
+               "No serverkeygen (501): keys are made where they live.\n"},
+    {"est", "usage: keyward est enroll|reenroll ...\n"
+            "  keyward help est SUBCOMMAND for details.\n"},
+    {"est enroll",
+     "usage: keyward est enroll URL --key URI --subject DN --cacert FILE --out CERT\n"
+     "                          [--label L] [--san LIST] [--device-id ID]\n"
+     "                          [--user U --password-file FILE] [--cert C [--key-file K]]\n"
+     "                          [--module PATH] [--pin-source file:PATH]\n"
+     "Makes the key (unless there) and a CSR on the token as keyward req does, posts it\n"
+     "to URL (https://HOST:PORT[/.well-known/est]) and writes the certificate to CERT.\n"
+     "Authentication: a one-time secret (--user, --password-file 0600) or a bootstrap\n"
+     "certificate (--cert, its key --key-file or --key on the token).\n"},
+    {"est reenroll",
+     "usage: keyward est reenroll URL --key URI --cert CURRENT --cacert FILE --out CERT\n"
+     "                            [--new-key URI2] [--label L] [--module PATH]\n"
+     "                            [--pin-source file:PATH]\n"
+     "Renews CURRENT with the same subject and names; TLS client authentication with\n"
+     "CURRENT and its key URI; the new CSR is for URI2 (a new key) or URI. For a timer.\n"},
     {"ca list", "usage: keyward ca list [--status all|valid|revoked|expired|expiring]\n"
                 "                       [--within DAYS] [--tag KEY=VALUE]...\n"
                 "       keyward ca list --generations\n"
