@@ -12,7 +12,8 @@
 #   bench/run.sh [--build DIR] [--src DIR]      (ninja -C build bench runs it)
 # Env: BENCH_N_RSA (default 1000), BENCH_N_EC (default 4000) signatures per run, BENCH_ROUNDS
 # (default 5), BENCH_MODES (default "reuse fresh"), BENCH_ROWS (default "pkcs1 pss p256 p384
-# ed25519"), BENCH_INSTR=0 skips the callgrind table.
+# ed25519"), BENCH_INSTR=0 skips the callgrind table, BENCH_ONESHOT=0 the one-shot table
+# (BENCH_ONESHOT_RUNS wall-clock runs each, default 15).
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${KEYWARD_BUILD:-$SRC/build}
@@ -166,13 +167,17 @@ if [ "${BENCH_INSTR:-1}" != 0 ] && command -v valgrind >/dev/null 2>&1 &&
     }
     get() { awk -v k="$2" '$1 == k { print $2; f = 1 } END { if (!f) print 0 }' "$KW_TMP/$1.per"; }
     echo
-    echo "instructions per signature (callgrind, 1 thread); overhead = keyward - raw, by object:"
-    printf '%-9s %-6s | %11s %11s %11s %7s %7s | %9s %9s %9s %9s\n' row mode keyward raw peer \
-        raw/kw peer/kw 'ovh:kw.so' libcrypto libc other
+    echo "instructions per signature (callgrind, 1 thread); overhead = keyward - raw+kw, by object:"
+    printf '%-9s %-6s | %10s %10s %10s %10s %6s %6s %6s | %8s %9s %7s %7s\n' row mode keyward raw \
+        raw+kw peer raw/kw r+k/kw peer/kw 'ovh:kw.so' libcrypto libc other
     for row in $ROWS; do
         key=$(row_key "$row") alg=$(row_alg "$row")
         s=$([ "$key" = rsa ] && echo 10 || echo 40)
         instr raw "$s" /dev/null "$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" @N@ 1 "$alg"
+        # raw+kw: the same C_Sign loop with keyward merely loaded into the process's OpenSSL (the
+        # token reads OPENSSL_CONF when it initialises OpenSSL): what SoftHSM2's own per-signature
+        # OpenSSL work costs once a second provider's key types are registered (see below)
+        instr rawkw "$s" "$KW_TMP/openssl.cnf" "$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" @N@ 1 "$alg"
         for mode in $MODES; do
             instr kw "$s" "$KW_TMP/openssl.cnf" "$SIGN_LOOP" "$(uri "$key")" @N@ 1 "$alg" "$mode"
             pt=-
@@ -180,12 +185,85 @@ if [ "${BENCH_INSTR:-1}" != 0 ] && command -v valgrind >/dev/null 2>&1 &&
                 instr peer "$s" "$KW_TMP/peer.cnf" "$SIGN_LOOP" "$(uri "$key")" @N@ 1 "$alg" "$mode"
                 pt=$(get peer total)
             fi
-            kt=$(get kw total) rt=$(get raw total)
-            printf '%-9s %-6s | %11s %11s %11s %7s %7s | %9s %9s %9s %9s\n' "$(row_name "$row")" "$mode" \
-                "$kt" "$rt" "$pt" "$(ratio "$rt" "$kt")" "$([ "$pt" = - ] && echo - || ratio "$pt" "$kt")" \
-                $(($(get kw keyward.so) - $(get raw keyward.so))) $(($(get kw libcrypto) - $(get raw libcrypto))) \
-                $(($(get kw libc) - $(get raw libc))) $(($(get kw other) - $(get raw other)))
+            kt=$(get kw total) rt=$(get raw total) rk=$(get rawkw total)
+            printf '%-9s %-6s | %10s %10s %10s %10s %6s %6s %6s | %8s %9s %7s %7s\n' "$(row_name "$row")" \
+                "$mode" "$kt" "$rt" "$rk" "$pt" "$(ratio "$rt" "$kt")" "$(ratio "$rk" "$kt")" \
+                "$([ "$pt" = - ] && echo - || ratio "$pt" "$kt")" \
+                $(($(get kw keyward.so) - $(get rawkw keyward.so))) \
+                $(($(get kw libcrypto) - $(get rawkw libcrypto))) \
+                $(($(get kw libc) - $(get rawkw libc))) $(($(get kw other) - $(get rawkw other)))
         done
     done
-    echo "(raw/kw 0.97: the keyward path costs 3% more instructions per signature than C_Sign alone)"
+    echo "(raw/kw 0.97: the keyward path costs 3% more instructions per signature than C_Sign alone."
+    echo " r+k/kw against the same loop with keyward loaded but unused: SoftHSM2 decodes the key with"
+    echo " d2i_PrivateKey for each EdDSA (and some ECDSA) signature, and OpenSSL 3.0 builds a decoder"
+    echo " context over every provider's key types each time; a second provider of the same types,"
+    echo " keyward or any other, doubles that. A token that does not use OpenSSL does not pay it.)"
+fi
+
+# One-shot commands: what `openssl pkeyutl -sign` costs in all (start-up, key load, login, one
+# signature) with a token key against the same command with a PEM key file. Instructions under
+# callgrind (deterministic) and wall-clock medians of alternating runs. "token" is the part of the
+# URI command spent inside the token module (its C_* functions, inclusive, and loading it:
+# SoftHSM2's C_Login stretches the PIN, its C_Initialize reads the token directory), which any
+# provider pays; share = (URI - token) / PEM is what OpenSSL and keyward cost around it.
+if [ "${BENCH_ONESHOT:-1}" != 0 ]; then
+    runs=${BENCH_ONESHOT_RUNS:-15}
+    echo
+    echo "one-shot openssl pkeyutl -sign (instructions, callgrind; wall ms, median of $runs alternating runs):"
+    head -c 32 /dev/urandom >"$KW_TMP/dgst"
+    # total_instr NAME CMD...: whole-process instructions; the profile is kept as $KW_TMP/NAME.cg
+    total_instr() {
+        local name=$1
+        shift
+        valgrind --tool=callgrind --callgrind-out-file="$KW_TMP/$name.cg" "$@" >/dev/null 2>"$KW_TMP/os.err" ||
+            { cat "$KW_TMP/os.err" >&2; echo "bench: one-shot run failed: $*" >&2; exit 1; }
+        sed -n 's/^summary: *\([0-9]*\).*/\1/p' "$KW_TMP/$name.cg" | head -1
+    }
+    # token_instr NAME: inclusive instructions of the module's C_* entry points and of loading it
+    token_instr() {
+        local mod
+        mod=$(basename "$(readlink -f "$KW_MODULE")")
+        callgrind_annotate --inclusive=yes --threshold=100 "$KW_TMP/$1.cg" 2>/dev/null | awk -v m="$mod" '
+            /^ *[0-9][0-9,]* / {
+                ir = $1; gsub(",", "", ir)
+                if ($0 ~ (":C_[A-Za-z]+ \\[.*" m "\\]$") || $0 ~ /:p11_kit_module_load( |$)/) t += ir
+            } END { print t + 0 }'
+    }
+    oneshot() { openssl pkeyutl -sign -inkey "$1" -in "$KW_TMP/dgst" -out /dev/null; }
+    printf '%-9s | %10s %10s %10s %10s %10s | %7s %8s %6s | %6s %6s %6s\n' key PEM PEM+kw URI \
+        URI-file token URI/PEM file/PEM share ms:PEM ms:URI ratio
+    for row in pkcs1 p256; do
+        key=$(row_key "$row")
+        if [ "$key" = rsa ]; then
+            openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$KW_TMP/os-$key.pem" 2>/dev/null
+        else
+            openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$KW_TMP/os-$key.pem" 2>/dev/null
+        fi
+        OPENSSL_CONF=$KW_TMP/openssl.cnf openssl pkey -in "$(uri "$key")" -out "$KW_TMP/os-$key-uri.pem" ||
+            { echo "bench: could not write the key file of $key" >&2; exit 1; }
+        pem=$(OPENSSL_CONF=$KW_DEFAULT_CNF total_instr pem openssl pkeyutl -sign -inkey "$KW_TMP/os-$key.pem" -in "$KW_TMP/dgst")
+        pemkw=$(OPENSSL_CONF=$KW_TMP/openssl.cnf total_instr pemkw openssl pkeyutl -sign -inkey "$KW_TMP/os-$key.pem" -in "$KW_TMP/dgst")
+        u=$(OPENSSL_CONF=$KW_TMP/openssl.cnf total_instr uri openssl pkeyutl -sign -inkey "$(uri "$key")" -in "$KW_TMP/dgst")
+        uf=$(OPENSSL_CONF=$KW_TMP/openssl.cnf total_instr urifile openssl pkeyutl -sign -inkey "$KW_TMP/os-$key-uri.pem" -in "$KW_TMP/dgst")
+        tok=$(token_instr uri)
+        # wall: the two commands alternate, so that a burst of other load hits both alike
+        for ((i = 0; i < runs; i++)); do
+            for v in pem uri; do
+                if [ "$v" = pem ]; then c=$KW_DEFAULT_CNF k=$KW_TMP/os-$key.pem; else c=$KW_TMP/openssl.cnf k=$(uri "$key"); fi
+                t0=$(date +%s%N)
+                OPENSSL_CONF=$c oneshot "$k" >/dev/null 2>&1 || { echo "bench: one-shot $v failed" >&2; exit 1; }
+                t1=$(date +%s%N)
+                echo "$v $(((t1 - t0) / 1000))"
+            done
+        done >"$KW_TMP/os.wall"
+        med() { awk -v v="$1" '$1 == v { print $2 }' "$KW_TMP/os.wall" | sort -n |
+            awk '{ a[NR] = $1 } END { printf "%.2f", a[int((NR + 1) / 2)] / 1000 }'; }
+        wp=$(med pem) wu=$(med uri)
+        printf '%-9s | %10s %10s %10s %10s %10s | %7s %8s %6s | %6s %6s %6s\n' "$(row_name "$row")" \
+            "$pem" "$pemkw" "$u" "$uf" "$tok" "$(ratio "$u" "$pem")" "$(ratio "$uf" "$pem")" \
+            "$(ratio $((u - tok)) "$pem")" "$wp" "$wu" "$(ratio "$wu" "$wp")"
+    done
+    echo "(PEM+kw: the PEM command with keyward loaded as well; URI-file: the token key through a PEM"
+    echo " file carrying its URI; token: the URI command's instructions inside the module and its loading)"
 fi
