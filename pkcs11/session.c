@@ -31,6 +31,7 @@ void kwk_op_clear(kwk_op *op)
 static void session_free(kwk_session *s)
 {
     kwk_op_clear(&s->op);
+    EVP_PKEY_CTX_free(s->ecdsa);
     free(s->found);
     pthread_mutex_destroy(&s->lock);
     free(s);

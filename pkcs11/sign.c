@@ -71,15 +71,16 @@ static CK_RV finish_input(kwk_op *op, unsigned char *hash, const unsigned char *
     return CKR_OK;
 }
 
-static CK_RV do_sign(kwk_op *op, const unsigned char *in, size_t inlen, unsigned char *out,
+static CK_RV do_sign(kwk_session *s, const unsigned char *in, size_t inlen, unsigned char *out,
                      size_t *outlen)
 {
+    kwk_op *op = &s->op;
     switch (op->key.ktype) {
     case CKK_RSA:
         *outlen = op->key.klen;
         return kwk_rsa_sign(op, in, inlen, out);
     case CKK_EC:
-        return kwk_soft_ecdsa(&op->key, in, inlen, out, outlen);
+        return kwk_soft_ecdsa(&op->key, &s->ecdsa, in, inlen, out, outlen);
     default:
         return kwk_soft_eddsa(&op->key, in, inlen, out, outlen);
     }
@@ -193,7 +194,7 @@ static CK_RV sign_final(kwk_session *s, CK_BYTE_PTR sig, CK_ULONG_PTR siglen,
         rv = finish_input(op, hash, &in, &inlen);
     }
     if (rv == CKR_OK)
-        rv = do_sign(op, in, inlen, out, &olen);
+        rv = do_sign(s, in, inlen, out, &olen);
     if (rv == CKR_OK) {
         memcpy(sig, out, olen);
         *siglen = olen;

@@ -47,8 +47,8 @@ CK_RV kwk_soft_rsa_raw(const kwk_key *k, const unsigned char *in, unsigned char 
     return rv;
 }
 
-CK_RV kwk_soft_ecdsa(const kwk_key *k, const unsigned char *hash, size_t hlen, unsigned char *out,
-                     size_t *outlen)
+CK_RV kwk_soft_ecdsa(const kwk_key *k, EVP_PKEY_CTX **cache, const unsigned char *hash, size_t hlen,
+                     unsigned char *out, size_t *outlen)
 {
     EVP_PKEY *pk = k->priv;
     unsigned char der[160];
@@ -56,12 +56,23 @@ CK_RV kwk_soft_ecdsa(const kwk_key *k, const unsigned char *hash, size_t hlen, u
     CK_RV rv = CKR_OK;
     if (pk == NULL)
         return CKR_KEY_HANDLE_INVALID;
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(kwk_libctx(), pk, NULL);
-    if (c == NULL || EVP_PKEY_sign_init(c) <= 0 || EVP_PKEY_sign(c, der, &dlen, hash, hlen) <= 0)
-        rv = kwk_rv_ossl("ECDSA");
-    EVP_PKEY_CTX_free(c);
-    if (rv != CKR_OK)
-        return rv;
+    EVP_PKEY_CTX *c = *cache;
+    if (c == NULL || EVP_PKEY_CTX_get0_pkey(c) != pk) {
+        EVP_PKEY_CTX_free(c);
+        *cache = NULL;
+        c = EVP_PKEY_CTX_new_from_pkey(kwk_libctx(), pk, NULL);
+        if (c == NULL || EVP_PKEY_sign_init(c) <= 0) {
+            EVP_PKEY_CTX_free(c);
+            return kwk_rv_ossl("ECDSA");
+        }
+        *cache = c;
+    }
+    if (EVP_PKEY_sign(c, der, &dlen, hash, hlen) <= 0) {
+        /* a context that failed once is not trusted again */
+        EVP_PKEY_CTX_free(c);
+        *cache = NULL;
+        return kwk_rv_ossl("ECDSA");
+    }
     /* PKCS#11 wants r || s, each the size of the field. */
     const unsigned char *p = der;
     ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)dlen);

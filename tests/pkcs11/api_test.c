@@ -782,6 +782,28 @@ int main(int argc, char **argv)
     EXPECT(f->C_Sign(s, data, 20, sig, &sl), CKR_OK);
     EXPECT(f->C_VerifyInit(s, &m_ecdsa, epub), CKR_OK);
     EXPECT(f->C_Verify(s, data, 20, sig, sl), CKR_OK);
+    /* The session keeps its ECDSA context between signatures with one key: a second key in the
+     * same session signs with its own key, the first again with the first, and a destroyed key
+     * no longer signs although its context was the session's last. */
+    CK_OBJECT_HANDLE e2pub, e2priv;
+    EXPECT(f->C_GenerateKeyPair(s, &mec, g_p256, 1, NULL, 0, &e2pub, &e2priv), CKR_OK);
+    for (int round = 0; round < 2; round++) {
+        CK_OBJECT_HANDLE kp = round ? epriv : e2priv, kv = round ? epub : e2pub,
+                         other = round ? e2pub : epub;
+        EXPECT(f->C_SignInit(s, &m_ecdsa, kp), CKR_OK);
+        sl = sizeof(sig);
+        EXPECT(f->C_Sign(s, data, 20, sig, &sl), CKR_OK);
+        EXPECT(f->C_VerifyInit(s, &m_ecdsa, kv), CKR_OK);
+        EXPECT(f->C_Verify(s, data, 20, sig, sl), CKR_OK);
+        EXPECT(f->C_VerifyInit(s, &m_ecdsa, other), CKR_OK);
+        EXPECT(f->C_Verify(s, data, 20, sig, sl), CKR_SIGNATURE_INVALID);
+    }
+    EXPECT(f->C_SignInit(s, &m_ecdsa, e2priv), CKR_OK);
+    sl = sizeof(sig);
+    EXPECT(f->C_Sign(s, data, 20, sig, &sl), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, e2priv), CKR_OK);
+    EXPECT(f->C_DestroyObject(s, e2pub), CKR_OK);
+    EXPECT(f->C_SignInit(s, &m_ecdsa, e2priv), CKR_KEY_HANDLE_INVALID);
     CK_MECHANISM m_dec = {CKM_RSA_PKCS, NULL, 0};
     CK_ULONG ol = sizeof(buf);
     EXPECT(f->C_DecryptInit(s, &m_dec, priv), CKR_OK);
