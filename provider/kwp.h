@@ -142,6 +142,11 @@ const char *kwp_mech_name(CK_MECHANISM_TYPE m);
 /* Fetch a digest (any fixed-size one OpenSSL has) into *slot; raises an error naming it if not. */
 int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name);
 
+/* ---- ecdsa_der.c: a token's r || s as the DER ECDSA-Sig-Value; 0 when it does not fit ---- */
+#define KWP_ECDSA_MAX_HALF 66 /* P-521 */
+int kwp_ecdsa_sig_der(const unsigned char *rs, size_t rslen, unsigned char *sig, size_t *siglen,
+                      size_t sigsize);
+
 /* ---- key file (keyfile.c): PEM "KEYWARD KEY URI" and pkcs11-provider's form ---- */
 int kwp_keyfile_der_encode(const char *uri, unsigned char **der, int *derlen);
 /* Parse a DER body of either format; returns a malloc'd URI or NULL. */

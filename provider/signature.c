@@ -476,30 +476,6 @@ static int digest_info(const EVP_MD *md, const unsigned char *dgst, size_t dlen,
     return len;
 }
 
-/* r||s from the token to the DER ECDSA-Sig-Value that X.509 and TLS carry. */
-static int ecdsa_to_der(const unsigned char *rs, size_t rslen, unsigned char *sig, size_t *siglen,
-                        size_t sigsize)
-{
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(rs, (int)(rslen / 2), NULL);
-    BIGNUM *s = BN_bin2bn(rs + rslen / 2, (int)(rslen / 2), NULL);
-    unsigned char *p = sig;
-    int len, ok = 0;
-
-    if (es != NULL && r != NULL && s != NULL && ECDSA_SIG_set0(es, r, s)) {
-        r = s = NULL;
-        len = i2d_ECDSA_SIG(es, NULL);
-        if (len > 0 && (size_t)len <= sigsize && i2d_ECDSA_SIG(es, &p) == len) {
-            *siglen = (size_t)len;
-            ok = 1;
-        }
-    }
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return ok;
-}
-
 static int infer_md(kwp_sig *c, size_t tbslen)
 {
     const char *name = tbslen == 20   ? "SHA1"
@@ -589,7 +565,7 @@ static int token_sign(kwp_sig *c, CK_MECHANISM_TYPE mt, const unsigned char *dat
             ERR_clear_last_mark();
     } else {
         ok = kwp_key_private_op(k, KWP_OP_SIGN, &mech, in, inlen, raw, &rawlen) &&
-             ecdsa_to_der(raw, rawlen, sig, siglen, sigsize);
+             kwp_ecdsa_sig_der(raw, rawlen, sig, siglen, sigsize);
     }
     OPENSSL_free(di);
     return ok;
