@@ -88,10 +88,8 @@ int kwp_km_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cbarg)
     if (k == NULL || k->pub == NULL)
         return 0;
     if (selection & OSSL_KEYMGMT_SELECT_PRIVATE_KEY) {
-        /* OpenSSL 3.0 asks this at every EVP_DigestSignInit (it first tries the default
-         * provider's algorithm with a copy of the key), then clears the error: the reason
-         * alone, unformatted, costs ~300 instructions where a formatted message cost ~15,000
-         * per TLS handshake. */
+        /* The reason alone, unformatted (~300 instructions): OpenSSL asks this on its own in
+         * places and clears the error. Operations no longer do (KWP_OP_* in kwp.h). */
         kwp_raise_reason(k->pctx, KWP_R(KW_ERR_EXPORT));
         return 0;
     }

@@ -11,9 +11,9 @@ static const char *kwp_ec_operation_name(int operation_id)
 {
     switch (operation_id) {
     case OSSL_OP_SIGNATURE:
-        return "ECDSA";
+        return KWP_OP_ECDSA;
     case OSSL_OP_KEYEXCH:
-        return "ECDH";
+        return KWP_OP_ECDH;
     }
     return "EC";
 }

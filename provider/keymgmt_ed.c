@@ -7,6 +7,16 @@
 KWP_KEYMGMT_DISPATCH(kwp_ed25519, CKK_EC_EDWARDS, "ED25519")
 KWP_KEYMGMT_DISPATCH(kwp_ed448, CKK_EC_EDWARDS, "ED448")
 
+static const char *kwp_ed25519_operation_name(int operation_id)
+{
+    return operation_id == OSSL_OP_SIGNATURE ? KWP_OP_ED25519 : "ED25519";
+}
+
+static const char *kwp_ed448_operation_name(int operation_id)
+{
+    return operation_id == OSSL_OP_SIGNATURE ? KWP_OP_ED448 : "ED448";
+}
+
 #define KWP_ED_KEYMGMT(pfx)                                                                        \
     {                                                                                              \
         {OSSL_FUNC_KEYMGMT_NEW, (void (*)(void))pfx##_new},                                        \
@@ -25,6 +35,7 @@ KWP_KEYMGMT_DISPATCH(kwp_ed448, CKK_EC_EDWARDS, "ED448")
             {OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS, (void (*)(void))kwp_km_ed_gen_settable},       \
             {OSSL_FUNC_KEYMGMT_GEN, (void (*)(void))kwp_km_gen},                                   \
             {OSSL_FUNC_KEYMGMT_GEN_CLEANUP, (void (*)(void))kwp_km_gen_cleanup},                   \
+            {OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))pfx##_operation_name},        \
         {                                                                                          \
             0, NULL                                                                                \
         }                                                                                          \

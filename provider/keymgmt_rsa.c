@@ -8,9 +8,10 @@ KWP_KEYMGMT_DISPATCH(kwp_rsa, CKK_RSA, "RSA")
 KWP_KEYMGMT_DISPATCH(kwp_rsapss, CKK_RSA, "RSA-PSS")
 
 /* RSA-PSS keys sign with the RSA signature implementation, restricted to PSS there. */
-static const char *kwp_rsapss_operation_name(int operation_id)
+static const char *kwp_rsa_operation_name(int operation_id)
 {
-    return "RSA";
+    return operation_id == OSSL_OP_SIGNATURE || operation_id == OSSL_OP_ASYM_CIPHER ? KWP_OP_RSA
+                                                                                    : "RSA";
 }
 
 const OSSL_DISPATCH kwp_rsa_keymgmt_functions[] = {
@@ -30,6 +31,7 @@ const OSSL_DISPATCH kwp_rsa_keymgmt_functions[] = {
     {OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS, (void (*)(void))kwp_km_rsa_gen_settable},
     {OSSL_FUNC_KEYMGMT_GEN, (void (*)(void))kwp_km_gen},
     {OSSL_FUNC_KEYMGMT_GEN_CLEANUP, (void (*)(void))kwp_km_gen_cleanup},
+    {OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))kwp_rsa_operation_name},
     {0, NULL}};
 
 const OSSL_DISPATCH kwp_rsapss_keymgmt_functions[] = {
@@ -49,5 +51,5 @@ const OSSL_DISPATCH kwp_rsapss_keymgmt_functions[] = {
     {OSSL_FUNC_KEYMGMT_GEN_SETTABLE_PARAMS, (void (*)(void))kwp_km_rsa_gen_settable},
     {OSSL_FUNC_KEYMGMT_GEN, (void (*)(void))kwp_km_gen},
     {OSSL_FUNC_KEYMGMT_GEN_CLEANUP, (void (*)(void))kwp_km_gen_cleanup},
-    {OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))kwp_rsapss_operation_name},
+    {OSSL_FUNC_KEYMGMT_QUERY_OPERATION_NAME, (void (*)(void))kwp_rsa_operation_name},
     {0, NULL}};

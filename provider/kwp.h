@@ -142,6 +142,18 @@ const char *kwp_mech_name(CK_MECHANISM_TYPE m);
 /* Fetch a digest (any fixed-size one OpenSSL has) into *slot; raises an error naming it if not. */
 int kwp_md_fetch(kwp_ctx *ctx, EVP_MD **slot, const char *name);
 
+/* Operation names only keyward implements, which its key managers give for their keys
+ * (OSSL_FUNC_keymgmt_query_operation_name). OpenSSL 3.0 fetches the operation a key names with
+ * no provider preference: under the standard names ("ECDSA") it first picks the default
+ * provider's, tries to export the token key there, is refused and only then takes keyward's,
+ * an error raised and cleared at every EVP_DigestSignInit, i.e. every TLS handshake. The
+ * standard names stay registered for explicit fetches. */
+#define KWP_OP_RSA     "KEYWARD-RSA"
+#define KWP_OP_ECDSA   "KEYWARD-ECDSA"
+#define KWP_OP_ECDH    "KEYWARD-ECDH"
+#define KWP_OP_ED25519 "KEYWARD-ED25519"
+#define KWP_OP_ED448   "KEYWARD-ED448"
+
 /* ---- ecdsa_der.c: a token's r || s as the DER ECDSA-Sig-Value; 0 when it does not fit ---- */
 #define KWP_ECDSA_MAX_HALF 66 /* P-521 */
 int kwp_ecdsa_sig_der(const unsigned char *rs, size_t rslen, unsigned char *sig, size_t *siglen,

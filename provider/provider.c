@@ -35,15 +35,22 @@ static const OSSL_ALGORITHM kwp_signature[] = {
     {"ECDSA", KWP_PROPS, kwp_ecdsa_signature_functions, "ECDSA signatures on a PKCS#11 token"},
     {"ED25519:1.3.101.112", KWP_PROPS, kwp_eddsa_signature_functions, "Ed25519 on a token"},
     {"ED448:1.3.101.113", KWP_PROPS, kwp_eddsa_signature_functions, "Ed448 on a token"},
+    /* the same, under the names keyward's keys give (KWP_OP_*, kwp.h) */
+    {KWP_OP_RSA, KWP_PROPS, kwp_rsa_signature_functions, "RSA signatures, keyward keys"},
+    {KWP_OP_ECDSA, KWP_PROPS, kwp_ecdsa_signature_functions, "ECDSA, keyward keys"},
+    {KWP_OP_ED25519, KWP_PROPS, kwp_eddsa_signature_functions, "Ed25519, keyward keys"},
+    {KWP_OP_ED448, KWP_PROPS, kwp_eddsa_signature_functions, "Ed448, keyward keys"},
     {NULL, NULL, NULL, NULL}};
 
-static const OSSL_ALGORITHM kwp_asym_cipher[] = {{"RSA:rsaEncryption:1.2.840.113549.1.1.1",
-                                                  KWP_PROPS, kwp_rsa_asym_cipher_functions,
-                                                  "RSA decryption on a PKCS#11 token"},
-                                                 {NULL, NULL, NULL, NULL}};
+static const OSSL_ALGORITHM kwp_asym_cipher[] = {
+    {"RSA:rsaEncryption:1.2.840.113549.1.1.1", KWP_PROPS, kwp_rsa_asym_cipher_functions,
+     "RSA decryption on a PKCS#11 token"},
+    {KWP_OP_RSA, KWP_PROPS, kwp_rsa_asym_cipher_functions, "RSA decryption, keyward keys"},
+    {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM kwp_keyexch[] = {
     {"ECDH", KWP_PROPS, kwp_ecdh_keyexch_functions, "ECDH with a key on a PKCS#11 token"},
+    {KWP_OP_ECDH, KWP_PROPS, kwp_ecdh_keyexch_functions, "ECDH, keyward keys"},
     {NULL, NULL, NULL, NULL}};
 
 static const OSSL_ALGORITHM kwp_store[] = {
