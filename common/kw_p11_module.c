@@ -114,8 +114,21 @@ static void fork_parent(void)
     fork_release(0);
 }
 
+/* This process's id, set when the fork handlers are registered and by fork_child: the fork
+ * check runs several times per signature, and getpid() is a system call each time. Until the
+ * handlers are registered it is 0 and getpid() is asked. A child made without fork()'s handlers
+ * (_Fork, a raw clone) that goes on using its parent's keys is not detected. */
+static pid_t self_pid;
+
+static pid_t current_pid(void)
+{
+    pid_t p = __atomic_load_n(&self_pid, __ATOMIC_ACQUIRE);
+    return p != 0 ? p : getpid();
+}
+
 static void fork_child(void)
 {
+    __atomic_store_n(&self_pid, getpid(), __ATOMIC_RELEASE);
     fork_release(1);
 }
 
@@ -126,7 +139,7 @@ static void module_shutdown(kw_p11_module *mod)
         return;
     mod->shut = 1;
     /* Sessions of a parent process are not ours to close after fork. */
-    if (mod->pid != getpid())
+    if (mod->pid != current_pid())
         return;
     for (size_t i = 0; i < mod->ntokens; i++) {
         kw_p11_token *tok = mod->tokens[i];
@@ -154,7 +167,8 @@ static void kw_p11_atexit(void)
 static void register_atexit(void)
 {
     atexit(kw_p11_atexit);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    if (pthread_atfork(fork_prepare, fork_parent, fork_child) == 0)
+        __atomic_store_n(&self_pid, getpid(), __ATOMIC_RELEASE);
 }
 
 static CK_RV module_initialize_raw(kw_p11_module *mod)
@@ -373,7 +387,7 @@ static int kept_parent_login_locked(kw_p11_module *mod)
 kw_err kw_p11_module_check(kw_p11_module *mod)
 {
     CK_RV rv = CKR_OK;
-    pid_t me = getpid();
+    pid_t me = current_pid();
 
     if (mod->pid == me && !__atomic_load_n(&mod->fork_unsafe, __ATOMIC_RELAXED))
         return KW_OK;
@@ -643,7 +657,7 @@ static int module_recover_locked(kw_p11_module *mod)
     size_t busy = 0;
     CK_RV rv;
 
-    if (mod->pid != getpid())
+    if (mod->pid != current_pid())
         return 0;
     clock_gettime(CLOCK_MONOTONIC, &now);
     if (!mod->want_reinit && (mod->reinit.tv_sec != 0 || mod->reinit.tv_nsec != 0) &&
