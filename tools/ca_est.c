@@ -570,6 +570,15 @@ static EVP_PKEY *load_key(OSSL_LIB_CTX *lc, const char *uri)
     return pk;
 }
 
+/* What the server serves TLS with, and what that was made from. */
+typedef struct {
+    SSL_CTX *ctx;
+    OSSL_LIB_CTX *lc;
+    struct stat conf_st; /* keyward.conf when loaded: ca rotate rewrites it */
+    time_t renew_at;     /* the server certificate is within a week of its end: issue again */
+    time_t retry_at;     /* after a failed reload */
+} est_tls;
+
 static SSL_CTX *tls_ctx(kwt_ca *ca, const est_conf *c, OSSL_LIB_CTX **lcp)
 {
     OSSL_LIB_CTX *lc = OSSL_LIB_CTX_new();
@@ -586,6 +595,14 @@ static SSL_CTX *tls_ctx(kwt_ca *ca, const est_conf *c, OSSL_LIB_CTX **lcp)
         kwt_err(KWT_FAIL, "cannot set up TLS with %s", crt);
         goto fail;
     }
+    /* after a rotation: the link certificate NewWithOld (the current key certified by the
+     * previous one) goes with it, so clients that trust only the previous generation still
+     * verify the server and can fetch /cacerts */
+    char *xp = kwt_asprintf("%s/ca/cross-%d.crt", ca->dir, ca->conf.generation);
+    X509 *cross = ca->conf.generation > 1 ? kwt_load_cert(xp) : NULL;
+    free(xp);
+    if (cross && SSL_CTX_add0_chain_cert(ctx, cross) != 1)
+        X509_free(cross);
     if (!(pk = load_key(lc, c->key)) || SSL_CTX_use_PrivateKey(ctx, pk) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         kwt_err(KWT_FAIL,
@@ -607,6 +624,84 @@ fail:
     OSSL_LIB_CTX_free(lc);
     free(crt);
     return NULL;
+}
+
+static time_t asn1_to_time_t(const ASN1_TIME *t)
+{
+    struct tm tm;
+    return t && ASN1_TIME_to_tm(t, &tm) ? timegm(&tm) : 0;
+}
+
+/* Record what the TLS state was made from: keyward.conf as it is, and when the server
+ * certificate enters its last week (ensure_cert issues a new one then). */
+static void tls_mark(kwt_ca *ca, est_tls *t)
+{
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    if (stat(cp, &t->conf_st) != 0)
+        memset(&t->conf_st, 0, sizeof(t->conf_st));
+    free(cp);
+    X509 *x = t->ctx ? SSL_CTX_get0_certificate(t->ctx) : NULL;
+    time_t end = x ? asn1_to_time_t(X509_get0_notAfter(x)) : 0;
+    t->renew_at = end ? end - 7 * 86400 + 60 : (time_t)-1;
+    t->retry_at = 0;
+}
+
+/* Between connections: when keyward.conf changed (ca rotate writes a new generation there) or
+ * the server certificate enters its last week, the CA is opened again, the server certificate
+ * issued from the current generation as at the first start, and a new TLS context made from it.
+ * One stat per connection when nothing changed. Connections in flight keep the context they
+ * were forked with. On failure the previous context keeps serving; the next try is a minute
+ * later. */
+static void tls_refresh(kwt_ca *ca, const est_conf *c, const char *host, est_tls *t)
+{
+    time_t now = time(NULL);
+    struct stat st;
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    int src = stat(cp, &st);
+    free(cp);
+    bool changed =
+        src == 0 &&
+        (st.st_ino != t->conf_st.st_ino || st.st_mtim.tv_sec != t->conf_st.st_mtim.tv_sec ||
+         st.st_mtim.tv_nsec != t->conf_st.st_mtim.tv_nsec || st.st_size != t->conf_st.st_size);
+    bool ending = t->renew_at != (time_t)-1 && now >= t->renew_at;
+    if ((!changed && !ending) || now < t->retry_at)
+        return;
+    const char *saved = kwt_g.dir;
+    kwt_g.dir = ca->dir;
+    kwt_ca nca;
+    memset(&nca, 0, sizeof(nca));
+    int rc = kwt_ca_open(&nca, true);
+    kwt_g.dir = saved;
+    OSSL_LIB_CTX *lc = NULL;
+    SSL_CTX *ctx = NULL;
+    if (rc == 0) {
+        rc = ensure_cert(&nca, c, host);
+        if (nca.lock_fd >= 0) {
+            close(nca.lock_fd);
+            nca.lock_fd = -1;
+        }
+    }
+    if (rc == 0 && !(ctx = tls_ctx(&nca, c, &lc)))
+        rc = KWT_FAIL;
+    kwt_clear_error();
+    if (rc) {
+        fprintf(stderr, "keyward: the EST server keeps its previous TLS certificate; retrying in "
+                        "a minute\n");
+        if (nca.dir)
+            kwt_ca_close(&nca);
+        t->retry_at = now + 60;
+        return;
+    }
+    kwt_ca_close(ca);
+    *ca = nca;
+    SSL_CTX_free(t->ctx);
+    OSSL_LIB_CTX_free(t->lc);
+    t->ctx = ctx;
+    t->lc = lc;
+    tls_mark(ca, t);
+    if (kwt_g.verbose)
+        fprintf(stderr, "keyward: EST server TLS certificate reloaded (CA generation %d)\n",
+                ca->conf.generation);
 }
 
 /* ---- HTTP ---- */
@@ -1518,9 +1613,9 @@ int kwt_cmd_ca_est(int argc, char **argv)
         close(ca.lock_fd);
         ca.lock_fd = -1;
     }
-    OSSL_LIB_CTX *lc = NULL;
-    SSL_CTX *ctx = rc == 0 && !kwt_g.dry_run ? tls_ctx(&ca, &c, &lc) : NULL;
-    if (rc || kwt_g.dry_run || !ctx) {
+    est_tls tls = {0};
+    tls.ctx = rc == 0 && !kwt_g.dry_run ? tls_ctx(&ca, &c, &tls.lc) : NULL;
+    if (rc || kwt_g.dry_run || !tls.ctx) {
         conf_free(&c);
         kwt_ca_close(&ca);
         return rc ? rc : kwt_g.dry_run ? 0 : KWT_FAIL;
@@ -1543,6 +1638,7 @@ int kwt_cmd_ca_est(int argc, char **argv)
         goto done;
     }
     freeaddrinfo(ai);
+    tls_mark(&ca, &tls);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal; /* no SA_RESTART: accept returns on a signal */
     sigaction(SIGTERM, &sa, NULL);
@@ -1568,11 +1664,12 @@ int kwt_cmd_ca_est(int argc, char **argv)
         }
         char peer[NI_MAXHOST] = "?";
         getnameinfo((struct sockaddr *)&ss, sl, peer, sizeof(peer), NULL, 0, NI_NUMERICHOST);
+        tls_refresh(&ca, &c, host, &tls);
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
             close(fd);
-            child(&ca, &c, ctx, cfd, peer);
+            child(&ca, &c, tls.ctx, cfd, peer);
         }
         if (pid > 0)
             children++;
@@ -1588,8 +1685,8 @@ int kwt_cmd_ca_est(int argc, char **argv)
 done:
     if (fd >= 0)
         close(fd);
-    SSL_CTX_free(ctx);
-    OSSL_LIB_CTX_free(lc);
+    SSL_CTX_free(tls.ctx);
+    OSSL_LIB_CTX_free(tls.lc);
     conf_free(&c);
     kwt_ca_close(&ca);
     return rc;

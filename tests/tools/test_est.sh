@@ -255,10 +255,22 @@ s=$(cat "$T/slow.out")
 ok "a 10 MB body 413 and a slow client cut after ${s}s, while the others were served"
 
 # ---- after a rotation: cacerts serves both generations and the links; enrolment issues from
-# the new generation (the server's own TLS certificate is still generation 1's)
+# the new generation; the running server (not restarted) takes a TLS certificate from the new
+# generation at its next connection, and sends the NewWithOld link with it, so that clients
+# that trust only generation 1 still reach it
 cp "$P/ca.crt" "$T/gen1.crt"
+srv0=$(openssl x509 -in "$P/issued/est-server.crt" -noout -serial)
 expect_rc 0 "$KW" --dir "$P" ca rotate --key "pkcs11:token=ca;object=ca-key2"
 status 200 --cacert "$T/gen1.crt" "$URL/cacerts"
+# a client that trusts only the new generation: the served certificate chains to it
+status 200 --cacert "$P/ca.crt" "$URL/cacerts"
+openssl s_client -connect "127.0.0.1:$port" -servername localhost -showcerts </dev/null 2>/dev/null |
+    sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' > "$T/served.pem"
+openssl x509 -in "$T/served.pem" -out "$T/served-leaf.pem" 2>/dev/null || fail "s_client got no server certificate"
+openssl verify -CAfile "$P/ca.crt" "$T/served-leaf.pem" >/dev/null || fail "after rotation: the served TLS certificate is not from the new generation"
+openssl verify -CAfile "$T/gen1.crt" "$T/served-leaf.pem" >/dev/null 2>&1 && fail "after rotation: the served TLS certificate is from generation 1"
+grep -q "TLS certificate reloaded (CA generation 2)" "$T/est.log" || { cat "$T/est.log"; fail "the EST server did not reload its certificate after ca rotate"; }
+[ "$(openssl x509 -in "$P/issued/est-server.crt" -noout -serial)" != "$srv0" ] || fail "no new est-server certificate after ca rotate"
 p7certs "$T/cacerts2.pem"
 [ "$(grep -c "BEGIN CERTIFICATE" "$T/cacerts2.pem")" -ge 3 ] || fail "cacerts after a rotation: not both generations and a link"
 ls "$P"/ca/cross-2.crt "$P"/ca/oldwithnew-2.crt >/dev/null 2>&1 || fail "no link certificates after ca rotate"
@@ -276,7 +288,7 @@ status 200 --cacert "$T/cacerts2.pem" -u carol:carol-secret-3 --data-binary @"$T
 p7certs "$T/carol.pem"
 openssl verify -CAfile "$P/ca.crt" "$T/carol.pem" >/dev/null || fail "after rotation: not issued by the new generation"
 openssl verify -CAfile "$T/gen1.crt" "$T/carol.pem" >/dev/null 2>&1 && fail "after rotation: issued by the old generation"
-ok "after ca rotate: cacerts has every generation and link certificate; enrolment issues from the new one"
+ok "after ca rotate: the running server serves a TLS certificate of the new generation (and the link for generation-1 clients); cacerts has every generation and link certificate; enrolment issues from the new one"
 
 # ---- keyward's own client: the key made on the client's token, TLS in-process
 make_token cli 33334444
