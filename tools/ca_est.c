@@ -55,6 +55,7 @@ enum { AUTH_BASIC = 1, AUTH_CERT = 2 };
 typedef struct {
     char *name, *profile;
     int auth;
+    bool require_cb; /* a request must carry the TLS channel binding (RFC 7030 §3.5) */
 } est_label;
 
 typedef struct {
@@ -119,7 +120,7 @@ static bool valid_user(const char *s)
 }
 
 /* The config file: one setting a line, words separated by blanks, # comments.
- *   label NAME profile client|server|device auth basic|cert|both
+ *   label NAME profile client|server|device auth basic|cert|both [require_channel_binding]
  *   secrets PATH        bootstrap_ca PATH        key URI
  *   dns NAME            rate_limit N SECONDS */
 static int conf_load(est_conf *c, const char *cadir, const char *path)
@@ -145,7 +146,9 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
             w[n++] = t;
         if (n == 0)
             continue;
-        if (!strcmp(w[0], "label") && n == 6 && !strcmp(w[2], "profile") && !strcmp(w[4], "auth")) {
+        if (!strcmp(w[0], "label") &&
+            (n == 6 || (n == 7 && !strcmp(w[6], "require_channel_binding"))) &&
+            !strcmp(w[2], "profile") && !strcmp(w[4], "auth")) {
             int auth = !strcmp(w[5], "basic")  ? AUTH_BASIC
                        : !strcmp(w[5], "cert") ? AUTH_CERT
                        : !strcmp(w[5], "both") ? AUTH_BASIC | AUTH_CERT
@@ -168,6 +171,7 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
             if (rc == 0) {
                 c->labels[c->nlabels].name = kwt_strdup(w[1]);
                 c->labels[c->nlabels].profile = kwt_strdup(w[3]);
+                c->labels[c->nlabels].require_cb = n == 7;
                 c->labels[c->nlabels++].auth = auth;
             }
         } else if ((!strcmp(w[0], "secrets") || !strcmp(w[0], "bootstrap_ca")) && n == 2) {
@@ -205,7 +209,8 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
                 rc = kwt_err(KWT_USAGE, "%s:%d: rate_limit N SECONDS (both positive)", path, line);
         } else {
             rc = kwt_err(KWT_USAGE,
-                         "%s:%d: not understood (label NAME profile P auth basic|cert|both, "
+                         "%s:%d: not understood (label NAME profile P auth basic|cert|both "
+                         "[require_channel_binding], "
                          "secrets PATH, bootstrap_ca PATH, key URI, dns NAME, rate_limit N "
                          "SECONDS, deadline SECONDS)",
                          path, line);
@@ -1132,6 +1137,7 @@ typedef struct {
     char *identity, *name, *serial, *subject;
     int status;
     char *why;
+    const char *binding; /* the channel binding the request carried and matched: NULL none */
 } outcome;
 
 static void audit_outcome(est_req *r, outcome *o)
@@ -1143,6 +1149,8 @@ static void audit_outcome(est_req *r, outcome *o)
     kwt_buf_json_str(&m, o->identity ? o->identity : "anonymous");
     kwt_buf_add(&m, ",\"peer\":");
     kwt_buf_json_str(&m, r->peer);
+    kwt_buf_add(&m, ",\"channel_binding\":");
+    kwt_buf_json_str(&m, o->binding ? o->binding : "none");
     kwt_buf_printf(&m, ",\"status\":%d}}", o->status);
     kwt_audit_meta = m.s;
     if (o->status == 200)
@@ -1257,10 +1265,49 @@ static int basic_creds(const char *auth, char **user, char **secret, size_t *sle
     return 0;
 }
 
+/* RFC 7030 §3.5: a client binds its request to the TLS connection by putting the base64 of the
+ * connection's channel binding in the request's challengePassword attribute. -1: the request
+ * has no challengePassword; 0: it matches this connection (*kind says which binding); 1: it does
+ * not (*why). */
+static int binding_check(SSL *s, X509_REQ *q, const char **kind, const char **why)
+{
+    int i = X509_REQ_get_attr_by_NID(q, NID_pkcs9_challengePassword, -1);
+    if (i < 0)
+        return -1;
+    X509_ATTRIBUTE *a = X509_REQ_get_attr(q, i);
+    ASN1_TYPE *t = a && X509_ATTRIBUTE_count(a) == 1 ? X509_ATTRIBUTE_get0_type(a, 0) : NULL;
+    *why = "the request's challengePassword is not one TLS channel binding value";
+    if (!t || X509_REQ_get_attr_by_NID(q, NID_pkcs9_challengePassword, i) >= 0 ||
+        (t->type != V_ASN1_PRINTABLESTRING && t->type != V_ASN1_UTF8STRING &&
+         t->type != V_ASN1_IA5STRING))
+        return 1;
+    unsigned char cb[64], b64[4 * (sizeof(cb) + 2) / 3 + 1];
+    size_t n = kwt_tls_channel_binding(s, cb, sizeof(cb), kind);
+    if (!n) {
+        *why = "the server cannot compute this connection's TLS channel binding";
+        return 1;
+    }
+    int bl = EVP_EncodeBlock(b64, cb, (int)n);
+    const ASN1_STRING *v = t->value.asn1_string;
+    *why = "the request's channel binding (challengePassword) is not this TLS connection's: "
+           "the request was made for another connection";
+    return ASN1_STRING_length(v) == bl &&
+                   CRYPTO_memcmp(ASN1_STRING_get0_data(v), b64, (size_t)bl) == 0
+               ? 0
+               : 1;
+}
+
 static void serve_enroll(est_req *r, const est_label *lb, bool re)
 {
-    outcome o = {
-        re ? "est simplereenroll" : "est simpleenroll", lb->name, NULL, NULL, NULL, NULL, 0, NULL};
+    outcome o = {re ? "est simplereenroll" : "est simpleenroll",
+                 lb->name,
+                 NULL,
+                 NULL,
+                 NULL,
+                 NULL,
+                 0,
+                 NULL,
+                 NULL};
     X509 *peer = SSL_get0_peer_certificate(r->ssl);
     X509_REQ *q = NULL;
     char *user = NULL, *secret = NULL, *devid = NULL, *profile = NULL, *tmp = NULL, *why = NULL;
@@ -1359,6 +1406,18 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
             }
         }
     }
+    /* the channel binding, when the request carries one (or the label requires it) */
+    const char *cbkind = NULL, *cbwhy = NULL;
+    int cb = binding_check(r->ssl, q, &cbkind, &cbwhy);
+    if (cb > 0 || (cb < 0 && lb->require_cb)) {
+        refuse(r, &o, 403,
+               cb > 0 ? cbwhy
+                      : "this label requires the TLS channel binding (RFC 7030 section 3.5) in "
+                        "the request's challengePassword",
+               NULL);
+        goto out;
+    }
+    o.binding = cb == 0 ? cbkind : NULL;
     long wait = rate_check(r->ca, r->conf, o.identity);
     if (wait) {
         char *ra = kwt_asprintf("Retry-After: %ld\r\n", wait);

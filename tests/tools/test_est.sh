@@ -20,6 +20,15 @@ csr() { # csr NAME CN [ADDEXT]: $T/NAME.csr (DER) and its key $T/NAME.key
     openssl base64 -in "$T/$1.csr" -out "$T/$1.b64"
 }
 issued() { awk -F'\t' '$1 == "V"' "$P/state/index.txt" | wc -l; }
+# csr_cb NAME CN VALUE: a CSR whose challengePassword (where RFC 7030 puts the TLS channel
+# binding) is VALUE
+csr_cb() {
+    printf '[req]\nprompt = no\ndistinguished_name = dn\nattributes = at\n[dn]\nCN = %s\nO = Example\n[at]\nchallengePassword = %s\n' \
+        "$2" "$3" > "$T/$1.cnf"
+    OPENSSL_CONF=/dev/null openssl req -new -config "$T/$1.cnf" -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -nodes -keyout "$T/$1.key" -outform DER -out "$T/$1.csr" 2>/dev/null || fail "csr $1"
+    openssl base64 -in "$T/$1.csr" -out "$T/$1.b64"
+}
 
 # a bootstrap (manufacturer) CA and two device certificates from it, with device IDs
 DEVOID=$(sed -n 's/^device_id_oid = //p' "$P/keyward.conf")
@@ -41,6 +50,7 @@ cat > "$T/est.conf" <<EOF
 label default profile client auth basic
 label device profile device auth cert
 label both profile client auth both
+label bound profile client auth basic require_channel_binding
 bootstrap_ca $T/mfg.crt
 rate_limit 2 3600
 EOF
@@ -167,7 +177,7 @@ for i in 1 2; do
     pids="$pids $!"
 done
 wait $pids
-for i in $(seq 18); do grep -qx 200 "$T/par$i.code" || fail "parallel client $i: $(cat "$T/par$i.code")"; done
+for i in $(seq 18); do grep -qx 200 "$T/par$i.code" || { cat "$T/est.log"; fail "parallel client $i: $(cat "$T/par$i.code")"; }; done
 for i in 1 2; do grep -qx 200 "$T/pe$i.code" || { cat "$T/pe$i.out"; fail "parallel enrolment $i: $(cat "$T/pe$i.code")"; }; done
 kill -0 "$SLOW" 2>/dev/null || fail "the slow client had already finished"
 ok "enrol with a one-time secret: 200, verifies with openssl verify; the secret's second use 401; 20 parallel clients served"
@@ -198,6 +208,37 @@ csr m3 mallory3
     --data-binary @"$T/m3.b64" "${E[@]}" > "$T/code"
 grep -qx 429 "$T/code" && grep -qi '^Retry-After: [0-9]' "$T/hdr" || { cat "$T/code" "$T/hdr"; fail "rate limit: no 429 with Retry-After"; }
 ok "hostile CSRs (NUL in a DNS name, UPN otherName, junk) 400 with the reason, nothing issued; rate limit 429 + Retry-After"
+
+# ---- the TLS channel binding (RFC 7030 section 3.5) in the challengePassword: a value that is
+# not this connection's is refused (403) under TLS 1.2 (tls-unique) and 1.3 (tls-exporter);
+# nothing issued, the secret not used up. The tls-unique of another TLS 1.2 connection:
+python3 - "$port" "$P/ca.crt" > "$T/other.cb" <<'PY' || fail "python: no tls-unique of a TLS 1.2 connection"
+import base64, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                     server_hostname="localhost") as s:
+    print(base64.b64encode(s.get_channel_binding("tls-unique")).decode())
+PY
+printf 'cb-secret-1234\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret cbuser
+csr_cb cbother cbuser "$(cat "$T/other.cb")"
+csr_cb cbrand cbuser "$(openssl rand -base64 32)"
+n0=$(issued)
+status 403 --tls-max 1.2 -u cbuser:cb-secret-1234 --data-binary @"$T/cbother.b64" "${E[@]}"
+grep -q "channel binding" "$T/body" || { cat "$T/body"; fail "binding mismatch without the reason"; }
+status 403 --tls-max 1.2 -u cbuser:cb-secret-1234 --data-binary @"$T/cbrand.b64" "${E[@]}"
+status 403 --tlsv1.3 -u cbuser:cb-secret-1234 --data-binary @"$T/cbother.b64" "${E[@]}"
+status 403 --tlsv1.3 -u cbuser:cb-secret-1234 --data-binary @"$T/cbrand.b64" "${E[@]}"
+[ "$(issued)" = "$n0" ] || fail "a request with a wrong channel binding was issued"
+grep -q '"client":"user:cbuser".*"status":403' "$P/audit.log" || fail "binding refusal not audited"
+grep -q "not this TLS connection" "$P/audit.log" || fail "binding refusal without its reason in the audit log"
+# a label with require_channel_binding refuses a request without one; the secret still works
+csr cbnone cbuser
+status 403 -u cbuser:cb-secret-1234 --data-binary @"$T/cbnone.b64" -H "Content-Type: application/pkcs10" "$URL/bound/simpleenroll"
+grep -q "requires the TLS channel binding" "$T/body" || { cat "$T/body"; fail "require_channel_binding without the reason"; }
+status 200 -u cbuser:cb-secret-1234 --data-binary @"$T/cbnone.b64" "${E[@]}"
+grep -q '"client":"user:cbuser".*"channel_binding":"none","status":200' "$P/audit.log" || fail "enrolment without binding: audit"
+ok "channel binding: another connection's tls-unique and random bytes 403 under TLS 1.2 and 1.3 (audited, nothing issued); require_channel_binding refuses a request without one"
 
 # ---- re-enrolment: the current certificate in TLS, same identity, a new key
 csr alice-new alice
@@ -311,17 +352,21 @@ grep -q "answered 401" "$T/err" || { cat "$T/err"; fail "est enroll with a wrong
 expect_rc 0 "$KW" est enroll "https://localhost:$port" --key "$K1" --subject "CN=dave,O=Example" \
     --user dave --password-file "$T/dave.pw" "${CL[@]}" --out "$T/dave.crt"
 openssl verify -CAfile "$P/ca.crt" "$T/dave.crt" >/dev/null || fail "est enroll: certificate does not verify"
+grep '"op":"est simpleenroll"' "$P/audit.log" | grep -q '"client":"user:dave".*"channel_binding":"tls-exporter","status":200' ||
+    fail "est enroll (TLS 1.3): no matching tls-exporter channel binding"
 s1=$(openssl x509 -in "$T/dave.crt" -noout -serial)
 # re-enrol: TLS client authentication with the current certificate and its key on the token,
 # a new key for the new certificate
-expect_rc 0 "$KW" est reenroll "https://localhost:$port/.well-known/est" --key "$K1" \
+expect_rc 0 "$KW" est reenroll "https://localhost:$port/.well-known/est" --key "$K1" --tls-max 1.2 \
     --new-key "pkcs11:token=cli;object=dave-2" --cert "$T/dave.crt" "${CL[@]}" --out "$T/dave.crt"
+grep '"op":"est simplereenroll"' "$P/audit.log" | grep -q '"client":"cert:.*dave.*"channel_binding":"tls-unique","status":200' ||
+    fail "est reenroll --tls-max 1.2: no matching tls-unique channel binding"
 s2=$(openssl x509 -in "$T/dave.crt" -noout -serial)
 [ "$s1" != "$s2" ] || fail "est reenroll: same serial"
 openssl x509 -in "$T/dave.crt" -noout -subject | grep -q "CN *= *dave" || fail "est reenroll: subject"
 awk -F'\t' -v s="${s1#serial=}" '$4 == s && $1 == "R"' "$P/state/index.txt" | grep -q . ||
     fail "est reenroll: the old certificate is not superseded"
-ok "keyward est enroll (key on the client's token, one-time secret) and est reenroll (TLS with the token key, new key); --out symlink and a loose password file refused"
+ok "keyward est enroll (key on the client's token, one-time secret, tls-exporter binding) and est reenroll (TLS 1.2 with the token key, new key, tls-unique binding); --out symlink and a loose password file refused"
 
 # ---- the issued certificates serve an mTLS handshake with nginx: its server certificate
 # enrolled over EST (label web, server profile), the client one is dave's, key on the token
