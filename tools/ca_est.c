@@ -1595,7 +1595,10 @@ static void child(kwt_ca *ca, const est_conf *c, SSL_CTX *ctx, int fd, const cha
         alarm(deadline);
         SSL_shutdown(s);
     } else if (kwt_g.verbose) {
-        fprintf(stderr, "keyward: TLS handshake with %s failed\n", peer);
+        unsigned long e = ERR_peek_last_error();
+        fprintf(stderr, "keyward: TLS handshake with %s failed: %s\n", peer,
+                e ? ERR_reason_error_string(e) : "connection closed");
+        ERR_print_errors_fp(stderr);
     }
     free(r.auth);
     kwt_buf_free(&r.body);

@@ -2,9 +2,11 @@
 # EST (RFC 7030, issue 20): `keyward ca est` on 127.0.0.1 with its TLS key on the token, curl as
 # the EST client (base64 PKCS#10 in, certs-only PKCS#7 out), and keyward's own `est enroll` /
 # `est reenroll`. One-time secrets are consumed; hostile CSRs get 400 and nothing is issued; a
-# 10 MB body gets 413 and a slow client does not hold up others; re-enrolment needs the current
-# certificate in TLS and keeps the identity; a device's bootstrap certificate must carry the
-# device ID its CSR asks for.
+# 10 MB body gets 413 and a slow client does not hold up 50 parallel ones (racing enrolments on
+# shared secrets issue exactly one certificate each); re-enrolment needs the current certificate
+# in TLS and keeps the identity; a device's bootstrap certificate must carry the device ID its CSR
+# asks for; a CSR's TLS channel binding must be its connection's; after ca rotate the running
+# server serves a certificate of the new generation.
 . "$(dirname "$0")/lib.sh"
 need_softhsm
 command -v curl >/dev/null || skip "curl not installed"
@@ -157,30 +159,44 @@ csr alice2 alice-two
 status 401 -u alice:alice-secret-1 --data-binary @"$T/alice2.b64" "${E[@]}"
 grep -q '"op":"est simpleenroll".*"client":"user:alice".*"status":200' "$P/audit.log" ||
     fail "enrolment not audited with client, label and status"
-# 20 clients at once (and two enrolments among them) while the slow one still holds its
-# connection: all answered
-printf 'par-secret-1\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret par1
-printf 'par-secret-2\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret par2
-csr par1 par1
-csr par2 par2
+# 50 clients at once while the slow one still holds its connection: 40 fetch cacerts, 10 enrol
+# with five one-time secrets, each secret sent by two clients at once (different keys). All are
+# answered; each secret is used exactly once (one 200, one 401), and the CA issued exactly the
+# five certificates that were answered 200.
+for i in 1 2 3 4 5; do
+    printf 'par-secret-%s\n' "$i" | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret par$i
+    csr par$i-a par$i
+    csr par$i-b par$i
+done
+n0=$(issued)
 python3 "$T/slow.py" "$port" "$P/ca.crt" > "$T/slow.out" 2>/dev/null &
 SLOW=$!
 sleep 1
 pids=""
-for i in $(seq 18); do
+for i in $(seq 40); do
     "${C[@]}" -o "$T/par$i.out" -w '%{http_code}' "$URL/cacerts" > "$T/par$i.code" 2>&1 &
     pids="$pids $!"
 done
-for i in 1 2; do
-    "${C[@]}" -o "$T/pe$i.out" -w '%{http_code}' -u par$i:par-secret-$i --data-binary @"$T/par$i.b64" \
-        "${E[@]}" > "$T/pe$i.code" 2>&1 &
-    pids="$pids $!"
+for i in 1 2 3 4 5; do
+    for k in a b; do
+        "${C[@]}" -o "$T/pe$i$k.out" -w '%{http_code}' -u par$i:par-secret-$i \
+            --data-binary @"$T/par$i-$k.b64" "${E[@]}" > "$T/pe$i$k.code" 2>&1 &
+        pids="$pids $!"
+    done
 done
 wait $pids
-for i in $(seq 18); do grep -qx 200 "$T/par$i.code" || { cat "$T/est.log"; fail "parallel client $i: $(cat "$T/par$i.code")"; }; done
-for i in 1 2; do grep -qx 200 "$T/pe$i.code" || { cat "$T/pe$i.out"; fail "parallel enrolment $i: $(cat "$T/pe$i.code")"; }; done
+for i in $(seq 40); do grep -qx 200 "$T/par$i.code" || { grep "keyward" "$T/est.log" | sort | uniq -c | tail -30; fail "parallel client $i: $(cat "$T/par$i.code")"; }; done
+ok200=0
+for i in 1 2 3 4 5; do
+    codes=$( (cat "$T/pe${i}a.code"; echo; cat "$T/pe${i}b.code"; echo) | sort | tr '\n' ' ')
+    [ "$codes" = "200 401 " ] || { tail -30 "$T/est.log"; cat "$T/pe${i}a.out" "$T/pe${i}b.out"; fail "secret par$i sent twice at once: HTTP $codes (want one 200, one 401)"; }
+    ok200=$((ok200 + 1))
+done
+[ "$(issued)" = $((n0 + ok200)) ] || fail "50 parallel clients: $(( $(issued) - n0 )) certificates issued for $ok200 successful enrolments"
+[ "$(awk -F'\t' '$1 == "V" && $6 ~ /CN *= *par[1-5]([,/]|$)/' "$P/state/index.txt" | wc -l)" = 5 ] ||
+    fail "50 parallel clients: not one certificate per secret in the index"
 kill -0 "$SLOW" 2>/dev/null || fail "the slow client had already finished"
-ok "enrol with a one-time secret: 200, verifies with openssl verify; the secret's second use 401; 20 parallel clients served"
+ok "enrol with a one-time secret: 200, verifies with openssl verify; the secret's second use 401; 50 parallel clients (10 racing enrolments on 5 secrets) served, exactly 5 certificates issued"
 
 # ---- hostile CSRs (the intake checks of ca sign): 400 with the reason, nothing issued, the
 # secret not used up
