@@ -1161,11 +1161,15 @@ static void audit_outcome(est_req *r, outcome *o)
     kwt_buf_free(&m);
 }
 
+/* The audit line is written before the answer is sent: a client that has its answer finds its
+ * request in the audit log. */
 static void refuse(est_req *r, outcome *o, int status, const char *why, const char *extra)
 {
     o->status = status;
     free(o->why);
     o->why = kwt_strdup(why);
+    audit_outcome(r, o);
+    o->status = 0; /* audited */
     reply_text(r->ssl, status, why, extra);
 }
 
@@ -1454,6 +1458,8 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
         if (st == 500) {
             o.status = 500;
             o.why = msg;
+            audit_outcome(r, &o);
+            o.status = 0;
             reply_text(r->ssl, 500, "the CA could not issue the certificate (see its audit log)",
                        NULL);
         } else {
@@ -1473,12 +1479,12 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
     STACK_OF(X509) *st = sk_X509_new_null();
     sk_X509_push(st, x);
     o.status = 200;
+    audit_outcome(r, &o);
+    o.status = 0;
     alarm(deadline);
     reply_certs(r->ssl, st);
     sk_X509_pop_free(st, X509_free);
 out:
-    if (o.status)
-        audit_outcome(r, &o);
     if (tmp)
         unlink(tmp);
     if (slock >= 0)

@@ -24,10 +24,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
-#define RESP_MAX (1024 * 1024)
-#define TIMEOUT  30
+#define RESP_MAX     (1024 * 1024)
+#define TIMEOUT      30
+#define EST_DUE_DAYS 30 /* est reenroll --due without DAYS, as ca renew --due's default */
 
 typedef struct {
     char *host, *port, *path; /* path: the EST base, /.well-known/est */
@@ -396,6 +398,42 @@ static char *answer_text(const kwt_buf *b)
     return t.s;
 }
 
+/* est reenroll --due when CURRENT is not due: say so, change nothing, exit 0. */
+static int not_due(const est_client *o, X509 *cur, int window)
+{
+    char *serial = kwt_cert_serial(cur), *sub = kwt_cert_subject(cur);
+    char end[64] = "?";
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && ASN1_TIME_print_ex(b, X509_get0_notAfter(cur), ASN1_DTFLGS_ISO8601) == 1) {
+        int n = BIO_read(b, end, sizeof(end) - 1);
+        end[n > 0 ? n : 0] = '\0';
+    }
+    BIO_free(b);
+    if (kwt_g.json) {
+        kwt_buf j = {0};
+        kwt_buf_add(&j, "{\"url\":");
+        kwt_buf_json_str(&j, o->url);
+        kwt_buf_add(&j, ",\"operation\":\"simplereenroll\",\"cert\":");
+        kwt_buf_json_str(&j, o->cert);
+        kwt_buf_add(&j, ",\"serial\":");
+        kwt_buf_json_str(&j, serial);
+        kwt_buf_add(&j, ",\"subject\":");
+        kwt_buf_json_str(&j, sub);
+        kwt_buf_add(&j, ",\"due\":false,\"not_after\":");
+        kwt_buf_json_str(&j, end);
+        kwt_buf_add(&j, "}\n");
+        fputs(j.s, stdout);
+        kwt_buf_free(&j);
+    } else {
+        printf("not due: %s (serial %s) ends %s, more than %d days from now; nothing "
+               "re-enrolled\n",
+               o->cert, serial, end, window);
+    }
+    free(serial);
+    free(sub);
+    return 0;
+}
+
 static int est_main(bool re, int argc, char **argv)
 {
     est_client o = {0};
@@ -413,7 +451,14 @@ static int est_main(bool re, int argc, char **argv)
         {"--tls-max", &tls_max, NULL}, {NULL, NULL, NULL}};
     const char *pos[1], *why;
     const char *cmd = re ? "est reenroll" : "est enroll";
-    int npos, rc = kwt_parse_args(cmd, argc, argv, spec, pos, 1, &npos);
+    int window = 0, npos, rc = kwt_take_due(&argc, argv, &window, cmd);
+    if (rc)
+        return rc;
+    if (window && !re)
+        return kwt_err(KWT_USAGE, "est enroll: --due goes with est reenroll");
+    if (window < 0)
+        window = EST_DUE_DAYS;
+    rc = kwt_parse_args(cmd, argc, argv, spec, pos, 1, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (npos != 1 || !o.key || !o.cacert || !out)
@@ -455,6 +500,7 @@ static int est_main(bool re, int argc, char **argv)
     PKCS7 *p7 = NULL;
     kwt_buf resp = {0}, hdrs = {0};
     int code = 0;
+    bool due = false;
     if (!csrp) {
         rc = kwt_err(KWT_FAIL, "cannot create a temporary directory: %s", strerror(errno));
         goto out;
@@ -464,6 +510,15 @@ static int est_main(bool re, int argc, char **argv)
         if (!(cur = kwt_load_cert(o.cert))) {
             rc = kwt_err(KWT_USAGE, "--cert %s: not a certificate", o.cert);
             goto out;
+        }
+        if (window) {
+            /* --due: nothing to do (and no connection) while CURRENT has more than DAYS left */
+            time_t limit = time(NULL) + (time_t)window * 86400;
+            if (X509_cmp_time(X509_get0_notAfter(cur), &limit) > 0) {
+                rc = not_due(&o, cur, window);
+                goto out;
+            }
+            due = true;
         }
         subj_re = kwt_cert_subj_slash(cur, NULL);
         GENERAL_NAMES *g = X509_get_ext_d2i(cur, NID_subject_alt_name, NULL, NULL);
@@ -554,6 +609,8 @@ static int est_main(bool re, int argc, char **argv)
             kwt_buf_json_str(&j, serial);
             kwt_buf_add(&j, ",\"subject\":");
             kwt_buf_json_str(&j, sub);
+            if (window)
+                kwt_buf_printf(&j, ",\"due\":%s", due ? "true" : "false");
             kwt_buf_add(&j, "}\n");
             fputs(j.s, stdout);
             kwt_buf_free(&j);

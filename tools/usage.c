@@ -137,8 +137,10 @@ static const struct {
      "usage: keyward est reenroll URL --key URI --cert CURRENT --cacert FILE --out CERT\n"
      "                            [--new-key URI2] [--label L] [--module PATH]\n"
      "                            [--pin-source file:PATH] [--tls-max 1.2|1.3]\n"
+     "                            [--due [DAYS]]\n"
      "Renews CURRENT with the same subject and names; TLS client authentication with\n"
-     "CURRENT and its key URI; the new CSR is for URI2 (a new key) or URI. For a timer.\n"},
+     "CURRENT and its key URI; the new CSR is for URI2 (a new key) or URI. For a timer:\n"
+     "--due [DAYS] re-enrols only when CURRENT ends within DAYS (default 30).\n"},
     {"ca list", "usage: keyward ca list [--status all|valid|revoked|expired|expiring]\n"
                 "                       [--within DAYS] [--tag KEY=VALUE]...\n"
                 "       keyward ca list --generations\n"

@@ -189,7 +189,7 @@ for i in $(seq 40); do grep -qx 200 "$T/par$i.code" || { grep "keyward" "$T/est.
 ok200=0
 for i in 1 2 3 4 5; do
     codes=$( (cat "$T/pe${i}a.code"; echo; cat "$T/pe${i}b.code"; echo) | sort | tr '\n' ' ')
-    [ "$codes" = "200 401 " ] || { tail -30 "$T/est.log"; cat "$T/pe${i}a.out" "$T/pe${i}b.out"; fail "secret par$i sent twice at once: HTTP $codes (want one 200, one 401)"; }
+    [ "$codes" = "200 401 " ] || { grep "keyward" "$T/est.log" | sort | uniq -c | tail; grep "\"status\":500" "$P/audit.log"; cat "$T/pe${i}a.out" "$T/pe${i}b.out"; fail "secret par$i sent twice at once: HTTP $codes (want one 200, one 401)"; }
     ok200=$((ok200 + 1))
 done
 [ "$(issued)" = $((n0 + ok200)) ] || fail "50 parallel clients: $(( $(issued) - n0 )) certificates issued for $ok200 successful enrolments"
@@ -382,7 +382,19 @@ s2=$(openssl x509 -in "$T/dave.crt" -noout -serial)
 openssl x509 -in "$T/dave.crt" -noout -subject | grep -q "CN *= *dave" || fail "est reenroll: subject"
 awk -F'\t' -v s="${s1#serial=}" '$4 == s && $1 == "R"' "$P/state/index.txt" | grep -q . ||
     fail "est reenroll: the old certificate is not superseded"
-ok "keyward est enroll (key on the client's token, one-time secret, tls-exporter binding) and est reenroll (TLS 1.2 with the token key, new key, tls-unique binding); --out symlink and a loose password file refused"
+# --due (as a daily timer runs it): while the certificate has more than DAYS (default 30) left,
+# nothing happens and the server is not asked; twice in a row the same
+n_re=$(grep -c '"op":"est simplereenroll"' "$P/audit.log")
+for _ in 1 2; do
+    expect_rc 0 "$KW" est reenroll "https://localhost:$port" --due --key "pkcs11:token=cli;object=dave-2" \
+        --cert "$T/dave.crt" "${CL[@]}" --out "$T/dave.crt"
+    grep -q "^not due: .*dave.crt" "$T/out" || { cat "$T/out"; fail "est reenroll --due: no 'not due'"; }
+done
+[ "$(openssl x509 -in "$T/dave.crt" -noout -serial)" = "$s2" ] || fail "est reenroll --due re-enrolled a certificate that is not due"
+[ "$(grep -c '"op":"est simplereenroll"' "$P/audit.log")" = "$n_re" ] || fail "est reenroll --due asked the server although nothing was due"
+expect_rc 2 "$KW" est enroll "https://localhost:$port" --due --key "$K1" --subject "CN=x" "${CL[@]}" --out "$T/x.crt"
+expect_rc 2 "$KW" est reenroll "https://localhost:$port" --due=abc --key "$K1" --cert "$T/dave.crt" "${CL[@]}" --out "$T/x.crt"
+ok "keyward est enroll (key on the client's token, one-time secret, tls-exporter binding) and est reenroll (TLS 1.2 with the token key, new key, tls-unique binding); est reenroll --due twice when not due: nothing; --out symlink and a loose password file refused"
 
 # ---- the issued certificates serve an mTLS handshake with nginx: its server certificate
 # enrolled over EST (label web, server profile), the client one is dave's, key on the token
@@ -453,13 +465,18 @@ if python3 -c 'import jsonschema' 2>/dev/null; then
     printf 'erin-secret-55\n' > "$T/erin.pw"
     chmod 600 "$T/erin.pw"
     J 0 --dir "$P" ca est --config "$T/est.conf" --add-secret erin --secret-file "$T/erin.pw"
-    J 0 est reenroll "https://localhost:$port" --key "pkcs11:token=cli;object=dave-2" \
+    # --due 400: a certificate of 365 days is due
+    J 0 est reenroll "https://localhost:$port" --due 400 --key "pkcs11:token=cli;object=dave-2" \
         --cert "$T/dave.crt" "${CL[@]}" --out "$T/dave3.crt"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; assert r["operation"]=="simplereenroll" and r["cert"].endswith("dave3.crt"), r' "$T/out" ||
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; assert r["operation"]=="simplereenroll" and r["cert"].endswith("dave3.crt") and r["due"] is True, r' "$T/out" ||
         fail "est reenroll --json result"
+    J 0 est reenroll "https://localhost:$port" --due --key "pkcs11:token=cli;object=dave-2" \
+        --cert "$T/dave3.crt" "${CL[@]}" --out "$T/dave3.crt"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; assert r["due"] is False and r["not_after"], r' "$T/out" ||
+        fail "est reenroll --due --json when not due"
     J 1 est enroll "https://localhost:$port" --key "pkcs11:token=cli;object=erin" --subject "CN=erin,O=Example" \
         --user erin --password-file "$T/dave.pw" "${CL[@]}" --out "$T/erin.crt"
     J 2 est enroll "http://localhost:$port" --key "$K1" --subject "CN=x" "${CL[@]}" --out "$T/x.crt"
-    check_json_docs 4
+    check_json_docs 5
     ok "--json of ca est --add-secret, est enroll and est reenroll match the schema"
 fi
