@@ -392,9 +392,30 @@ for _ in 1 2; do
 done
 [ "$(openssl x509 -in "$T/dave.crt" -noout -serial)" = "$s2" ] || fail "est reenroll --due re-enrolled a certificate that is not due"
 [ "$(grep -c '"op":"est simplereenroll"' "$P/audit.log")" = "$n_re" ] || fail "est reenroll --due asked the server although nothing was due"
+# the example unit keyward-est-reenroll@.service: its ExecStart, with the variables of its
+# environment file (${VAR} is one word) and this build's keyward, run twice: not due, nothing done
+UNIT=$KEYWARD_BUILD/conf/keyward-est-reenroll@.service
+[ -f "$UNIT" ] || fail "meson did not configure $UNIT"
+python3 - "$UNIT" "$KW" "EST_URL=https://localhost:$port" "EST_KEY=pkcs11:token=cli;object=dave-2" \
+    "EST_CERT=$T/dave.crt" "EST_CACERT=$T/cacerts2.pem" "EST_PIN_SOURCE=file:$T/cli.pin" \
+    > "$T/unit.argv" <<'PY' || fail "cannot read the ExecStart of $UNIT"
+import re, sys
+env = dict(a.split("=", 1) for a in sys.argv[3:])
+line = [l for l in open(sys.argv[1]) if l.startswith("ExecStart=")][0][len("ExecStart="):].split()
+argv = [re.sub(r"^\$\{(\w+)\}$", lambda m: env[m.group(1)], w) for w in line]
+assert argv[0].endswith("/keyward") and all("$" not in w for w in argv), argv
+argv[0] = sys.argv[2]
+sys.stdout.write("\0".join(argv) + "\0")
+PY
+mapfile -d '' uargv < "$T/unit.argv"
+for _ in 1 2; do
+    expect_rc 0 "${uargv[@]}"
+    grep -q "^not due: " "$T/out" || { cat "$T/out"; fail "keyward-est-reenroll@.service's ExecStart: not 'not due'"; }
+done
+[ "$(openssl x509 -in "$T/dave.crt" -noout -serial)" = "$s2" ] || fail "the unit's ExecStart re-enrolled a certificate that is not due"
 expect_rc 2 "$KW" est enroll "https://localhost:$port" --due --key "$K1" --subject "CN=x" "${CL[@]}" --out "$T/x.crt"
 expect_rc 2 "$KW" est reenroll "https://localhost:$port" --due=abc --key "$K1" --cert "$T/dave.crt" "${CL[@]}" --out "$T/x.crt"
-ok "keyward est enroll (key on the client's token, one-time secret, tls-exporter binding) and est reenroll (TLS 1.2 with the token key, new key, tls-unique binding); est reenroll --due twice when not due: nothing; --out symlink and a loose password file refused"
+ok "keyward est enroll (key on the client's token, one-time secret, tls-exporter binding) and est reenroll (TLS 1.2 with the token key, new key, tls-unique binding); est reenroll --due twice when not due (and the example unit's ExecStart): nothing; --out symlink and a loose password file refused"
 
 # ---- the issued certificates serve an mTLS handshake with nginx: its server certificate
 # enrolled over EST (label web, server profile), the client one is dave's, key on the token
