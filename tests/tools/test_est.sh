@@ -433,30 +433,8 @@ if command -v nginx >/dev/null; then
         -H "Content-Type: application/pkcs10" "https://localhost:$port2/.well-known/est/web/simpleenroll"
     p7certs "$T/web.pem"
     d=$T/nginx
-    mkdir -p "$d/logs" "$d/tmp"
     NP=$(free_port)
-    cat > "$d/nginx.conf" <<NGX
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/logs/error.log info;
-events { worker_connections 16; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    server {
-        listen 127.0.0.1:$NP ssl;
-        ssl_certificate $T/web.pem;
-        ssl_certificate_key $T/web.key;
-        ssl_client_certificate $P/ca.crt;
-        ssl_verify_client on;
-        location / { return 200 "verify=\$ssl_client_verify dn=\$ssl_client_s_dn\n"; }
-    }
-}
-NGX
+    nginx_conf "$d" "$NP" "$T/web.pem" "$T/web.key" "$P/ca.crt"
     OPENSSL_CONF=/dev/null nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" -g 'daemon off;' \
         > "$d/logs/stdout" 2>&1 &
     NGX=$!
