@@ -268,6 +268,48 @@ status 403 -u cbuser:cb-secret-1234 --data-binary @"$T/cbnone.b64" -H "Content-T
 grep -q "requires the TLS channel binding" "$T/body" || { cat "$T/body"; fail "require_channel_binding without the reason"; }
 status 200 -u cbuser:cb-secret-1234 --data-binary @"$T/cbnone.b64" "${E[@]}"
 grep -q '"client":"user:cbuser".*"channel_binding":"none","status":200' "$P/audit.log" || fail "enrolment without binding: audit"
+# another implementation's tls-unique (Python's ssl, RFC 5929) for the request on its own TLS 1.2
+# connection: accepted, also under require_channel_binding
+PYC=""
+for p in /usr/bin/python3 python3; do "$p" -c 'import cryptography.x509' 2>/dev/null && { PYC=$p; break; }; done
+if [ -n "$PYC" ]; then
+    printf 'cbpy-secret-123\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret cbpy
+    "$PYC" - "$port" "$P/ca.crt" > "$T/cbpy.out" 2>&1 <<'PY' || { cat "$T/cbpy.out"; fail "python EST client with tls-unique"; }
+import base64, socket, ssl, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AttributeOID, NameOID
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+cb = base64.b64encode(s.get_channel_binding("tls-unique"))
+key = ec.generate_private_key(ec.SECP256R1())
+csr = (x509.CertificateSigningRequestBuilder()
+       .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cbpy"),
+                                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example")]))
+       .add_attribute(AttributeOID.CHALLENGE_PASSWORD, cb)
+       .sign(key, hashes.SHA256()))
+body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
+auth = base64.b64encode(b"cbpy:cbpy-secret-123").decode()
+s.sendall(b"POST /.well-known/est/bound/simpleenroll HTTP/1.1\r\nHost: localhost\r\n"
+          b"Content-Type: application/pkcs10\r\nAuthorization: Basic " + auth.encode() +
+          b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+resp = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    resp += d
+print(resp.split(b"\r\n", 1)[0].decode())
+sys.exit(0 if b" 200 " in resp.split(b"\r\n", 1)[0] else 1)
+PY
+    grep '"client":"user:cbpy"' "$P/audit.log" | grep -q '"channel_binding":"tls-unique","status":200' ||
+        fail "python's tls-unique: not audited as a matching binding"
+    ok "channel binding: Python's tls-unique (TLS 1.2) on the request's own connection accepted under require_channel_binding"
+else
+    echo "SKIP: python3 without cryptography: no independent tls-unique client"
+fi
 ok "channel binding: another connection's tls-unique and random bytes 403 under TLS 1.2 and 1.3 (audited, nothing issued); require_channel_binding refuses a request without one"
 
 # ---- re-enrolment: the current certificate in TLS, same identity, a new key
