@@ -414,13 +414,16 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
         mod->pid = me;
         /* SoftHSM2 rewrites its token file on every login; a sibling process that initialises
          * meanwhile can read it half-written and then sees no token (or an uninitialised one)
-         * for good. Initialise again, briefly, until the tokens we had are back. */
-        for (int attempt = 0; attempt < 5; attempt++) {
+         * for good. Initialise again, briefly, until the tokens we had are back: up to ten
+         * times over about a second, as many siblings forked at once (a server's children
+         * under load) log in and rewrite it in turn. */
+        for (int attempt = 0; attempt < 10; attempt++) {
             if (attempt > 0) {
                 KW_DEBUG("p11", "after fork a token is missing from %s: initialising again",
                          mod->path);
                 (void)KW_P11_CALL(mod, C_Finalize, NULL);
-                nanosleep(&(struct timespec){0, attempt * 30 * 1000 * 1000L}, NULL);
+                nanosleep(&(struct timespec){0, (attempt < 5 ? attempt : 5) * 30 * 1000 * 1000L},
+                          NULL);
             }
             rv = module_initialize_raw(mod);
             if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {

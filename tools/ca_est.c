@@ -55,6 +55,7 @@ enum { AUTH_BASIC = 1, AUTH_CERT = 2 };
 typedef struct {
     char *name, *profile;
     int auth;
+    bool require_cb; /* a request must carry the TLS channel binding (RFC 7030 §3.5) */
 } est_label;
 
 typedef struct {
@@ -119,7 +120,7 @@ static bool valid_user(const char *s)
 }
 
 /* The config file: one setting a line, words separated by blanks, # comments.
- *   label NAME profile client|server|device auth basic|cert|both
+ *   label NAME profile client|server|device auth basic|cert|both [require_channel_binding]
  *   secrets PATH        bootstrap_ca PATH        key URI
  *   dns NAME            rate_limit N SECONDS */
 static int conf_load(est_conf *c, const char *cadir, const char *path)
@@ -145,7 +146,9 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
             w[n++] = t;
         if (n == 0)
             continue;
-        if (!strcmp(w[0], "label") && n == 6 && !strcmp(w[2], "profile") && !strcmp(w[4], "auth")) {
+        if (!strcmp(w[0], "label") &&
+            (n == 6 || (n == 7 && !strcmp(w[6], "require_channel_binding"))) &&
+            !strcmp(w[2], "profile") && !strcmp(w[4], "auth")) {
             int auth = !strcmp(w[5], "basic")  ? AUTH_BASIC
                        : !strcmp(w[5], "cert") ? AUTH_CERT
                        : !strcmp(w[5], "both") ? AUTH_BASIC | AUTH_CERT
@@ -168,6 +171,7 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
             if (rc == 0) {
                 c->labels[c->nlabels].name = kwt_strdup(w[1]);
                 c->labels[c->nlabels].profile = kwt_strdup(w[3]);
+                c->labels[c->nlabels].require_cb = n == 7;
                 c->labels[c->nlabels++].auth = auth;
             }
         } else if ((!strcmp(w[0], "secrets") || !strcmp(w[0], "bootstrap_ca")) && n == 2) {
@@ -205,7 +209,8 @@ static int conf_load(est_conf *c, const char *cadir, const char *path)
                 rc = kwt_err(KWT_USAGE, "%s:%d: rate_limit N SECONDS (both positive)", path, line);
         } else {
             rc = kwt_err(KWT_USAGE,
-                         "%s:%d: not understood (label NAME profile P auth basic|cert|both, "
+                         "%s:%d: not understood (label NAME profile P auth basic|cert|both "
+                         "[require_channel_binding], "
                          "secrets PATH, bootstrap_ca PATH, key URI, dns NAME, rate_limit N "
                          "SECONDS, deadline SECONDS)",
                          path, line);
@@ -570,6 +575,15 @@ static EVP_PKEY *load_key(OSSL_LIB_CTX *lc, const char *uri)
     return pk;
 }
 
+/* What the server serves TLS with, and what that was made from. */
+typedef struct {
+    SSL_CTX *ctx;
+    OSSL_LIB_CTX *lc;
+    struct stat conf_st; /* keyward.conf when loaded: ca rotate rewrites it */
+    time_t renew_at;     /* the server certificate is within a week of its end: issue again */
+    time_t retry_at;     /* after a failed reload */
+} est_tls;
+
 static SSL_CTX *tls_ctx(kwt_ca *ca, const est_conf *c, OSSL_LIB_CTX **lcp)
 {
     OSSL_LIB_CTX *lc = OSSL_LIB_CTX_new();
@@ -586,6 +600,14 @@ static SSL_CTX *tls_ctx(kwt_ca *ca, const est_conf *c, OSSL_LIB_CTX **lcp)
         kwt_err(KWT_FAIL, "cannot set up TLS with %s", crt);
         goto fail;
     }
+    /* after a rotation: the link certificate NewWithOld (the current key certified by the
+     * previous one) goes with it, so clients that trust only the previous generation still
+     * verify the server and can fetch /cacerts */
+    char *xp = kwt_asprintf("%s/ca/cross-%d.crt", ca->dir, ca->conf.generation);
+    X509 *cross = ca->conf.generation > 1 ? kwt_load_cert(xp) : NULL;
+    free(xp);
+    if (cross && SSL_CTX_add0_chain_cert(ctx, cross) != 1)
+        X509_free(cross);
     if (!(pk = load_key(lc, c->key)) || SSL_CTX_use_PrivateKey(ctx, pk) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         kwt_err(KWT_FAIL,
@@ -607,6 +629,84 @@ fail:
     OSSL_LIB_CTX_free(lc);
     free(crt);
     return NULL;
+}
+
+static time_t asn1_to_time_t(const ASN1_TIME *t)
+{
+    struct tm tm;
+    return t && ASN1_TIME_to_tm(t, &tm) ? timegm(&tm) : 0;
+}
+
+/* Record what the TLS state was made from: keyward.conf as it is, and when the server
+ * certificate enters its last week (ensure_cert issues a new one then). */
+static void tls_mark(kwt_ca *ca, est_tls *t)
+{
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    if (stat(cp, &t->conf_st) != 0)
+        memset(&t->conf_st, 0, sizeof(t->conf_st));
+    free(cp);
+    X509 *x = t->ctx ? SSL_CTX_get0_certificate(t->ctx) : NULL;
+    time_t end = x ? asn1_to_time_t(X509_get0_notAfter(x)) : 0;
+    t->renew_at = end ? end - 7 * 86400 + 60 : (time_t)-1;
+    t->retry_at = 0;
+}
+
+/* Between connections: when keyward.conf changed (ca rotate writes a new generation there) or
+ * the server certificate enters its last week, the CA is opened again, the server certificate
+ * issued from the current generation as at the first start, and a new TLS context made from it.
+ * One stat per connection when nothing changed. Connections in flight keep the context they
+ * were forked with. On failure the previous context keeps serving; the next try is a minute
+ * later. */
+static void tls_refresh(kwt_ca *ca, const est_conf *c, const char *host, est_tls *t)
+{
+    time_t now = time(NULL);
+    struct stat st;
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    int src = stat(cp, &st);
+    free(cp);
+    bool changed =
+        src == 0 &&
+        (st.st_ino != t->conf_st.st_ino || st.st_mtim.tv_sec != t->conf_st.st_mtim.tv_sec ||
+         st.st_mtim.tv_nsec != t->conf_st.st_mtim.tv_nsec || st.st_size != t->conf_st.st_size);
+    bool ending = t->renew_at != (time_t)-1 && now >= t->renew_at;
+    if ((!changed && !ending) || now < t->retry_at)
+        return;
+    const char *saved = kwt_g.dir;
+    kwt_g.dir = ca->dir;
+    kwt_ca nca;
+    memset(&nca, 0, sizeof(nca));
+    int rc = kwt_ca_open(&nca, true);
+    kwt_g.dir = saved;
+    OSSL_LIB_CTX *lc = NULL;
+    SSL_CTX *ctx = NULL;
+    if (rc == 0) {
+        rc = ensure_cert(&nca, c, host);
+        if (nca.lock_fd >= 0) {
+            close(nca.lock_fd);
+            nca.lock_fd = -1;
+        }
+    }
+    if (rc == 0 && !(ctx = tls_ctx(&nca, c, &lc)))
+        rc = KWT_FAIL;
+    kwt_clear_error();
+    if (rc) {
+        fprintf(stderr, "keyward: the EST server keeps its previous TLS certificate; retrying in "
+                        "a minute\n");
+        if (nca.dir)
+            kwt_ca_close(&nca);
+        t->retry_at = now + 60;
+        return;
+    }
+    kwt_ca_close(ca);
+    *ca = nca;
+    SSL_CTX_free(t->ctx);
+    OSSL_LIB_CTX_free(t->lc);
+    t->ctx = ctx;
+    t->lc = lc;
+    tls_mark(ca, t);
+    if (kwt_g.verbose)
+        fprintf(stderr, "keyward: EST server TLS certificate reloaded (CA generation %d)\n",
+                ca->conf.generation);
 }
 
 /* ---- HTTP ---- */
@@ -1037,6 +1137,7 @@ typedef struct {
     char *identity, *name, *serial, *subject;
     int status;
     char *why;
+    const char *binding; /* the channel binding the request carried and matched: NULL none */
 } outcome;
 
 static void audit_outcome(est_req *r, outcome *o)
@@ -1048,6 +1149,8 @@ static void audit_outcome(est_req *r, outcome *o)
     kwt_buf_json_str(&m, o->identity ? o->identity : "anonymous");
     kwt_buf_add(&m, ",\"peer\":");
     kwt_buf_json_str(&m, r->peer);
+    kwt_buf_add(&m, ",\"channel_binding\":");
+    kwt_buf_json_str(&m, o->binding ? o->binding : "none");
     kwt_buf_printf(&m, ",\"status\":%d}}", o->status);
     kwt_audit_meta = m.s;
     if (o->status == 200)
@@ -1058,11 +1161,15 @@ static void audit_outcome(est_req *r, outcome *o)
     kwt_buf_free(&m);
 }
 
+/* The audit line is written before the answer is sent: a client that has its answer finds its
+ * request in the audit log. */
 static void refuse(est_req *r, outcome *o, int status, const char *why, const char *extra)
 {
     o->status = status;
     free(o->why);
     o->why = kwt_strdup(why);
+    audit_outcome(r, o);
+    o->status = 0; /* audited */
     reply_text(r->ssl, status, why, extra);
 }
 
@@ -1162,10 +1269,49 @@ static int basic_creds(const char *auth, char **user, char **secret, size_t *sle
     return 0;
 }
 
+/* RFC 7030 §3.5: a client binds its request to the TLS connection by putting the base64 of the
+ * connection's channel binding in the request's challengePassword attribute. -1: the request
+ * has no challengePassword; 0: it matches this connection (*kind says which binding); 1: it does
+ * not (*why). */
+static int binding_check(SSL *s, X509_REQ *q, const char **kind, const char **why)
+{
+    int i = X509_REQ_get_attr_by_NID(q, NID_pkcs9_challengePassword, -1);
+    if (i < 0)
+        return -1;
+    X509_ATTRIBUTE *a = X509_REQ_get_attr(q, i);
+    ASN1_TYPE *t = a && X509_ATTRIBUTE_count(a) == 1 ? X509_ATTRIBUTE_get0_type(a, 0) : NULL;
+    *why = "the request's challengePassword is not one TLS channel binding value";
+    if (!t || X509_REQ_get_attr_by_NID(q, NID_pkcs9_challengePassword, i) >= 0 ||
+        (t->type != V_ASN1_PRINTABLESTRING && t->type != V_ASN1_UTF8STRING &&
+         t->type != V_ASN1_IA5STRING))
+        return 1;
+    unsigned char cb[64], b64[4 * (sizeof(cb) + 2) / 3 + 1];
+    size_t n = kwt_tls_channel_binding(s, cb, sizeof(cb), kind);
+    if (!n) {
+        *why = "the server cannot compute this connection's TLS channel binding";
+        return 1;
+    }
+    int bl = EVP_EncodeBlock(b64, cb, (int)n);
+    const ASN1_STRING *v = t->value.asn1_string;
+    *why = "the request's channel binding (challengePassword) is not this TLS connection's: "
+           "the request was made for another connection";
+    return ASN1_STRING_length(v) == bl &&
+                   CRYPTO_memcmp(ASN1_STRING_get0_data(v), b64, (size_t)bl) == 0
+               ? 0
+               : 1;
+}
+
 static void serve_enroll(est_req *r, const est_label *lb, bool re)
 {
-    outcome o = {
-        re ? "est simplereenroll" : "est simpleenroll", lb->name, NULL, NULL, NULL, NULL, 0, NULL};
+    outcome o = {re ? "est simplereenroll" : "est simpleenroll",
+                 lb->name,
+                 NULL,
+                 NULL,
+                 NULL,
+                 NULL,
+                 0,
+                 NULL,
+                 NULL};
     X509 *peer = SSL_get0_peer_certificate(r->ssl);
     X509_REQ *q = NULL;
     char *user = NULL, *secret = NULL, *devid = NULL, *profile = NULL, *tmp = NULL, *why = NULL;
@@ -1264,6 +1410,18 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
             }
         }
     }
+    /* the channel binding, when the request carries one (or the label requires it) */
+    const char *cbkind = NULL, *cbwhy = NULL;
+    int cb = binding_check(r->ssl, q, &cbkind, &cbwhy);
+    if (cb > 0 || (cb < 0 && lb->require_cb)) {
+        refuse(r, &o, 403,
+               cb > 0 ? cbwhy
+                      : "this label requires the TLS channel binding (RFC 7030 section 3.5) in "
+                        "the request's challengePassword",
+               NULL);
+        goto out;
+    }
+    o.binding = cb == 0 ? cbkind : NULL;
     long wait = rate_check(r->ca, r->conf, o.identity);
     if (wait) {
         char *ra = kwt_asprintf("Retry-After: %ld\r\n", wait);
@@ -1300,6 +1458,8 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
         if (st == 500) {
             o.status = 500;
             o.why = msg;
+            audit_outcome(r, &o);
+            o.status = 0;
             reply_text(r->ssl, 500, "the CA could not issue the certificate (see its audit log)",
                        NULL);
         } else {
@@ -1319,12 +1479,12 @@ static void serve_enroll(est_req *r, const est_label *lb, bool re)
     STACK_OF(X509) *st = sk_X509_new_null();
     sk_X509_push(st, x);
     o.status = 200;
+    audit_outcome(r, &o);
+    o.status = 0;
     alarm(deadline);
     reply_certs(r->ssl, st);
     sk_X509_pop_free(st, X509_free);
 out:
-    if (o.status)
-        audit_outcome(r, &o);
     if (tmp)
         unlink(tmp);
     if (slock >= 0)
@@ -1441,7 +1601,10 @@ static void child(kwt_ca *ca, const est_conf *c, SSL_CTX *ctx, int fd, const cha
         alarm(deadline);
         SSL_shutdown(s);
     } else if (kwt_g.verbose) {
-        fprintf(stderr, "keyward: TLS handshake with %s failed\n", peer);
+        unsigned long e = ERR_peek_last_error();
+        fprintf(stderr, "keyward: TLS handshake with %s failed: %s\n", peer,
+                e ? ERR_reason_error_string(e) : "connection closed");
+        ERR_print_errors_fp(stderr);
     }
     free(r.auth);
     kwt_buf_free(&r.body);
@@ -1518,9 +1681,9 @@ int kwt_cmd_ca_est(int argc, char **argv)
         close(ca.lock_fd);
         ca.lock_fd = -1;
     }
-    OSSL_LIB_CTX *lc = NULL;
-    SSL_CTX *ctx = rc == 0 && !kwt_g.dry_run ? tls_ctx(&ca, &c, &lc) : NULL;
-    if (rc || kwt_g.dry_run || !ctx) {
+    est_tls tls = {0};
+    tls.ctx = rc == 0 && !kwt_g.dry_run ? tls_ctx(&ca, &c, &tls.lc) : NULL;
+    if (rc || kwt_g.dry_run || !tls.ctx) {
         conf_free(&c);
         kwt_ca_close(&ca);
         return rc ? rc : kwt_g.dry_run ? 0 : KWT_FAIL;
@@ -1543,6 +1706,7 @@ int kwt_cmd_ca_est(int argc, char **argv)
         goto done;
     }
     freeaddrinfo(ai);
+    tls_mark(&ca, &tls);
     struct sigaction sa = {0};
     sa.sa_handler = on_signal; /* no SA_RESTART: accept returns on a signal */
     sigaction(SIGTERM, &sa, NULL);
@@ -1568,11 +1732,12 @@ int kwt_cmd_ca_est(int argc, char **argv)
         }
         char peer[NI_MAXHOST] = "?";
         getnameinfo((struct sockaddr *)&ss, sl, peer, sizeof(peer), NULL, 0, NI_NUMERICHOST);
+        tls_refresh(&ca, &c, host, &tls);
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
             close(fd);
-            child(&ca, &c, ctx, cfd, peer);
+            child(&ca, &c, tls.ctx, cfd, peer);
         }
         if (pid > 0)
             children++;
@@ -1588,8 +1753,8 @@ int kwt_cmd_ca_est(int argc, char **argv)
 done:
     if (fd >= 0)
         close(fd);
-    SSL_CTX_free(ctx);
-    OSSL_LIB_CTX_free(lc);
+    SSL_CTX_free(tls.ctx);
+    OSSL_LIB_CTX_free(tls.lc);
     conf_free(&c);
     kwt_ca_close(&ca);
     return rc;

@@ -1701,8 +1701,8 @@ static int renew_due(int window, int days_override);
 
 /* "--due [DAYS]": the value is optional (the CA's renew_due_days), which the one-value option
  * parser cannot say, so it is taken out of argv here. *window: 0 when absent, -1 for the
- * default. */
-static int take_due(int *argc, char **argv, int *window)
+ * default. cmd names the command in errors. */
+int kwt_take_due(int *argc, char **argv, int *window, const char *cmd)
 {
     int out = 1;
     *window = 0;
@@ -1725,7 +1725,7 @@ static int take_due(int *argc, char **argv, int *window)
         }
         const char *why;
         if (v && kwt_valid_days(v, window, &why) != 0)
-            return kwt_err(KWT_USAGE, "ca renew --due: %s", why);
+            return kwt_err(KWT_USAGE, "%s --due: %s", cmd, why);
     }
     argv[out] = NULL;
     *argc = out;
@@ -1737,7 +1737,7 @@ int kwt_cmd_ca_renew(int argc, char **argv)
     const char *days_s = NULL, *csr = NULL;
     bool keep_old = false, subject_change = false, same_key = false;
     int window = 0;
-    int trc = take_due(&argc, argv, &window);
+    int trc = kwt_take_due(&argc, argv, &window, "ca renew");
     if (trc)
         return trc;
     kwt_optspec spec[] = {{"--days", &days_s, NULL},

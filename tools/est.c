@@ -24,10 +24,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
-#define RESP_MAX (1024 * 1024)
-#define TIMEOUT  30
+#define RESP_MAX     (1024 * 1024)
+#define TIMEOUT      30
+#define EST_DUE_DAYS 30 /* est reenroll --due without DAYS, as ca renew --due's default */
 
 typedef struct {
     char *host, *port, *path; /* path: the EST base, /.well-known/est */
@@ -117,18 +119,81 @@ static char *read_secret(const char *opt, const char *path)
 typedef struct {
     const char *url, *label, *cacert, *user, *password_file, *cert, *key_file, *key;
     const char *module, *pin_source;
+    int tls_max; /* TLS1_2_VERSION or 0 (1.3 when the server has it) */
 } est_client;
 
-/* POST body (base64 PKCS#10) to BASE[/label]/op; *code and *resp (the body) on an answer. */
-static int post(const est_client *o, const est_url *u, const char *op, const char *body, int *code,
-                kwt_buf *resp, kwt_buf *hdrs)
+/* RFC 7030 section 3.5 binds a request to its TLS connection by the connection's channel
+ * binding. TLS 1.2: tls-unique (RFC 5929), the first Finished message of the handshake: the
+ * client's in a full handshake, the server's in an abbreviated (resumed) one. TLS 1.3 has no
+ * tls-unique; its replacement is tls-exporter (RFC 9266): 32 bytes of the keying material
+ * exporter with the label "EXPORTER-Channel-Binding" and an empty context. */
+size_t kwt_tls_channel_binding(SSL *s, unsigned char *out, size_t max, const char **kind)
+{
+    if (SSL_version(s) == TLS1_3_VERSION) {
+        static const char label[] = "EXPORTER-Channel-Binding";
+        *kind = "tls-exporter";
+        if (max < 32 ||
+            SSL_export_keying_material(s, out, 32, label, sizeof(label) - 1, NULL, 0, 1) != 1)
+            return 0;
+        return 32;
+    }
+    if (SSL_version(s) != TLS1_2_VERSION)
+        return 0;
+    *kind = "tls-unique";
+    bool own = (SSL_is_server(s) != 0) == (SSL_session_reused(s) != 0);
+    size_t n = own ? SSL_get_finished(s, out, max) : SSL_get_peer_finished(s, out, max);
+    return n <= max ? n : 0;
+}
+
+/* The request bound to this connection: its challengePassword set to the base64 of the
+ * connection's channel binding and signed again with its key (on the token, through the
+ * provider in lc); the base64 DER of it in *body. */
+static int bind_csr(SSL *s, OSSL_LIB_CTX *lc, X509_REQ *csr, const char *key, char **body)
+{
+    unsigned char cb[64], b64[4 * (sizeof(cb) + 2) / 3 + 1];
+    const char *kind = NULL;
+    size_t n = kwt_tls_channel_binding(s, cb, sizeof(cb), &kind);
+    if (!n)
+        return kwt_err(KWT_FAIL, "cannot compute the TLS channel binding of the connection");
+    EVP_EncodeBlock(b64, cb, (int)n);
+    int i;
+    while ((i = X509_REQ_get_attr_by_NID(csr, NID_pkcs9_challengePassword, -1)) >= 0)
+        X509_ATTRIBUTE_free(X509_REQ_delete_attr(csr, i));
+    int mdnid = NID_undef, pknid;
+    EVP_PKEY *pk = load_key(lc, key);
+    EVP_MD_CTX *mc = EVP_MD_CTX_new();
+    int rc = 0;
+    if (!OBJ_find_sigid_algs(X509_REQ_get_signature_nid(csr), &mdnid, &pknid) || !pk || !mc ||
+        X509_REQ_add1_attr_by_NID(csr, NID_pkcs9_challengePassword, MBSTRING_ASC, b64, -1) != 1 ||
+        EVP_DigestSignInit_ex(mc, NULL, mdnid != NID_undef ? OBJ_nid2sn(mdnid) : NULL, lc, NULL, pk,
+                              NULL) != 1 ||
+        X509_REQ_sign_ctx(csr, mc) <= 0)
+        rc = kwt_err(KWT_FAIL, "cannot sign the request again with %s for the TLS channel binding",
+                     key);
+    EVP_MD_CTX_free(mc);
+    EVP_PKEY_free(pk);
+    unsigned char *der = NULL;
+    int dl = rc == 0 ? i2d_X509_REQ(csr, &der) : -1;
+    *body = dl > 0 ? malloc(4 * (((size_t)dl + 2) / 3) + 1) : NULL;
+    if (*body)
+        EVP_EncodeBlock((unsigned char *)*body, der, dl);
+    else if (rc == 0)
+        rc = kwt_err(KWT_FAIL, "cannot encode the request");
+    OPENSSL_free(der);
+    return rc;
+}
+
+/* POST the request (base64 PKCS#10), bound to the connection, to BASE[/label]/op; *code and
+ * *resp (the body) on an answer. csr_key: the URI of the request's key. */
+static int post(const est_client *o, const est_url *u, const char *op, X509_REQ *csr,
+                const char *csr_key, int *code, kwt_buf *resp, kwt_buf *hdrs)
 {
     int rc = 0, fd = -1;
     OSSL_LIB_CTX *lc = OSSL_LIB_CTX_new();
     SSL_CTX *ctx = NULL;
     SSL *s = NULL;
     EVP_PKEY *pk = NULL;
-    char *secret = NULL, *cnfp = NULL, *tmp = NULL;
+    char *secret = NULL, *cnfp = NULL, *tmp = NULL, *body = NULL;
     kwt_buf req = {0}, in = {0};
     /* the provider, for a client key on a token */
     char *cnf = kwt_cnf_provider_text(o->module, o->pin_source);
@@ -141,6 +206,7 @@ static int post(const est_client *o, const est_url *u, const char *op, const cha
     }
     ctx = SSL_CTX_new_ex(lc, NULL, TLS_client_method());
     if (!ctx || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        (o->tls_max && !SSL_CTX_set_max_proto_version(ctx, o->tls_max)) ||
         SSL_CTX_load_verify_file(ctx, o->cacert) != 1) {
         rc = kwt_err(KWT_USAGE, "--cacert %s: not a readable PEM file of CA certificates",
                      o->cacert);
@@ -163,6 +229,7 @@ static int post(const est_client *o, const est_url *u, const char *op, const cha
             goto out;
         }
     }
+    /* the request's head; the body (bound to the connection) after the handshake */
     kwt_buf_printf(&req, "POST %s%s%s/%s HTTP/1.1\r\nHost: %s\r\n", u->path, o->label ? "/" : "",
                    o->label ? o->label : "", op, u->host);
     kwt_buf_add(&req, "Content-Type: application/pkcs10\r\nContent-Transfer-Encoding: base64\r\n");
@@ -181,7 +248,6 @@ static int post(const est_client *o, const est_url *u, const char *op, const cha
         free(up);
         free(b64);
     }
-    kwt_buf_printf(&req, "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", strlen(body), body);
     struct addrinfo hints = {0}, *ai = NULL;
     hints.ai_socktype = SOCK_STREAM;
     if (getaddrinfo(u->host, u->port, &hints, &ai) != 0 || !ai) {
@@ -220,6 +286,9 @@ static int post(const est_client *o, const est_url *u, const char *op, const cha
                                     : "handshake refused (see --cacert, --cert)");
         goto out;
     }
+    if ((rc = bind_csr(s, lc, csr, csr_key, &body)))
+        goto out;
+    kwt_buf_printf(&req, "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", strlen(body), body);
     size_t off = 0;
     while (off < req.len) {
         int w = SSL_write(s, req.s + off, (int)(req.len - off));
@@ -261,6 +330,7 @@ out:
     free(cnf);
     kwt_buf_free(&req);
     kwt_buf_free(&in);
+    free(body);
     return rc;
 }
 
@@ -328,29 +398,67 @@ static char *answer_text(const kwt_buf *b)
     return t.s;
 }
 
+/* est reenroll --due when CURRENT is not due: say so, change nothing, exit 0. */
+static int not_due(const est_client *o, X509 *cur, int window)
+{
+    char *serial = kwt_cert_serial(cur), *sub = kwt_cert_subject(cur);
+    char end[64] = "?";
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && ASN1_TIME_print_ex(b, X509_get0_notAfter(cur), ASN1_DTFLGS_ISO8601) == 1) {
+        int n = BIO_read(b, end, sizeof(end) - 1);
+        end[n > 0 ? n : 0] = '\0';
+    }
+    BIO_free(b);
+    if (kwt_g.json) {
+        kwt_buf j = {0};
+        kwt_buf_add(&j, "{\"url\":");
+        kwt_buf_json_str(&j, o->url);
+        kwt_buf_add(&j, ",\"operation\":\"simplereenroll\",\"cert\":");
+        kwt_buf_json_str(&j, o->cert);
+        kwt_buf_add(&j, ",\"serial\":");
+        kwt_buf_json_str(&j, serial);
+        kwt_buf_add(&j, ",\"subject\":");
+        kwt_buf_json_str(&j, sub);
+        kwt_buf_add(&j, ",\"due\":false,\"not_after\":");
+        kwt_buf_json_str(&j, end);
+        kwt_buf_add(&j, "}\n");
+        fputs(j.s, stdout);
+        kwt_buf_free(&j);
+    } else {
+        printf("not due: %s (serial %s) ends %s, more than %d days from now; nothing "
+               "re-enrolled\n",
+               o->cert, serial, end, window);
+    }
+    free(serial);
+    free(sub);
+    return 0;
+}
+
 static int est_main(bool re, int argc, char **argv)
 {
     est_client o = {0};
     o.module = getenv("KEYWARD_MODULE");
-    const char *subject = NULL, *san = NULL, *devid = NULL, *out = NULL, *new_key = NULL;
-    kwt_optspec spec[] = {{"--key", &o.key, NULL},
-                          {"--new-key", &new_key, NULL},
-                          {"--subject", &subject, NULL},
-                          {"--san", &san, NULL},
-                          {"--device-id", &devid, NULL},
-                          {"--label", &o.label, NULL},
-                          {"--user", &o.user, NULL},
-                          {"--password-file", &o.password_file, NULL},
-                          {"--cert", &o.cert, NULL},
-                          {"--key-file", &o.key_file, NULL},
-                          {"--cacert", &o.cacert, NULL},
-                          {"--out", &out, NULL},
-                          {"--module", &o.module, NULL},
-                          {"--pin-source", &o.pin_source, NULL},
-                          {NULL, NULL, NULL}};
+    const char *subject = NULL, *san = NULL, *devid = NULL, *out = NULL, *new_key = NULL,
+               *tls_max = NULL;
+    kwt_optspec spec[] = {
+        {"--key", &o.key, NULL},       {"--new-key", &new_key, NULL},
+        {"--subject", &subject, NULL}, {"--san", &san, NULL},
+        {"--device-id", &devid, NULL}, {"--label", &o.label, NULL},
+        {"--user", &o.user, NULL},     {"--password-file", &o.password_file, NULL},
+        {"--cert", &o.cert, NULL},     {"--key-file", &o.key_file, NULL},
+        {"--cacert", &o.cacert, NULL}, {"--out", &out, NULL},
+        {"--module", &o.module, NULL}, {"--pin-source", &o.pin_source, NULL},
+        {"--tls-max", &tls_max, NULL}, {NULL, NULL, NULL}};
     const char *pos[1], *why;
     const char *cmd = re ? "est reenroll" : "est enroll";
-    int npos, rc = kwt_parse_args(cmd, argc, argv, spec, pos, 1, &npos);
+    int window = 0, npos, rc = kwt_take_due(&argc, argv, &window, cmd);
+    if (rc)
+        return rc;
+    if (window && !re)
+        return kwt_err(KWT_USAGE, "est enroll: --due goes with est reenroll");
+    if (window < 0)
+        window = EST_DUE_DAYS;
+    rc = kwt_parse_args(cmd, argc, argv, spec, pos, 1, &npos);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (npos != 1 || !o.key || !o.cacert || !out)
@@ -358,6 +466,9 @@ static int est_main(bool re, int argc, char **argv)
                        cmd);
     if (!kwt_valid_uri(o.key, &why))
         return kwt_err(KWT_USAGE, "--key: %s", why);
+    if (tls_max && strcmp(tls_max, "1.2") && strcmp(tls_max, "1.3"))
+        return kwt_err(KWT_USAGE, "--tls-max %s: 1.2 or 1.3", tls_max);
+    o.tls_max = tls_max && !strcmp(tls_max, "1.2") ? TLS1_2_VERSION : 0;
     if (new_key && (!re || !kwt_valid_uri(new_key, &why)))
         return kwt_err(KWT_USAGE, "--new-key: %s", re ? why : "only est reenroll makes a new key");
     if (!re && !subject)
@@ -383,12 +494,13 @@ static int est_main(bool re, int argc, char **argv)
         return rc;
     o.url = pos[0];
     char *tmp = kwt_tmpdir(), *csrp = tmp ? kwt_path(tmp, "req.csr") : NULL, *subj_re = NULL;
-    char *san_re = NULL, *b64 = NULL;
+    char *san_re = NULL;
     X509 *cur = NULL, *got = NULL;
     X509_REQ *csr = NULL;
     PKCS7 *p7 = NULL;
     kwt_buf resp = {0}, hdrs = {0};
     int code = 0;
+    bool due = false;
     if (!csrp) {
         rc = kwt_err(KWT_FAIL, "cannot create a temporary directory: %s", strerror(errno));
         goto out;
@@ -398,6 +510,15 @@ static int est_main(bool re, int argc, char **argv)
         if (!(cur = kwt_load_cert(o.cert))) {
             rc = kwt_err(KWT_USAGE, "--cert %s: not a certificate", o.cert);
             goto out;
+        }
+        if (window) {
+            /* --due: nothing to do (and no connection) while CURRENT has more than DAYS left */
+            time_t limit = time(NULL) + (time_t)window * 86400;
+            if (X509_cmp_time(X509_get0_notAfter(cur), &limit) > 0) {
+                rc = not_due(&o, cur, window);
+                goto out;
+            }
+            due = true;
         }
         subj_re = kwt_cert_subj_slash(cur, NULL);
         GENERAL_NAMES *g = X509_get_ext_d2i(cur, NID_subject_alt_name, NULL, NULL);
@@ -430,17 +551,8 @@ static int est_main(bool re, int argc, char **argv)
         rc = kwt_err(KWT_FAIL, "cannot read the request keyward req made");
         goto out;
     }
-    unsigned char *der = NULL;
-    int dl = i2d_X509_REQ(csr, &der);
-    b64 = dl > 0 ? malloc(4 * (((size_t)dl + 2) / 3) + 1) : NULL;
-    if (b64)
-        EVP_EncodeBlock((unsigned char *)b64, der, dl);
-    OPENSSL_free(der);
-    if (!b64) {
-        rc = kwt_err(KWT_FAIL, "cannot encode the request");
-        goto out;
-    }
-    if ((rc = post(&o, &u, re ? "simplereenroll" : "simpleenroll", b64, &code, &resp, &hdrs)))
+    if ((rc = post(&o, &u, re ? "simplereenroll" : "simpleenroll", csr, new_key ? new_key : o.key,
+                   &code, &resp, &hdrs)))
         goto out;
     if (code != 200) {
         char *t = answer_text(&resp);
@@ -497,6 +609,8 @@ static int est_main(bool re, int argc, char **argv)
             kwt_buf_json_str(&j, serial);
             kwt_buf_add(&j, ",\"subject\":");
             kwt_buf_json_str(&j, sub);
+            if (window)
+                kwt_buf_printf(&j, ",\"due\":%s", due ? "true" : "false");
             kwt_buf_add(&j, "}\n");
             fputs(j.s, stdout);
             kwt_buf_free(&j);
@@ -514,7 +628,6 @@ out:
     free(csrp);
     free(subj_re);
     free(san_re);
-    free(b64);
     X509_free(cur);
     X509_free(got);
     X509_REQ_free(csr);

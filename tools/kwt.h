@@ -413,5 +413,12 @@ enum { KWT_REFUSED_CSR = 1, KWT_REFUSED_IDENTITY = 2 };
 extern int kwt_sign_refused;
 int kwt_cmd_ca_est(int argc, char **argv);
 int kwt_cmd_est(int argc, char **argv);
+/* Take "--due [DAYS]" out of argv (ca renew, est reenroll): *window 0 absent, -1 no DAYS. */
+int kwt_take_due(int *argc, char **argv, int *window, const char *cmd);
+struct ssl_st;
+/* The TLS channel binding of an established connection (RFC 7030 §3.5), both ends alike:
+ * TLS 1.2 tls-unique (RFC 5929), TLS 1.3 tls-exporter (RFC 9266). Its length (0 on failure),
+ * *kind "tls-unique" or "tls-exporter". */
+size_t kwt_tls_channel_binding(struct ssl_st *s, unsigned char *out, size_t max, const char **kind);
 
 #endif

@@ -136,3 +136,39 @@ print(f"{len(files)} documents, {bad} invalid")
 sys.exit(1 if bad or len(files) < int(sys.argv[3]) else 0)
 PY
 }
+
+# nginx_conf DIR PORT CERT KEY CLIENT_CA [DIRECTIVE...]: DIR/nginx.conf (and DIR/logs, DIR/tmp) for
+# an nginx that runs unprivileged with everything under DIR: TLS on 127.0.0.1:PORT with CERT and
+# KEY, client certificates required and verified against CLIENT_CA, each DIRECTIVE (e.g.
+# "ssl_crl FILE;") added to the server block; it answers every request with the verification
+# result and the client's subject. Start it with
+#   OPENSSL_CONF=/dev/null nginx -p DIR -e DIR/logs/error.log -c DIR/nginx.conf -g 'daemon off;'
+nginx_conf() {
+    local d=$1 port=$2 cert=$3 key=$4 ca=$5 extra=""
+    shift 5
+    local x
+    for x in "$@"; do extra="$extra        $x"$'\n'; done
+    mkdir -p "$d/logs" "$d/tmp"
+    cat >"$d/nginx.conf" <<NGX
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/logs/error.log info;
+events { worker_connections 64; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    server {
+        listen 127.0.0.1:$port ssl;
+        ssl_certificate $cert;
+        ssl_certificate_key $key;
+        ssl_client_certificate $ca;
+        ssl_verify_client on;
+$extra        location / { return 200 "verify=\$ssl_client_verify dn=\$ssl_client_s_dn\n"; }
+    }
+}
+NGX
+}

@@ -2,9 +2,11 @@
 # EST (RFC 7030, issue 20): `keyward ca est` on 127.0.0.1 with its TLS key on the token, curl as
 # the EST client (base64 PKCS#10 in, certs-only PKCS#7 out), and keyward's own `est enroll` /
 # `est reenroll`. One-time secrets are consumed; hostile CSRs get 400 and nothing is issued; a
-# 10 MB body gets 413 and a slow client does not hold up others; re-enrolment needs the current
-# certificate in TLS and keeps the identity; a device's bootstrap certificate must carry the
-# device ID its CSR asks for.
+# 10 MB body gets 413 and a slow client does not hold up 50 parallel ones (racing enrolments on
+# shared secrets issue exactly one certificate each); re-enrolment needs the current certificate
+# in TLS and keeps the identity; a device's bootstrap certificate must carry the device ID its CSR
+# asks for; a CSR's TLS channel binding must be its connection's; after ca rotate the running
+# server serves a certificate of the new generation.
 . "$(dirname "$0")/lib.sh"
 need_softhsm
 command -v curl >/dev/null || skip "curl not installed"
@@ -20,6 +22,15 @@ csr() { # csr NAME CN [ADDEXT]: $T/NAME.csr (DER) and its key $T/NAME.key
     openssl base64 -in "$T/$1.csr" -out "$T/$1.b64"
 }
 issued() { awk -F'\t' '$1 == "V"' "$P/state/index.txt" | wc -l; }
+# csr_cb NAME CN VALUE: a CSR whose challengePassword (where RFC 7030 puts the TLS channel
+# binding) is VALUE
+csr_cb() {
+    printf '[req]\nprompt = no\ndistinguished_name = dn\nattributes = at\n[dn]\nCN = %s\nO = Example\n[at]\nchallengePassword = %s\n' \
+        "$2" "$3" > "$T/$1.cnf"
+    OPENSSL_CONF=/dev/null openssl req -new -config "$T/$1.cnf" -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+        -nodes -keyout "$T/$1.key" -outform DER -out "$T/$1.csr" 2>/dev/null || fail "csr $1"
+    openssl base64 -in "$T/$1.csr" -out "$T/$1.b64"
+}
 
 # a bootstrap (manufacturer) CA and two device certificates from it, with device IDs
 DEVOID=$(sed -n 's/^device_id_oid = //p' "$P/keyward.conf")
@@ -41,6 +52,7 @@ cat > "$T/est.conf" <<EOF
 label default profile client auth basic
 label device profile device auth cert
 label both profile client auth both
+label bound profile client auth basic require_channel_binding
 bootstrap_ca $T/mfg.crt
 rate_limit 2 3600
 EOF
@@ -147,30 +159,58 @@ csr alice2 alice-two
 status 401 -u alice:alice-secret-1 --data-binary @"$T/alice2.b64" "${E[@]}"
 grep -q '"op":"est simpleenroll".*"client":"user:alice".*"status":200' "$P/audit.log" ||
     fail "enrolment not audited with client, label and status"
-# 20 clients at once (and two enrolments among them) while the slow one still holds its
-# connection: all answered
-printf 'par-secret-1\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret par1
-printf 'par-secret-2\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret par2
-csr par1 par1
-csr par2 par2
+# 50 clients at once while the slow one still holds its connection: 40 fetch cacerts, 10 enrol
+# with five one-time secrets, each secret sent by two clients at once (different keys). All are
+# answered; each secret is used exactly once (one 200, one 401), and the CA issued exactly the
+# five certificates that were answered 200.
+for i in 1 2 3 4 5; do
+    printf 'par-secret-%s\n' "$i" | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret par$i
+    csr par$i-a par$i
+    csr par$i-b par$i
+done
+n0=$(issued)
 python3 "$T/slow.py" "$port" "$P/ca.crt" > "$T/slow.out" 2>/dev/null &
 SLOW=$!
 sleep 1
 pids=""
-for i in $(seq 18); do
+for i in $(seq 40); do
     "${C[@]}" -o "$T/par$i.out" -w '%{http_code}' "$URL/cacerts" > "$T/par$i.code" 2>&1 &
     pids="$pids $!"
 done
-for i in 1 2; do
-    "${C[@]}" -o "$T/pe$i.out" -w '%{http_code}' -u par$i:par-secret-$i --data-binary @"$T/par$i.b64" \
-        "${E[@]}" > "$T/pe$i.code" 2>&1 &
-    pids="$pids $!"
+for i in 1 2 3 4 5; do
+    for k in a b; do
+        "${C[@]}" -o "$T/pe$i$k.out" -w '%{http_code}' -u par$i:par-secret-$i \
+            --data-binary @"$T/par$i-$k.b64" "${E[@]}" > "$T/pe$i$k.code" 2>&1 &
+        pids="$pids $!"
+    done
 done
 wait $pids
-for i in $(seq 18); do grep -qx 200 "$T/par$i.code" || fail "parallel client $i: $(cat "$T/par$i.code")"; done
-for i in 1 2; do grep -qx 200 "$T/pe$i.code" || { cat "$T/pe$i.out"; fail "parallel enrolment $i: $(cat "$T/pe$i.code")"; }; done
+for i in $(seq 40); do grep -qx 200 "$T/par$i.code" || { grep "keyward" "$T/est.log" | sort | uniq -c | tail -30; fail "parallel client $i: $(cat "$T/par$i.code")"; }; done
+# per secret: one 200 and one 401 (the second request waits for the first on the secrets lock,
+# then finds the secret used). SoftHSM2 (the test's token) rewrites its token file on each login,
+# and a fresh `openssl ca` that reads it half-written now and then finds no CA token: that
+# signing fails with 500 (audited, nothing issued, the secret kept), and then the other request
+# may use the secret. Never two certificates for one secret, never an unanswered client.
+ok200=0 raced=0 n500=0
+for i in 1 2 3 4 5; do
+    codes=$( (cat "$T/pe${i}a.code"; echo; cat "$T/pe${i}b.code"; echo) | sort | tr '\n' ' ')
+    case $codes in
+    "200 401 ") raced=$((raced + 1)) ;;
+    "200 500 " | "500 500 ") ;;
+    *) grep "keyward" "$T/est.log" | sort | uniq -c | tail; cat "$T/pe${i}a.out" "$T/pe${i}b.out"
+       fail "secret par$i sent twice at once: HTTP $codes (want one 200 and one 401)" ;;
+    esac
+    ok200=$((ok200 + $(grep -c "^200 " <<<"$codes")))
+    n500=$((n500 + $(grep -o "500" <<<"$codes" | wc -l)))
+done
+[ "$raced" -ge 1 ] || fail "no secret was both used once and refused once"
+[ "$(grep -c '"client":"user:par[1-5]".*"status":500}},"outcome":"failed","error":"' "$P/audit.log")" = "$n500" ] ||
+    fail "a 500 of the parallel enrolments is not in the audit log with its reason"
+[ "$(issued)" = $((n0 + ok200)) ] || fail "50 parallel clients: $(( $(issued) - n0 )) certificates issued for $ok200 successful enrolments"
+[ "$(awk -F'\t' '$1 == "V" && $6 ~ /CN *= *par[1-5]([,/]|$)/' "$P/state/index.txt" | wc -l)" = "$ok200" ] ||
+    fail "50 parallel clients: the index does not hold exactly the certificates answered 200"
 kill -0 "$SLOW" 2>/dev/null || fail "the slow client had already finished"
-ok "enrol with a one-time secret: 200, verifies with openssl verify; the secret's second use 401; 20 parallel clients served"
+ok "enrol with a one-time secret: 200, verifies with openssl verify; the secret's second use 401; 50 parallel clients (10 racing enrolments on 5 secrets) served, exactly the $ok200 certificates answered 200 issued ($n500 token-busy 500s)"
 
 # ---- hostile CSRs (the intake checks of ca sign): 400 with the reason, nothing issued, the
 # secret not used up
@@ -198,6 +238,79 @@ csr m3 mallory3
     --data-binary @"$T/m3.b64" "${E[@]}" > "$T/code"
 grep -qx 429 "$T/code" && grep -qi '^Retry-After: [0-9]' "$T/hdr" || { cat "$T/code" "$T/hdr"; fail "rate limit: no 429 with Retry-After"; }
 ok "hostile CSRs (NUL in a DNS name, UPN otherName, junk) 400 with the reason, nothing issued; rate limit 429 + Retry-After"
+
+# ---- the TLS channel binding (RFC 7030 section 3.5) in the challengePassword: a value that is
+# not this connection's is refused (403) under TLS 1.2 (tls-unique) and 1.3 (tls-exporter);
+# nothing issued, the secret not used up. The tls-unique of another TLS 1.2 connection:
+python3 - "$port" "$P/ca.crt" > "$T/other.cb" <<'PY' || fail "python: no tls-unique of a TLS 1.2 connection"
+import base64, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+with ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))),
+                     server_hostname="localhost") as s:
+    print(base64.b64encode(s.get_channel_binding("tls-unique")).decode())
+PY
+printf 'cb-secret-1234\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret cbuser
+csr_cb cbother cbuser "$(cat "$T/other.cb")"
+csr_cb cbrand cbuser "$(openssl rand -base64 32)"
+n0=$(issued)
+status 403 --tls-max 1.2 -u cbuser:cb-secret-1234 --data-binary @"$T/cbother.b64" "${E[@]}"
+grep -q "channel binding" "$T/body" || { cat "$T/body"; fail "binding mismatch without the reason"; }
+status 403 --tls-max 1.2 -u cbuser:cb-secret-1234 --data-binary @"$T/cbrand.b64" "${E[@]}"
+status 403 --tlsv1.3 -u cbuser:cb-secret-1234 --data-binary @"$T/cbother.b64" "${E[@]}"
+status 403 --tlsv1.3 -u cbuser:cb-secret-1234 --data-binary @"$T/cbrand.b64" "${E[@]}"
+[ "$(issued)" = "$n0" ] || fail "a request with a wrong channel binding was issued"
+grep -q '"client":"user:cbuser".*"status":403' "$P/audit.log" || fail "binding refusal not audited"
+grep -q "not this TLS connection" "$P/audit.log" || fail "binding refusal without its reason in the audit log"
+# a label with require_channel_binding refuses a request without one; the secret still works
+csr cbnone cbuser
+status 403 -u cbuser:cb-secret-1234 --data-binary @"$T/cbnone.b64" -H "Content-Type: application/pkcs10" "$URL/bound/simpleenroll"
+grep -q "requires the TLS channel binding" "$T/body" || { cat "$T/body"; fail "require_channel_binding without the reason"; }
+status 200 -u cbuser:cb-secret-1234 --data-binary @"$T/cbnone.b64" "${E[@]}"
+grep -q '"client":"user:cbuser".*"channel_binding":"none","status":200' "$P/audit.log" || fail "enrolment without binding: audit"
+# another implementation's tls-unique (Python's ssl, RFC 5929) for the request on its own TLS 1.2
+# connection: accepted, also under require_channel_binding
+PYC=""
+for p in /usr/bin/python3 python3; do "$p" -c 'import cryptography.x509' 2>/dev/null && { PYC=$p; break; }; done
+if [ -n "$PYC" ]; then
+    printf 'cbpy-secret-123\n' | expect_rc 0 "$KW" --dir "$P" ca est --config "$T/est.conf" --add-secret cbpy
+    "$PYC" - "$port" "$P/ca.crt" > "$T/cbpy.out" 2>&1 <<'PY' || { cat "$T/cbpy.out"; fail "python EST client with tls-unique"; }
+import base64, socket, ssl, sys
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AttributeOID, NameOID
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))), server_hostname="localhost")
+cb = base64.b64encode(s.get_channel_binding("tls-unique"))
+key = ec.generate_private_key(ec.SECP256R1())
+csr = (x509.CertificateSigningRequestBuilder()
+       .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cbpy"),
+                                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example")]))
+       .add_attribute(AttributeOID.CHALLENGE_PASSWORD, cb)
+       .sign(key, hashes.SHA256()))
+body = base64.b64encode(csr.public_bytes(serialization.Encoding.DER))
+auth = base64.b64encode(b"cbpy:cbpy-secret-123").decode()
+s.sendall(b"POST /.well-known/est/bound/simpleenroll HTTP/1.1\r\nHost: localhost\r\n"
+          b"Content-Type: application/pkcs10\r\nAuthorization: Basic " + auth.encode() +
+          b"\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+resp = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    resp += d
+print(resp.split(b"\r\n", 1)[0].decode())
+sys.exit(0 if b" 200 " in resp.split(b"\r\n", 1)[0] else 1)
+PY
+    grep '"client":"user:cbpy"' "$P/audit.log" | grep -q '"channel_binding":"tls-unique","status":200' ||
+        fail "python's tls-unique: not audited as a matching binding"
+    ok "channel binding: Python's tls-unique (TLS 1.2) on the request's own connection accepted under require_channel_binding"
+else
+    echo "SKIP: python3 without cryptography: no independent tls-unique client"
+fi
+ok "channel binding: another connection's tls-unique and random bytes 403 under TLS 1.2 and 1.3 (audited, nothing issued); require_channel_binding refuses a request without one"
 
 # ---- re-enrolment: the current certificate in TLS, same identity, a new key
 csr alice-new alice
@@ -255,10 +368,22 @@ s=$(cat "$T/slow.out")
 ok "a 10 MB body 413 and a slow client cut after ${s}s, while the others were served"
 
 # ---- after a rotation: cacerts serves both generations and the links; enrolment issues from
-# the new generation (the server's own TLS certificate is still generation 1's)
+# the new generation; the running server (not restarted) takes a TLS certificate from the new
+# generation at its next connection, and sends the NewWithOld link with it, so that clients
+# that trust only generation 1 still reach it
 cp "$P/ca.crt" "$T/gen1.crt"
+srv0=$(openssl x509 -in "$P/issued/est-server.crt" -noout -serial)
 expect_rc 0 "$KW" --dir "$P" ca rotate --key "pkcs11:token=ca;object=ca-key2"
 status 200 --cacert "$T/gen1.crt" "$URL/cacerts"
+# a client that trusts only the new generation: the served certificate chains to it
+status 200 --cacert "$P/ca.crt" "$URL/cacerts"
+openssl s_client -connect "127.0.0.1:$port" -servername localhost -showcerts </dev/null 2>/dev/null |
+    sed -n '/BEGIN CERTIFICATE/,/END CERTIFICATE/p' > "$T/served.pem"
+openssl x509 -in "$T/served.pem" -out "$T/served-leaf.pem" 2>/dev/null || fail "s_client got no server certificate"
+openssl verify -CAfile "$P/ca.crt" "$T/served-leaf.pem" >/dev/null || fail "after rotation: the served TLS certificate is not from the new generation"
+openssl verify -CAfile "$T/gen1.crt" "$T/served-leaf.pem" >/dev/null 2>&1 && fail "after rotation: the served TLS certificate is from generation 1"
+grep -q "TLS certificate reloaded (CA generation 2)" "$T/est.log" || { cat "$T/est.log"; fail "the EST server did not reload its certificate after ca rotate"; }
+[ "$(openssl x509 -in "$P/issued/est-server.crt" -noout -serial)" != "$srv0" ] || fail "no new est-server certificate after ca rotate"
 p7certs "$T/cacerts2.pem"
 [ "$(grep -c "BEGIN CERTIFICATE" "$T/cacerts2.pem")" -ge 3 ] || fail "cacerts after a rotation: not both generations and a link"
 ls "$P"/ca/cross-2.crt "$P"/ca/oldwithnew-2.crt >/dev/null 2>&1 || fail "no link certificates after ca rotate"
@@ -276,7 +401,7 @@ status 200 --cacert "$T/cacerts2.pem" -u carol:carol-secret-3 --data-binary @"$T
 p7certs "$T/carol.pem"
 openssl verify -CAfile "$P/ca.crt" "$T/carol.pem" >/dev/null || fail "after rotation: not issued by the new generation"
 openssl verify -CAfile "$T/gen1.crt" "$T/carol.pem" >/dev/null 2>&1 && fail "after rotation: issued by the old generation"
-ok "after ca rotate: cacerts has every generation and link certificate; enrolment issues from the new one"
+ok "after ca rotate: the running server serves a TLS certificate of the new generation (and the link for generation-1 clients); cacerts has every generation and link certificate; enrolment issues from the new one"
 
 # ---- keyward's own client: the key made on the client's token, TLS in-process
 make_token cli 33334444
@@ -299,17 +424,54 @@ grep -q "answered 401" "$T/err" || { cat "$T/err"; fail "est enroll with a wrong
 expect_rc 0 "$KW" est enroll "https://localhost:$port" --key "$K1" --subject "CN=dave,O=Example" \
     --user dave --password-file "$T/dave.pw" "${CL[@]}" --out "$T/dave.crt"
 openssl verify -CAfile "$P/ca.crt" "$T/dave.crt" >/dev/null || fail "est enroll: certificate does not verify"
+grep '"op":"est simpleenroll"' "$P/audit.log" | grep -q '"client":"user:dave".*"channel_binding":"tls-exporter","status":200' ||
+    fail "est enroll (TLS 1.3): no matching tls-exporter channel binding"
 s1=$(openssl x509 -in "$T/dave.crt" -noout -serial)
 # re-enrol: TLS client authentication with the current certificate and its key on the token,
 # a new key for the new certificate
-expect_rc 0 "$KW" est reenroll "https://localhost:$port/.well-known/est" --key "$K1" \
+expect_rc 0 "$KW" est reenroll "https://localhost:$port/.well-known/est" --key "$K1" --tls-max 1.2 \
     --new-key "pkcs11:token=cli;object=dave-2" --cert "$T/dave.crt" "${CL[@]}" --out "$T/dave.crt"
+grep '"op":"est simplereenroll"' "$P/audit.log" | grep -q '"client":"cert:.*dave.*"channel_binding":"tls-unique","status":200' ||
+    fail "est reenroll --tls-max 1.2: no matching tls-unique channel binding"
 s2=$(openssl x509 -in "$T/dave.crt" -noout -serial)
 [ "$s1" != "$s2" ] || fail "est reenroll: same serial"
 openssl x509 -in "$T/dave.crt" -noout -subject | grep -q "CN *= *dave" || fail "est reenroll: subject"
 awk -F'\t' -v s="${s1#serial=}" '$4 == s && $1 == "R"' "$P/state/index.txt" | grep -q . ||
     fail "est reenroll: the old certificate is not superseded"
-ok "keyward est enroll (key on the client's token, one-time secret) and est reenroll (TLS with the token key, new key); --out symlink and a loose password file refused"
+# --due (as a daily timer runs it): while the certificate has more than DAYS (default 30) left,
+# nothing happens and the server is not asked; twice in a row the same
+n_re=$(grep -c '"op":"est simplereenroll"' "$P/audit.log")
+for _ in 1 2; do
+    expect_rc 0 "$KW" est reenroll "https://localhost:$port" --due --key "pkcs11:token=cli;object=dave-2" \
+        --cert "$T/dave.crt" "${CL[@]}" --out "$T/dave.crt"
+    grep -q "^not due: .*dave.crt" "$T/out" || { cat "$T/out"; fail "est reenroll --due: no 'not due'"; }
+done
+[ "$(openssl x509 -in "$T/dave.crt" -noout -serial)" = "$s2" ] || fail "est reenroll --due re-enrolled a certificate that is not due"
+[ "$(grep -c '"op":"est simplereenroll"' "$P/audit.log")" = "$n_re" ] || fail "est reenroll --due asked the server although nothing was due"
+# the example unit keyward-est-reenroll@.service: its ExecStart, with the variables of its
+# environment file (${VAR} is one word) and this build's keyward, run twice: not due, nothing done
+UNIT=$KEYWARD_BUILD/conf/keyward-est-reenroll@.service
+[ -f "$UNIT" ] || fail "meson did not configure $UNIT"
+python3 - "$UNIT" "$KW" "EST_URL=https://localhost:$port" "EST_KEY=pkcs11:token=cli;object=dave-2" \
+    "EST_CERT=$T/dave.crt" "EST_CACERT=$T/cacerts2.pem" "EST_PIN_SOURCE=file:$T/cli.pin" \
+    > "$T/unit.argv" <<'PY' || fail "cannot read the ExecStart of $UNIT"
+import re, sys
+env = dict(a.split("=", 1) for a in sys.argv[3:])
+line = [l for l in open(sys.argv[1]) if l.startswith("ExecStart=")][0][len("ExecStart="):].split()
+argv = [re.sub(r"^\$\{(\w+)\}$", lambda m: env[m.group(1)], w) for w in line]
+assert argv[0].endswith("/keyward") and all("$" not in w for w in argv), argv
+argv[0] = sys.argv[2]
+sys.stdout.write("\0".join(argv) + "\0")
+PY
+mapfile -d '' uargv < "$T/unit.argv"
+for _ in 1 2; do
+    expect_rc 0 "${uargv[@]}"
+    grep -q "^not due: " "$T/out" || { cat "$T/out"; fail "keyward-est-reenroll@.service's ExecStart: not 'not due'"; }
+done
+[ "$(openssl x509 -in "$T/dave.crt" -noout -serial)" = "$s2" ] || fail "the unit's ExecStart re-enrolled a certificate that is not due"
+expect_rc 2 "$KW" est enroll "https://localhost:$port" --due --key "$K1" --subject "CN=x" "${CL[@]}" --out "$T/x.crt"
+expect_rc 2 "$KW" est reenroll "https://localhost:$port" --due=abc --key "$K1" --cert "$T/dave.crt" "${CL[@]}" --out "$T/x.crt"
+ok "keyward est enroll (key on the client's token, one-time secret, tls-exporter binding) and est reenroll (TLS 1.2 with the token key, new key, tls-unique binding); est reenroll --due twice when not due (and the example unit's ExecStart): nothing; --out symlink and a loose password file refused"
 
 # ---- the issued certificates serve an mTLS handshake with nginx: its server certificate
 # enrolled over EST (label web, server profile), the client one is dave's, key on the token
@@ -327,30 +489,8 @@ if command -v nginx >/dev/null; then
         -H "Content-Type: application/pkcs10" "https://localhost:$port2/.well-known/est/web/simpleenroll"
     p7certs "$T/web.pem"
     d=$T/nginx
-    mkdir -p "$d/logs" "$d/tmp"
     NP=$(free_port)
-    cat > "$d/nginx.conf" <<NGX
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/logs/error.log info;
-events { worker_connections 16; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    server {
-        listen 127.0.0.1:$NP ssl;
-        ssl_certificate $T/web.pem;
-        ssl_certificate_key $T/web.key;
-        ssl_client_certificate $P/ca.crt;
-        ssl_verify_client on;
-        location / { return 200 "verify=\$ssl_client_verify dn=\$ssl_client_s_dn\n"; }
-    }
-}
-NGX
+    nginx_conf "$d" "$NP" "$T/web.pem" "$T/web.key" "$P/ca.crt"
     OPENSSL_CONF=/dev/null nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" -g 'daemon off;' \
         > "$d/logs/stdout" 2>&1 &
     NGX=$!
@@ -380,13 +520,18 @@ if python3 -c 'import jsonschema' 2>/dev/null; then
     printf 'erin-secret-55\n' > "$T/erin.pw"
     chmod 600 "$T/erin.pw"
     J 0 --dir "$P" ca est --config "$T/est.conf" --add-secret erin --secret-file "$T/erin.pw"
-    J 0 est reenroll "https://localhost:$port" --key "pkcs11:token=cli;object=dave-2" \
+    # --due 400: a certificate of 365 days is due
+    J 0 est reenroll "https://localhost:$port" --due 400 --key "pkcs11:token=cli;object=dave-2" \
         --cert "$T/dave.crt" "${CL[@]}" --out "$T/dave3.crt"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; assert r["operation"]=="simplereenroll" and r["cert"].endswith("dave3.crt"), r' "$T/out" ||
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; assert r["operation"]=="simplereenroll" and r["cert"].endswith("dave3.crt") and r["due"] is True, r' "$T/out" ||
         fail "est reenroll --json result"
+    J 0 est reenroll "https://localhost:$port" --due --key "pkcs11:token=cli;object=dave-2" \
+        --cert "$T/dave3.crt" "${CL[@]}" --out "$T/dave3.crt"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["result"]; assert r["due"] is False and r["not_after"], r' "$T/out" ||
+        fail "est reenroll --due --json when not due"
     J 1 est enroll "https://localhost:$port" --key "pkcs11:token=cli;object=erin" --subject "CN=erin,O=Example" \
         --user erin --password-file "$T/dave.pw" "${CL[@]}" --out "$T/erin.crt"
     J 2 est enroll "http://localhost:$port" --key "$K1" --subject "CN=x" "${CL[@]}" --out "$T/x.crt"
-    check_json_docs 4
+    check_json_docs 5
     ok "--json of ca est --add-secret, est enroll and est reenroll match the schema"
 fi

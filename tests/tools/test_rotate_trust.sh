@@ -242,32 +242,9 @@ NGX_PORT=""
 nginx_start() {
     local d=$T/nginx i
     rm -rf "$d"
-    mkdir -p "$d/logs" "$d/tmp"
     NGX_PORT=$(free_port)
-    cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/logs/error.log info;
-events { worker_connections 64; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    server {
-        listen 127.0.0.1:$NGX_PORT ssl;
-        ssl_certificate $T/srv.crt;
-        ssl_certificate_key $T/srv.key;
-        ssl_client_certificate $1;
-        ssl_verify_client on;
-        ssl_verify_depth 5;
-        ssl_crl $P/crl/crl.pem;
-        location / { return 200 "verify=\$ssl_client_verify dn=\$ssl_client_s_dn\n"; }
-    }
-}
-EOF
+    nginx_conf "$d" "$NGX_PORT" "$T/srv.crt" "$T/srv.key" "$1" "ssl_verify_depth 5;" \
+        "ssl_crl $P/crl/crl.pem;"
     OPENSSL_CONF=/dev/null nginx -p "$d" -e "$d/logs/error.log" -c "$d/nginx.conf" \
         -g 'daemon off;' >"$d/logs/stdout" 2>&1 &
     NGX_PID=$!

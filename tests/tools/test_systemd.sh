@@ -12,7 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 need_softhsm
 U=$KEYWARD_BUILD/conf
-for u in renew crl metrics; do
+for u in renew crl metrics est-reenroll; do
     for k in service timer; do
         [ -f "$U/keyward-$u@.$k" ] || fail "meson did not configure conf/keyward-$u@.$k"
     done
@@ -48,6 +48,18 @@ for u in renew crl metrics; do
     grep -q '^ExecStart=/[^ ]*/keyward "--dir=%f" ca ' "$U/keyward-$u@.service" ||
         fail "keyward-$u@.service: no ExecStart of the installed keyward on the CA directory %f"
 done
+# the client side of EST: est reenroll --due daily, for the certificate of an environment file
+for l in OnCalendar=daily RandomizedDelaySec=1h Persistent=true WantedBy=timers.target; do
+    has keyward-est-reenroll@.timer "$l"
+done
+for l in Type=oneshot ProtectSystem=strict PrivateTmp=yes NoNewPrivileges=yes \
+    'ConditionPathExists=/etc/keyward/est/%i.env' 'EnvironmentFile=/etc/keyward/est/%i.env' \
+    'ReadWritePaths=/etc/keyward/est -/var/lib/softhsm -/var/lib/tpm2-pkcs11' \
+    'After=network-online.target'; do
+    has keyward-est-reenroll@.service "$l"
+done
+grep -q '^ExecStart=/[^ ]*/keyward est reenroll ${EST_URL} --due --key ${EST_KEY} --cert ${EST_CERT} ' \
+    "$U/keyward-est-reenroll@.service" || fail "keyward-est-reenroll@.service: no ExecStart of est reenroll --due"
 ok "the timers are daily with RandomizedDelaySec=1h and Persistent=true (metrics every 5 min); the services are hardened"
 
 # ---- the instance for the test CA ----
@@ -136,7 +148,7 @@ if argv:
     open(os.path.join(out, name + ".argv"), "w").write("\0".join(argv) + "\0")
 PY
 }
-for u in renew crl metrics; do
+for u in renew crl metrics est-reenroll; do
     instantiate "keyward-$u@.service"
     instantiate "keyward-$u@.timer"
 done
@@ -146,7 +158,7 @@ grep -qx "ExecStart=$KW --dir=$P ca renew --due" "$T/units/keyward-renew@$inst.s
 # ---- systemd-analyze verify ----
 if command -v systemd-analyze >/dev/null; then
     (cd "$T/units" && SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no \
-        ./keyward-{renew,crl,metrics}@"$inst".{service,timer}) >"$T/verify.log" 2>&1 ||
+        ./keyward-{renew,crl,metrics,est-reenroll}@"$inst".{service,timer}) >"$T/verify.log" 2>&1 ||
         { cat "$T/verify.log"; fail "systemd-analyze verify refuses the units"; }
     # it warns (and still exits 0) about a setting it ignores
     grep -v "^$" "$T/verify.log" | grep -v "Failed to prepare filename\|not found, ignoring" |
