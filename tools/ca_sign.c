@@ -799,6 +799,14 @@ out:
 
 /* A certificate never outlives the CA certificate that issued it (relying parties would stop
  * accepting it at the CA's end anyway, with a less clear error): days is cut to what is left. */
+/* openssl ca's own words for a request that breaks the policy section (apps/ca.c) */
+static int is_policy_refusal(const char *err)
+{
+    return strstr(err, "field needed to be") != NULL || strstr(err, "field is different") != NULL ||
+           strstr(err, "the 'policy' is misconfigured") != NULL ||
+           strstr(err, "in 'policy' configuration") != NULL;
+}
+
 static int clamp_days(kwt_ca *ca, int gen, int days)
 {
     char *p = gen ? kwt_gen_cert_path(ca, gen) : kwt_path(ca->dir, "ca.crt");
@@ -1041,16 +1049,26 @@ static int sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const
     kwt_cmd_add(&c, gen_key ? gen_key : ca->conf.ca_key);
     kwt_cmd_add(&c, "-out");
     kwt_cmd_add(&c, outp);
-    rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
+    /* openssl's messages are kept to tell a policy refusal from a token or key problem (the
+     * CA key not reachable is not the CSR's fault) */
+    char *err = NULL;
+    rc = kwt_g.dry_run ? kwt_run(&c, kwt_ca_cnf(ca), NULL)
+                       : kwt_run_quiet(&c, kwt_ca_cnf(ca), NULL, &err);
     if (rc) {
-        kwt_err(KWT_FAIL,
-                "openssl ca refused to sign %s (policy: the CSR's %s must match the "
-                "CA's; see the openssl message above)",
-                label,
-                ca->conf.policy_match && *ca->conf.policy_match ? ca->conf.policy_match
-                                                                : "subject");
+        kwt_run_failed(&c, kwt_ca_cnf(ca), err);
+        if (err && is_policy_refusal(err))
+            kwt_err(KWT_FAIL,
+                    "openssl ca refused to sign %s (policy: the CSR's %s must match the "
+                    "CA's; see the openssl message above)",
+                    label,
+                    ca->conf.policy_match && *ca->conf.policy_match ? ca->conf.policy_match
+                                                                    : "subject");
+        else
+            kwt_err(KWT_FAIL, "openssl ca could not sign %s: the cause is above", label);
+        free(err);
         goto out2;
     }
+    free(err);
     if (kwt_g.dry_run) {
         printf("# keyward then writes NAME %s into the new index row's file column and links "
                "issued/%s.crt to certs/SERIAL.pem\n",

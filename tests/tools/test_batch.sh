@@ -59,6 +59,34 @@ grep -q "host1.csr: openssl issued serial [0-9A-F]* with extension 2.16.840.1.11
 [ ! -e "$P/issued/host1.crt" ] && [ -z "$(awk -F'\t' '$1 == "V"' "$P/state/index.txt")" ] ||
     fail "a batch certificate with an extension the profile does not set was committed"
 ok "a batch certificate with an extension openssl added (neither the profile's nor the vetted SAN) fails the batch"
+# openssl ca failing for another reason than the request (the CA key's token gone between
+# keyward's checks and openssl's run, as a sibling's half-written SoftHSM2 token file can make
+# it; here: the key's file) is not the CSR's fault: never reported as a policy refusal, and the
+# cause shown. Twice: a token keyward's explainer names, and a failure it cannot name.
+cat > "$T/openssl-gone" <<'EOF2'
+#!/bin/bash
+if [ "$1" = ca ]; then
+    args=() prev=
+    for a in "$@"; do
+        [ "$prev" = -keyfile ] && a=$GONE_KEY
+        args+=("$a")
+        prev=$a
+    done
+    set -- "${args[@]}"
+fi
+exec openssl "$@"
+EOF2
+chmod 0755 "$T/openssl-gone"
+for gone in 'pkcs11:token=gone-away;object=ca;type=private|token not found.*gone-away' \
+    "$T/gone-away/ca.key|could not sign .*host1.csr: the cause is above"; do
+    GONE_KEY=${gone%%|*} KEYWARD_OPENSSL=$T/openssl-gone expect_rc 1 "$KW" --dir "$P" ca sign \
+        "$T/in/host1.csr" --profile server
+    cat "$T/out" "$T/err" > "$T/said"
+    grep -qi "policy" "$T/said" && { cat "$T/said"; fail "openssl ca failing on ${gone%%|*}: reported as a policy refusal"; }
+    grep -q "${gone#*|}" "$T/said" || { cat "$T/said"; fail "openssl ca failing on ${gone%%|*}: the cause is not shown"; }
+    [ ! -e "$P/issued/host1.crt" ] || fail "a certificate was issued although openssl ca failed"
+done
+ok "openssl ca failing on the CA key (token gone, key file gone): the cause shown, no policy refusal claimed, nothing issued"
 expect_rc 2 "$KW" --dir "$P" ca sign --batch "$T/in" --profile device
 expect_rc 0 "$KW" --dir "$P" --json ca sign --batch "$T/in" --profile server
 python3 -c '
