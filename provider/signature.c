@@ -38,6 +38,36 @@ typedef struct {
     int md_fixed; /* digest-sign/verify started: the digest can no longer change */
 } kwp_sig;
 
+/* Each function a dispatch table below names, with the type OpenSSL calls it through. */
+static OSSL_FUNC_signature_newctx_fn rsa_newctx;
+static OSSL_FUNC_signature_newctx_fn ecdsa_newctx;
+static OSSL_FUNC_signature_newctx_fn eddsa_newctx;
+static OSSL_FUNC_signature_freectx_fn sig_freectx;
+static OSSL_FUNC_signature_dupctx_fn sig_dupctx;
+static OSSL_FUNC_signature_sign_init_fn sig_sign_init;
+static OSSL_FUNC_signature_verify_init_fn sig_sign_init;
+static OSSL_FUNC_signature_verify_recover_init_fn sig_sign_init;
+static OSSL_FUNC_signature_sign_fn sig_sign;
+static OSSL_FUNC_signature_verify_fn sig_verify;
+static OSSL_FUNC_signature_verify_recover_fn sig_verify_recover;
+static OSSL_FUNC_signature_digest_sign_init_fn sig_digest_sign_init;
+static OSSL_FUNC_signature_digest_sign_update_fn sig_digest_update;
+static OSSL_FUNC_signature_digest_verify_update_fn sig_digest_update;
+static OSSL_FUNC_signature_digest_sign_final_fn sig_digest_sign_final;
+static OSSL_FUNC_signature_digest_verify_init_fn sig_digest_verify_init;
+static OSSL_FUNC_signature_digest_verify_final_fn sig_digest_verify_final;
+static OSSL_FUNC_signature_get_ctx_params_fn sig_get_ctx_params;
+static OSSL_FUNC_signature_gettable_ctx_params_fn sig_gettable_ctx_params;
+static OSSL_FUNC_signature_set_ctx_params_fn sig_set_ctx_params;
+static OSSL_FUNC_signature_settable_ctx_params_fn rsa_settable_ctx_params;
+static OSSL_FUNC_signature_settable_ctx_params_fn ecdsa_settable_ctx_params;
+static OSSL_FUNC_signature_digest_sign_init_fn eddsa_digest_init;
+static OSSL_FUNC_signature_digest_verify_init_fn eddsa_digest_init;
+static OSSL_FUNC_signature_digest_sign_fn eddsa_digest_sign;
+static OSSL_FUNC_signature_digest_verify_fn eddsa_digest_verify;
+static OSSL_FUNC_signature_get_ctx_params_fn eddsa_get_ctx_params;
+static OSSL_FUNC_signature_gettable_ctx_params_fn eddsa_gettable_ctx_params;
+
 static void *sig_newctx(void *provctx, CK_KEY_TYPE type)
 {
     kwp_sig *c = calloc(1, sizeof(*c));
