@@ -32,6 +32,18 @@ typedef struct {
     unsigned int tls_alt_version;
 } kwp_rsa_cipher;
 
+static OSSL_FUNC_asym_cipher_newctx_fn ac_newctx;
+static OSSL_FUNC_asym_cipher_freectx_fn ac_freectx;
+static OSSL_FUNC_asym_cipher_dupctx_fn ac_dupctx;
+static OSSL_FUNC_asym_cipher_encrypt_init_fn ac_init;
+static OSSL_FUNC_asym_cipher_decrypt_init_fn ac_init;
+static OSSL_FUNC_asym_cipher_encrypt_fn ac_encrypt;
+static OSSL_FUNC_asym_cipher_decrypt_fn ac_decrypt;
+static OSSL_FUNC_asym_cipher_get_ctx_params_fn ac_get_ctx_params;
+static OSSL_FUNC_asym_cipher_gettable_ctx_params_fn ac_gettable_ctx_params;
+static OSSL_FUNC_asym_cipher_set_ctx_params_fn ac_set_ctx_params;
+static OSSL_FUNC_asym_cipher_settable_ctx_params_fn ac_settable_ctx_params;
+
 static void *ac_newctx(void *provctx)
 {
     kwp_rsa_cipher *c = calloc(1, sizeof(*c));

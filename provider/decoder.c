@@ -25,6 +25,17 @@ typedef struct {
     const char *alg; /* the key type this decoder instance produces */
 } kwp_dec;
 
+static OSSL_FUNC_decoder_newctx_fn dec_rsa_newctx;
+static OSSL_FUNC_decoder_newctx_fn dec_ec_newctx;
+static OSSL_FUNC_decoder_newctx_fn dec_rsapss_newctx;
+static OSSL_FUNC_decoder_newctx_fn dec_ed25519_newctx;
+static OSSL_FUNC_decoder_newctx_fn dec_ed448_newctx;
+static OSSL_FUNC_decoder_freectx_fn dec_freectx;
+static OSSL_FUNC_decoder_does_selection_fn dec_does_selection;
+static OSSL_FUNC_decoder_decode_fn dec_pem_decode;
+static OSSL_FUNC_decoder_decode_fn dec_uri_decode;
+static OSSL_FUNC_decoder_export_object_fn dec_export_object;
+
 static void *dec_newctx(kwp_ctx *pctx, const char *alg)
 {
     kwp_dec *d = calloc(1, sizeof(*d));

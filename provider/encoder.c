@@ -11,6 +11,14 @@
 
 #include "kwp.h"
 
+static OSSL_FUNC_encoder_newctx_fn enc_newctx;
+static OSSL_FUNC_encoder_freectx_fn enc_freectx;
+static OSSL_FUNC_encoder_does_selection_fn enc_does_private;
+static OSSL_FUNC_encoder_does_selection_fn enc_does_any;
+static OSSL_FUNC_encoder_encode_fn enc_uri_pem;
+static OSSL_FUNC_encoder_encode_fn enc_uri_der;
+static OSSL_FUNC_encoder_encode_fn enc_text;
+
 static void *enc_newctx(void *provctx)
 {
     return provctx;

@@ -15,6 +15,15 @@ typedef struct {
     kwp_key *peer;
 } kwp_ecdh;
 
+static OSSL_FUNC_keyexch_newctx_fn kx_newctx;
+static OSSL_FUNC_keyexch_freectx_fn kx_freectx;
+static OSSL_FUNC_keyexch_dupctx_fn kx_dupctx;
+static OSSL_FUNC_keyexch_init_fn kx_init;
+static OSSL_FUNC_keyexch_set_peer_fn kx_set_peer;
+static OSSL_FUNC_keyexch_derive_fn kx_derive;
+static OSSL_FUNC_keyexch_set_ctx_params_fn kx_set_ctx_params;
+static OSSL_FUNC_keyexch_settable_ctx_params_fn kx_settable_ctx_params;
+
 static void *kx_newctx(void *provctx)
 {
     kwp_ecdh *c = calloc(1, sizeof(*c));

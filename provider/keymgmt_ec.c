@@ -6,6 +6,8 @@
 
 KWP_KEYMGMT_DISPATCH(kwp_ec, CKK_EC, "EC")
 
+static OSSL_FUNC_keymgmt_query_operation_name_fn kwp_ec_operation_name;
+
 /* EC keys sign with ECDSA and agree keys with ECDH: the algorithms are not named EC. */
 static const char *kwp_ec_operation_name(int operation_id)
 {

@@ -7,6 +7,9 @@
 KWP_KEYMGMT_DISPATCH(kwp_ed25519, CKK_EC_EDWARDS, "ED25519")
 KWP_KEYMGMT_DISPATCH(kwp_ed448, CKK_EC_EDWARDS, "ED448")
 
+static OSSL_FUNC_keymgmt_query_operation_name_fn kwp_ed25519_operation_name;
+static OSSL_FUNC_keymgmt_query_operation_name_fn kwp_ed448_operation_name;
+
 static const char *kwp_ed25519_operation_name(int operation_id)
 {
     return operation_id == OSSL_OP_SIGNATURE ? KWP_OP_ED25519 : "ED25519";

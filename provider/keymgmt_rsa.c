@@ -7,6 +7,8 @@
 KWP_KEYMGMT_DISPATCH(kwp_rsa, CKK_RSA, "RSA")
 KWP_KEYMGMT_DISPATCH(kwp_rsapss, CKK_RSA, "RSA-PSS")
 
+static OSSL_FUNC_keymgmt_query_operation_name_fn kwp_rsa_operation_name;
+
 /* RSA-PSS keys sign with the RSA signature implementation, restricted to PSS there. */
 static const char *kwp_rsa_operation_name(int operation_id)
 {

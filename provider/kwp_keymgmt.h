@@ -5,32 +5,43 @@
 
 #include "kwp.h"
 
+/* Not dispatch functions: the per-algorithm wrappers that KWP_KEYMGMT_DISPATCH defines call
+ * them with the key type and OpenSSL's name. */
 void *kwp_km_new(kwp_ctx *ctx, CK_KEY_TYPE type, const char *alg);
-void kwp_km_free(void *keydata);
 void *kwp_km_load(const char *alg, const void *ref, size_t ref_size);
-int kwp_km_has(const void *keydata, int selection);
-int kwp_km_match(const void *a, const void *b, int selection);
-int kwp_km_import(void *keydata, int selection, const OSSL_PARAM params[]);
-int kwp_km_export(void *keydata, int selection, OSSL_CALLBACK *cb, void *cbarg);
-int kwp_km_get_params(void *keydata, OSSL_PARAM params[]);
-const OSSL_PARAM *kwp_km_rsa_gettable(void *provctx);
-const OSSL_PARAM *kwp_km_ec_gettable(void *provctx);
-const OSSL_PARAM *kwp_km_rsa_types(int selection);
-const OSSL_PARAM *kwp_km_ec_types(int selection);
-const OSSL_PARAM *kwp_km_ed_gettable(void *provctx);
-const OSSL_PARAM *kwp_km_ed_types(int selection);
-const OSSL_PARAM *kwp_km_ed_gen_settable(void *genctx, void *provctx);
-
-/* Key generation on the token (keymgmt_gen.c). */
 void *kwp_km_gen_init(kwp_ctx *ctx, CK_KEY_TYPE type, const char *alg, int selection,
                       const OSSL_PARAM params[]);
-int kwp_km_gen_set_params(void *genctx, const OSSL_PARAM params[]);
-const OSSL_PARAM *kwp_km_rsa_gen_settable(void *genctx, void *provctx);
-const OSSL_PARAM *kwp_km_ec_gen_settable(void *genctx, void *provctx);
-void *kwp_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg);
-void kwp_km_gen_cleanup(void *genctx);
 
+/* Dispatch functions the key managers share (keymgmt.c; generation on the token in
+ * keymgmt_gen.c), declared with the type OpenSSL calls them through so that the compiler checks
+ * each definition; one declaration per table slot a function fills. */
+OSSL_FUNC_keymgmt_free_fn kwp_km_free;
+OSSL_FUNC_keymgmt_has_fn kwp_km_has;
+OSSL_FUNC_keymgmt_match_fn kwp_km_match;
+OSSL_FUNC_keymgmt_import_fn kwp_km_import;
+OSSL_FUNC_keymgmt_export_fn kwp_km_export;
+OSSL_FUNC_keymgmt_get_params_fn kwp_km_get_params;
+OSSL_FUNC_keymgmt_gettable_params_fn kwp_km_rsa_gettable;
+OSSL_FUNC_keymgmt_gettable_params_fn kwp_km_ec_gettable;
+OSSL_FUNC_keymgmt_gettable_params_fn kwp_km_ed_gettable;
+OSSL_FUNC_keymgmt_import_types_fn kwp_km_rsa_types;
+OSSL_FUNC_keymgmt_export_types_fn kwp_km_rsa_types;
+OSSL_FUNC_keymgmt_import_types_fn kwp_km_ec_types;
+OSSL_FUNC_keymgmt_export_types_fn kwp_km_ec_types;
+OSSL_FUNC_keymgmt_import_types_fn kwp_km_ed_types;
+OSSL_FUNC_keymgmt_export_types_fn kwp_km_ed_types;
+OSSL_FUNC_keymgmt_gen_set_params_fn kwp_km_gen_set_params;
+OSSL_FUNC_keymgmt_gen_settable_params_fn kwp_km_rsa_gen_settable;
+OSSL_FUNC_keymgmt_gen_settable_params_fn kwp_km_ec_gen_settable;
+OSSL_FUNC_keymgmt_gen_settable_params_fn kwp_km_ed_gen_settable;
+OSSL_FUNC_keymgmt_gen_fn kwp_km_gen;
+OSSL_FUNC_keymgmt_gen_cleanup_fn kwp_km_gen_cleanup;
+
+/* The per-algorithm new, load and gen_init, declared with their types too. */
 #define KWP_KEYMGMT_DISPATCH(pfx, cktype, alg)                                                     \
+    static OSSL_FUNC_keymgmt_new_fn pfx##_new;                                                     \
+    static OSSL_FUNC_keymgmt_load_fn pfx##_load;                                                   \
+    static OSSL_FUNC_keymgmt_gen_init_fn pfx##_gen_init;                                           \
     static void *pfx##_new(void *provctx)                                                          \
     {                                                                                              \
         return kwp_km_new(provctx, cktype, alg);                                                   \

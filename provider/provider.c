@@ -16,6 +16,12 @@
 
 #define KWP_PROPS "provider=keyward"
 
+static OSSL_FUNC_provider_teardown_fn kwp_teardown;
+static OSSL_FUNC_provider_gettable_params_fn kwp_gettable_params;
+static OSSL_FUNC_provider_get_params_fn kwp_get_params;
+static OSSL_FUNC_provider_query_operation_fn kwp_query;
+static OSSL_FUNC_provider_get_reason_strings_fn kwp_reasons;
+
 static const OSSL_ALGORITHM kwp_keymgmt[] = {
     {"RSA:rsaEncryption:1.2.840.113549.1.1.1", KWP_PROPS, kwp_rsa_keymgmt_functions,
      "keyward RSA keys on a PKCS#11 token"},

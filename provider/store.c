@@ -47,6 +47,13 @@ typedef struct {
     size_t n, pos;
 } kwp_store;
 
+static OSSL_FUNC_store_open_fn store_open;
+static OSSL_FUNC_store_settable_ctx_params_fn store_settable;
+static OSSL_FUNC_store_set_ctx_params_fn store_set_params;
+static OSSL_FUNC_store_load_fn store_load;
+static OSSL_FUNC_store_eof_fn store_eof;
+static OSSL_FUNC_store_close_fn store_close;
+
 /* Same public key? An RSA-PSS private key (restricted by CKA_ALLOWED_MECHANISMS) has a plain
  * RSA public key object beside it: EVP_PKEY_eq calls those different types, so compare the
  * modulus and exponent. Leaves no error behind. */
