@@ -87,21 +87,26 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.3f", a / b; 
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : sprintf("%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 # run_row ROW MODE THREADS: ROUNDS rounds, the programs alternating within each round so that a
-# burst of other load hits them alike. Sets best_{kw,raw,peer} (ops/s, best round) and
-# r_raw/r_peer (median over rounds of keyward/raw and keyward/peer in the same round).
+# burst of other load hits them alike. Sets best_{kw,raw,rk,peer} (ops/s, best round) and
+# r_raw/r_rk/r_peer (median over rounds of keyward/raw, keyward/raw+kw and keyward/peer in the
+# same round). raw+kw: raw_sign with keyward loaded but unused (see the instruction table).
 run_row() {
-    local row=$1 mode=$2 t=$3 key alg n r kw raw peer
-    local -a rr=() rp=()
+    local row=$1 mode=$2 t=$3 key alg n r kw raw rk peer
+    local -a rr=() rk_=() rp=()
     key=$(row_key "$row") alg=$(row_alg "$row") n=$(row_n "$row")
-    best_kw=0 best_raw=0 best_peer=0
+    best_kw=0 best_raw=0 best_rk=0 best_peer=0
     for ((r = 1; r <= ROUNDS; r++)); do
         kw=$(OPENSSL_CONF=$KW_TMP/openssl.cnf "$SIGN_LOOP" "$(uri "$key")" "$n" "$t" "$alg" "$mode" |
             field ops_per_sec) || { echo "bench: sign_loop failed ($row $mode, $t threads)" >&2; exit 1; }
         raw=$("$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" "$n" "$t" "$alg" |
             field ops_per_sec) || { echo "bench: raw_sign failed ($row, $t threads)" >&2; exit 1; }
+        rk=$(OPENSSL_CONF=$KW_TMP/openssl.cnf "$RAW_SIGN" "$KW_MODULE" bench "$key" "$KW_PIN_FILE" \
+            "$n" "$t" "$alg" | field ops_per_sec) || { echo "bench: raw_sign failed ($row, $t threads)" >&2; exit 1; }
         best_kw=$(max "$kw" "$best_kw")
         best_raw=$(max "$raw" "$best_raw")
+        best_rk=$(max "$rk" "$best_rk")
         rr+=("$(ratio "$kw" "$raw")")
+        rk_+=("$(ratio "$kw" "$rk")")
         if [ -n "$PEER" ]; then
             peer=$(OPENSSL_CONF=$KW_TMP/peer.cnf "$SIGN_LOOP" "$(uri "$key")" "$n" "$t" "$alg" "$mode" |
                 field ops_per_sec) || { echo "bench: sign_loop failed with the peer ($row $mode)" >&2; exit 1; }
@@ -110,24 +115,26 @@ run_row() {
         fi
     done
     r_raw=$(median "${rr[@]}")
+    r_rk=$(median "${rk_[@]}")
     r_peer=$([ -n "$PEER" ] && median "${rp[@]}" || echo "not measured")
 }
 
-printf '%-9s %-6s %3s %6s | %10s %10s %10s | %9s %12s\n' row mode thr N \
-    'keyward/s' 'raw/s' 'peer/s' 'kw/raw' 'kw/peer'
+printf '%-9s %-6s %3s %6s | %10s %10s %10s %10s | %7s %7s %12s\n' row mode thr N \
+    'keyward/s' 'raw/s' 'raw+kw/s' 'peer/s' 'kw/raw' 'kw/r+k' 'kw/peer'
 below=0
 for row in $ROWS; do
     for mode in $MODES; do
         for t in 1 2; do
             run_row "$row" "$mode" "$t"
-            printf '%-9s %-6s %3s %6s | %10s %10s %10s | %9s %12s\n' "$(row_name "$row")" "$mode" "$t" \
-                "$(row_n "$row")" "$best_kw" "$best_raw" "$([ -n "$PEER" ] && echo "$best_peer" || echo -)" \
-                "$r_raw" "$r_peer"
+            printf '%-9s %-6s %3s %6s | %10s %10s %10s %10s | %7s %7s %12s\n' "$(row_name "$row")" \
+                "$mode" "$t" "$(row_n "$row")" "$best_kw" "$best_raw" "$best_rk" \
+                "$([ -n "$PEER" ] && echo "$best_peer" || echo -)" "$r_raw" "$r_rk" "$r_peer"
             [ "$mode" = reuse ] && awk -v r="$r_raw" 'BEGIN { exit !(r < 0.97) }' && below=1
         done
     done
 done
-echo "kw/raw, kw/peer = median over rounds of the two in the same round; ops/s = best round"
+echo "kw/raw, kw/r+k, kw/peer = median over rounds of the two in the same round; ops/s = best round;"
+echo "raw+kw = raw C_Sign with keyward loaded in the process but unused (the token's own OpenSSL work then costs more)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (wall-clock ratios are only meaningful on an idle machine)"
 if [ "$below" = 0 ]; then echo "reuse rows: every kw/raw >= 0.97"; else echo "reuse rows: some kw/raw below 0.97"; fi
 
