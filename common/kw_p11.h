@@ -125,7 +125,7 @@ kw_err kw_p11_attr_bool(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE
  * in that order (the comma operator sequences them). */
 int kw_p11_call_begin(kw_p11_module *mod);
 CK_RV kw_p11_called(kw_p11_module *mod, const char *fn, CK_RV rv);
-/* Fork handlers (kw_p11_module.c): no fork happens while a call is in a module, so a child
+/* Fork handlers (kw_p11_fork.c): no fork happens while a call is in a module, so a child
  * never inherits a module's internal locks held by another thread. quiesce closes the gate
  * and waits (bounded) for calls in flight; open reopens it, in the parent or the child. */
 void kw_p11_calls_quiesce(void);

@@ -10,7 +10,7 @@
 #include <openssl/err.h>
 
 #include "kw_log.h"
-#include "kw_p11.h"
+#include "kw_p11_int.h"
 
 const char *kw_p11_rv_name(CK_RV rv)
 {
@@ -186,6 +186,17 @@ void kw_p11_calls_open(int in_child)
     if (!in_child)
         pthread_cond_broadcast(&gate_cond);
     pthread_mutex_unlock(&gate_lock);
+}
+
+/* What a call needs of its module: the function list, and whether to guard SIGPIPE. */
+CK_FUNCTION_LIST *kw_p11_module_fl(kw_p11_module *mod)
+{
+    return mod->fl;
+}
+
+int kw_p11_module_guards_sigpipe(kw_p11_module *mod)
+{
+    return mod->guard_sigpipe;
 }
 
 int kw_p11_call_begin(kw_p11_module *mod)

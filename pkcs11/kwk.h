@@ -1,10 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* keyward-pkcs11: internal interfaces between the module's files. Each file owns one concern:
- * module.c (entry points, init, fork), config.c, token.c (slots, tokens, mechanisms, login),
- * session.c, object.c (object model over keyring keys), attr.c (templates), store.c (writing
- * keys into the keyring), create.c, keygen.c, sign.c, decrypt.c, derive.c, rsa.c (RSA mechanism
- * logic), rsa_kernel.c (kernel private ops with blinding), soft.c (software mode), padding.c,
- * keyring.c (the only keyctl caller), ossl.c (private libcrypto context), error.c (errno->CKR). */
+ * module.c (function tables, C_Initialize/C_Finalize, global state and lock, fork), config.c,
+ * token.c (slots, tokens, mechanism lists, login), session.c, find.c (C_FindObjects*),
+ * object.c (the object cache over keyring keys), desc.c (the keys' description codec),
+ * attr_value.c (an object's attribute values), object_call.c (C_GetAttributeValue,
+ * C_SetAttributeValue, C_GetObjectSize), attr.c (templates), store.c (writing keys into the
+ * keyring), create.c (C_CreateObject, C_DestroyObject), keygen.c, mech.c (starting an
+ * operation), sign.c, decrypt.c, derive.c, rsa.c (RSA mechanism logic), rsa_kernel.c (kernel
+ * private ops with blinding), soft.c (software mode), padding.c, keyring.c (the only keyctl
+ * caller), ossl.c (private libcrypto context), error.c (errno->CKR), unsupported.c. */
 #ifndef KWK_H
 #define KWK_H
 
@@ -32,7 +36,7 @@
 typedef int32_t kwk_serial;
 
 typedef enum { KWK_MODE_NONE = 0, KWK_MODE_KERNEL = 1, KWK_MODE_SOFTWARE = 2 } kwk_mode;
-const char *kwk_mode_name(kwk_mode m);
+const char *kwk_mode_name(kwk_mode m); /* module.c */
 
 /* Object kinds as stored in the keyring description "keyward:<kind>:<flags>:<link>:<id>:<label>".
  */
@@ -50,7 +54,7 @@ typedef struct kwk_mechs {
     size_t n;
     CK_MECHANISM_TYPE m[KWK_MAX_MECHS];
 } kwk_mechs;
-int kwk_mechs_allow(const kwk_mechs *l, CK_MECHANISM_TYPE m);
+int kwk_mechs_allow(const kwk_mechs *l, CK_MECHANISM_TYPE m); /* attr.c */
 
 /* Attributes kept in the description besides the flags and the mechanism list: a key's
  * CKA_SUBJECT (a certificate's is its certificate's), CKA_START_DATE and CKA_END_DATE (empty or 8
@@ -110,7 +114,7 @@ typedef struct kwk_key {
     size_t klen;     /* RSA modulus bytes / EC field bytes */
     kwk_mechs mechs; /* CKA_ALLOWED_MECHANISMS */
 } kwk_key;
-void kwk_key_clear(kwk_key *k);
+void kwk_key_clear(kwk_key *k); /* session.c */
 
 typedef struct kwk_token {
     CK_SLOT_ID slot;
@@ -152,7 +156,7 @@ typedef struct kwk_op {
     size_t buf_len, buf_cap;
     int multipart; /* Update was called: C_Sign is no longer allowed */
 } kwk_op;
-void kwk_op_clear(kwk_op *op);
+void kwk_op_clear(kwk_op *op); /* session.c */
 
 typedef struct kwk_session {
     CK_SESSION_HANDLE handle;
@@ -196,33 +200,36 @@ void kwk_sessions_close_all(kwk_token *t); /* with kwk_lock held; NULL = all tok
 void kwk_sessions_after_fork(void);
 size_t kwk_session_count(kwk_token *t, int rw_only);
 
-/* ---- object.c ---- */
+/* ---- object.c: the object cache ---- */
 CK_RV kwk_objects_refresh(kwk_token *t);                       /* with kwk_lock held */
 kwk_object *kwk_object_find(kwk_token *t, CK_OBJECT_HANDLE h); /* with kwk_lock held */
 void kwk_object_free(kwk_object *o);
 void kwk_objects_free(kwk_token *t);
 /* Visible to this session (private objects need login when the token has a PIN)? */
 int kwk_object_visible(const kwk_session *s, const kwk_object *o);
-CK_RV kwk_object_get_attrs(kwk_token *t, const kwk_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n);
-CK_RV kwk_object_set_attrs(kwk_token *t, kwk_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n);
-int kwk_object_match(kwk_token *t, const kwk_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG n);
 CK_RV kwk_object_key(kwk_session *s, CK_OBJECT_HANDLE h, kwk_key *out); /* snapshot */
 /* Takes ownership of o's fields and sets o->handle. */
 CK_RV kwk_object_add_session(kwk_token *t, kwk_object *o);
 void kwk_objects_drop_session(kwk_token *t, CK_SESSION_HANDLE owner);
-/* Description codec (also used by store.c). A key's CKA_ALLOWED_MECHANISMS ride in the FLAGS
- * field after a '/' ("ls/1,D,43": upper-case hex, so a module that predates the list reads the
- * same flags and ignores it); the kwk_extra attributes before it, each '+', an upper-case tag
- * and its value, also without lower-case letters ("ls+S300D...+B20260101/1,D": +S subject in
- * hex, +B start date, +E end date, +C certificate category). mechs and x may be NULL (not
- * written / not wanted). */
+CK_KEY_TYPE kwk_pkey_ktype(const EVP_PKEY *pk);
+
+/* ---- attr_value.c: an object's attribute values (with kwk_lock held) ---- */
+CK_RV kwk_object_get_attrs(kwk_token *t, const kwk_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n);
+CK_RV kwk_object_set_attrs(kwk_token *t, kwk_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n);
+int kwk_object_match(kwk_token *t, const kwk_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG n);
+
+/* ---- desc.c: the description codec (object.c reads, store.c writes) ---- */
+/* A key's CKA_ALLOWED_MECHANISMS ride in the FLAGS field after a '/' ("ls/1,D,43": upper-case
+ * hex, so a module that predates the list reads the same flags and ignores it); the kwk_extra
+ * attributes before it, each '+', an upper-case tag and its value, also without lower-case
+ * letters ("ls+S300D...+B20260101/1,D": +S subject in hex, +B start date, +E end date, +C
+ * certificate category). mechs and x may be NULL (not written / not wanted). */
 int kwk_desc_parse(const char *type, const char *desc, kwk_kind *kind, unsigned *flags,
                    kwk_serial *link, unsigned char *id, size_t *id_len, char *label,
                    kwk_mechs *mechs, kwk_extra *x);
 int kwk_desc_format(char *out, size_t cap, kwk_kind kind, unsigned flags, kwk_serial link,
                     const unsigned char *id, size_t id_len, const char *label,
                     const kwk_mechs *mechs, const kwk_extra *x);
-CK_KEY_TYPE kwk_pkey_ktype(const EVP_PKEY *pk);
 
 /* ---- attr.c: template reading ---- */
 CK_RV kwk_attr_check(const CK_ATTRIBUTE *tmpl, CK_ULONG n); /* pointers/lengths sane */
@@ -270,7 +277,7 @@ CK_RV kwk_tmpl_usage(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls, 
 /* EC_PARAMS (OID or curve name) -> OpenSSL group / key type name; NULL if unsupported. */
 const char *kwk_curve_name(const CK_ATTRIBUTE *params, int *edwards);
 
-/* ---- sign.c / decrypt.c / derive.c ---- */
+/* ---- mech.c: starting an operation (sign.c, decrypt.c) ---- */
 CK_RV kwk_op_init(kwk_session *s, kwk_opkind kind, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
 
 /* ---- rsa.c: RSA mechanisms over a private-op backend ---- */

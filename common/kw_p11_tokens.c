@@ -1,0 +1,210 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The token list of a module: discovery (slot list, token info, tokens that come back in
+ * another slot), a token's loss and the reset of its session pool, and token memory. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kw_log.h"
+#include "kw_p11_int.h"
+#include "kw_secmem.h"
+
+void kw_p11_token_free(kw_p11_token *tok)
+{
+    kw_secure_strfree(tok->pin);
+    free(tok->idle);
+    free(tok->busy);
+    free(tok->mechs);
+    free(tok->mech_flags);
+    pthread_mutex_destroy(&tok->lock);
+    pthread_cond_destroy(&tok->cond);
+    pthread_cond_destroy(&tok->login_cond);
+    free(tok);
+}
+
+/* Forget a token's sessions without closing them (they belong to a dead generation). Those
+ * handed out become stale: their holders' kw_p11_session_put drops them (pool_gen). */
+void kw_p11_token_reset_locked(kw_p11_token *tok)
+{
+    tok->nidle = 0;
+    tok->nopen = 0;
+    tok->logged_in = 0;
+    tok->pool_gen++;
+    pthread_cond_broadcast(&tok->cond);
+    pthread_cond_broadcast(&tok->login_cond);
+}
+
+/* Are all tokens that were present before still there (same label and serial)? */
+int kw_p11_tokens_back_locked(kw_p11_module *mod, const int *was, size_t n)
+{
+    for (size_t i = 0; i < n && i < mod->ntokens; i++)
+        if (was[i] && !mod->tokens[i]->present)
+            return 0;
+    return 1;
+}
+
+void kw_p11_token_suspect(kw_p11_token *tok)
+{
+    pthread_mutex_lock(&tok->mod->lock);
+    tok->mod->want_reinit = 1;
+    pthread_mutex_unlock(&tok->mod->lock);
+    kw_p11_token_lost(tok);
+}
+
+void kw_p11_token_lost(kw_p11_token *tok)
+{
+    kw_p11_module *mod = tok->mod;
+
+    pthread_mutex_lock(&mod->lock);
+    tok->present = 0;
+    gen_bump(mod);
+    pthread_mutex_unlock(&mod->lock);
+    pthread_mutex_lock(&tok->lock);
+    /* Sessions of a removed token are invalid; closing them is harmless if they are not. */
+    for (size_t j = 0; j < tok->nidle; j++)
+        (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
+    kw_p11_token_reset_locked(tok);
+    pthread_mutex_unlock(&tok->lock);
+}
+
+void kw_p11_label(const CK_UTF8CHAR *padded, size_t n, char *out, size_t cap)
+{
+    while (n > 0 && (padded[n - 1] == ' ' || padded[n - 1] == '\0'))
+        n--;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, padded, n);
+    out[n] = '\0';
+}
+
+static int same_token(const CK_TOKEN_INFO *a, const CK_TOKEN_INFO *b)
+{
+    return memcmp(a->label, b->label, sizeof(a->label)) == 0 &&
+           memcmp(a->serialNumber, b->serialNumber, sizeof(a->serialNumber)) == 0;
+}
+
+static kw_p11_token *token_new(kw_p11_module *mod, CK_SLOT_ID slot, const CK_TOKEN_INFO *info)
+{
+    kw_p11_token *tok = calloc(1, sizeof(*tok));
+    if (tok == NULL)
+        return NULL;
+    tok->mod = mod;
+    tok->slot = slot;
+    tok->info = *info;
+    pthread_mutex_init(&tok->lock, NULL);
+    pthread_cond_init(&tok->cond, NULL);
+    pthread_cond_init(&tok->login_cond, NULL);
+    tok->max_sessions = 16;
+    if (info->ulMaxSessionCount != CK_EFFECTIVELY_INFINITE &&
+        info->ulMaxSessionCount != CK_UNAVAILABLE_INFORMATION && info->ulMaxSessionCount > 0 &&
+        info->ulMaxSessionCount < tok->max_sessions)
+        tok->max_sessions = info->ulMaxSessionCount;
+    tok->idle = calloc(tok->max_sessions, sizeof(*tok->idle));
+    tok->busy_cap = 2 * tok->max_sessions;
+    tok->busy = calloc(tok->busy_cap, sizeof(*tok->busy));
+    if (tok->idle == NULL || tok->busy == NULL) {
+        kw_p11_token_free(tok);
+        return NULL;
+    }
+    tok->present = 1;
+    return tok;
+}
+/* SoftHSM2 answers CKR_GENERAL_ERROR now and then while other processes log in to the same
+ * token; a token is only taken for gone when it keeps failing. */
+static CK_RV get_token_info(kw_p11_module *mod, CK_SLOT_ID slot, CK_TOKEN_INFO *info)
+{
+    CK_RV rv = CKR_OK;
+
+    for (int i = 0; i < 3; i++) {
+        rv = KW_P11_CALL(mod, C_GetTokenInfo, slot, info);
+        if (rv != CKR_GENERAL_ERROR && rv != CKR_DEVICE_ERROR && rv != CKR_FUNCTION_FAILED)
+            break;
+        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+    }
+    return rv;
+}
+
+/* Refresh the slot list; called with mod->lock held. */
+kw_err kw_p11_tokens_refresh_locked(kw_p11_module *mod)
+{
+    CK_SLOT_ID *slots = NULL;
+    CK_ULONG n = 0;
+    CK_RV rv;
+
+    rv = KW_P11_CALL(mod, C_GetSlotList, CK_TRUE, NULL, &n);
+    if (rv == CKR_OK && n > 0) {
+        slots = calloc(n, sizeof(*slots));
+        if (slots == NULL)
+            return kw_err_set(KW_ERR_MEMORY, "out of memory listing slots");
+        rv = KW_P11_CALL(mod, C_GetSlotList, CK_TRUE, slots, &n);
+    }
+    if (rv != CKR_OK) {
+        free(slots);
+        return kw_p11_fail(rv, "C_GetSlotList", "listing slots of %s", mod->path);
+    }
+    size_t known = mod->ntokens;
+    int *was = calloc(known + 1, sizeof(*was));
+    if (was == NULL) {
+        free(slots);
+        return kw_err_set(KW_ERR_MEMORY, "out of memory");
+    }
+    for (size_t i = 0; i < mod->ntokens; i++) {
+        was[i] = mod->tokens[i]->present;
+        mod->tokens[i]->present = 0;
+    }
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_TOKEN_INFO info;
+        kw_p11_token *tok = NULL;
+
+        if (get_token_info(mod, slots[i], &info) != CKR_OK)
+            continue;
+        for (size_t j = 0; j < mod->ntokens; j++) {
+            if (same_token(&mod->tokens[j]->info, &info)) {
+                tok = mod->tokens[j];
+                break;
+            }
+        }
+        /* A slot whose token was never initialised (SoftHSM2 always has one) holds no
+         * objects and refuses sessions: it is no token a URI can mean. */
+        if (tok == NULL && !(info.flags & CKF_TOKEN_INITIALIZED)) {
+            KW_TRACE("p11", "slot %lu: token not initialised, skipped", (unsigned long)slots[i]);
+            continue;
+        }
+        if (tok != NULL) {
+            pthread_mutex_lock(&tok->lock);
+            if (tok->slot != slots[i]) {
+                /* The token came back in another slot: its old sessions are gone. */
+                tok->slot = slots[i];
+                kw_p11_token_reset_locked(tok);
+            }
+            tok->info = info;
+            tok->present = 1;
+            pthread_mutex_unlock(&tok->lock);
+            continue;
+        }
+        tok = token_new(mod, slots[i], &info);
+        kw_p11_token **nt = realloc(mod->tokens, (mod->ntokens + 1) * sizeof(*nt));
+        if (tok == NULL || nt == NULL) {
+            if (tok != NULL)
+                kw_p11_token_free(tok);
+            free(slots);
+            return kw_err_set(KW_ERR_MEMORY, "out of memory");
+        }
+        mod->tokens = nt;
+        mod->tokens[mod->ntokens++] = tok;
+    }
+    /* A token that went away takes its sessions and login with it. */
+    for (size_t i = 0; i < known; i++) {
+        kw_p11_token *tok = mod->tokens[i];
+        if (was[i] && !tok->present) {
+            KW_DEBUG("p11", "token in slot %lu is gone", (unsigned long)tok->slot);
+            pthread_mutex_lock(&tok->lock);
+            kw_p11_token_reset_locked(tok);
+            pthread_mutex_unlock(&tok->lock);
+            gen_bump(mod);
+        }
+    }
+    free(was);
+    free(slots);
+    return KW_OK;
+}
