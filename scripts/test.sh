@@ -140,8 +140,8 @@ stage_main() {
 #   tools-rotate-trust                  ~100 keyward runs over the paths tools-rotate,
 #                                       tools-ocsp-rotate and tools-lifecycle run under ASan
 #                                       (rotate, export, verify, crl, ocsp); 680 s under ASan
-#   tools-est                           322 s under ASan (slow-client deadlines, 20 parallel
-#                                       clients); passed under ASan once when it landed; CI's
+#   tools-est                           322 s under ASan with 20 parallel clients (50 now) and
+#                                       slow-client deadlines; passed under ASan once then; CI's
 #                                       90 minutes have no room for it in asan or valgrindcli
 # Given meson test arguments (a test name, --suite), the stage runs what they pick.
 ASAN_SKIP='^(tpm-nginx-(single|p11kit)|servers-nginx-softhsm-default|fault-ca-crash|audit-keyring-vm|tools-rotate-trust|tools-est)$'
