@@ -579,9 +579,7 @@ static EVP_PKEY *load_key(OSSL_LIB_CTX *lc, const char *uri)
 typedef struct {
     SSL_CTX *ctx;
     OSSL_LIB_CTX *lc;
-    struct stat conf_st; /* keyward.conf when loaded: ca rotate rewrites it */
-    time_t renew_at;     /* the server certificate is within a week of its end: issue again */
-    time_t retry_at;     /* after a failed reload */
+    kwt_reload watch; /* renew_at: the server certificate is within a week of its end */
 } est_tls;
 
 static SSL_CTX *tls_ctx(kwt_ca *ca, const est_conf *c, OSSL_LIB_CTX **lcp)
@@ -631,24 +629,13 @@ fail:
     return NULL;
 }
 
-static time_t asn1_to_time_t(const ASN1_TIME *t)
-{
-    struct tm tm;
-    return t && ASN1_TIME_to_tm(t, &tm) ? timegm(&tm) : 0;
-}
-
 /* Record what the TLS state was made from: keyward.conf as it is, and when the server
  * certificate enters its last week (ensure_cert issues a new one then). */
 static void tls_mark(kwt_ca *ca, est_tls *t)
 {
-    char *cp = kwt_path(ca->dir, "keyward.conf");
-    if (stat(cp, &t->conf_st) != 0)
-        memset(&t->conf_st, 0, sizeof(t->conf_st));
-    free(cp);
     X509 *x = t->ctx ? SSL_CTX_get0_certificate(t->ctx) : NULL;
-    time_t end = x ? asn1_to_time_t(X509_get0_notAfter(x)) : 0;
-    t->renew_at = end ? end - 7 * 86400 + 60 : (time_t)-1;
-    t->retry_at = 0;
+    long long end = x ? kwt_asn1_time(X509_get0_notAfter(x)) : -1;
+    kwt_reload_mark(ca, &t->watch, end > 0 ? (time_t)(end - 7 * 86400 + 60) : (time_t)-1);
 }
 
 /* Between connections: when keyward.conf changed (ca rotate writes a new generation there) or
@@ -660,31 +647,15 @@ static void tls_mark(kwt_ca *ca, est_tls *t)
 static void tls_refresh(kwt_ca *ca, const est_conf *c, const char *host, est_tls *t)
 {
     time_t now = time(NULL);
-    struct stat st;
-    char *cp = kwt_path(ca->dir, "keyward.conf");
-    int src = stat(cp, &st);
-    free(cp);
-    bool changed =
-        src == 0 &&
-        (st.st_ino != t->conf_st.st_ino || st.st_mtim.tv_sec != t->conf_st.st_mtim.tv_sec ||
-         st.st_mtim.tv_nsec != t->conf_st.st_mtim.tv_nsec || st.st_size != t->conf_st.st_size);
-    bool ending = t->renew_at != (time_t)-1 && now >= t->renew_at;
-    if ((!changed && !ending) || now < t->retry_at)
+    if (!kwt_reload_due(ca, &t->watch, now))
         return;
-    const char *saved = kwt_g.dir;
-    kwt_g.dir = ca->dir;
     kwt_ca nca;
-    memset(&nca, 0, sizeof(nca));
-    int rc = kwt_ca_open(&nca, true);
-    kwt_g.dir = saved;
+    int rc = kwt_ca_reopen(ca, &nca);
     OSSL_LIB_CTX *lc = NULL;
     SSL_CTX *ctx = NULL;
     if (rc == 0) {
         rc = ensure_cert(&nca, c, host);
-        if (nca.lock_fd >= 0) {
-            close(nca.lock_fd);
-            nca.lock_fd = -1;
-        }
+        kwt_ca_unlock(&nca);
     }
     if (rc == 0 && !(ctx = tls_ctx(&nca, c, &lc)))
         rc = KWT_FAIL;
@@ -694,7 +665,7 @@ static void tls_refresh(kwt_ca *ca, const est_conf *c, const char *host, est_tls
                         "a minute\n");
         if (nca.dir)
             kwt_ca_close(&nca);
-        t->retry_at = now + 60;
+        t->watch.retry_at = now + 60;
         return;
     }
     kwt_ca_close(ca);
@@ -1676,11 +1647,7 @@ int kwt_cmd_ca_est(int argc, char **argv)
     }
     free(kp);
     free(d);
-    /* serving signs through ca sign, which takes the lock per request */
-    if (ca.lock_fd >= 0) {
-        close(ca.lock_fd);
-        ca.lock_fd = -1;
-    }
+    kwt_ca_unlock(&ca); /* serving signs through ca sign, which takes the lock per request */
     est_tls tls = {0};
     tls.ctx = rc == 0 && !kwt_g.dry_run ? tls_ctx(&ca, &c, &tls.lc) : NULL;
     if (rc || kwt_g.dry_run || !tls.ctx) {

@@ -426,18 +426,8 @@ static int read_request(int fd, kwt_buf *req)
 typedef struct {
     ca_gens gs;
     char *signer[MAX_GENS]; /* issued/NAME.crt of gs.gen[i]; NULL: that generation is skipped */
-    time_t renew_at;        /* a responder or CA certificate ends: look again */
-    struct stat conf_st;    /* keyward.conf as loaded: a rotation changes it */
-    time_t retry_at;        /* after a failed reload */
+    kwt_reload watch;       /* renew_at: a responder or CA certificate ends */
 } responder;
-
-static time_t asn1_to_time_t(const ASN1_TIME *t)
-{
-    struct tm tm;
-    if (!ASN1_TIME_to_tm(t, &tm))
-        return 0;
-    return timegm(&tm);
-}
 
 static void responder_free(responder *rs)
 {
@@ -450,8 +440,7 @@ static void responder_load(kwt_ca *ca, responder *rs, bool show)
 {
     memset(rs, 0, sizeof(*rs));
     gens_load(ca, &rs->gs);
-    rs->renew_at = (time_t)-1;
-    time_t now = time(NULL);
+    time_t now = time(NULL), renew_at = (time_t)-1;
     for (int i = 0; i < rs->gs.n; i++) {
         char *nm = responder_name(ca, rs->gs.gen[i]);
         char *p = kwt_asprintf("%s/issued/%s.crt", ca->dir, nm);
@@ -459,9 +448,9 @@ static void responder_load(kwt_ca *ca, responder *rs, bool show)
         const ASN1_TIME *ends[2] = {X509_get0_notAfter(rs->gs.cacert[i]),
                                     x ? X509_get0_notAfter(x) : NULL};
         for (int k = 0; k < 2; k++) {
-            time_t e = ends[k] ? asn1_to_time_t(ends[k]) : 0;
-            if (e > now && (rs->renew_at == (time_t)-1 || e < rs->renew_at))
-                rs->renew_at = e;
+            time_t e = (time_t)kwt_asn1_time(ends[k]);
+            if (e > now && (renew_at == (time_t)-1 || e < renew_at))
+                renew_at = e;
         }
         if (x && signed_by(x, rs->gs.cacert[i])) {
             rs->signer[i] = p;
@@ -482,10 +471,7 @@ static void responder_load(kwt_ca *ca, responder *rs, bool show)
         free(p);
         free(nm);
     }
-    char *cp = kwt_path(ca->dir, "keyward.conf");
-    if (stat(cp, &rs->conf_st) != 0)
-        memset(&rs->conf_st, 0, sizeof(rs->conf_st));
-    free(cp);
+    kwt_reload_mark(ca, &rs->watch, renew_at);
 }
 
 /* After a rotation (keyward.conf changed) or when a responder certificate ends, the CA is
@@ -494,35 +480,20 @@ static void responder_load(kwt_ca *ca, responder *rs, bool show)
 static void responder_refresh(kwt_ca *ca, responder *rs)
 {
     time_t now = time(NULL);
-    struct stat st;
-    char *cp = kwt_path(ca->dir, "keyward.conf");
-    int src = stat(cp, &st);
-    free(cp);
-    bool changed =
-        src == 0 &&
-        (st.st_ino != rs->conf_st.st_ino || st.st_mtim.tv_sec != rs->conf_st.st_mtim.tv_sec ||
-         st.st_mtim.tv_nsec != rs->conf_st.st_mtim.tv_nsec || st.st_size != rs->conf_st.st_size);
-    bool ending = rs->renew_at != (time_t)-1 && now >= rs->renew_at;
-    if ((!changed && !ending) || now < rs->retry_at)
+    if (!kwt_reload_due(ca, &rs->watch, now))
         return;
-    const char *saved = kwt_g.dir;
-    kwt_g.dir = ca->dir;
     kwt_ca nca;
-    int rc = kwt_ca_open(&nca, true);
-    kwt_g.dir = saved;
+    int rc = kwt_ca_reopen(ca, &nca);
     if (rc == 0) {
         rc = ensure_signers(&nca, NULL);
-        if (nca.lock_fd >= 0) {
-            close(nca.lock_fd);
-            nca.lock_fd = -1;
-        }
+        kwt_ca_unlock(&nca);
     }
     if (rc) {
         fprintf(stderr, "keyward: the OCSP responder keeps its previous certificates; retrying "
                         "in a minute\n");
         if (nca.dir)
             kwt_ca_close(&nca);
-        rs->retry_at = now + 60;
+        rs->watch.retry_at = now + 60;
         return;
     }
     kwt_ca_close(ca);
@@ -755,11 +726,7 @@ int kwt_cmd_ca_ocsp(int argc, char **argv)
     if ((rc = kwt_ca_open(&ca, true)))
         return rc;
     rc = ensure_signers(&ca, key);
-    /* serving only reads the state: let writers in */
-    if (ca.lock_fd >= 0) {
-        close(ca.lock_fd);
-        ca.lock_fd = -1;
-    }
+    kwt_ca_unlock(&ca); /* serving only reads the state: let writers in */
     if (rc || kwt_g.dry_run) {
         kwt_ca_close(&ca);
         return rc;

@@ -149,14 +149,6 @@ static void date_of(long long t, char *out, size_t len, bool day_only)
     strftime(out, len, day_only ? "%Y-%m-%d" : "%Y-%m-%d %H:%M", &tm);
 }
 
-static long long asn1_time(const ASN1_TIME *a)
-{
-    struct tm tm;
-    if (!a || ASN1_TIME_to_tm(a, &tm) != 1)
-        return -1;
-    return (long long)timegm(&tm);
-}
-
 typedef struct {
     kwt_ca *ca;
     kwt_buf rows; /* the inventory's <tr>s */
@@ -198,7 +190,7 @@ static void inventory_row(void *arg, const kwt_row *r, long long not_after, int 
      * time of a page of thousands of rows otherwise) */
     if (kwt_cert_brief(cp, NULL, &subj, &not_before) != 0) {
         X509 *x = kwt_load_cert(cp);
-        not_before = x ? asn1_time(X509_get0_notBefore(x)) : -1;
+        not_before = x ? kwt_asn1_time(X509_get0_notBefore(x)) : -1;
         subj = x ? kwt_cert_subject(x) : kwt_strdup(r->subject);
         X509_free(x);
     }
@@ -363,7 +355,7 @@ static void generations(kwt_buf *b, kwt_ca *ca, const kwt_fleet *f, long long no
         char *p = kwt_gen_cert_path(ca, g);
         X509 *x = kwt_load_cert(p);
         char *subj = x ? kwt_cert_subject(x) : kwt_strdup("(unreadable)");
-        long long na = x ? asn1_time(X509_get0_notAfter(x)) : -1;
+        long long na = x ? kwt_asn1_time(X509_get0_notAfter(x)) : -1;
         X509_free(x);
         kwt_buf_printf(b, "<tr><td class=\"n\">%d</td><td>%s</td><td><code>", g,
                        g == ca->conf.generation ? "current"

@@ -154,12 +154,7 @@ static long long not_before(kwt_ca *ca, const char *serial)
 {
     char *p = kwt_asprintf("%s/certs/%s.pem", ca->dir, serial);
     X509 *x = kwt_load_cert(p);
-    long long t = -1;
-    if (x) {
-        struct tm tm;
-        if (ASN1_TIME_to_tm(X509_get0_notBefore(x), &tm) == 1)
-            t = (long long)timegm(&tm);
-    }
+    long long t = x ? kwt_asn1_time(X509_get0_notBefore(x)) : -1;
     X509_free(x);
     free(p);
     return t;

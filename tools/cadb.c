@@ -527,6 +527,47 @@ void kwt_ca_close(kwt_ca *ca)
     ca->lock_fd = -1;
 }
 
+void kwt_ca_unlock(kwt_ca *ca)
+{
+    if (ca->lock_fd >= 0) {
+        close(ca->lock_fd); /* releases the flock */
+        ca->lock_fd = -1;
+    }
+}
+
+int kwt_ca_reopen(const kwt_ca *ca, kwt_ca *out)
+{
+    const char *saved = kwt_g.dir;
+    kwt_g.dir = ca->dir;
+    int rc = kwt_ca_open(out, true);
+    kwt_g.dir = saved;
+    return rc;
+}
+
+void kwt_reload_mark(const kwt_ca *ca, kwt_reload *w, time_t renew_at)
+{
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    if (stat(cp, &w->conf_st) != 0)
+        memset(&w->conf_st, 0, sizeof(w->conf_st));
+    free(cp);
+    w->renew_at = renew_at;
+    w->retry_at = 0;
+}
+
+bool kwt_reload_due(const kwt_ca *ca, const kwt_reload *w, time_t now)
+{
+    struct stat st;
+    char *cp = kwt_path(ca->dir, "keyward.conf");
+    int src = stat(cp, &st);
+    free(cp);
+    bool changed =
+        src == 0 &&
+        (st.st_ino != w->conf_st.st_ino || st.st_mtim.tv_sec != w->conf_st.st_mtim.tv_sec ||
+         st.st_mtim.tv_nsec != w->conf_st.st_mtim.tv_nsec || st.st_size != w->conf_st.st_size);
+    bool ending = w->renew_at != (time_t)-1 && now >= w->renew_at;
+    return (changed || ending) && now >= w->retry_at;
+}
+
 static bool is_tmp_name(const char *n)
 {
     return strstr(n, ".tmp.") != NULL || strstr(n, ".lnk.") != NULL;

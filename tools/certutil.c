@@ -232,6 +232,12 @@ long long kwt_asn1_to_time(const char *s)
     return (long long)timegm(&tm);
 }
 
+long long kwt_asn1_time(const ASN1_TIME *t)
+{
+    struct tm tm;
+    return t && ASN1_TIME_to_tm(t, &tm) == 1 ? (long long)timegm(&tm) : -1;
+}
+
 char *kwt_cert_subj_slash(X509 *x, const char *cn_suffix)
 {
     X509_NAME *n = X509_get_subject_name(x);

@@ -6,6 +6,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <time.h>
+
+#include <sys/stat.h>
 
 /* Exit codes of every subcommand. */
 enum { KWT_OK = 0, KWT_FAIL = 1, KWT_USAGE = 2 };
@@ -186,6 +189,20 @@ typedef struct {
 
 int kwt_ca_open(kwt_ca *ca, bool writer); /* loads config, locks for writers, recovers */
 void kwt_ca_close(kwt_ca *ca);
+void kwt_ca_unlock(kwt_ca *ca); /* let writers in; the CA stays open for reading */
+/* Open the directory of ca again (as a writer) into out, e.g. after a rotation. */
+int kwt_ca_reopen(const kwt_ca *ca, kwt_ca *out);
+/* A long-running server's watch on its CA (ca ocsp, ca est): keyward.conf as it loaded it
+ * (ca rotate rewrites it), when a certificate of its own needs issuing again, and when a reload
+ * that failed may be tried again. */
+typedef struct {
+    struct stat conf_st; /* zero when it could not be read */
+    time_t renew_at;     /* (time_t)-1: nothing to renew */
+    time_t retry_at;     /* after a failed reload */
+} kwt_reload;
+void kwt_reload_mark(const kwt_ca *ca, kwt_reload *w, time_t renew_at); /* retry_at = 0 */
+/* keyward.conf changed or renew_at passed, and no failed reload in the last retry period */
+bool kwt_reload_due(const kwt_ca *ca, const kwt_reload *w, time_t now);
 int kwt_conf_load(kwt_conf *c, const char *path);
 int kwt_conf_save(const kwt_conf *c, const char *path);
 void kwt_conf_free(kwt_conf *c);
@@ -309,6 +326,8 @@ char *kwt_serial_subject(const char *cadir, const char *serial, const char *fall
 char *kwt_cert_serial(struct x509_st *x);                            /* upper-case hex */
 long long kwt_asn1_to_time(const char *yymmdd);                      /* index date -> time_t */
 char *kwt_cert_subj_slash(struct x509_st *x, const char *cn_suffix); /* openssl -subj form */
+struct asn1_string_st;
+long long kwt_asn1_time(const struct asn1_string_st *t); /* Unix time; -1: none or unreadable */
 /* The SHA-256 fingerprint (AA:BB:..) and RFC 4514 subject of the certificate file at path (PEM
  * or DER), and its notBefore (Unix time) when not_before is not NULL, read without decoding its
  * public key (for listing many); fingerprint NULL: not computed; -1 when unreadable. */
