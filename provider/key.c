@@ -116,9 +116,9 @@ kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE 
     if (k == NULL)
         return NULL;
     k->tok = tok;
-    k->tokinfo = tok->info;
+    k->tokinfo = *kw_p11_token_info(tok);
     k->handle = h;
-    k->gen = kw_p11_module_gen(tok->mod);
+    k->gen = kw_p11_module_gen(kw_p11_token_module(tok));
     k->has_private = cls == CKO_PRIVATE_KEY;
     if (kw_p11_attr(tok, s, h, CKA_ID, &k->id, &k->idlen) != KW_OK)
         k->idlen = 0;
@@ -137,7 +137,7 @@ kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE 
         k->pin.uri_pin_value = k->pin_value;
         k->pin.uri_pin_source = k->pin_source;
     }
-    k->uri = kwp_key_make_uri(&tok->info, k->id, k->idlen, k->label, cls);
+    k->uri = kwp_key_make_uri(kw_p11_token_info(tok), k->id, k->idlen, k->label, cls);
     if (k->uri == NULL || (e = kw_uri_parse(k->uri, &k->puri)) != KW_OK) {
         kw_err_set(KW_ERR_MEMORY, "cannot build the key's URI");
         kwp_key_free(k);
@@ -201,7 +201,7 @@ kwp_key *kwp_key_open_uri(kwp_ctx *ctx, const char *uristr, int want_private,
         CK_SESSION_HANDLE s;
         CK_OBJECT_HANDLE o[2];
         CK_ULONG cnt = 0;
-        int login = want_private && (toks[i]->info.flags & CKF_LOGIN_REQUIRED);
+        int login = want_private && kw_p11_token_login_required(toks[i]);
 
         if ((e = kw_p11_session_get(toks[i], login, &pin, &s)) != KW_OK)
             goto done;

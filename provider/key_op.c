@@ -39,14 +39,14 @@ static kw_err key_refind(kwp_key *k)
     }
     k->tok = toks[0];
     free(toks);
-    login = (k->tok->info.flags & CKF_LOGIN_REQUIRED) && k->has_private;
+    login = kw_p11_token_login_required(k->tok) && k->has_private;
     if ((e = kw_p11_session_get(k->tok, login, &k->pin, &s)) != KW_OK)
         return e;
     if (login) {
         /* Someone logged the token out (another user of the module in this process, or the
          * token itself): private objects are invisible until we log in again. */
         CK_SESSION_INFO si;
-        if (KW_P11_CALL(k->tok->mod, C_GetSessionInfo, s, &si) == CKR_OK &&
+        if (KW_P11_CALL(kw_p11_token_module(k->tok), C_GetSessionInfo, s, &si) == CKR_OK &&
             si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS &&
             (e = kw_p11_login(k->tok, s, &k->pin)) != KW_OK) {
             kw_p11_session_put(k->tok, s, CKR_OK);
@@ -65,14 +65,15 @@ static kw_err key_refind(kwp_key *k)
     if (cnt == 0)
         return kw_err_set(KW_ERR_OBJECT_NOT_FOUND, "key %s is no longer on its token", k->uri);
     k->handle = o;
-    k->gen = kw_p11_module_gen(k->tok->mod);
+    k->gen = kw_p11_module_gen(kw_p11_token_module(k->tok));
     KW_DEBUG("key", "re-found %s", k->uri);
     return KW_OK;
 }
 
 int kwp_key_ready(kwp_key *k)
 {
-    if (k == NULL || !k->has_private || k->tok == NULL || kw_p11_module_check(k->tok->mod) == KW_OK)
+    if (k == NULL || !k->has_private || k->tok == NULL ||
+        kw_p11_module_check(kw_p11_token_module(k->tok)) == KW_OK)
         return 1;
     kwp_raise_last(k->pctx);
     return 0;
@@ -84,10 +85,10 @@ static CK_RV op_init(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHA
     switch (op) {
     case KWP_OP_SIGN:
         *fn = "C_SignInit";
-        return KW_P11_CALL(tok->mod, C_SignInit, s, mech, h);
+        return KW_P11_CALL(kw_p11_token_module(tok), C_SignInit, s, mech, h);
     case KWP_OP_DECRYPT:
         *fn = "C_DecryptInit";
-        return KW_P11_CALL(tok->mod, C_DecryptInit, s, mech, h);
+        return KW_P11_CALL(kw_p11_token_module(tok), C_DecryptInit, s, mech, h);
     default:
         return CKR_OK; /* C_DeriveKey has no separate init */
     }
@@ -111,15 +112,15 @@ static CK_RV op_derive(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mec
     CK_RV rv;
 
     *fn = "C_DeriveKey";
-    rv = KW_P11_CALL(tok->mod, C_DeriveKey, s, mech, h, tmpl, sizeof(tmpl) / sizeof(tmpl[0]),
-                     &secret);
+    rv = KW_P11_CALL(kw_p11_token_module(tok), C_DeriveKey, s, mech, h, tmpl,
+                     sizeof(tmpl) / sizeof(tmpl[0]), &secret);
     if (rv != CKR_OK)
         return rv;
     *fn = "C_GetAttributeValue";
-    rv = KW_P11_CALL(tok->mod, C_GetAttributeValue, s, secret, &v, 1);
+    rv = KW_P11_CALL(kw_p11_token_module(tok), C_GetAttributeValue, s, secret, &v, 1);
     if (rv == CKR_OK)
         *outlen = v.ulValueLen;
-    (void)KW_P11_CALL(tok->mod, C_DestroyObject, s, secret);
+    (void)KW_P11_CALL(kw_p11_token_module(tok), C_DestroyObject, s, secret);
     return rv;
 }
 
@@ -133,11 +134,11 @@ static CK_RV op_run(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHAN
     switch (op) {
     case KWP_OP_SIGN:
         *fn = "C_Sign";
-        rv = KW_P11_CALL(tok->mod, C_Sign, s, (CK_BYTE *)in, inlen, out, &olen);
+        rv = KW_P11_CALL(kw_p11_token_module(tok), C_Sign, s, (CK_BYTE *)in, inlen, out, &olen);
         break;
     case KWP_OP_DECRYPT:
         *fn = "C_Decrypt";
-        rv = KW_P11_CALL(tok->mod, C_Decrypt, s, (CK_BYTE *)in, inlen, out, &olen);
+        rv = KW_P11_CALL(kw_p11_token_module(tok), C_Decrypt, s, (CK_BYTE *)in, inlen, out, &olen);
         break;
     default:
         return op_derive(tok, s, mech, h, out, outlen, fn);
@@ -189,14 +190,15 @@ int kwp_key_private_op_st(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsig
             nanosleep(&(struct timespec){0, (20L << attempt) * 1000 * 1000}, NULL);
         pthread_mutex_lock(&k->lock);
         e = KW_OK;
-        if ((kw_p11_module_check(k->tok->mod)) != KW_OK ||
-            k->gen != kw_p11_module_gen(k->tok->mod) || !k->tok->present)
+        if ((kw_p11_module_check(kw_p11_token_module(k->tok))) != KW_OK ||
+            k->gen != kw_p11_module_gen(kw_p11_token_module(k->tok)) ||
+            !kw_p11_token_present(k->tok))
             e = key_refind(k);
         tok = k->tok;
         h = k->handle;
         pthread_mutex_unlock(&k->lock);
         if (e == KW_OK)
-            e = kw_p11_session_get(tok, (tok->info.flags & CKF_LOGIN_REQUIRED) != 0, &k->pin, &s);
+            e = kw_p11_session_get(tok, kw_p11_token_login_required(tok), &k->pin, &s);
         if (e == KW_ERR_TOKEN_GONE && attempt + 1 < KWP_OP_ATTEMPTS) {
             /* Again after finding the token again (recovery may re-initialise it), backing
              * off: other processes may be rewriting the token's state meanwhile. */
@@ -218,8 +220,8 @@ int kwp_key_private_op_st(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsig
         if (rv == CKR_OK && k->always_auth && op != KWP_OP_DERIVE) {
             char *pin = NULL;
             if (kw_pin_resolve(&k->pin, "context", &pin) == KW_OK) {
-                rv = KW_P11_CALL(tok->mod, C_Login, s, CKU_CONTEXT_SPECIFIC, (CK_UTF8CHAR *)pin,
-                                 strlen(pin));
+                rv = KW_P11_CALL(kw_p11_token_module(tok), C_Login, s, CKU_CONTEXT_SPECIFIC,
+                                 (CK_UTF8CHAR *)pin, strlen(pin));
                 fn = "C_Login";
                 kw_secure_strfree(pin);
             }

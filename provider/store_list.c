@@ -168,7 +168,7 @@ static kw_err list_class(kwp_store *st, kw_p11_token *tok, CK_OBJECT_CLASS cls,
     CK_ULONG nt, cnt = 0;
     CK_OBJECT_HANDLE h[KWP_STORE_MAX];
     CK_SESSION_HANDLE s;
-    int login = cls == CKO_PRIVATE_KEY && (tok->info.flags & CKF_LOGIN_REQUIRED);
+    int login = cls == CKO_PRIVATE_KEY && kw_p11_token_login_required(tok);
     const char *alias = st->find.alias;
     kw_err e;
 
