@@ -31,43 +31,8 @@ typedef struct {
     void *prompt_arg;
 } kw_pin_ctx;
 
-/* A session handed out by the pool: which pool generation it belongs to and which thread
- * holds it (a handle number alone is ambiguous once a module numbers sessions afresh). */
-typedef struct {
-    CK_SESSION_HANDLE h;
-    unsigned gen;   /* tok->pool_gen when it was handed out */
-    unsigned epoch; /* module initialisation it was opened in */
-    pthread_t owner;
-} kw_p11_busy;
-
-struct kw_p11_token {
-    kw_p11_module *mod;
-    CK_SLOT_ID slot;
-    CK_TOKEN_INFO info;
-    unsigned gen; /* module generation the slot id was found in */
-
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    CK_SESSION_HANDLE *idle;
-    size_t nidle;
-    size_t nopen; /* sessions of pool_gen: idle ones and those handed out */
-    size_t max_sessions;
-    kw_p11_busy *busy; /* handed out, of this generation or an older one */
-    size_t nbusy, busy_cap;
-    unsigned pool_gen; /* bumped at every pool reset (fork, token loss, re-initialisation) */
-    int logged_in;     /* user logged in, in pool_gen */
-    /* One login in flight per token, run without the lock; the others wait for its end. */
-    int login_busy;
-    unsigned login_seq; /* logins finished (or abandoned by fork) */
-    kw_err login_err;   /* how the last one ended, and why */
-    char login_msg[256];
-    pthread_cond_t login_cond;
-    char *pin;                /* cached PIN (secure memory) for re-login after fork or logout */
-    CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
-    CK_FLAGS *mech_flags;     /* KW_MECH_FLAGS_UNKNOWN until that mechanism is first asked */
-    CK_ULONG nmechs;
-    int present;
-};
+/* A token of a module: its slot, its information and its session pool (kw_p11_int.h; callers
+ * use the functions below). */
 
 /* No token sets every flag bit: a mechanism whose C_GetMechanismInfo was not called yet. */
 #define KW_MECH_FLAGS_UNKNOWN (~(CK_FLAGS)0)
@@ -93,6 +58,13 @@ kw_err kw_p11_find_tokens(kw_p11_module *mod, P11KitUri *uri, kw_p11_token ***ou
 int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need);
 /* Mark a token as gone after CKR_DEVICE_REMOVED and the like: its sessions are dropped. */
 void kw_p11_token_lost(kw_p11_token *tok);
+/* The token's information as last read (label, serial, flags). */
+const CK_TOKEN_INFO *kw_p11_token_info(const kw_p11_token *tok);
+kw_p11_module *kw_p11_token_module(const kw_p11_token *tok);
+/* Is the token there, as far as the module last told (read without a lock)? */
+int kw_p11_token_present(const kw_p11_token *tok);
+/* Does the token ask for a user login (CKF_LOGIN_REQUIRED)? */
+int kw_p11_token_login_required(const kw_p11_token *tok);
 /* The token answered inconsistently (state read half-written): lost, and the module is
  * re-initialised at the next token search when none of our sessions is in use. */
 void kw_p11_token_suspect(kw_p11_token *tok);

@@ -44,22 +44,8 @@ static void fork_release(int in_child)
             epoch_bump(mod); /* the parent's sessions are not the child's to close */
         for (size_t i = mod->ntokens; i > 0; i--) {
             kw_p11_token *tok = mod->tokens[i - 1];
-            if (in_child) {
-                size_t kept = 0;
-                /* Nobody waits on these in the child; a condition variable that had
-                 * waiters (threads now gone) could block the child's first broadcast. */
-                pthread_cond_init(&tok->cond, NULL);
-                pthread_cond_init(&tok->login_cond, NULL);
-                if (tok->login_busy) {
-                    tok->login_busy = 0; /* its thread is not in the child */
-                    tok->login_seq++;
-                }
-                /* Sessions the other threads held will never come back. */
-                for (size_t j = 0; j < tok->nbusy; j++)
-                    if (pthread_equal(tok->busy[j].owner, pthread_self()))
-                        tok->busy[kept++] = tok->busy[j];
-                tok->nbusy = kept;
-            }
+            if (in_child)
+                kw_p11_pool_after_fork(&tok->pool);
             pthread_mutex_unlock(&tok->lock);
         }
         pthread_mutex_unlock(&mod->lock);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Inside the kw_p11 call layer: the module's state, shared by the files that load it
- * (kw_p11_module.c), keep it right across fork (kw_p11_fork.c), track its tokens
- * (kw_p11_tokens.c) and start it afresh (kw_p11_recover.c). Not for the layer's users: they
- * see kw_p11.h only. */
+/* Inside the kw_p11 call layer: the module's and its tokens' state, shared by the files that
+ * load it (kw_p11_module.c), keep it right across fork (kw_p11_fork.c), track its tokens
+ * (kw_p11_tokens.c), start it afresh (kw_p11_recover.c), pool sessions (kw_p11_pool.c) and log
+ * in (kw_p11_login.c). Not for the layer's users: they see kw_p11.h only. */
 #ifndef KW_P11_INT_H
 #define KW_P11_INT_H
 
@@ -10,6 +10,70 @@
 #include <unistd.h>
 
 #include "kw_p11.h"
+
+/* A session handed out by the pool: which pool generation it belongs to and which thread
+ * holds it (a handle number alone is ambiguous once a module numbers sessions afresh). */
+typedef struct {
+    CK_SESSION_HANDLE h;
+    unsigned gen;   /* pool gen when it was handed out */
+    unsigned epoch; /* module initialisation it was opened in */
+    pthread_t owner;
+} kw_p11_busy;
+
+/* A token's session pool and login state, guarded by the token's lock. Only kw_p11_pool.c
+ * and kw_p11_login.c read its fields; the other files use the kw_p11_pool_* functions. */
+typedef struct {
+    pthread_cond_t cond; /* a session came back */
+    CK_SESSION_HANDLE *idle;
+    size_t nidle;
+    size_t nopen; /* sessions of gen: idle ones and those handed out */
+    size_t max_sessions;
+    kw_p11_busy *busy; /* handed out, of this generation or an older one */
+    size_t nbusy, busy_cap;
+    unsigned gen;  /* bumped at every pool reset (fork, token loss, re-initialisation) */
+    int logged_in; /* user logged in, in gen */
+    /* One login in flight per token, run without the lock; the others wait for its end. */
+    int login_busy;
+    unsigned login_seq; /* logins finished (or abandoned by fork) */
+    kw_err login_err;   /* how the last one ended, and why */
+    char login_msg[256];
+    pthread_cond_t login_cond;
+    char *pin; /* cached PIN (secure memory) for re-login after fork or logout */
+} kw_p11_pool;
+
+struct kw_p11_token {
+    kw_p11_module *mod;
+    CK_SLOT_ID slot;
+    CK_TOKEN_INFO info;
+    unsigned gen; /* module generation the slot id was found in */
+
+    pthread_mutex_t lock;
+    kw_p11_pool pool;
+    CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
+    CK_FLAGS *mech_flags;     /* KW_MECH_FLAGS_UNKNOWN until that mechanism is first asked */
+    CK_ULONG nmechs;
+    int present; /* written under mod->lock, atomically: kw_p11_token_present reads it bare */
+};
+
+/* ---- kw_p11_pool.c: the session pool (with tok->lock held unless said) ---- */
+/* Sized from the token's ulMaxSessionCount (at most 16). 0 when out of memory. */
+int kw_p11_pool_init(kw_p11_pool *p, const CK_TOKEN_INFO *info);
+void kw_p11_pool_free(kw_p11_pool *p); /* no lock: the token is being freed */
+/* Forget the sessions without closing them (they belong to a dead generation). Those handed
+ * out become stale: their holders' kw_p11_session_put drops them. */
+void kw_p11_pool_reset(kw_p11_pool *p);
+/* Close the idle sessions (this process's, still open). */
+void kw_p11_pool_close_idle(kw_p11_token *tok);
+/* Sessions handed out, stale ones too (their holders may be inside a call). */
+size_t kw_p11_pool_nbusy(const kw_p11_pool *p);
+/* Was a PIN cached, i.e. did we log in to this token? */
+int kw_p11_pool_has_pin(const kw_p11_pool *p);
+/* In a fork child: only the forking thread's sessions and no login in flight survive. */
+void kw_p11_pool_after_fork(kw_p11_pool *p);
+/* ---- kw_p11_login.c ---- */
+/* Log in on s, one login per token at a time; tok->lock held, released while C_Login runs. */
+kw_err kw_p11_login_locked(kw_p11_token *tok, CK_SESSION_HANDLE s, const kw_pin_ctx *pinctx,
+                           int *stale);
 
 struct kw_p11_module {
     char *path;
@@ -69,9 +133,8 @@ CK_RV kw_p11_module_initialize(kw_p11_module *mod);
 
 /* ---- kw_p11_tokens.c: the token list ---- */
 void kw_p11_token_free(kw_p11_token *tok);
-/* Forget a token's sessions without closing them (they belong to a dead generation). Those
- * handed out become stale: their holders' kw_p11_session_put drops them (pool_gen). */
-void kw_p11_token_reset_locked(kw_p11_token *tok);
+/* Under mod->lock; kw_p11_token_present reads it without one. */
+void kw_p11_token_set_present(kw_p11_token *tok, int present);
 /* Are all tokens that were present before still there (same label and serial)? */
 int kw_p11_tokens_back_locked(kw_p11_module *mod, const int *was, size_t n);
 /* Refresh the slot list; called with mod->lock held. */

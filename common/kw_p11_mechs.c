@@ -18,7 +18,7 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
     int usable = mod->initialized;
     pthread_mutex_unlock(&mod->lock);
     pthread_mutex_lock(&tok->lock);
-    usable &= tok->present;
+    usable &= kw_p11_token_present(tok);
     pthread_mutex_unlock(&tok->lock);
     if (!usable) {
         /* A lost token or module: this may be the first call after it came back, so try to
@@ -34,7 +34,8 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
      * cached, and is retried briefly since SoftHSM2 fails now and then under concurrent
      * logins. Each mechanism's flags are asked the first time that mechanism is: a token lists
      * 70 or more, a process uses two or three, and over a network each call is a round trip. */
-    for (int attempt = 0; tok->mechs == NULL && attempt < (tok->present ? 3 : 1); attempt++) {
+    for (int attempt = 0; tok->mechs == NULL && attempt < (kw_p11_token_present(tok) ? 3 : 1);
+         attempt++) {
         CK_ULONG cnt = 0;
         if (attempt > 0)
             nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);

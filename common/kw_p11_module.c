@@ -27,10 +27,7 @@ static void module_shutdown(kw_p11_module *mod)
     if (mod->pid != current_pid())
         return;
     for (size_t i = 0; i < mod->ntokens; i++) {
-        kw_p11_token *tok = mod->tokens[i];
-        for (size_t j = 0; j < tok->nidle; j++)
-            (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
-        tok->nidle = 0;
+        kw_p11_pool_close_idle(mod->tokens[i]);
     }
     if (mod->initialized)
         (void)KW_P11_CALL(mod, C_Finalize, NULL);

@@ -23,7 +23,7 @@ static int kept_parent_login_locked(kw_p11_module *mod)
         CK_SESSION_HANDLE s;
         CK_SESSION_INFO si;
 
-        if (!tok->present || tok->pin == NULL)
+        if (!tok->present || !kw_p11_pool_has_pin(&tok->pool))
             continue;
         if (KW_P11_CALL(mod, C_OpenSession, tok->slot, CKF_SERIAL_SESSION, NULL, NULL, &s) !=
             CKR_OK)
@@ -59,7 +59,7 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
                  mod->path);
         for (size_t i = 0; i < n; i++) {
             pthread_mutex_lock(&mod->tokens[i]->lock);
-            kw_p11_token_reset_locked(mod->tokens[i]);
+            kw_p11_pool_reset(&mod->tokens[i]->pool);
             pthread_mutex_unlock(&mod->tokens[i]->lock);
         }
         gen_bump(mod);
@@ -159,15 +159,14 @@ static int module_recover_locked(kw_p11_module *mod)
         pthread_mutex_lock(&mod->tokens[i]->lock);
     /* Every session handed out counts, a stale one too: its holder may be inside a call. */
     for (size_t i = 0; i < mod->ntokens; i++)
-        busy += mod->tokens[i]->nbusy;
+        busy += kw_p11_pool_nbusy(&mod->tokens[i]->pool);
     if (busy == 0) {
         mod->reinit = now;
         KW_DEBUG("p11", "re-initialising %s to recover a lost token", mod->path);
         for (size_t i = 0; i < mod->ntokens; i++) {
             kw_p11_token *tok = mod->tokens[i];
-            for (size_t j = 0; j < tok->nidle; j++)
-                (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
-            kw_p11_token_reset_locked(tok);
+            kw_p11_pool_close_idle(tok);
+            kw_p11_pool_reset(&tok->pool);
             /* The mechanism list is asked again: the token may have come back different. */
             free(tok->mechs);
             free(tok->mech_flags);

@@ -11,27 +11,36 @@
 
 void kw_p11_token_free(kw_p11_token *tok)
 {
-    kw_secure_strfree(tok->pin);
-    free(tok->idle);
-    free(tok->busy);
+    kw_p11_pool_free(&tok->pool);
     free(tok->mechs);
     free(tok->mech_flags);
     pthread_mutex_destroy(&tok->lock);
-    pthread_cond_destroy(&tok->cond);
-    pthread_cond_destroy(&tok->login_cond);
     free(tok);
 }
 
-/* Forget a token's sessions without closing them (they belong to a dead generation). Those
- * handed out become stale: their holders' kw_p11_session_put drops them (pool_gen). */
-void kw_p11_token_reset_locked(kw_p11_token *tok)
+const CK_TOKEN_INFO *kw_p11_token_info(const kw_p11_token *tok)
 {
-    tok->nidle = 0;
-    tok->nopen = 0;
-    tok->logged_in = 0;
-    tok->pool_gen++;
-    pthread_cond_broadcast(&tok->cond);
-    pthread_cond_broadcast(&tok->login_cond);
+    return &tok->info;
+}
+
+kw_p11_module *kw_p11_token_module(const kw_p11_token *tok)
+{
+    return tok->mod;
+}
+
+int kw_p11_token_present(const kw_p11_token *tok)
+{
+    return __atomic_load_n(&tok->present, __ATOMIC_ACQUIRE);
+}
+
+int kw_p11_token_login_required(const kw_p11_token *tok)
+{
+    return (tok->info.flags & CKF_LOGIN_REQUIRED) != 0;
+}
+
+void kw_p11_token_set_present(kw_p11_token *tok, int present)
+{
+    __atomic_store_n(&tok->present, present, __ATOMIC_RELEASE);
 }
 
 /* Are all tokens that were present before still there (same label and serial)? */
@@ -56,14 +65,13 @@ void kw_p11_token_lost(kw_p11_token *tok)
     kw_p11_module *mod = tok->mod;
 
     pthread_mutex_lock(&mod->lock);
-    tok->present = 0;
+    kw_p11_token_set_present(tok, 0);
     gen_bump(mod);
     pthread_mutex_unlock(&mod->lock);
     pthread_mutex_lock(&tok->lock);
     /* Sessions of a removed token are invalid; closing them is harmless if they are not. */
-    for (size_t j = 0; j < tok->nidle; j++)
-        (void)KW_P11_CALL(mod, C_CloseSession, tok->idle[j]);
-    kw_p11_token_reset_locked(tok);
+    kw_p11_pool_close_idle(tok);
+    kw_p11_pool_reset(&tok->pool);
     pthread_mutex_unlock(&tok->lock);
 }
 
@@ -92,21 +100,11 @@ static kw_p11_token *token_new(kw_p11_module *mod, CK_SLOT_ID slot, const CK_TOK
     tok->slot = slot;
     tok->info = *info;
     pthread_mutex_init(&tok->lock, NULL);
-    pthread_cond_init(&tok->cond, NULL);
-    pthread_cond_init(&tok->login_cond, NULL);
-    tok->max_sessions = 16;
-    if (info->ulMaxSessionCount != CK_EFFECTIVELY_INFINITE &&
-        info->ulMaxSessionCount != CK_UNAVAILABLE_INFORMATION && info->ulMaxSessionCount > 0 &&
-        info->ulMaxSessionCount < tok->max_sessions)
-        tok->max_sessions = info->ulMaxSessionCount;
-    tok->idle = calloc(tok->max_sessions, sizeof(*tok->idle));
-    tok->busy_cap = 2 * tok->max_sessions;
-    tok->busy = calloc(tok->busy_cap, sizeof(*tok->busy));
-    if (tok->idle == NULL || tok->busy == NULL) {
+    if (!kw_p11_pool_init(&tok->pool, info)) {
         kw_p11_token_free(tok);
         return NULL;
     }
-    tok->present = 1;
+    kw_p11_token_set_present(tok, 1);
     return tok;
 }
 /* SoftHSM2 answers CKR_GENERAL_ERROR now and then while other processes log in to the same
@@ -150,7 +148,7 @@ kw_err kw_p11_tokens_refresh_locked(kw_p11_module *mod)
     }
     for (size_t i = 0; i < mod->ntokens; i++) {
         was[i] = mod->tokens[i]->present;
-        mod->tokens[i]->present = 0;
+        kw_p11_token_set_present(mod->tokens[i], 0);
     }
     for (CK_ULONG i = 0; i < n; i++) {
         CK_TOKEN_INFO info;
@@ -175,10 +173,10 @@ kw_err kw_p11_tokens_refresh_locked(kw_p11_module *mod)
             if (tok->slot != slots[i]) {
                 /* The token came back in another slot: its old sessions are gone. */
                 tok->slot = slots[i];
-                kw_p11_token_reset_locked(tok);
+                kw_p11_pool_reset(&tok->pool);
             }
             tok->info = info;
-            tok->present = 1;
+            kw_p11_token_set_present(tok, 1);
             pthread_mutex_unlock(&tok->lock);
             continue;
         }
@@ -199,7 +197,7 @@ kw_err kw_p11_tokens_refresh_locked(kw_p11_module *mod)
         if (was[i] && !tok->present) {
             KW_DEBUG("p11", "token in slot %lu is gone", (unsigned long)tok->slot);
             pthread_mutex_lock(&tok->lock);
-            kw_p11_token_reset_locked(tok);
+            kw_p11_pool_reset(&tok->pool);
             pthread_mutex_unlock(&tok->lock);
             gen_bump(mod);
         }

@@ -95,3 +95,11 @@ CK_RV kwk_attr_put_ulong(CK_ATTRIBUTE *a, CK_ULONG v)
 {
     return kwk_attr_put(a, &v, sizeof(v));
 }
+
+int kwk_attr_type_in(CK_ATTRIBUTE_TYPE t, const CK_ATTRIBUTE_TYPE *l, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (l[i] == t)
+            return 1;
+    return 0;
+}

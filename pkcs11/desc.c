@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The description codec: what a keyring key's description says of the object it holds
- * ("keyward:<kind>:<flags>:<link>:<id>:<label>"), written by store.c and read by object.c. */
+ * ("keyward:<kind>:<flags>:<link>:<id>:<label>"), written by object_write.c and read by object.c.
+ */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* keyward-pkcs11: internal interfaces between the module's files. Each file owns one concern:
- * module.c (function tables, C_Initialize/C_Finalize, global state and lock, fork), config.c,
- * token.c (slots, tokens, mechanism lists, login), session.c, find.c (C_FindObjects*),
- * object.c (the object cache over keyring keys), desc.c (the keys' description codec),
- * attr_value.c (an object's attribute values), object_call.c (C_GetAttributeValue,
- * C_SetAttributeValue, C_GetObjectSize), attr.c (templates), store.c (writing keys into the
- * keyring), create.c (C_CreateObject, C_DestroyObject), keygen.c, mech.c (starting an
- * operation), sign.c, decrypt.c, derive.c, rsa.c (RSA mechanism logic), rsa_kernel.c (kernel
- * private ops with blinding), soft.c (software mode), padding.c, keyring.c (the only keyctl
- * caller), ossl.c (private libcrypto context), error.c (errno->CKR), unsupported.c. */
+/* keyward-pkcs11: internal interfaces between the module's files. Each file owns one concern;
+ * docs/ARCHITECTURE.md draws how they call each other (calls go one way, no file cycles).
+ *   entry:   module.c (function lists, C_GetInfo), init.c (C_Initialize/C_Finalize, fork),
+ *            state.c (global state and lock), config.c (pkcs11.conf)
+ *   tokens:  slot.c (slots, token info, mechanism lists), token.c (keyring, mode probe, failed
+ *            logins), login.c (C_Login, C_Logout), random.c, session.c
+ *   objects: object.c (cache over keyring keys), desc.c (description codec), attr_value.c
+ *            (attribute values), object_call.c (C_GetAttributeValue ...), find.c, attr.c
+ *            (template reading), template.c (new objects' templates), object_write.c (writing
+ *            keys into the keyring), create.c (C_CreateObject, C_DestroyObject), keygen.c
+ *   ops:     op_init.c (starting an operation), sign.c, decrypt.c, derive.c, rsa.c (RSA
+ *            mechanisms), rsa_kernel.c (kernel private ops, blinded), soft.c (software mode),
+ *            padding.c, unsupported.c
+ *   below:   keyctl.c (the only libkeyutils caller), ossl.c (private libcrypto context),
+ *            error.c (errno -> CKR) */
 #ifndef KWK_H
 #define KWK_H
 
@@ -36,7 +41,7 @@
 typedef int32_t kwk_serial;
 
 typedef enum { KWK_MODE_NONE = 0, KWK_MODE_KERNEL = 1, KWK_MODE_SOFTWARE = 2 } kwk_mode;
-const char *kwk_mode_name(kwk_mode m); /* module.c */
+const char *kwk_mode_name(kwk_mode m); /* state.c */
 
 /* Object kinds as stored in the keyring description "keyward:<kind>:<flags>:<link>:<id>:<label>".
  */
@@ -174,12 +179,14 @@ typedef struct kwk_session {
     int finding;
 } kwk_session;
 
-/* ---- module.c: global state ---- */
+/* ---- state.c: global state (init.c sets it up, module.c exports the function lists) ---- */
 extern pthread_mutex_t kwk_lock; /* tokens, objects, session table */
 int kwk_initialized(void);
 kwk_token *kwk_token_by_slot(CK_SLOT_ID slot);
 size_t kwk_token_count(void);
 kwk_token *kwk_token_at(size_t i);
+CK_RV kwk_state_load(void);             /* with kwk_lock held: tokens from the config */
+void kwk_state_set_initialized(int on); /* with kwk_lock held; off forgets the tokens */
 
 /* ---- config.c ---- */
 /* Fill tokens from the config file (KEYWARD_PKCS11_CONF or /etc/keyward/pkcs11.conf); when there
@@ -191,6 +198,11 @@ const char *kwk_config_path(void);
 CK_RV kwk_token_open(kwk_token *t); /* resolve the keyring, probe the mode */
 kwk_mode kwk_probe_kernel(kwk_serial ring);
 int kwk_token_need_login(const kwk_token *t);
+/* Failed logins, counted in the token's keyring so every process sees the same number. */
+unsigned kwk_token_pin_failures(const kwk_token *t);
+void kwk_token_set_pin_failures(kwk_token *t, unsigned n);
+/* A blank-padded PKCS#11 text field. */
+void kwk_pad(unsigned char *dst, size_t n, const char *src);
 
 /* ---- session.c ---- */
 /* Look up a session and lock it (returns with s->lock held); CKR_SESSION_HANDLE_INVALID etc. */
@@ -218,7 +230,7 @@ CK_RV kwk_object_get_attrs(kwk_token *t, const kwk_object *o, CK_ATTRIBUTE *tmpl
 CK_RV kwk_object_set_attrs(kwk_token *t, kwk_object *o, CK_ATTRIBUTE *tmpl, CK_ULONG n);
 int kwk_object_match(kwk_token *t, const kwk_object *o, const CK_ATTRIBUTE *tmpl, CK_ULONG n);
 
-/* ---- desc.c: the description codec (object.c reads, store.c writes) ---- */
+/* ---- desc.c: the description codec (object.c reads, object_write.c writes) ---- */
 /* A key's CKA_ALLOWED_MECHANISMS ride in the FLAGS field after a '/' ("ls/1,D,43": upper-case
  * hex, so a module that predates the list reads the same flags and ignores it); the kwk_extra
  * attributes before it, each '+', an upper-case tag and its value, also without lower-case
@@ -243,8 +255,9 @@ CK_RV kwk_attr_mechs(const CK_ATTRIBUTE *a, kwk_mechs *out);
 CK_RV kwk_attr_put(CK_ATTRIBUTE *a, const void *val, size_t len);
 CK_RV kwk_attr_put_bool(CK_ATTRIBUTE *a, int v);
 CK_RV kwk_attr_put_ulong(CK_ATTRIBUTE *a, CK_ULONG v);
+int kwk_attr_type_in(CK_ATTRIBUTE_TYPE t, const CK_ATTRIBUTE_TYPE *l, size_t n);
 
-/* ---- store.c: put keys into the keyring ---- */
+/* ---- object_write.c: put keys into the keyring ---- */
 /* What a template asks of one object, as its description keeps it. */
 typedef struct kwk_new_obj {
     unsigned flags;
@@ -264,7 +277,7 @@ CK_RV kwk_store_cert(kwk_token *t, const unsigned char *der, size_t len, const k
 CK_RV kwk_store_meta(kwk_token *t, kwk_object *o); /* label/id change */
 CK_RV kwk_store_remove(kwk_token *t, kwk_object *o);
 
-/* ---- create.c: template rules shared with keygen.c ---- */
+/* ---- template.c: template rules of create.c and keygen.c ---- */
 /* Label, id, usage, subject, dates and the booleans every object may carry; attributes in `extra`
  * are left to the caller; anything else is CKR_ATTRIBUTE_TYPE_INVALID. */
 CK_RV kwk_tmpl_common(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls, kwk_new_obj *m,
@@ -277,7 +290,7 @@ CK_RV kwk_tmpl_usage(const CK_ATTRIBUTE *tmpl, CK_ULONG n, CK_OBJECT_CLASS cls, 
 /* EC_PARAMS (OID or curve name) -> OpenSSL group / key type name; NULL if unsupported. */
 const char *kwk_curve_name(const CK_ATTRIBUTE *params, int *edwards);
 
-/* ---- mech.c: starting an operation (sign.c, decrypt.c) ---- */
+/* ---- op_init.c: starting an operation (sign.c, decrypt.c) ---- */
 CK_RV kwk_op_init(kwk_session *s, kwk_opkind kind, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
 
 /* ---- rsa.c: RSA mechanisms over a private-op backend ---- */
@@ -295,7 +308,7 @@ CK_RV kwk_blind(EVP_PKEY *pub, const unsigned char *in, size_t klen, unsigned ch
                 void **unblind_state);
 CK_RV kwk_unblind(EVP_PKEY *pub, void *unblind_state, const unsigned char *in, size_t klen,
                   unsigned char *out);
-extern pthread_mutex_t kwk_blind_lock; /* held across fork by module.c */
+extern pthread_mutex_t kwk_blind_lock; /* held across fork by init.c */
 void kwk_blind_free_all(void);
 
 /* ---- soft.c: software mode (private key in a user key, op with libcrypto) ---- */
@@ -326,7 +339,7 @@ OSSL_LIB_CTX *kwk_libctx(void);
 const EVP_MD *kwk_md(CK_MECHANISM_TYPE hash_mech); /* CKM_SHA256 ... ; NULL if unknown */
 void kwk_ossl_free(void);
 
-/* ---- keyring.c: the only file that calls keyctl ---- */
+/* ---- keyctl.c: the only file that calls keyctl ---- */
 #define KWK_PERM_PRIVATE 0x3f010000u /* possessor: all; user: view */
 CK_RV kwk_kr_resolve(const char *spec, kwk_serial *out);
 CK_RV kwk_kr_list(kwk_serial ring, kwk_serial **out, size_t *n);

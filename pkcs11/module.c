@@ -1,143 +1,27 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Module entry points: function lists (2.40 and 3.0 interfaces), C_Initialize/C_Finalize,
- * C_GetInfo, global lock and fork handling. */
-#include <pthread.h>
+/* The module's face: C_GetInfo, the function lists (2.40 and 3.0 interfaces) and the three
+ * exported entry points. State lives in state.c, initialisation in init.c. */
 #include <stdio.h>
 #include <string.h>
 
 #include <keyward/keyward.h>
 
-#include "kw_log.h"
 #include "kwk.h"
 
 #define KWK_EXPORT __attribute__((visibility("default")))
 
-pthread_mutex_t kwk_lock = PTHREAD_MUTEX_INITIALIZER;
-static int initialized;
-static kwk_token tokens[KWK_MAX_TOKENS];
-static size_t ntokens;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* Fork: the child gets copies of sessions and keeps its keyring possession, so it may go on using
- * the module (CKF_INTERFACE_FORK_SAFE). Only the locks need care: hold them across fork. */
-static void fork_prepare(void)
-{
-    pthread_mutex_lock(&kwk_lock);
-    pthread_mutex_lock(&kwk_blind_lock);
-}
-static void fork_parent(void)
-{
-    pthread_mutex_unlock(&kwk_blind_lock);
-    pthread_mutex_unlock(&kwk_lock);
-}
-static void fork_child(void)
-{
-    pthread_mutex_unlock(&kwk_blind_lock);
-    pthread_mutex_unlock(&kwk_lock);
-    kwk_sessions_after_fork();
-}
-static void atfork_setup(void)
-{
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
-}
-
-int kwk_initialized(void)
-{
-    return initialized;
-}
-
-kwk_token *kwk_token_by_slot(CK_SLOT_ID slot)
-{
-    return slot < ntokens ? &tokens[slot] : NULL;
-}
-
-size_t kwk_token_count(void)
-{
-    return ntokens;
-}
-
-kwk_token *kwk_token_at(size_t i)
-{
-    return i < ntokens ? &tokens[i] : NULL;
-}
-
-const char *kwk_mode_name(kwk_mode m)
-{
-    return m == KWK_MODE_KERNEL ? "kernel" : m == KWK_MODE_SOFTWARE ? "software" : "unknown";
-}
-
-CK_RV C_Initialize(CK_VOID_PTR init_args)
-{
-    CK_C_INITIALIZE_ARGS *a = init_args;
-    CK_RV rv;
-
-    if (a != NULL) {
-        int have_fns = a->CreateMutex || a->DestroyMutex || a->LockMutex || a->UnlockMutex;
-        int all_fns = a->CreateMutex && a->DestroyMutex && a->LockMutex && a->UnlockMutex;
-        if (a->pReserved != NULL || (have_fns && !all_fns))
-            return CKR_ARGUMENTS_BAD;
-        /* We lock with pthreads; callers that insist on their own primitives are refused. */
-        if (have_fns && !(a->flags & CKF_OS_LOCKING_OK))
-            return CKR_CANT_LOCK;
-    }
-    pthread_once(&atfork_once, atfork_setup);
-    pthread_mutex_lock(&kwk_lock);
-    if (initialized) {
-        pthread_mutex_unlock(&kwk_lock);
-        return CKR_CRYPTOKI_ALREADY_INITIALIZED;
-    }
-    memset(tokens, 0, sizeof(tokens));
-    rv = kwk_config_load(tokens, KWK_MAX_TOKENS, &ntokens);
-    if (rv == CKR_OK && kwk_libctx() == NULL)
-        rv = CKR_GENERAL_ERROR;
-    if (rv == CKR_OK) {
-        for (size_t i = 0; i < ntokens; i++)
-            tokens[i].slot = i;
-        initialized = 1;
-        KW_DEBUG(KWK_COMP, "initialised: %zu token(s) from %s", ntokens, kwk_config_path());
-    }
-    pthread_mutex_unlock(&kwk_lock);
-    return rv;
-}
-
-CK_RV C_Finalize(CK_VOID_PTR reserved)
-{
-    if (reserved != NULL)
-        return CKR_ARGUMENTS_BAD;
-    pthread_mutex_lock(&kwk_lock);
-    if (!initialized) {
-        pthread_mutex_unlock(&kwk_lock);
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    }
-    kwk_sessions_close_all(NULL);
-    for (size_t i = 0; i < ntokens; i++)
-        kwk_objects_free(&tokens[i]);
-    ntokens = 0;
-    initialized = 0;
-    pthread_mutex_unlock(&kwk_lock);
-    kwk_blind_free_all();
-    kwk_ossl_free();
-    return CKR_OK;
-}
-
-static void pad(unsigned char *dst, size_t n, const char *src)
-{
-    size_t l = strlen(src);
-    memset(dst, ' ', n);
-    memcpy(dst, src, l < n ? l : n);
-}
-
 CK_RV C_GetInfo(CK_INFO_PTR info)
 {
-    if (!initialized)
+    if (!kwk_initialized())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
     if (info == NULL)
         return CKR_ARGUMENTS_BAD;
     memset(info, 0, sizeof(*info));
     info->cryptokiVersion.major = 3;
     info->cryptokiVersion.minor = 0;
-    pad(info->manufacturerID, sizeof(info->manufacturerID), "keyward");
-    pad(info->libraryDescription, sizeof(info->libraryDescription), "keyward Linux keyring token");
+    kwk_pad(info->manufacturerID, sizeof(info->manufacturerID), "keyward");
+    kwk_pad(info->libraryDescription, sizeof(info->libraryDescription),
+            "keyward Linux keyring token");
     info->libraryVersion.major = 0;
     info->libraryVersion.minor = 1;
     return CKR_OK;

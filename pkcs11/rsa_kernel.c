@@ -34,7 +34,7 @@ typedef struct {
 static blind_slot slots[BLIND_SLOTS];
 static unsigned long use_clock;
 /* Guards the table and every BN_BLINDING in it (held only for the modular arithmetic, never
- * across the kernel call); module.c holds it across fork so a child finds it consistent. */
+ * across the kernel call); init.c holds it across fork so a child finds it consistent. */
 pthread_mutex_t kwk_blind_lock = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct {

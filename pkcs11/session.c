@@ -216,12 +216,3 @@ CK_RV C_SessionCancel(CK_SESSION_HANDLE h, CK_FLAGS flags)
     kwk_session_put(s);
     return CKR_OK;
 }
-
-CK_RV C_LoginUser(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG pin_len,
-                  CK_UTF8CHAR_PTR username, CK_ULONG username_len)
-{
-    /* No named users on a keyring token: only the anonymous user exists. */
-    if (username != NULL && username_len > 0)
-        return kwk_initialized() ? CKR_USER_TYPE_INVALID : CKR_CRYPTOKI_NOT_INITIALIZED;
-    return C_Login(h, user, pin, pin_len);
-}

@@ -221,7 +221,8 @@ static kw_err gen_on_token(kwp_gen_ctx *g, kw_p11_token *tok, CK_SESSION_HANDLE 
                           "generate %s key pairs",
                           g->alg);
     }
-    rv = KW_P11_CALL(tok->mod, C_GenerateKeyPair, s, &mech, pub, np, prv, nv, &pubh, priv);
+    rv = KW_P11_CALL(kw_p11_token_module(tok), C_GenerateKeyPair, s, &mech, pub, np, prv, nv, &pubh,
+                     priv);
     OPENSSL_free(ecpar);
     if (rv != CKR_OK)
         return kw_p11_fail(rv, "C_GenerateKeyPair", "generating a key pair");
@@ -269,8 +270,7 @@ void *kwp_km_gen(void *genctx, OSSL_CALLBACK *cb, void *cbarg)
     kw_uri_pin(uri, &pin);
     pin.conf_pin_source = g->pctx->pin_source;
     /* A token without CKF_LOGIN_REQUIRED (the keyring token) has no PIN to log in with. */
-    if ((e = kw_p11_session_get(toks[0], (toks[0]->info.flags & CKF_LOGIN_REQUIRED) != 0, &pin,
-                                &s)) != KW_OK)
+    if ((e = kw_p11_session_get(toks[0], kw_p11_token_login_required(toks[0]), &pin, &s)) != KW_OK)
         goto err;
     e = gen_on_token(g, toks[0], s, uri, &priv);
     if (e == KW_OK)

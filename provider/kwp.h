@@ -38,6 +38,10 @@ typedef struct kwp_ctx {
 /* Drop what the decoders left pending (provider teardown). */
 void kwp_decoder_teardown(kwp_ctx *ctx);
 
+/* ---- the provider context (provctx.c) ---- */
+/* Settings from the provider's openssl.cnf section and the core's error functions. */
+int kwp_ctx_read_config(kwp_ctx *ctx, const OSSL_DISPATCH *in);
+
 /* Reason codes: one per kw_err class. */
 #define KWP_R(e) ((int)(e))
 
@@ -106,14 +110,18 @@ void kwp_key_free(kwp_key *k);
 /* A token key from a private or public object found on tok through session s. */
 kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE s,
                              CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, const kw_pin_ctx *pin);
+/* key_pub.c: the key's public half (k->pub), allowed mechanisms and RSA-PSS typing; 0 with a
+ * kw_err set when the token holds no public half for it. */
+int kwp_key_load_public(kwp_ctx *ctx, kwp_key *k, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                        CK_OBJECT_CLASS cls);
 /* Open the first private key (or public key when want_private is 0) a URI names. */
 kwp_key *kwp_key_open_uri(kwp_ctx *ctx, const char *uri, int want_private, kw_pin_prompt_fn prompt,
                           void *prompt_arg);
 /* Build the canonical URI of a key from token info and id/label. */
 char *kwp_key_make_uri(const CK_TOKEN_INFO *ti, const unsigned char *id, CK_ULONG idlen,
                        const char *label, CK_OBJECT_CLASS cls);
-/* Run a private-key operation: init (Sign or Decrypt), then one-shot. Handles re-finding the
- * object, login, relogin on CKR_USER_NOT_LOGGED_IN and one retry after token loss. */
+/* key_op.c: run a private-key operation: init (Sign or Decrypt), then one-shot. Handles
+ * re-finding the object, login, relogin on CKR_USER_NOT_LOGGED_IN and retries after token loss. */
 typedef enum { KWP_OP_SIGN, KWP_OP_DECRYPT, KWP_OP_DERIVE } kwp_op;
 /* Can this process use the key's module (after fork it may not: a module that kept its
  * parent's state is refused)? Raises the reason when not. Public-only keys are always ready. */

@@ -24,7 +24,7 @@
 #endif
 #include <openssl/err.h>
 
-#include "kw_p11.h"
+#include "kw_p11_int.h" /* white-box: reads the token's fields */
 #include "kw_secmem.h"
 
 static kw_p11_module *mod;
