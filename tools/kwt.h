@@ -96,7 +96,7 @@ long long kwt_parse_date(const char *s);
 bool kwt_conf_safe(const char *s);
 bool kwt_valid_uri(const char *uri, const char **why);
 
-/* ---- running openssl (run_openssl.c) ---- */
+/* ---- running openssl (openssl_cmd.c: command lines; run_openssl.c: runs) ---- */
 typedef struct {
     const char *argv[4200]; /* batch signing passes up to 4000 CSRs to one process */
     int argc;
@@ -117,7 +117,11 @@ extern bool kwt_children_no_tty;
  * it to every later openssl child of this command as keyward-pin-source = fd:N, a sealed memory
  * file it inherits (never argv, the environment or a file on disk); the PIN is wiped here.
  * 0 also when nothing was asked; KWT_FAIL after printing when no PIN was typed. */
-int kwt_pin_prompt_once(const char *uri, const char *cnf);
+int kwt_pin_prompt_once(const char *uri, const char *cnf); /* pin_prompt.c */
+/* run_openssl.c keeps the prompt's PIN: fd, the sealed memory file every later openssl child
+ * inherits, and dir, the private directory of their wrapper config (both released at exit). */
+void kwt_run_hand_pin(int fd, char *dir);
+bool kwt_run_has_pin(void); /* a PIN was handed over */
 /* Name the cause of a failed run from openssl's stderr (the provider's reason such as "PIN
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
@@ -143,7 +147,9 @@ const char *kwt_openssl_bin(void);
 void kwt_print_argv(FILE *f, const kwt_cmd *c, const char *cnf);
 void kwt_shq(FILE *f, const char *s); /* a word for the shell, single-quoted when needed */
 
-/* ---- CA directory (cadb.c) ---- */
+/* ---- CA directory (cadb.c: open, lock, watch; cadb_conf.c: keyward.conf; cadb_openssl_cnf.c:
+ * openssl.cnf and profiles; cadb_recover.c; cadb_txn.c: state transactions; cadb_index.c:
+ * index.txt; cadb_crl.c: generations and CRLs) ---- */
 typedef struct {
     char *ca_key;       /* URI of the CA key */
     char *module;       /* PKCS#11 module (NULL: default) */
