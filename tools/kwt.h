@@ -409,7 +409,7 @@ int kwt_cmd_check(int argc, char **argv);
 int kwt_check_report(kwt_ca *ca, int warn, char **doc);
 int kwt_cmd_uri2pem(int argc, char **argv);
 int kwt_cmd_show(int argc, char **argv);
-/* Sign one CSR in an open transaction (shared by sign and renew). */
+/* Sign one CSR in an open transaction (ca_sign_req.c; shared by sign and renew). */
 int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
                  const char *san, const char *device_id, char **serial_out);
 /* Generate the key at uri on its token unless it is there (cnf: provider config). */
@@ -424,7 +424,7 @@ int kwt_usage(const char *cmd, FILE *f);
  * and extra (more "usage: keyward GROUP SUB ..." texts: the keyring's; may be NULL). */
 int kwt_complete(int argc, char **argv, const char *extra, FILE *f);
 
-/* ---- OCSP (ca_ocsp.c) ---- */
+/* ---- signing with an earlier CA generation (ca_sign_req.c; for ca ocsp) ---- */
 /* kwt_sign_one with the key and certificate (ca/ca-G.crt) of CA generation gen; 0 or the
  * current generation: the current key, as kwt_sign_one. */
 int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, const char *name,
