@@ -96,7 +96,7 @@ long long kwt_parse_date(const char *s);
 bool kwt_conf_safe(const char *s);
 bool kwt_valid_uri(const char *uri, const char **why);
 
-/* ---- running openssl (run_openssl.c) ---- */
+/* ---- running openssl (openssl_cmd.c: command lines; run_openssl.c: runs) ---- */
 typedef struct {
     const char *argv[4200]; /* batch signing passes up to 4000 CSRs to one process */
     int argc;
@@ -117,7 +117,11 @@ extern bool kwt_children_no_tty;
  * it to every later openssl child of this command as keyward-pin-source = fd:N, a sealed memory
  * file it inherits (never argv, the environment or a file on disk); the PIN is wiped here.
  * 0 also when nothing was asked; KWT_FAIL after printing when no PIN was typed. */
-int kwt_pin_prompt_once(const char *uri, const char *cnf);
+int kwt_pin_prompt_once(const char *uri, const char *cnf); /* pin_prompt.c */
+/* run_openssl.c keeps the prompt's PIN: fd, the sealed memory file every later openssl child
+ * inherits, and dir, the private directory of their wrapper config (both released at exit). */
+void kwt_run_hand_pin(int fd, char *dir);
+bool kwt_run_has_pin(void); /* a PIN was handed over */
 /* Name the cause of a failed run from openssl's stderr (the provider's reason such as "PIN
  * incorrect", a missing keyward.so, ...) with what to do, through kwt_cause; false when nothing
  * specific was recognised. */
@@ -143,7 +147,9 @@ const char *kwt_openssl_bin(void);
 void kwt_print_argv(FILE *f, const kwt_cmd *c, const char *cnf);
 void kwt_shq(FILE *f, const char *s); /* a word for the shell, single-quoted when needed */
 
-/* ---- CA directory (cadb.c) ---- */
+/* ---- CA directory (cadb.c: open, lock, watch; cadb_conf.c: keyward.conf; cadb_openssl_cnf.c:
+ * openssl.cnf and profiles; cadb_recover.c; cadb_txn.c: state transactions; cadb_index.c:
+ * index.txt; cadb_crl.c: generations and CRLs) ---- */
 typedef struct {
     char *ca_key;       /* URI of the CA key */
     char *module;       /* PKCS#11 module (NULL: default) */
@@ -403,7 +409,7 @@ int kwt_cmd_check(int argc, char **argv);
 int kwt_check_report(kwt_ca *ca, int warn, char **doc);
 int kwt_cmd_uri2pem(int argc, char **argv);
 int kwt_cmd_show(int argc, char **argv);
-/* Sign one CSR in an open transaction (shared by sign and renew). */
+/* Sign one CSR in an open transaction (ca_sign_req.c; shared by sign and renew). */
 int kwt_sign_one(kwt_ca *ca, const char *csr, const char *profile, const char *name, int days,
                  const char *san, const char *device_id, char **serial_out);
 /* Generate the key at uri on its token unless it is there (cnf: provider config). */
@@ -418,7 +424,7 @@ int kwt_usage(const char *cmd, FILE *f);
  * and extra (more "usage: keyward GROUP SUB ..." texts: the keyring's; may be NULL). */
 int kwt_complete(int argc, char **argv, const char *extra, FILE *f);
 
-/* ---- OCSP (ca_ocsp.c) ---- */
+/* ---- signing with an earlier CA generation (ca_sign_req.c; for ca ocsp) ---- */
 /* kwt_sign_one with the key and certificate (ca/ca-G.crt) of CA generation gen; 0 or the
  * current generation: the current key, as kwt_sign_one. */
 int kwt_sign_one_gen(kwt_ca *ca, int gen, const char *csr, const char *profile, const char *name,

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Every CA operation is a stock `openssl` command run with an argument vector (never a shell)
  * and OPENSSL_CONF set to a generated config, so an operator can repeat each step by hand.
- * --dry-run prints the steps as a shell script instead of running them. */
+ * --dry-run prints the steps as a shell script instead of running them. A failed run is
+ * explained from openssl's messages. */
 #include "kwt.h"
 
 #include <errno.h>
@@ -10,12 +11,9 @@
 #include <openssl/pem.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "kw_secmem.h"
 
 bool kwt_children_no_tty;
 
@@ -37,6 +35,19 @@ static void pin_forget(void)
     pin_dir = pin_cnf = NULL;
 }
 
+void kwt_run_hand_pin(int fd, char *dir)
+{
+    pin_fd = fd;
+    pin_dir = dir;
+    kwt_children_no_tty = true; /* the children have the PIN: none asks again */
+    atexit(pin_forget);
+}
+
+bool kwt_run_has_pin(void)
+{
+    return pin_fd >= 0;
+}
+
 /* The config a child loads: cnf, or (after a prompt) a wrapper that includes it and adds the
  * PIN's descriptor to the provider's section. Written before the fork. */
 static const char *child_cnf(const char *cnf)
@@ -53,163 +64,6 @@ static const char *child_cnf(const char *cnf)
     if (rc != 0)
         free(p);
     return pin_cnf ? pin_cnf : cnf;
-}
-
-/* Does the token of uri want a PIN that nothing gives? Asked of openssl with no terminal, so
- * that it cannot prompt by itself. */
-static bool pin_wanted(const char *uri, const char *cnf)
-{
-    kwt_cmd c;
-    kwt_cmd_init(&c, "pkey");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, uri);
-    kwt_cmd_add(&c, "-pubout");
-    kwt_cmd_add(&c, "-noout");
-    char *out = NULL, *err = NULL;
-    bool saved = kwt_children_no_tty;
-    kwt_children_no_tty = true;
-    bool want = kwt_run_quiet(&c, cnf, &out, &err) != 0 && err && strstr(err, "PIN required");
-    kwt_children_no_tty = saved;
-    free(out);
-    free(err);
-    return want;
-}
-
-int kwt_pin_prompt_once(const char *uri, const char *cnf)
-{
-    if (kwt_g.dry_run || pin_fd >= 0 || !uri || !cnf || strstr(uri, "pin-source="))
-        return 0;
-    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    if (tty < 0 || !isatty(STDIN_FILENO)) {
-        if (tty >= 0)
-            close(tty);
-        return 0;
-    }
-    close(tty);
-    if (!pin_wanted(uri, cnf))
-        return 0;
-    const size_t cap = 257;
-    char *pin = kw_secure_alloc(cap);
-    const char *t = strstr(uri, "token=");
-    char *prompt =
-        kwt_asprintf("PIN for token %.*s: ", t ? (int)strcspn(t + 6, ";?") : 0, t ? t + 6 : "");
-    int m = -1, rc = 0;
-    if (!pin || EVP_read_pw_string(pin, (int)cap, prompt, 0) != 0 || !*pin) {
-        rc = kwt_err(KWT_FAIL, "no PIN was typed for %s", uri);
-    } else if ((m = memfd_create("keyward-pin", MFD_ALLOW_SEALING)) < 0 ||
-               write(m, pin, strlen(pin)) != (ssize_t)strlen(pin) || fchmod(m, 0600) != 0 ||
-               fcntl(m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) !=
-                   0 ||
-               !(pin_dir = kwt_tmpdir())) {
-        rc = kwt_err(KWT_FAIL, "cannot hand the PIN to openssl: %s", strerror(errno));
-        if (m >= 0)
-            close(m);
-        m = -1;
-    }
-    if (pin)
-        kw_secure_free(pin, cap);
-    free(prompt);
-    if (m >= 0) {
-        pin_fd = m;
-        kwt_children_no_tty = true; /* the children have the PIN: none asks again */
-        atexit(pin_forget);
-    }
-    return rc;
-}
-
-int kwt_ca_pin_prompt(kwt_ca *ca)
-{
-    if (ca->conf.pin_source && *ca->conf.pin_source)
-        return 0;
-    return kwt_pin_prompt_once(ca->conf.ca_key, kwt_ca_cnf(ca));
-}
-
-const char *kwt_openssl_bin(void)
-{
-    const char *o = getenv("KEYWARD_OPENSSL");
-    return o && *o ? o : "openssl";
-}
-
-void kwt_cmd_init(kwt_cmd *c, const char *sub)
-{
-    c->argc = 0;
-    c->argv[c->argc++] = kwt_openssl_bin();
-    c->argv[c->argc++] = sub;
-    c->argv[c->argc] = NULL;
-}
-
-void kwt_cmd_add(kwt_cmd *c, const char *arg)
-{
-    if (c->argc >= (int)(sizeof(c->argv) / sizeof(c->argv[0])) - 1) {
-        fputs("keyward: internal error: too many openssl arguments\n", stderr);
-        exit(KWT_FAIL);
-    }
-    c->argv[c->argc++] = arg;
-    c->argv[c->argc] = NULL;
-}
-
-/* Single-quote a word for the shell when it needs it. */
-void kwt_shq(FILE *f, const char *s)
-{
-    if (*s &&
-        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,@%+") ==
-            strlen(s)) {
-        fputs(s, f);
-        return;
-    }
-    fputc('\'', f);
-    for (; *s; s++) {
-        if (*s == '\'')
-            fputs("'\\''", f);
-        else
-            fputc(*s, f);
-    }
-    fputc('\'', f);
-}
-
-void kwt_print_argv(FILE *f, const kwt_cmd *c, const char *cnf)
-{
-    if (cnf) {
-        fputs("OPENSSL_CONF=", f);
-        kwt_shq(f, cnf);
-        fputc(' ', f);
-    }
-    for (int i = 0; i < c->argc; i++) {
-        if (i)
-            fputc(' ', f);
-        kwt_shq(f, c->argv[i]);
-    }
-    fputc('\n', f);
-}
-
-/* Files a --dry-run printed instead of writing: a dry run still looks at the token with them. */
-static struct dry_file {
-    char *path, *content;
-    struct dry_file *next;
-} * dry_files;
-
-const char *kwt_dry_file(const char *path)
-{
-    for (struct dry_file *f = dry_files; f; f = f->next)
-        if (!strcmp(f->path, path))
-            return f->content;
-    return NULL;
-}
-
-void kwt_dry_show_file(const char *path, const char *content)
-{
-    struct dry_file *f = malloc(sizeof(*f));
-    if (f) {
-        *f = (struct dry_file){kwt_strdup(path), kwt_strdup(content), dry_files};
-        dry_files = f;
-    }
-    fputs("cat > ", stdout);
-    kwt_shq(stdout, path);
-    fputs(" <<'KEYWARD_EOF'\n", stdout);
-    fputs(content, stdout);
-    if (*content && content[strlen(content) - 1] != '\n')
-        fputc('\n', stdout);
-    fputs("KEYWARD_EOF\n", stdout);
 }
 
 /* openssl's error dump also names engines it failed to autoload; that is noise here. */
