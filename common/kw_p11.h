@@ -112,6 +112,19 @@ int kw_p11_module_guards_sigpipe(kw_p11_module *mod);
 /* Map a failed call to the thread's last error, with context; returns the kw_err. */
 kw_err kw_p11_fail(CK_RV rv, const char *fn, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Retries, one table for all (kw_p11_retry.c): how many tries a kind of failure gets, and the
+ * wait before try number attempt (none before the first). */
+typedef enum {
+    KW_P11_RETRY_TOKEN_INFO, /* C_GetTokenInfo failing with a general or device error */
+    KW_P11_RETRY_MECH_LIST,  /* C_GetMechanismList failing on a present token */
+    KW_P11_RETRY_FORK_INIT,  /* a forked child's C_Initialize that does not find every token */
+    KW_P11_RETRY_PRIVATE_OP, /* a private-key operation after token loss or a stale handle */
+    KW_P11_RETRY_STORE_LIST, /* an OSSL_STORE listing cut short by token loss */
+    KW_P11_RETRY_N
+} kw_p11_retry_kind;
+int kw_p11_retry_tries(kw_p11_retry_kind kind);
+void kw_p11_retry_wait(kw_p11_retry_kind kind, int attempt);
+
 kw_err kw_p11_rv_to_err(CK_RV rv);
 const char *kw_p11_rv_name(CK_RV rv);
 /* Does this CK_RV mean the token or session went away? */

@@ -34,11 +34,12 @@ int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need)
      * cached, and is retried briefly since SoftHSM2 fails now and then under concurrent
      * logins. Each mechanism's flags are asked the first time that mechanism is: a token lists
      * 70 or more, a process uses two or three, and over a network each call is a round trip. */
-    for (int attempt = 0; tok->mechs == NULL && attempt < (kw_p11_token_present(tok) ? 3 : 1);
+    for (int attempt = 0;
+         tok->mechs == NULL &&
+         attempt < (kw_p11_token_present(tok) ? kw_p11_retry_tries(KW_P11_RETRY_MECH_LIST) : 1);
          attempt++) {
         CK_ULONG cnt = 0;
-        if (attempt > 0)
-            nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        kw_p11_retry_wait(KW_P11_RETRY_MECH_LIST, attempt);
         if (KW_P11_CALL(mod, C_GetMechanismList, tok->slot, NULL, &cnt) != CKR_OK || cnt == 0)
             continue;
         /* Twice the room: p11-kit 0.24's RPC client, dropping mechanisms it cannot carry,

@@ -69,13 +69,12 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
          * for good. Initialise again, briefly, until the tokens we had are back: up to ten
          * times over about a second, as many siblings forked at once (a server's children
          * under load) log in and rewrite it in turn. */
-        for (int attempt = 0; attempt < 10; attempt++) {
+        for (int attempt = 0; attempt < kw_p11_retry_tries(KW_P11_RETRY_FORK_INIT); attempt++) {
             if (attempt > 0) {
                 KW_DEBUG("p11", "after fork a token is missing from %s: initialising again",
                          mod->path);
                 (void)KW_P11_CALL(mod, C_Finalize, NULL);
-                nanosleep(&(struct timespec){0, (attempt < 5 ? attempt : 5) * 30 * 1000 * 1000L},
-                          NULL);
+                kw_p11_retry_wait(KW_P11_RETRY_FORK_INIT, attempt);
             }
             rv = kw_p11_module_initialize_raw(mod);
             if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED) {

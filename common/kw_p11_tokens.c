@@ -113,11 +113,11 @@ static CK_RV get_token_info(kw_p11_module *mod, CK_SLOT_ID slot, CK_TOKEN_INFO *
 {
     CK_RV rv = CKR_OK;
 
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < kw_p11_retry_tries(KW_P11_RETRY_TOKEN_INFO); i++) {
         rv = KW_P11_CALL(mod, C_GetTokenInfo, slot, info);
         if (rv != CKR_GENERAL_ERROR && rv != CKR_DEVICE_ERROR && rv != CKR_FUNCTION_FAILED)
             break;
-        nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+        kw_p11_retry_wait(KW_P11_RETRY_TOKEN_INFO, i + 1);
     }
     return rv;
 }

@@ -12,8 +12,8 @@ static const CK_FLAGS op_flag[] = {
     [KWP_OP_SIGN] = CKF_SIGN, [KWP_OP_DECRYPT] = CKF_DECRYPT, [KWP_OP_DERIVE] = CKF_DERIVE};
 
 /* Tries of one private-key operation when the token goes away or its state is re-read, with
- * back-off (20, 40, 80, 160 ms): a token that stays away fails in about 0.3 s. */
-#define KWP_OP_ATTEMPTS 5
+ * back-off (40, 80, 160, 320 ms): a token that stays away fails in about 0.6 s. */
+#define KWP_OP_ATTEMPTS kw_p11_retry_tries(KW_P11_RETRY_PRIVATE_OP)
 
 /* Find the key's object again after fork or token loss (handles are per session state). */
 static kw_err key_refind(kwp_key *k)
@@ -185,9 +185,9 @@ int kwp_key_private_op_st(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsig
         kwp_raise_last(k->pctx);
         return 0;
     }
+    tok = k->tok; /* for the error below, should no try reach the token */
     for (int attempt = 0; attempt < KWP_OP_ATTEMPTS; attempt++) {
-        if (attempt > 0)
-            nanosleep(&(struct timespec){0, (20L << attempt) * 1000 * 1000}, NULL);
+        kw_p11_retry_wait(KW_P11_RETRY_PRIVATE_OP, attempt);
         pthread_mutex_lock(&k->lock);
         e = KW_OK;
         if ((kw_p11_module_check(kw_p11_token_module(k->tok))) != KW_OK ||
