@@ -53,22 +53,25 @@ kw_err kw_p11_attr(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o, C
     return KW_OK;
 }
 
-kw_err kw_p11_attr_ulong(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
-                         CK_ATTRIBUTE_TYPE t, CK_ULONG *v)
+/* A fixed-size attribute into the caller's variable. */
+static kw_err attr_fixed(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                         CK_ATTRIBUTE_TYPE t, void *v, CK_ULONG len)
 {
-    CK_ATTRIBUTE a = {t, v, sizeof(*v)};
+    CK_ATTRIBUTE a = {t, v, len};
     CK_RV rv = KW_P11_CALL(tok->mod, C_GetAttributeValue, s, o, &a, 1);
     if (rv != CKR_OK)
         return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx", (unsigned long)t);
     return KW_OK;
 }
 
+kw_err kw_p11_attr_ulong(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
+                         CK_ATTRIBUTE_TYPE t, CK_ULONG *v)
+{
+    return attr_fixed(tok, s, o, t, v, sizeof(*v));
+}
+
 kw_err kw_p11_attr_bool(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE o,
                         CK_ATTRIBUTE_TYPE t, CK_BBOOL *v)
 {
-    CK_ATTRIBUTE a = {t, v, sizeof(*v)};
-    CK_RV rv = KW_P11_CALL(tok->mod, C_GetAttributeValue, s, o, &a, 1);
-    if (rv != CKR_OK)
-        return kw_p11_fail(rv, "C_GetAttributeValue", "reading attribute 0x%lx", (unsigned long)t);
-    return KW_OK;
+    return attr_fixed(tok, s, o, t, v, sizeof(*v));
 }

@@ -8,27 +8,17 @@
 
 CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
-    kwk_session *s;
-    CK_RV rv = kwk_session_get(h, &s);
-    if (rv != CKR_OK)
-        return rv;
-    rv = kwk_op_init(s, KWK_OP_DECRYPT, m, key);
-    kwk_session_put(s);
-    return rv;
+    return kwk_op_start(h, KWK_OP_DECRYPT, m, key);
 }
 
 static CK_RV decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG inlen, CK_BYTE_PTR out,
                      CK_ULONG_PTR outlen, int final)
 {
     kwk_session *s;
-    CK_RV rv = kwk_session_get(h, &s);
+    CK_RV rv = kwk_session_get_op(h, KWK_OP_DECRYPT, &s);
     if (rv != CKR_OK)
         return rv;
     kwk_op *op = &s->op;
-    if (op->kind != KWK_OP_DECRYPT) {
-        kwk_session_put(s);
-        return CKR_OPERATION_NOT_INITIALIZED;
-    }
     if (final) {
         in = op->buf;
         inlen = op->buf_len;

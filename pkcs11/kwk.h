@@ -208,6 +208,9 @@ void kwk_pad(unsigned char *dst, size_t n, const char *src);
 /* Look up a session and lock it (returns with s->lock held); CKR_SESSION_HANDLE_INVALID etc. */
 CK_RV kwk_session_get(CK_SESSION_HANDLE h, kwk_session **out);
 void kwk_session_put(kwk_session *s);
+/* The session with an operation of this kind in progress (locked, as kwk_session_get), else
+ * CKR_OPERATION_NOT_INITIALIZED. */
+CK_RV kwk_session_get_op(CK_SESSION_HANDLE h, kwk_opkind want, kwk_session **out);
 void kwk_sessions_close_all(kwk_token *t); /* with kwk_lock held; NULL = all tokens */
 void kwk_sessions_after_fork(void);
 size_t kwk_session_count(kwk_token *t, int rw_only);
@@ -292,6 +295,8 @@ const char *kwk_curve_name(const CK_ATTRIBUTE *params, int *edwards);
 
 /* ---- op_init.c: starting an operation (sign.c, decrypt.c) ---- */
 CK_RV kwk_op_init(kwk_session *s, kwk_opkind kind, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
+/* C_SignInit, C_VerifyInit, C_DecryptInit: kwk_op_init on the session h. */
+CK_RV kwk_op_start(CK_SESSION_HANDLE h, kwk_opkind kind, CK_MECHANISM *m, CK_OBJECT_HANDLE key);
 
 /* ---- rsa.c: RSA mechanisms over a private-op backend ---- */
 CK_RV kwk_rsa_sign(kwk_op *op, const unsigned char *in, size_t inlen, unsigned char *out);

@@ -188,3 +188,14 @@ CK_RV kwk_op_init(kwk_session *s, kwk_opkind kind, CK_MECHANISM *m, CK_OBJECT_HA
              (int)op->key.serial, kwk_mode_name(op->key.mode));
     return CKR_OK;
 }
+
+CK_RV kwk_op_start(CK_SESSION_HANDLE h, kwk_opkind kind, CK_MECHANISM *m, CK_OBJECT_HANDLE key)
+{
+    kwk_session *s;
+    CK_RV rv = kwk_session_get(h, &s);
+    if (rv != CKR_OK)
+        return rv;
+    rv = kwk_op_init(s, kind, m, key);
+    kwk_session_put(s);
+    return rv;
+}

@@ -73,6 +73,18 @@ void kwk_session_put(kwk_session *s)
     pthread_mutex_unlock(&s->lock);
 }
 
+CK_RV kwk_session_get_op(CK_SESSION_HANDLE h, kwk_opkind want, kwk_session **out)
+{
+    CK_RV rv = kwk_session_get(h, out);
+    if (rv != CKR_OK)
+        return rv;
+    if ((*out)->op.kind != want) {
+        kwk_session_put(*out);
+        return CKR_OPERATION_NOT_INITIALIZED;
+    }
+    return CKR_OK;
+}
+
 size_t kwk_session_count(kwk_token *t, int rw_only)
 {
     size_t n = 0;

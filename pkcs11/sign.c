@@ -206,23 +206,25 @@ static CK_RV sign_final(kwk_session *s, CK_BYTE_PTR sig, CK_ULONG_PTR siglen,
 
 #define SESSION_OP(h, s, want)                                                                     \
     kwk_session *s;                                                                                \
-    CK_RV rv = kwk_session_get(h, &s);                                                             \
+    CK_RV rv = kwk_session_get_op(h, (want), &s);                                                  \
     if (rv != CKR_OK)                                                                              \
-        return rv;                                                                                 \
-    if (s->op.kind != (want)) {                                                                    \
-        kwk_session_put(s);                                                                        \
-        return CKR_OPERATION_NOT_INITIALIZED;                                                      \
-    }
+        return rv;
+
+/* C_SignUpdate and C_VerifyUpdate: the operation becomes multi-part. */
+static CK_RV multipart_update(CK_SESSION_HANDLE h, kwk_opkind kind, CK_BYTE_PTR part, CK_ULONG len)
+{
+    SESSION_OP(h, s, kind);
+    s->op.multipart = 1;
+    rv = update(&s->op, part, len);
+    if (rv != CKR_OK)
+        kwk_op_clear(&s->op);
+    kwk_session_put(s);
+    return rv;
+}
 
 CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
-    kwk_session *s;
-    CK_RV rv = kwk_session_get(h, &s);
-    if (rv != CKR_OK)
-        return rv;
-    rv = kwk_op_init(s, KWK_OP_SIGN, m, key);
-    kwk_session_put(s);
-    return rv;
+    return kwk_op_start(h, KWK_OP_SIGN, m, key);
 }
 
 CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
@@ -256,13 +258,7 @@ CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR si
 
 CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len)
 {
-    SESSION_OP(h, s, KWK_OP_SIGN);
-    s->op.multipart = 1;
-    rv = update(&s->op, part, len);
-    if (rv != CKR_OK)
-        kwk_op_clear(&s->op);
-    kwk_session_put(s);
-    return rv;
+    return multipart_update(h, KWK_OP_SIGN, part, len);
 }
 
 CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
@@ -275,13 +271,7 @@ CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR siglen)
 
 CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE key)
 {
-    kwk_session *s;
-    CK_RV rv = kwk_session_get(h, &s);
-    if (rv != CKR_OK)
-        return rv;
-    rv = kwk_op_init(s, KWK_OP_VERIFY, m, key);
-    kwk_session_put(s);
-    return rv;
+    return kwk_op_start(h, KWK_OP_VERIFY, m, key);
 }
 
 static CK_RV verify_final(kwk_session *s, CK_BYTE_PTR sig, CK_ULONG slen)
@@ -311,13 +301,7 @@ CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR 
 
 CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR part, CK_ULONG len)
 {
-    SESSION_OP(h, s, KWK_OP_VERIFY);
-    s->op.multipart = 1;
-    rv = update(&s->op, part, len);
-    if (rv != CKR_OK)
-        kwk_op_clear(&s->op);
-    kwk_session_put(s);
-    return rv;
+    return multipart_update(h, KWK_OP_VERIFY, part, len);
 }
 
 CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG slen)

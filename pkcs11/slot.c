@@ -38,18 +38,28 @@ CK_RV C_GetSlotList(CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR count)
     return rv;
 }
 
-CK_RV C_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
+/* The token in a slot, with kwk_lock held on success; the CKR_ of the first check that fails.
+ * out is the caller's output argument, which PKCS#11 requires. */
+static CK_RV slot_token(CK_SLOT_ID slot, const void *out, kwk_token **t)
 {
     if (!kwk_initialized())
         return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (info == NULL)
+    if (out == NULL)
         return CKR_ARGUMENTS_BAD;
     pthread_mutex_lock(&kwk_lock);
-    kwk_token *t = kwk_token_by_slot(slot);
-    if (t == NULL) {
+    if ((*t = kwk_token_by_slot(slot)) == NULL) {
         pthread_mutex_unlock(&kwk_lock);
         return CKR_SLOT_ID_INVALID;
     }
+    return CKR_OK;
+}
+
+CK_RV C_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
+{
+    kwk_token *t;
+    CK_RV rv = slot_token(slot, info, &t);
+    if (rv != CKR_OK)
+        return rv;
     char d[80];
     snprintf(d, sizeof(d), "keyward kernel keyring %.40s", t->spec);
     memset(info, 0, sizeof(*info));
@@ -64,13 +74,11 @@ CK_RV C_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
 
 CK_RV C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 {
-    if (!kwk_initialized())
-        return CKR_CRYPTOKI_NOT_INITIALIZED;
-    if (info == NULL)
-        return CKR_ARGUMENTS_BAD;
-    pthread_mutex_lock(&kwk_lock);
-    kwk_token *t = kwk_token_by_slot(slot);
-    CK_RV rv = t ? kwk_token_open(t) : CKR_SLOT_ID_INVALID;
+    kwk_token *t;
+    CK_RV rv = slot_token(slot, info, &t);
+    if (rv != CKR_OK)
+        return rv;
+    rv = kwk_token_open(t);
     if (rv == CKR_OK) {
         char serial[17];
         memset(info, 0, sizeof(*info));

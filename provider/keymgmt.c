@@ -126,42 +126,35 @@ int kwp_km_get_params(void *keydata, OSSL_PARAM params[])
     return 1;
 }
 
+/* What every key type answers in get_params (kwp_km_get_params). */
+#define KWP_KM_GETTABLE_COMMON                                                                     \
+    OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),                                                    \
+        OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),                                       \
+        OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),                                            \
+        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0)
+
 const OSSL_PARAM *kwp_km_rsa_gettable(void *provctx)
 {
-    static const OSSL_PARAM p[] = {OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
-                                   OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
-                                   OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
-                                   OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
+    static const OSSL_PARAM p[] = {KWP_KM_GETTABLE_COMMON,
                                    OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_N, NULL, 0),
-                                   OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0),
-                                   OSSL_PARAM_END};
+                                   OSSL_PARAM_BN(OSSL_PKEY_PARAM_RSA_E, NULL, 0), OSSL_PARAM_END};
     return p;
 }
 
 const OSSL_PARAM *kwp_km_ec_gettable(void *provctx)
 {
     static const OSSL_PARAM p[] = {
-        OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
-        OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
-        OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
-        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
-        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
+        KWP_KM_GETTABLE_COMMON, OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, NULL, 0),
         OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
-        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
-        OSSL_PARAM_END};
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0), OSSL_PARAM_END};
     return p;
 }
 
 const OSSL_PARAM *kwp_km_ed_gettable(void *provctx)
 {
     static const OSSL_PARAM p[] = {
-        OSSL_PARAM_int(OSSL_PKEY_PARAM_BITS, NULL),
-        OSSL_PARAM_int(OSSL_PKEY_PARAM_SECURITY_BITS, NULL),
-        OSSL_PARAM_int(OSSL_PKEY_PARAM_MAX_SIZE, NULL),
-        OSSL_PARAM_utf8_string(OSSL_PKEY_PARAM_DEFAULT_DIGEST, NULL, 0),
-        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
-        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0),
-        OSSL_PARAM_END};
+        KWP_KM_GETTABLE_COMMON, OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_PUB_KEY, NULL, 0),
+        OSSL_PARAM_octet_string(OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, NULL, 0), OSSL_PARAM_END};
     return p;
 }
 

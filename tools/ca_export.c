@@ -194,23 +194,18 @@ static int write_p12(kwt_ca *ca, const char *name, const char *leaf, const kwt_b
         kwt_cmd_init(&c, "pkcs12");
         kwt_cmd_add(&c, "-export");
         kwt_cmd_add(&c, "-nokeys");
-        kwt_cmd_add(&c, "-in");
-        kwt_cmd_add(&c, leaf);
+        kwt_cmd_opt(&c, "-in", leaf);
         if (links->len) {
             /* --dry-run: the script needs the link certificates in a file too */
             if (!lf)
                 printf("# the link certificates go into links.pem first:\ncat > links.pem <<'EOF'\n"
                        "%sEOF\n",
                        links->s);
-            kwt_cmd_add(&c, "-certfile");
-            kwt_cmd_add(&c, lf ? lf : "links.pem");
+            kwt_cmd_opt(&c, "-certfile", lf ? lf : "links.pem");
         }
-        kwt_cmd_add(&c, "-name");
-        kwt_cmd_add(&c, name);
-        kwt_cmd_add(&c, "-passout");
-        kwt_cmd_add(&c, "pass:");
-        kwt_cmd_add(&c, "-out");
-        kwt_cmd_add(&c, of ? of : out);
+        kwt_cmd_opt(&c, "-name", name);
+        kwt_cmd_opt(&c, "-passout", "pass:");
+        kwt_cmd_opt(&c, "-out", of ? of : out);
         rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     }
     if (rc == 0 && of) {

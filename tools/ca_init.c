@@ -75,26 +75,16 @@ int kwt_ca_selfsign(kwt_ca *ca, const char *subj, int days, const char *out)
     kwt_cmd_add(&c, "-new");
     kwt_cmd_add(&c, "-x509");
     kwt_cmd_add(&c, "-utf8");
-    kwt_cmd_add(&c, "-key");
-    kwt_cmd_add(&c, ca->conf.ca_key);
+    kwt_cmd_opt(&c, "-key", ca->conf.ca_key);
     char mdopt[16];
     snprintf(mdopt, sizeof(mdopt), "-%s", kwt_md_for_key_type(ca->conf.key_type));
     kwt_cmd_add(&c, mdopt);
-    kwt_cmd_add(&c, "-subj");
-    kwt_cmd_add(&c, subj);
-    kwt_cmd_add(&c, "-days");
-    kwt_cmd_add(&c, ds);
-    kwt_cmd_add(&c, "-set_serial");
-    kwt_cmd_add(&c, setserial);
-    kwt_cmd_add(&c, "-extensions");
-    kwt_cmd_add(&c, "ext_ca");
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, out);
-    int rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
-    /* published to relying parties, whatever the operator's umask */
-    if (rc == 0 && !kwt_g.dry_run && chmod(out, 0644) != 0)
-        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", out, strerror(errno));
-    return rc;
+    kwt_cmd_opt(&c, "-subj", subj);
+    kwt_cmd_opt(&c, "-days", ds);
+    kwt_cmd_opt(&c, "-set_serial", setserial);
+    kwt_cmd_opt(&c, "-extensions", "ext_ca");
+    kwt_cmd_opt(&c, "-out", out);
+    return kwt_run_public(&c, kwt_ca_cnf(ca), out);
 }
 
 int kwt_cmd_ca_init(int argc, char **argv)

@@ -278,20 +278,13 @@ static void serve_one(kwt_ca *ca, const responder *rs, int fd, const char *tmp)
     if (prep == 0 && kwt_write_atomic(rq, req.s, req.len, 0600) == 0) {
         kwt_cmd c;
         kwt_cmd_init(&c, "ocsp");
-        kwt_cmd_add(&c, "-index");
-        kwt_cmd_add(&c, ix);
-        kwt_cmd_add(&c, "-CA");
-        kwt_cmd_add(&c, cacrt);
-        kwt_cmd_add(&c, "-rsigner");
-        kwt_cmd_add(&c, rs->signer[i]);
-        kwt_cmd_add(&c, "-rkey");
-        kwt_cmd_add(&c, ca->conf.ocsp_key);
-        kwt_cmd_add(&c, "-reqin");
-        kwt_cmd_add(&c, rq);
-        kwt_cmd_add(&c, "-respout");
-        kwt_cmd_add(&c, rsp);
-        kwt_cmd_add(&c, "-nmin");
-        kwt_cmd_add(&c, "60");
+        kwt_cmd_opt(&c, "-index", ix);
+        kwt_cmd_opt(&c, "-CA", cacrt);
+        kwt_cmd_opt(&c, "-rsigner", rs->signer[i]);
+        kwt_cmd_opt(&c, "-rkey", ca->conf.ocsp_key);
+        kwt_cmd_opt(&c, "-reqin", rq);
+        kwt_cmd_opt(&c, "-respout", rsp);
+        kwt_cmd_opt(&c, "-nmin", "60");
         size_t len = 0;
         char *resp = NULL;
         if (kwt_run(&c, kwt_ca_cnf(ca), NULL) == 0 && (resp = kwt_read_file(rsp, &len)) && len)

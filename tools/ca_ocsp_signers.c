@@ -178,15 +178,8 @@ int kwt_ocsp_ensure_signers(kwt_ca *ca, const char *key)
     if (rc)
         goto out;
     kwt_cmd c;
-    kwt_cmd_init(&c, "req");
-    kwt_cmd_add(&c, "-new");
-    kwt_cmd_add(&c, "-utf8");
-    kwt_cmd_add(&c, "-key");
-    kwt_cmd_add(&c, key);
-    kwt_cmd_add(&c, "-subj");
-    kwt_cmd_add(&c, subj);
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, csr);
+    kwt_cmd_req_new(&c, key, subj);
+    kwt_cmd_opt(&c, "-out", csr);
     if ((rc = kwt_run(&c, kwt_ca_cnf(ca), NULL)) || (rc = kwt_txn_begin(ca)))
         goto out;
     ixp = kwt_state_path(ca, "index.txt");

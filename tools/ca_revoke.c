@@ -10,6 +10,16 @@
 #include <string.h>
 #include <time.h>
 
+/* Rewrite a row's revocation field (date[,reason[,date]]) in the index; takes nrev. */
+static int set_revocation(kwt_index *ix, const char *ixp, kwt_row *r, char *nrev)
+{
+    free(r->revocation);
+    r->revocation = nrev;
+    if (kwt_index_save(ix, ixp) != 0)
+        return kwt_err(KWT_FAIL, "cannot write %s: %s", ixp, strerror(errno));
+    return 0;
+}
+
 static void fmt_time(long long t, char *gen, size_t glen, char *utc, size_t ulen)
 {
     time_t tt = (time_t)t;
@@ -69,12 +79,8 @@ int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long l
             printf("# keyward sets index row %s from certificateHold to %s\n", serial, nrev);
             free(nrev);
         } else {
-            free(r->revocation);
-            r->revocation = nrev;
-            if (kwt_index_save(&ix, ixp) != 0) {
-                rc = kwt_err(KWT_FAIL, "cannot write %s: %s", ixp, strerror(errno));
+            if ((rc = set_revocation(&ix, ixp, r, nrev)))
                 goto out;
-            }
         }
         rc = kwt_ca_make_crl(ca, 0);
         goto out;
@@ -88,23 +94,17 @@ int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long l
     kwt_cmd c;
     kwt_cmd_init(&c, "ca");
     kwt_cmd_add(&c, "-batch");
-    kwt_cmd_add(&c, "-revoke");
-    kwt_cmd_add(&c, certp);
+    kwt_cmd_opt(&c, "-revoke", certp);
     if (!strcmp(reason, "keyCompromise")) {
-        kwt_cmd_add(&c, "-crl_compromise");
-        kwt_cmd_add(&c, gen);
+        kwt_cmd_opt(&c, "-crl_compromise", gen);
     } else if (!strcmp(reason, "CACompromise")) {
-        kwt_cmd_add(&c, "-crl_CA_compromise");
-        kwt_cmd_add(&c, gen);
+        kwt_cmd_opt(&c, "-crl_CA_compromise", gen);
     } else if (!strcmp(reason, "certificateHold")) {
-        kwt_cmd_add(&c, "-crl_hold");
-        kwt_cmd_add(&c, "holdInstructionReject");
+        kwt_cmd_opt(&c, "-crl_hold", "holdInstructionReject");
     } else {
-        kwt_cmd_add(&c, "-crl_reason");
-        kwt_cmd_add(&c, reason);
+        kwt_cmd_opt(&c, "-crl_reason", reason);
     }
-    kwt_cmd_add(&c, "-keyfile");
-    kwt_cmd_add(&c, ca->conf.ca_key);
+    kwt_cmd_opt(&c, "-keyfile", ca->conf.ca_key);
     rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     free(certp);
     if (rc)
@@ -121,12 +121,8 @@ int kwt_revoke_serial(kwt_ca *ca, const char *serial, const char *reason, long l
             }
             char *comma = strchr(r->revocation, ',');
             char *nrev = kwt_asprintf("%s%s", utc, comma ? comma : "");
-            free(r->revocation);
-            r->revocation = nrev;
-            if (kwt_index_save(&ix, ixp) != 0) {
-                rc = kwt_err(KWT_FAIL, "cannot write %s: %s", ixp, strerror(errno));
+            if ((rc = set_revocation(&ix, ixp, r, nrev)))
                 goto out;
-            }
         }
     }
     rc = kwt_ca_make_crl(ca, 0);

@@ -27,30 +27,19 @@ static int link_cert(kwt_ca *ca, const char *in, const char *cacrt, const char *
     snprintf(ds, sizeof(ds), "%d", days);
     kwt_cmd c;
     kwt_cmd_init(&c, "x509");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, in);
-    kwt_cmd_add(&c, "-CA");
-    kwt_cmd_add(&c, cacrt);
-    kwt_cmd_add(&c, "-CAkey");
-    kwt_cmd_add(&c, cakey);
-    kwt_cmd_add(&c, "-set_serial");
-    kwt_cmd_add(&c, setserial);
-    kwt_cmd_add(&c, "-days");
-    kwt_cmd_add(&c, ds);
+    kwt_cmd_opt(&c, "-in", in);
+    kwt_cmd_opt(&c, "-CA", cacrt);
+    kwt_cmd_opt(&c, "-CAkey", cakey);
+    kwt_cmd_opt(&c, "-set_serial", setserial);
+    kwt_cmd_opt(&c, "-days", ds);
     char mdopt[16];
     snprintf(mdopt, sizeof(mdopt), "-%s", md);
     kwt_cmd_add(&c, mdopt);
     kwt_cmd_add(&c, "-clrext");
-    kwt_cmd_add(&c, "-extfile");
-    kwt_cmd_add(&c, extf);
-    kwt_cmd_add(&c, "-extensions");
-    kwt_cmd_add(&c, "ext_ca");
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, out);
-    int rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
-    if (rc == 0 && !kwt_g.dry_run && chmod(out, 0644) != 0)
-        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", out, strerror(errno));
-    return rc;
+    kwt_cmd_opt(&c, "-extfile", extf);
+    kwt_cmd_opt(&c, "-extensions", "ext_ca");
+    kwt_cmd_opt(&c, "-out", out);
+    return kwt_run_public(&c, kwt_ca_cnf(ca), out);
 }
 
 /* Days from now until x's notAfter, at least 1: the OldWithNew certificate need not outlive the

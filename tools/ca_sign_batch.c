@@ -249,14 +249,10 @@ int kwt_sign_batch(kwt_ca *ca, const char *src, const char *profile, int days, b
     kwt_cmd_add(c, "-batch");
     kwt_cmd_add(c, "-notext");
     kwt_cmd_add(c, "-utf8");
-    kwt_cmd_add(c, "-days");
-    kwt_cmd_add(c, ds);
-    kwt_cmd_add(c, "-extensions");
-    kwt_cmd_add(c, sect);
-    kwt_cmd_add(c, "-keyfile");
-    kwt_cmd_add(c, ca->conf.ca_key);
-    kwt_cmd_add(c, "-out");
-    kwt_cmd_add(c, outp);
+    kwt_cmd_opt(c, "-days", ds);
+    kwt_cmd_opt(c, "-extensions", sect);
+    kwt_cmd_opt(c, "-keyfile", ca->conf.ca_key);
+    kwt_cmd_opt(c, "-out", outp);
     kwt_cmd_add(c, "-infiles");
     for (size_t i = 0; i < n; i++)
         kwt_cmd_add(c, copies[i] ? copies[i] : files[i]);

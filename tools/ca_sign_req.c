@@ -173,22 +173,15 @@ int kwt_sign_req(kwt_ca *ca, int gen, const char *label, X509_REQ *req, const ch
     kwt_cmd_add(&c, "-batch");
     kwt_cmd_add(&c, "-notext");
     kwt_cmd_add(&c, "-utf8");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, csr);
-    kwt_cmd_add(&c, "-days");
-    kwt_cmd_add(&c, ds);
-    kwt_cmd_add(&c, "-extfile");
-    kwt_cmd_add(&c, extp);
-    kwt_cmd_add(&c, "-extensions");
-    kwt_cmd_add(&c, "ext_run");
+    kwt_cmd_opt(&c, "-in", csr);
+    kwt_cmd_opt(&c, "-days", ds);
+    kwt_cmd_opt(&c, "-extfile", extp);
+    kwt_cmd_opt(&c, "-extensions", "ext_run");
     if (gen_cert) {
-        kwt_cmd_add(&c, "-cert");
-        kwt_cmd_add(&c, gen_cert);
+        kwt_cmd_opt(&c, "-cert", gen_cert);
     }
-    kwt_cmd_add(&c, "-keyfile");
-    kwt_cmd_add(&c, gen_key ? gen_key : ca->conf.ca_key);
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, outp);
+    kwt_cmd_opt(&c, "-keyfile", gen_key ? gen_key : ca->conf.ca_key);
+    kwt_cmd_opt(&c, "-out", outp);
     /* openssl's messages are kept to tell a policy refusal from a token or key problem (the
      * CA key not reachable is not the CSR's fault) */
     char *err = NULL;

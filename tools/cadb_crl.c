@@ -23,25 +23,18 @@ static int make_gen_crl(kwt_ca *ca, int g, const char *cert, const char *key, co
     kwt_cmd_init(&c, "ca");
     kwt_cmd_add(&c, "-batch");
     kwt_cmd_add(&c, "-gencrl");
-    kwt_cmd_add(&c, "-crldays");
-    kwt_cmd_add(&c, days);
+    kwt_cmd_opt(&c, "-crldays", days);
     if (cert) {
-        kwt_cmd_add(&c, "-cert");
-        kwt_cmd_add(&c, cert);
+        kwt_cmd_opt(&c, "-cert", cert);
     }
-    kwt_cmd_add(&c, "-keyfile");
-    kwt_cmd_add(&c, key);
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, pem);
+    kwt_cmd_opt(&c, "-keyfile", key);
+    kwt_cmd_opt(&c, "-out", pem);
     int rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     if (rc == 0) {
         kwt_cmd_init(&c, "crl");
-        kwt_cmd_add(&c, "-in");
-        kwt_cmd_add(&c, pem);
-        kwt_cmd_add(&c, "-outform");
-        kwt_cmd_add(&c, "DER");
-        kwt_cmd_add(&c, "-out");
-        kwt_cmd_add(&c, der);
+        kwt_cmd_opt(&c, "-in", pem);
+        kwt_cmd_opt(&c, "-outform", "DER");
+        kwt_cmd_opt(&c, "-out", der);
         rc = kwt_run(&c, kwt_ca_cnf(ca), NULL);
     }
     /* a CRL is public: relying parties and the web server that publishes it must read it */

@@ -63,8 +63,7 @@ static EVP_PKEY *pubkey_of_uri(const char *uri, const char *cnf)
 {
     kwt_cmd c;
     kwt_cmd_init(&c, "pkey");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, uri);
+    kwt_cmd_opt(&c, "-in", uri);
     kwt_cmd_add(&c, "-pubout");
     char *pem = NULL, *err = NULL;
     EVP_PKEY *pk = NULL;
@@ -99,10 +98,8 @@ static bool sign_test(const char *uri, const char *cnf, EVP_PKEY *pub)
         kwt_cmd c;
         kwt_cmd_init(&c, "dgst");
         kwt_cmd_add(&c, "-sha256");
-        kwt_cmd_add(&c, "-sign");
-        kwt_cmd_add(&c, uri);
-        kwt_cmd_add(&c, "-out");
-        kwt_cmd_add(&c, sig);
+        kwt_cmd_opt(&c, "-sign", uri);
+        kwt_cmd_opt(&c, "-out", sig);
         kwt_cmd_add(&c, data);
         char *o = NULL, *e = NULL;
         if (kwt_run_quiet(&c, cnf, &o, &e) == 0) {

@@ -50,8 +50,7 @@ static int key_present(const char *uri, const char *cnf, bool quiet, char **type
 {
     kwt_cmd c;
     kwt_cmd_init(&c, "pkey");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, uri);
+    kwt_cmd_opt(&c, "-in", uri);
     kwt_cmd_add(&c, "-pubout");
     char *out = NULL, *err = NULL;
     int rc = kwt_run_quiet(&c, cnf, &out, &err);
@@ -176,10 +175,8 @@ int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool 
                            uri);
         if (out_pem) {
             kwt_cmd_init(&c, "pkey");
-            kwt_cmd_add(&c, "-in");
-            kwt_cmd_add(&c, uri);
-            kwt_cmd_add(&c, "-out");
-            kwt_cmd_add(&c, out_pem);
+            kwt_cmd_opt(&c, "-in", uri);
+            kwt_cmd_opt(&c, "-out", out_pem);
             return kwt_run(&c, cnf, NULL);
         }
         return 0;
@@ -188,16 +185,11 @@ int kwt_ensure_key(const char *uri, const char *key_type, const char *cnf, bool 
         note_generating(uri, key_type);
     char *uriopt = kwt_asprintf("keyward_uri:%s", uri);
     kwt_cmd_init(&c, "genpkey");
-    kwt_cmd_add(&c, "-propquery");
-    kwt_cmd_add(&c, "?provider=keyward");
-    kwt_cmd_add(&c, "-algorithm");
-    kwt_cmd_add(&c, alg);
-    kwt_cmd_add(&c, "-pkeyopt");
-    kwt_cmd_add(&c, param);
-    kwt_cmd_add(&c, "-pkeyopt");
-    kwt_cmd_add(&c, uriopt);
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, out_pem ? out_pem : "/dev/null");
+    kwt_cmd_opt(&c, "-propquery", "?provider=keyward");
+    kwt_cmd_opt(&c, "-algorithm", alg);
+    kwt_cmd_opt(&c, "-pkeyopt", param);
+    kwt_cmd_opt(&c, "-pkeyopt", uriopt);
+    kwt_cmd_opt(&c, "-out", out_pem ? out_pem : "/dev/null");
     int rc = kwt_run(&c, cnf, NULL);
     free(uriopt);
     if (rc == 0)
@@ -316,23 +308,15 @@ int kwt_cmd_req(int argc, char **argv)
     char *sanopt = NULL;
     if (rc == 0) {
         kwt_cmd c;
-        kwt_cmd_init(&c, "req");
-        kwt_cmd_add(&c, "-new");
-        kwt_cmd_add(&c, "-utf8");
-        kwt_cmd_add(&c, "-key");
-        kwt_cmd_add(&c, key);
-        kwt_cmd_add(&c, "-subj");
-        kwt_cmd_add(&c, subj);
+        kwt_cmd_req_new(&c, key, subj);
         if (sans.len) {
             sanopt = kwt_asprintf("subjectAltName=%s", sans.s);
-            kwt_cmd_add(&c, "-addext");
-            kwt_cmd_add(&c, sanopt);
+            kwt_cmd_opt(&c, "-addext", sanopt);
         }
         /* openssl writes into our private directory; the file is moved to --out without
          * following a link there */
         char *made = tmp ? kwt_path(tmp, "out.csr") : NULL;
-        kwt_cmd_add(&c, "-out");
-        kwt_cmd_add(&c, made ? made : out);
+        kwt_cmd_opt(&c, "-out", made ? made : out);
         rc = kwt_run(&c, cnf, NULL);
         if (rc == 0 && made)
             rc = move_out(made, out, 0644);
@@ -402,11 +386,9 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     }
     kwt_cmd c;
     kwt_cmd_init(&c, "pkey");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, pos[0]);
+    kwt_cmd_opt(&c, "-in", pos[0]);
     char *made = tmp ? kwt_path(tmp, "out.key") : NULL;
-    kwt_cmd_add(&c, "-out");
-    kwt_cmd_add(&c, made ? made : out);
+    kwt_cmd_opt(&c, "-out", made ? made : out);
     rc = kwt_run(&c, cnf, NULL);
     if (rc == 0 && made)
         rc = move_out(made, out, 0600);

@@ -103,6 +103,9 @@ typedef struct {
 } kwt_cmd;
 void kwt_cmd_init(kwt_cmd *c, const char *sub);
 void kwt_cmd_add(kwt_cmd *c, const char *arg);
+void kwt_cmd_opt(kwt_cmd *c, const char *opt, const char *val); /* "-opt" "val" */
+/* openssl req -new -utf8 -key KEY -subj SUBJ: a CSR for a key (on its token) */
+void kwt_cmd_req_new(kwt_cmd *c, const char *key, const char *subj);
 /* Run `openssl` with OPENSSL_CONF=cnf (NULL: none). With --dry-run print instead and return 0.
  * stdout_to (may be NULL) receives stdout. Errors of openssl are shown on failure (or with -v). */
 int kwt_run(const kwt_cmd *c, const char *cnf, char **stdout_to);
@@ -110,6 +113,8 @@ int kwt_run(const kwt_cmd *c, const char *cnf, char **stdout_to);
 /* Run with stderr read line by line; lines containing `tick` advance a progress bar on a TTY. */
 int kwt_run_progress(const kwt_cmd *c, const char *cnf, const char *tick, int total);
 int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to);
+/* kwt_run, then the output file (a CA certificate) made readable by all. */
+int kwt_run_public(const kwt_cmd *c, const char *cnf, const char *out);
 /* Run openssl without a controlling terminal and with stdin from /dev/null, so that it cannot
  * prompt for a PIN by itself (keyward prompted once and hands the PIN over). */
 extern bool kwt_children_no_tty;

@@ -31,6 +31,21 @@ void kwt_cmd_add(kwt_cmd *c, const char *arg)
     c->argv[c->argc] = NULL;
 }
 
+void kwt_cmd_req_new(kwt_cmd *c, const char *key, const char *subj)
+{
+    kwt_cmd_init(c, "req");
+    kwt_cmd_add(c, "-new");
+    kwt_cmd_add(c, "-utf8");
+    kwt_cmd_opt(c, "-key", key);
+    kwt_cmd_opt(c, "-subj", subj);
+}
+
+void kwt_cmd_opt(kwt_cmd *c, const char *opt, const char *val)
+{
+    kwt_cmd_add(c, opt);
+    kwt_cmd_add(c, val);
+}
+
 /* Single-quote a word for the shell when it needs it. */
 void kwt_shq(FILE *f, const char *s)
 {

@@ -20,8 +20,7 @@ static bool pin_wanted(const char *uri, const char *cnf)
 {
     kwt_cmd c;
     kwt_cmd_init(&c, "pkey");
-    kwt_cmd_add(&c, "-in");
-    kwt_cmd_add(&c, uri);
+    kwt_cmd_opt(&c, "-in", uri);
     kwt_cmd_add(&c, "-pubout");
     kwt_cmd_add(&c, "-noout");
     char *out = NULL, *err = NULL;

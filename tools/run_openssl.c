@@ -208,8 +208,7 @@ static bool explain_key_file(const kwt_cmd *c, const char *cnf, const char *err,
                                          (const char *)ASN1_STRING_get0_data(t->value.utf8string));
                 kwt_cmd p;
                 kwt_cmd_init(&p, "pkey");
-                kwt_cmd_add(&p, "-in");
-                kwt_cmd_add(&p, uri);
+                kwt_cmd_opt(&p, "-in", uri);
                 kwt_cmd_add(&p, "-noout");
                 char *pout = NULL, *perr = NULL;
                 if (kwt_run_quiet(&p, cnf, &pout, &perr) != 0 && perr)
@@ -312,6 +311,34 @@ void kwt_run_failed(const kwt_cmd *c, const char *cnf, const char *err)
     failed(c, cnf, 1 << 8, err ? err : ""); /* as an exit status of 1 */
 }
 
+/* Start openssl with the CA's config, never on a terminal it could prompt on; out_fd and err_fd
+ * (when >= 0) become its stdout and stderr. */
+static pid_t spawn(const kwt_cmd *c, const char *cnf, int out_fd, int err_fd)
+{
+    const char *ccnf = child_cnf(cnf);
+    pid_t pid;
+
+    fflush(stdout);
+    fflush(stderr);
+    if ((pid = fork()) != 0)
+        return pid;
+    if (ccnf)
+        setenv("OPENSSL_CONF", ccnf, 1);
+    if (kwt_children_no_tty) { /* openssl must not prompt by itself: no terminal, no stdin */
+        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        setsid();
+        if (nul >= 0)
+            dup2(nul, 0);
+    }
+    if (out_fd >= 0)
+        dup2(out_fd, 1);
+    if (err_fd >= 0)
+        dup2(err_fd, 2);
+    execvp(c->argv[0], (char *const *)c->argv);
+    fprintf(stderr, "keyward: cannot run %s: %s\n", c->argv[0], strerror(errno));
+    _exit(127);
+}
+
 static int run(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to)
 {
     if (stdout_to)
@@ -331,31 +358,10 @@ static int run(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stder
     int errfd = mkstemp(errtmpl);
     if (errfd >= 0)
         unlink(errtmpl);
-    fflush(stdout);
-    fflush(stderr);
-    const char *ccnf = child_cnf(cnf);
-    pid_t pid = fork();
+    int out_fd = stdout_to ? outp[1] : kwt_g.json ? (errfd >= 0 ? errfd : 2) /* clean JSON */ : -1;
+    pid_t pid = spawn(c, cnf, out_fd, errfd >= 0 && (!kwt_g.verbose || stderr_to) ? errfd : -1);
     if (pid < 0)
         return kwt_err(KWT_FAIL, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        if (ccnf)
-            setenv("OPENSSL_CONF", ccnf, 1);
-        if (kwt_children_no_tty) { /* openssl must not prompt by itself: no terminal, no stdin */
-            int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-            setsid();
-            if (nul >= 0)
-                dup2(nul, 0);
-        }
-        if (stdout_to)
-            dup2(outp[1], 1);
-        else if (kwt_g.json) /* keep machine output clean */
-            dup2(errfd >= 0 ? errfd : 2, 1);
-        if (errfd >= 0 && (!kwt_g.verbose || stderr_to))
-            dup2(errfd, 2);
-        execvp(c->argv[0], (char *const *)c->argv);
-        fprintf(stderr, "keyward: cannot run %s: %s\n", c->argv[0], strerror(errno));
-        _exit(127);
-    }
     kwt_buf out = {0};
     if (stdout_to) {
         close(outp[1]);
@@ -405,6 +411,15 @@ int kwt_run(const kwt_cmd *c, const char *cnf, char **stdout_to)
     return run(c, cnf, stdout_to, NULL);
 }
 
+int kwt_run_public(const kwt_cmd *c, const char *cnf, const char *out)
+{
+    int rc = kwt_run(c, cnf, NULL);
+    /* published to relying parties, whatever the operator's umask */
+    if (rc == 0 && !kwt_g.dry_run && chmod(out, 0644) != 0)
+        rc = kwt_err(KWT_FAIL, "cannot make %s public: %s", out, strerror(errno));
+    return rc;
+}
+
 int kwt_run_quiet(const kwt_cmd *c, const char *cnf, char **stdout_to, char **stderr_to)
 {
     return run(c, cnf, stdout_to, stderr_to);
@@ -417,26 +432,9 @@ int kwt_run_progress(const kwt_cmd *c, const char *cnf, const char *tick, int to
     int errp[2];
     if (pipe2(errp, O_CLOEXEC) != 0)
         return kwt_err(KWT_FAIL, "pipe: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    const char *ccnf = child_cnf(cnf);
-    pid_t pid = fork();
+    pid_t pid = spawn(c, cnf, errp[1], errp[1]);
     if (pid < 0)
         return kwt_err(KWT_FAIL, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        if (ccnf)
-            setenv("OPENSSL_CONF", ccnf, 1);
-        if (kwt_children_no_tty) {
-            int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-            setsid();
-            if (nul >= 0)
-                dup2(nul, 0);
-        }
-        dup2(errp[1], 2);
-        dup2(errp[1], 1);
-        execvp(c->argv[0], (char *const *)c->argv);
-        _exit(127);
-    }
     close(errp[1]);
     FILE *f = fdopen(errp[0], "r");
     char line[2048];
