@@ -30,7 +30,10 @@ typedef struct {
     size_t max_sessions;
     kw_p11_busy *busy; /* handed out, of this generation or an older one */
     size_t nbusy, busy_cap;
-    unsigned gen;  /* bumped at every pool reset (fork, token loss, re-initialisation) */
+    /* The token's generation: bumped (atomically, under the token's lock) at every pool reset:
+     * fork, token loss, a new slot, re-initialisation. Sessions and object handles from an
+     * older one are stale; kw_p11_token_gen reads it without the lock. Starts at 1. */
+    unsigned gen;
     int logged_in; /* user logged in, in gen */
     /* One login in flight per token, run without the lock; the others wait for its end. */
     int login_busy;
@@ -45,8 +48,6 @@ struct kw_p11_token {
     kw_p11_module *mod;
     CK_SLOT_ID slot;
     CK_TOKEN_INFO info;
-    unsigned gen; /* module generation the slot id was found in */
-
     pthread_mutex_t lock;
     kw_p11_pool pool;
     CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
@@ -81,7 +82,6 @@ struct kw_p11_module {
     void *dl; /* dlopen handle when we loaded p11-kit's proxy ourselves */
     int refs;
     pid_t pid;
-    unsigned gen;         /* atomic: read without the lock (kw_p11_module_gen) */
     unsigned epoch;       /* atomic: see kw_p11_module_epoch */
     pthread_mutex_t lock; /* guards tokens and re-initialisation */
     kw_p11_token **tokens;
@@ -104,11 +104,6 @@ extern kw_p11_module *kw_p11_registry;
 extern pid_t kw_p11_self_pid;
 /* Register the fork handlers and start caching the pid (once, after the first load). */
 void kw_p11_fork_watch(void);
-
-static inline void gen_bump(kw_p11_module *mod)
-{
-    __atomic_add_fetch(&mod->gen, 1, __ATOMIC_RELEASE);
-}
 
 static inline void epoch_bump(kw_p11_module *mod)
 {

@@ -188,6 +188,7 @@ int kw_p11_pool_init(kw_p11_pool *p, const CK_TOKEN_INFO *info)
 {
     pthread_cond_init(&p->cond, NULL);
     pthread_cond_init(&p->login_cond, NULL);
+    p->gen = 1; /* 0 is the keys' "look again" */
     p->max_sessions = 16;
     if (info->ulMaxSessionCount != CK_EFFECTIVELY_INFINITE &&
         info->ulMaxSessionCount != CK_UNAVAILABLE_INFORMATION && info->ulMaxSessionCount > 0 &&
@@ -213,7 +214,7 @@ void kw_p11_pool_reset(kw_p11_pool *p)
     p->nidle = 0;
     p->nopen = 0;
     p->logged_in = 0;
-    p->gen++;
+    __atomic_add_fetch(&p->gen, 1, __ATOMIC_RELEASE); /* kw_p11_token_gen reads it bare */
     pthread_cond_broadcast(&p->cond);
     pthread_cond_broadcast(&p->login_cond);
 }
