@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Inside the kw_p11 call layer: the module's and its tokens' state, shared by the files that
  * load it (kw_p11_module.c), keep it right across fork (kw_p11_fork.c), track its tokens
- * (kw_p11_tokens.c), start it afresh (kw_p11_recover.c), pool sessions (kw_p11_pool.c) and log
- * in (kw_p11_login.c). Not for the layer's users: they see kw_p11.h only. */
+ * (kw_p11_tokens.c), start it afresh (kw_p11_recover.c), keep a pool of sessions (kw_p11_pool.c),
+ * hand them out (kw_p11_session.c) and log in (kw_p11_login.c). Not for the layer's users: they see
+ * kw_p11.h only. */
 #ifndef KW_P11_INT_H
 #define KW_P11_INT_H
 
@@ -20,8 +21,9 @@ typedef struct {
     pthread_t owner;
 } kw_p11_busy;
 
-/* A token's session pool and login state, guarded by the token's lock. Only kw_p11_pool.c
- * and kw_p11_login.c read its fields; the other files use the kw_p11_pool_* functions. */
+/* A token's session pool and login state, guarded by the token's lock. Only kw_p11_pool.c,
+ * kw_p11_session.c and kw_p11_login.c read its fields; the other files use the kw_p11_pool_*
+ * functions. */
 typedef struct {
     pthread_cond_t cond; /* a session came back */
     CK_SESSION_HANDLE *idle;
