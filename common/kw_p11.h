@@ -43,8 +43,6 @@ kw_p11_module *kw_p11_module_get(const char *path);
 void kw_p11_module_put(kw_p11_module *mod);
 CK_FUNCTION_LIST *kw_p11_module_fl(kw_p11_module *mod);
 const char *kw_p11_module_path(kw_p11_module *mod);
-/* Current generation: bumped after fork (child re-initialises) and token loss. Lock-free. */
-unsigned kw_p11_module_gen(kw_p11_module *mod);
 /* Bumped at every C_Initialize of the module and in a forked child: a session opened in an
  * older epoch is not this process's to close. Lock-free. */
 unsigned kw_p11_module_epoch(kw_p11_module *mod);
@@ -61,6 +59,9 @@ void kw_p11_token_lost(kw_p11_token *tok);
 /* The token's information as last read (label, serial, flags). */
 const CK_TOKEN_INFO *kw_p11_token_info(const kw_p11_token *tok);
 kw_p11_module *kw_p11_token_module(const kw_p11_token *tok);
+/* The token's generation: it changes whenever sessions and object handles learnt before may be
+ * stale (fork, token loss, a new slot, re-initialisation). Never 0. Read without a lock. */
+unsigned kw_p11_token_gen(const kw_p11_token *tok);
 /* Is the token there, as far as the module last told (read without a lock)? */
 int kw_p11_token_present(const kw_p11_token *tok);
 /* Does the token ask for a user login (CKF_LOGIN_REQUIRED)? */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Inside the kw_p11 call layer: the module's and its tokens' state, shared by the files that
  * load it (kw_p11_module.c), keep it right across fork (kw_p11_fork.c), track its tokens
- * (kw_p11_tokens.c), start it afresh (kw_p11_recover.c), pool sessions (kw_p11_pool.c) and log
- * in (kw_p11_login.c). Not for the layer's users: they see kw_p11.h only. */
+ * (kw_p11_tokens.c), start it afresh (kw_p11_recover.c), keep a pool of sessions (kw_p11_pool.c),
+ * hand them out (kw_p11_session.c) and log in (kw_p11_login.c). Not for the layer's users: they see
+ * kw_p11.h only. */
 #ifndef KW_P11_INT_H
 #define KW_P11_INT_H
 
@@ -20,8 +21,9 @@ typedef struct {
     pthread_t owner;
 } kw_p11_busy;
 
-/* A token's session pool and login state, guarded by the token's lock. Only kw_p11_pool.c
- * and kw_p11_login.c read its fields; the other files use the kw_p11_pool_* functions. */
+/* A token's session pool and login state, guarded by the token's lock. Only kw_p11_pool.c,
+ * kw_p11_session.c and kw_p11_login.c read its fields; the other files use the kw_p11_pool_*
+ * functions. */
 typedef struct {
     pthread_cond_t cond; /* a session came back */
     CK_SESSION_HANDLE *idle;
@@ -30,7 +32,10 @@ typedef struct {
     size_t max_sessions;
     kw_p11_busy *busy; /* handed out, of this generation or an older one */
     size_t nbusy, busy_cap;
-    unsigned gen;  /* bumped at every pool reset (fork, token loss, re-initialisation) */
+    /* The token's generation: bumped (atomically, under the token's lock) at every pool reset:
+     * fork, token loss, a new slot, re-initialisation. Sessions and object handles from an
+     * older one are stale; kw_p11_token_gen reads it without the lock. Starts at 1. */
+    unsigned gen;
     int logged_in; /* user logged in, in gen */
     /* One login in flight per token, run without the lock; the others wait for its end. */
     int login_busy;
@@ -45,8 +50,6 @@ struct kw_p11_token {
     kw_p11_module *mod;
     CK_SLOT_ID slot;
     CK_TOKEN_INFO info;
-    unsigned gen; /* module generation the slot id was found in */
-
     pthread_mutex_t lock;
     kw_p11_pool pool;
     CK_MECHANISM_TYPE *mechs; /* cached mechanism list and flags */
@@ -81,7 +84,6 @@ struct kw_p11_module {
     void *dl; /* dlopen handle when we loaded p11-kit's proxy ourselves */
     int refs;
     pid_t pid;
-    unsigned gen;         /* atomic: read without the lock (kw_p11_module_gen) */
     unsigned epoch;       /* atomic: see kw_p11_module_epoch */
     pthread_mutex_t lock; /* guards tokens and re-initialisation */
     kw_p11_token **tokens;
@@ -104,11 +106,6 @@ extern kw_p11_module *kw_p11_registry;
 extern pid_t kw_p11_self_pid;
 /* Register the fork handlers and start caching the pid (once, after the first load). */
 void kw_p11_fork_watch(void);
-
-static inline void gen_bump(kw_p11_module *mod)
-{
-    __atomic_add_fetch(&mod->gen, 1, __ATOMIC_RELEASE);
-}
 
 static inline void epoch_bump(kw_p11_module *mod)
 {

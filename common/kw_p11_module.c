@@ -137,7 +137,6 @@ kw_p11_module *kw_p11_module_get(const char *path)
     }
     mod->pid = getpid();
     mod->initialized = 1;
-    mod->gen = 1;
     mod->epoch = 1;
     mod->refs = 1;
     mod->next = kw_p11_registry;
@@ -183,11 +182,6 @@ const char *kw_p11_module_path(kw_p11_module *mod)
 
 /* Lock-free: callers check it on every operation while holding their own key lock, which
  * must not wait behind a fork handler holding mod->lock. */
-unsigned kw_p11_module_gen(kw_p11_module *mod)
-{
-    return __atomic_load_n(&mod->gen, __ATOMIC_ACQUIRE);
-}
-
 unsigned kw_p11_module_epoch(kw_p11_module *mod)
 {
     return __atomic_load_n(&mod->epoch, __ATOMIC_ACQUIRE);

@@ -62,7 +62,6 @@ kw_err kw_p11_module_check(kw_p11_module *mod)
             kw_p11_pool_reset(&mod->tokens[i]->pool);
             pthread_mutex_unlock(&mod->tokens[i]->lock);
         }
-        gen_bump(mod);
         mod->pid = me;
         /* SoftHSM2 rewrites its token file on every login; a sibling process that initialises
          * meanwhile can read it half-written and then sees no token (or an uninitialised one)
@@ -178,7 +177,6 @@ static int module_recover_locked(kw_p11_module *mod)
         rv = kw_p11_module_initialize(mod);
         mod->initialized = rv == CKR_OK;
         epoch_bump(mod);
-        gen_bump(mod);
     }
     for (size_t i = mod->ntokens; i > 0; i--)
         pthread_mutex_unlock(&mod->tokens[i - 1]->lock);

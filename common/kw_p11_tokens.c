@@ -28,6 +28,11 @@ kw_p11_module *kw_p11_token_module(const kw_p11_token *tok)
     return tok->mod;
 }
 
+unsigned kw_p11_token_gen(const kw_p11_token *tok)
+{
+    return __atomic_load_n(&tok->pool.gen, __ATOMIC_ACQUIRE);
+}
+
 int kw_p11_token_present(const kw_p11_token *tok)
 {
     return __atomic_load_n(&tok->present, __ATOMIC_ACQUIRE);
@@ -66,7 +71,6 @@ void kw_p11_token_lost(kw_p11_token *tok)
 
     pthread_mutex_lock(&mod->lock);
     kw_p11_token_set_present(tok, 0);
-    gen_bump(mod);
     pthread_mutex_unlock(&mod->lock);
     pthread_mutex_lock(&tok->lock);
     /* Sessions of a removed token are invalid; closing them is harmless if they are not. */
@@ -199,7 +203,6 @@ kw_err kw_p11_tokens_refresh_locked(kw_p11_module *mod)
             pthread_mutex_lock(&tok->lock);
             kw_p11_pool_reset(&tok->pool);
             pthread_mutex_unlock(&tok->lock);
-            gen_bump(mod);
         }
     }
     free(was);

@@ -118,7 +118,7 @@ kwp_key *kwp_key_from_object(kwp_ctx *ctx, kw_p11_token *tok, CK_SESSION_HANDLE 
     k->tok = tok;
     k->tokinfo = *kw_p11_token_info(tok);
     k->handle = h;
-    k->gen = kw_p11_module_gen(kw_p11_token_module(tok));
+    k->gen = kw_p11_token_gen(tok);
     k->has_private = cls == CKO_PRIVATE_KEY;
     if (kw_p11_attr(tok, s, h, CKA_ID, &k->id, &k->idlen) != KW_OK)
         k->idlen = 0;

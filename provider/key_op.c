@@ -65,7 +65,7 @@ static kw_err key_refind(kwp_key *k)
     if (cnt == 0)
         return kw_err_set(KW_ERR_OBJECT_NOT_FOUND, "key %s is no longer on its token", k->uri);
     k->handle = o;
-    k->gen = kw_p11_module_gen(kw_p11_token_module(k->tok));
+    k->gen = kw_p11_token_gen(k->tok);
     KW_DEBUG("key", "re-found %s", k->uri);
     return KW_OK;
 }
@@ -191,8 +191,7 @@ int kwp_key_private_op_st(kwp_key *k, kwp_op op, CK_MECHANISM *mech, const unsig
         pthread_mutex_lock(&k->lock);
         e = KW_OK;
         if ((kw_p11_module_check(kw_p11_token_module(k->tok))) != KW_OK ||
-            k->gen != kw_p11_module_gen(kw_p11_token_module(k->tok)) ||
-            !kw_p11_token_present(k->tok))
+            k->gen != kw_p11_token_gen(k->tok) || !kw_p11_token_present(k->tok))
             e = key_refind(k);
         tok = k->tok;
         h = k->handle;

@@ -79,7 +79,7 @@ typedef struct kwp_key {
     P11KitUri *puri; /* parsed, for re-finding the token */
     kw_p11_token *tok;
     CK_OBJECT_HANDLE handle;
-    unsigned gen;
+    unsigned gen;          /* kw_p11_token_gen when handle was found; 0: find it again */
     CK_TOKEN_INFO tokinfo; /* identity of the token: label + serial */
     unsigned char *id;
     CK_ULONG idlen;
