@@ -133,22 +133,6 @@ static int accept_any(int ok, X509_STORE_CTX *x)
     return 1;
 }
 
-static EVP_PKEY *load_key(OSSL_LIB_CTX *lc, const char *uri)
-{
-    OSSL_STORE_CTX *st = OSSL_STORE_open_ex(uri, lc, NULL, NULL, NULL, NULL, NULL, NULL);
-    EVP_PKEY *pk = NULL;
-    while (st && !pk && !OSSL_STORE_eof(st)) {
-        OSSL_STORE_INFO *in = OSSL_STORE_load(st);
-        if (in && OSSL_STORE_INFO_get_type(in) == OSSL_STORE_INFO_PKEY)
-            pk = OSSL_STORE_INFO_get1_PKEY(in);
-        OSSL_STORE_INFO_free(in);
-        if (!in)
-            break;
-    }
-    OSSL_STORE_close(st);
-    return pk;
-}
-
 SSL_CTX *est_tls_ctx(kwt_ca *ca, const est_conf *c, OSSL_LIB_CTX **lcp)
 {
     OSSL_LIB_CTX *lc = OSSL_LIB_CTX_new();
@@ -173,7 +157,7 @@ SSL_CTX *est_tls_ctx(kwt_ca *ca, const est_conf *c, OSSL_LIB_CTX **lcp)
     free(xp);
     if (cross && SSL_CTX_add0_chain_cert(ctx, cross) != 1)
         X509_free(cross);
-    if (!(pk = load_key(lc, c->key)) || SSL_CTX_use_PrivateKey(ctx, pk) != 1 ||
+    if (!(pk = kwt_tls_load_key(lc, c->key)) || SSL_CTX_use_PrivateKey(ctx, pk) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         kwt_err(KWT_FAIL,
                 "cannot use the EST server key %s (is the token there, with its PIN in "
