@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* keyward keyring: load keys into the kernel keyring token and look at them. It talks to the
  * token only through keyward-pkcs11.so (so there is one keyctl caller: the module), and calls
- * it through the common PKCS#11 call layer (common/kw_p11.h) as the provider does; the module
+ * it through the common PKCS#11 call layer (keyring_token.c, common/kw_p11.h); the module
  * is found at KEYWARD_PKCS11_MODULE or where it was installed (KWK_MODULE_PATH).
  *
  *   keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT] [--token LABEL] [--shred]
@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,116 +22,9 @@
 
 #include "../pkcs11/kwk_vendor.h"
 #include "keyring.h"
-#include "kw_p11.h"
+#include "keyring_int.h"
 #include "kw_secmem.h"
 #include "kwt.h"
-
-/* Where the module was installed (set by the build); then the usual p11-kit module dirs. */
-static const char *const module_paths[] = {
-#ifdef KWK_MODULE_PATH
-    KWK_MODULE_PATH,
-#endif
-    "/usr/local/lib/x86_64-linux-gnu/pkcs11/keyward-pkcs11.so",
-    "/usr/lib/x86_64-linux-gnu/pkcs11/keyward-pkcs11.so",
-    "/usr/local/lib/pkcs11/keyward-pkcs11.so",
-    "/usr/lib/pkcs11/keyward-pkcs11.so",
-};
-
-/* The module, the token and a R/W session on it, all through the common call layer. */
-typedef struct {
-    kw_p11_module *mod;
-    kw_p11_token *tok;
-    CK_SESSION_HANDLE s;
-    CK_RV last; /* the last CK_RV seen on s: a dead session is not pooled */
-} kr_token;
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    /* through kwt_err, so --json's error.message has the same text as stderr */
-    return kwt_err(KWT_FAIL, "keyring: %s", msg);
-}
-
-/* The call layer's text of the last error, e.g. "...: C_CreateObject failed with CKR_...". */
-static const char *last_error(void)
-{
-    const char *msg = NULL;
-    kw_err_last(&msg);
-    return msg && *msg ? msg : "PKCS#11 error";
-}
-
-/* What to do about the CK_RVs a keyring token gives for the state of the kernel keyring. */
-static const char *keyring_hint(CK_RV rv)
-{
-    switch (rv) {
-    case CKR_DEVICE_MEMORY:
-        return ": keyring quota exceeded (see /proc/sys/kernel/keys/maxbytes)";
-    case CKR_KEY_FUNCTION_NOT_PERMITTED:
-        return ": permission denied by the keyring: this process does not possess it; link the "
-               "user keyring into the session keyring (keyctl link @u @s) or use a session: token";
-    case CKR_USER_NOT_LOGGED_IN:
-        return ": the token needs a PIN";
-    default:
-        return "";
-    }
-}
-
-/* A failed call: the call layer's CK_RV text, with what the keyring asks of the user. */
-static int call_fail(kr_token *t, CK_RV rv, const char *fn, const char *what)
-{
-    t->last = rv;
-    kw_p11_fail(rv, fn, "%s", what);
-    return fail("%s%s", last_error(), keyring_hint(rv));
-}
-
-/* Load the module and take a R/W session on the token with the given label (or the first). */
-static int open_token(const char *label, kr_token *t)
-{
-    const char *path = getenv("KEYWARD_PKCS11_MODULE");
-    size_t npaths = sizeof(module_paths) / sizeof(module_paths[0]);
-    kw_p11_token **toks = NULL;
-    size_t n = 0;
-    char l[33] = "";
-    memset(t, 0, sizeof(*t));
-    if (path == NULL || *path == '\0') {
-        /* the first that is there; the last one's error when none is */
-        for (size_t i = 0; i < npaths; i++)
-            if (access(path = module_paths[i], F_OK) == 0)
-                break;
-    }
-    if ((t->mod = kw_p11_module_get(path)) == NULL)
-        return fail("%s", last_error());
-    if (kw_p11_find_tokens(t->mod, NULL, &toks, &n) != KW_OK || n == 0) {
-        free(toks);
-        return fail("no keyring token available");
-    }
-    for (size_t i = 0; i < n && t->tok == NULL; i++) {
-        kw_p11_token_label(toks[i], l, sizeof(l));
-        if (label == NULL || strcmp(l, label) == 0)
-            t->tok = toks[i];
-    }
-    free(toks);
-    if (t->tok == NULL)
-        return fail("no keyring token labelled '%s'", label ? label : "?");
-    if (kw_p11_session_get(t->tok, 0, NULL, &t->s) != KW_OK) {
-        t->tok = NULL;
-        return fail("cannot open a session on token '%s': %s", l, last_error());
-    }
-    return 0;
-}
-
-static void close_token(kr_token *t)
-{
-    if (t->tok)
-        kw_p11_session_put(t->tok, t->s, t->last);
-    kw_p11_module_put(t->mod);
-    memset(t, 0, sizeof(*t));
-}
 
 static int parse_hex(const char *s, unsigned char *out, size_t cap, size_t *len)
 {
@@ -196,7 +88,7 @@ static int shred_file(const char *path)
     if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0)
             close(fd);
-        return fail("--shred: cannot open %s: %s", path, strerror(errno));
+        return kr_fail("--shred: cannot open %s: %s", path, strerror(errno));
     }
     unsigned char zero[4096] = {0};
     for (off_t done = 0; done < st.st_size;) {
@@ -205,12 +97,12 @@ static int shred_file(const char *path)
         ssize_t w = write(fd, zero, n);
         if (w <= 0) {
             close(fd);
-            return fail("--shred: writing %s: %s", path, strerror(errno));
+            return kr_fail("--shred: writing %s: %s", path, strerror(errno));
         }
         done += w;
     }
     if (fsync(fd) != 0 || close(fd) != 0 || unlink(path) != 0)
-        return fail("--shred: %s: %s", path, strerror(errno));
+        return kr_fail("--shred: %s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -226,67 +118,53 @@ static const char *key_type_name(EVP_PKEY *pk)
 static int cmd_import(int argc, char **argv, int json)
 {
     const char *file = NULL, *label = NULL, *idhex = NULL, *certfile = NULL, *token = NULL;
-    int shred = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = !strcmp(a, "--label")   ? &label
-                           : !strcmp(a, "--id")    ? &idhex
-                           : !strcmp(a, "--cert")  ? &certfile
-                           : !strcmp(a, "--token") ? &token
-                                                   : NULL;
-        if (dst) {
-            if (i + 1 >= argc)
-                return fail("%s needs a value", a), 2;
-            *dst = argv[++i];
-        } else if (!strcmp(a, "--shred")) {
-            shred = 1;
-        } else if (a[0] == '-') {
-            return fail("unknown option %s", a), 2;
-        } else if (file == NULL) {
-            file = a;
-        } else {
-            return fail("one key file only (got %s and %s)", file, a), 2;
-        }
-    }
+    bool shred = false;
+    kwt_optspec spec[] = {{"--label", &label, NULL},   {"--id", &idhex, NULL},
+                          {"--cert", &certfile, NULL}, {"--token", &token, NULL},
+                          {"--shred", NULL, &shred},   {NULL, NULL, NULL}};
+    int npos, rc = kwt_parse_args("keyring import", argc - 1, argv + 1, spec, &file, 1, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
     if (file == NULL || label == NULL)
-        return fail("usage: keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT] "
-                    "[--token LABEL] [--shred]"),
+        return kr_fail(
+                   "usage: keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT] "
+                   "[--token LABEL] [--shred]"),
                2;
     unsigned char id[128];
     size_t id_len = 0;
     if (idhex && !parse_hex(idhex, id, sizeof(id), &id_len))
-        return fail("--id must be hex bytes (e.g. 01a2), at most 128"), 2;
+        return kr_fail("--id must be hex bytes (e.g. 01a2), at most 128"), 2;
     if (strlen(label) > 255)
-        return fail("--label is longer than 255 bytes"), 2;
+        return kr_fail("--label is longer than 255 bytes"), 2;
 
     EVP_PKEY *pk = read_key(file);
     if (pk == NULL)
-        return fail("%s: not a private key (PEM, DER or PKCS#8), or wrong passphrase", file);
+        return kr_fail("%s: not a private key (PEM, DER or PKCS#8), or wrong passphrase", file);
     X509 *cert = NULL;
     if (certfile) {
         cert = read_cert(certfile);
         if (cert == NULL) {
             EVP_PKEY_free(pk);
-            return fail("%s: not an X.509 certificate", certfile);
+            return kr_fail("%s: not an X.509 certificate", certfile);
         }
         if (EVP_PKEY_eq(X509_get0_pubkey(cert), pk) != 1) {
             EVP_PKEY_free(pk);
             X509_free(cert);
-            return fail("%s does not belong to the key in %s", certfile, file);
+            return kr_fail("%s does not belong to the key in %s", certfile, file);
         }
     }
     /* PKCS#8 DER in locked memory, wiped after the call. */
     PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(pk);
     int len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, NULL) : -1;
     unsigned char *der = len > 0 ? kw_secure_alloc((size_t)len) : NULL, *p = der;
-    int rc = 1;
+    rc = 1;
     kr_token kt;
     memset(&kt, 0, sizeof(kt));
     if (der == NULL || i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != len) {
-        fail("cannot encode the key");
+        kr_fail("cannot encode the key");
         goto out;
     }
-    if (open_token(token, &kt) != 0)
+    if (kr_open(token, &kt) != 0)
         goto out;
     CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, ccert = CKO_CERTIFICATE;
     CK_BBOOL yes = CK_TRUE;
@@ -299,7 +177,7 @@ static int cmd_import(int argc, char **argv, int json)
     CK_RV rv = KW_P11_CALL(kt.mod, C_CreateObject, kt.s, t, 5, &h);
     if (rv != CKR_OK) {
         char *what = kwt_asprintf("loading %s into the keyring", file);
-        call_fail(&kt, rv, "C_CreateObject", what);
+        kr_call_fail(&kt, rv, "C_CreateObject", what);
         free(what);
         goto out;
     }
@@ -324,7 +202,7 @@ static int cmd_import(int argc, char **argv, int json)
         OPENSSL_free(cd);
         if (rv != CKR_OK) {
             (void)KW_P11_CALL(kt.mod, C_DestroyObject, kt.s, h); /* all or nothing */
-            call_fail(&kt, rv, "C_CreateObject", "storing the certificate");
+            kr_call_fail(&kt, rv, "C_CreateObject", "storing the certificate");
             goto out;
         }
     }
@@ -355,7 +233,7 @@ out:
     PKCS8_PRIV_KEY_INFO_free(p8);
     EVP_PKEY_free(pk);
     X509_free(cert);
-    close_token(&kt);
+    kr_close(&kt);
     return rc;
 }
 
@@ -386,24 +264,23 @@ static CK_ULONG ec_bits(const unsigned char *p, CK_ULONG n)
 static int cmd_list(int argc, char **argv, int json)
 {
     const char *token = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!strcmp(argv[i], "--token") && i + 1 < argc)
-            token = argv[++i];
-        else
-            return fail("usage: keyward keyring list [--json] [--token LABEL]"), 2;
-    }
+    bool json_opt = false;
+    kwt_optspec spec[] = {
+        {"--json", NULL, &json_opt}, {"--token", &token, NULL}, {NULL, NULL, NULL}};
+    int npos, rc = kwt_parse_args("keyring list", argc - 1, argv + 1, spec, NULL, 0, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    json = json || json_opt;
     kr_token kt;
-    if (open_token(token, &kt) != 0) {
-        close_token(&kt);
+    if (kr_open(token, &kt) != 0) {
+        kr_close(&kt);
         return 1;
     }
     CK_OBJECT_HANDLE objs[512];
     CK_ULONG n = 0;
     if (kw_p11_find(kt.tok, kt.s, NULL, 0, objs, 512, &n) != KW_OK) {
-        fail("cannot list the token's objects: %s", last_error());
-        close_token(&kt);
+        kr_fail("cannot list the token's objects: %s", kr_last_error());
+        kr_close(&kt);
         return 1;
     }
     if (json)
@@ -472,41 +349,37 @@ static int cmd_list(int argc, char **argv, int json)
     }
     if (json)
         printf("%s]\n", first ? "" : "\n");
-    close_token(&kt);
+    kr_close(&kt);
     return 0;
 }
 
 static int cmd_remove(int argc, char **argv, int json)
 {
     const char *label = NULL, *token = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--token") && i + 1 < argc)
-            token = argv[++i];
-        else if (argv[i][0] != '-' && label == NULL)
-            label = argv[i];
-        else
-            return fail("usage: keyward keyring remove LABEL [--token LABEL]"), 2;
-    }
+    kwt_optspec spec[] = {{"--token", &token, NULL}, {NULL, NULL, NULL}};
+    int npos, rc = kwt_parse_args("keyring remove", argc - 1, argv + 1, spec, &label, 1, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
     if (label == NULL)
-        return fail("usage: keyward keyring remove LABEL [--token LABEL]"), 2;
+        return kr_fail("usage: keyward keyring remove LABEL [--token LABEL]"), 2;
     kr_token kt;
-    if (open_token(token, &kt) != 0) {
-        close_token(&kt);
+    if (kr_open(token, &kt) != 0) {
+        kr_close(&kt);
         return 1;
     }
     CK_ATTRIBUTE t = {CKA_LABEL, (void *)label, strlen(label)};
     CK_OBJECT_HANDLE objs[64];
     CK_ULONG n = 0;
-    int rc = 0;
+    rc = 0;
     if (kw_p11_find(kt.tok, kt.s, &t, 1, objs, 64, &n) != KW_OK)
-        rc = fail("cannot search the token: %s", last_error());
+        rc = kr_fail("cannot search the token: %s", kr_last_error());
     if (rc == 0 && n == 0)
-        rc = fail("no key or certificate labelled '%s'", label);
+        rc = kr_fail("no key or certificate labelled '%s'", label);
     for (CK_ULONG i = 0; rc == 0 && i < n; i++) {
         CK_RV rv = KW_P11_CALL(kt.mod, C_DestroyObject, kt.s, objs[i]);
         if (rv != CKR_OK) {
             char *what = kwt_asprintf("removing object %lu", (unsigned long)objs[i]);
-            rc = call_fail(&kt, rv, "C_DestroyObject", what);
+            rc = kr_call_fail(&kt, rv, "C_DestroyObject", what);
             free(what);
         }
     }
@@ -520,7 +393,7 @@ static int cmd_remove(int argc, char **argv, int json)
     } else if (rc == 0) {
         printf("removed '%s' (%lu object%s)\n", label, (unsigned long)n, n == 1 ? "" : "s");
     }
-    close_token(&kt);
+    kr_close(&kt);
     return rc;
 }
 
@@ -571,5 +444,5 @@ int kwt_keyring_main(int argc, char **argv)
         return cmd_list(argc, argv, json);
     if (!strcmp(argv[1], "remove"))
         return cmd_remove(argc, argv, json);
-    return fail("unknown command 'keyring %s'", argv[1]), 2;
+    return kr_fail("unknown command 'keyring %s'", argv[1]), 2;
 }
