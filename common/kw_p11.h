@@ -54,8 +54,6 @@ kw_err kw_p11_module_check(kw_p11_module *mod);
  * freed by the caller with free(). A token that disappeared is re-found by label and serial. */
 kw_err kw_p11_find_tokens(kw_p11_module *mod, P11KitUri *uri, kw_p11_token ***out, size_t *n);
 int kw_p11_token_has_mech(kw_p11_token *tok, CK_MECHANISM_TYPE m, CK_FLAGS need);
-/* The token's label without its padding (at most cap-1 bytes and a NUL). */
-void kw_p11_token_label(kw_p11_token *tok, char *out, size_t cap);
 /* Mark a token as gone after CKR_DEVICE_REMOVED and the like: its sessions are dropped. */
 void kw_p11_token_lost(kw_p11_token *tok);
 /* The token's information as last read (label, serial, flags). */

@@ -186,10 +186,3 @@ unsigned kw_p11_module_epoch(kw_p11_module *mod)
 {
     return __atomic_load_n(&mod->epoch, __ATOMIC_ACQUIRE);
 }
-
-void kw_p11_token_label(kw_p11_token *tok, char *out, size_t cap)
-{
-    pthread_mutex_lock(&tok->lock); /* a token search may be rewriting tok->info */
-    kw_p11_label(tok->info.label, sizeof(tok->info.label), out, cap);
-    pthread_mutex_unlock(&tok->lock);
-}

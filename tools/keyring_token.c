@@ -86,7 +86,8 @@ int kr_open(const char *label, kr_token *t)
         return kr_fail("no keyring token available");
     }
     for (size_t i = 0; i < n && t->tok == NULL; i++) {
-        kw_p11_token_label(toks[i], l, sizeof(l));
+        const CK_TOKEN_INFO *ti = kw_p11_token_info(toks[i]);
+        kw_p11_label(ti->label, sizeof(ti->label), l, sizeof(l));
         if (label == NULL || strcmp(l, label) == 0)
             t->tok = toks[i];
     }
