@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* keyward keyring: load keys into the kernel keyring token and look at them. It talks to the
- * token only through keyward-pkcs11.so (so there is one keyctl caller: the module); the module
+ * token only through keyward-pkcs11.so (so there is one keyctl caller: the module), and calls
+ * it through the common PKCS#11 call layer (keyring_token.c, common/kw_p11.h); the module
  * is found at KEYWARD_PKCS11_MODULE or where it was installed (KWK_MODULE_PATH).
  *
  *   keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT] [--token LABEL] [--shred]
  *   keyward keyring list [--json] [--token LABEL]
  *   keyward keyring remove LABEL [--token LABEL]
  */
-#include <dlfcn.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,125 +20,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#if __has_include(<p11-kit/pkcs11.h>)
-#include <p11-kit/pkcs11.h>
-#else
-#include <p11-kit-1/p11-kit/pkcs11.h> /* built without p11-kit's include path */
-#endif
 #include "../pkcs11/kwk_vendor.h"
 #include "keyring.h"
+#include "keyring_int.h"
 #include "kw_secmem.h"
-#ifdef KWT_HAVE_KEYRING
 #include "kwt.h"
-#endif
-
-/* Where the module was installed (set by the build); then the usual p11-kit module dirs. */
-static const char *const module_paths[] = {
-#ifdef KWK_MODULE_PATH
-    KWK_MODULE_PATH,
-#endif
-    "/usr/local/lib/x86_64-linux-gnu/pkcs11/keyward-pkcs11.so",
-    "/usr/lib/x86_64-linux-gnu/pkcs11/keyward-pkcs11.so",
-    "/usr/local/lib/pkcs11/keyward-pkcs11.so",
-    "/usr/lib/pkcs11/keyward-pkcs11.so",
-};
-
-static CK_FUNCTION_LIST *p11;
-static void *dl;
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-#ifdef KWT_HAVE_KEYRING
-    /* in keyward: through kwt_err, so --json's error.message has the same text as stderr */
-    return kwt_err(KWT_FAIL, "keyring: %s", msg);
-#else
-    fprintf(stderr, "keyward: keyring: %s\n", msg);
-    return 1;
-#endif
-}
-
-static const char *rv_text(CK_RV rv)
-{
-    switch (rv) {
-    case CKR_TOKEN_NOT_PRESENT:
-        return "the token's keyring is not reachable";
-    case CKR_DEVICE_MEMORY:
-        return "keyring quota exceeded (see /proc/sys/kernel/keys/maxbytes)";
-    case CKR_KEY_FUNCTION_NOT_PERMITTED:
-        return "permission denied by the keyring: this process does not possess it; link the "
-               "user keyring into the session keyring (keyctl link @u @s) or use a session: token";
-    case CKR_ATTRIBUTE_VALUE_INVALID:
-        return "the token refused the key or certificate";
-    case CKR_KEY_SIZE_RANGE:
-        return "key size not supported";
-    case CKR_CURVE_NOT_SUPPORTED:
-        return "curve not supported";
-    case CKR_USER_NOT_LOGGED_IN:
-        return "the token needs a PIN";
-    default:
-        return "PKCS#11 error";
-    }
-}
-
-/* Load the module and open a R/W session on the token with the given label (or the first). */
-static int open_token(const char *label, CK_SESSION_HANDLE *s, CK_SLOT_ID *slot_out)
-{
-    const char *path = getenv("KEYWARD_PKCS11_MODULE");
-    CK_C_GetFunctionList gfl;
-    CK_SLOT_ID slots[16];
-    CK_ULONG n = 16;
-    CK_RV rv;
-    if (path != NULL && *path != '\0') {
-        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    } else {
-        for (size_t i = 0; dl == NULL && i < sizeof(module_paths) / sizeof(module_paths[0]); i++)
-            dl = dlopen(path = module_paths[i], RTLD_NOW | RTLD_LOCAL);
-    }
-    if (dl == NULL)
-        return fail("cannot load %s: %s", path, dlerror());
-    gfl = (CK_C_GetFunctionList)dlsym(dl, "C_GetFunctionList");
-    if (gfl == NULL || gfl(&p11) != CKR_OK)
-        return fail("%s is not a PKCS#11 module", path);
-    if ((rv = p11->C_Initialize(NULL)) != CKR_OK)
-        return fail("cannot initialise the keyring token (0x%lx): check the configuration",
-                    (unsigned long)rv);
-    if ((rv = p11->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK || n == 0)
-        return fail("no keyring token available");
-    for (CK_ULONG i = 0; i < n; i++) {
-        CK_TOKEN_INFO ti;
-        char l[33];
-        if (p11->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
-            continue;
-        memcpy(l, ti.label, 32);
-        l[32] = '\0';
-        for (int j = 31; j >= 0 && l[j] == ' '; j--)
-            l[j] = '\0';
-        if (label != NULL && strcmp(l, label) != 0)
-            continue;
-        if ((rv = p11->C_OpenSession(slots[i], CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
-                                     s)) != CKR_OK)
-            return fail("cannot open a session on token '%s': %s", l, rv_text(rv));
-        *slot_out = slots[i];
-        return 0;
-    }
-    return fail("no keyring token labelled '%s'", label ? label : "?");
-}
-
-static void close_token(void)
-{
-    if (p11)
-        p11->C_Finalize(NULL);
-    if (dl)
-        dlclose(dl);
-    p11 = NULL;
-    dl = NULL;
-}
 
 static int parse_hex(const char *s, unsigned char *out, size_t cap, size_t *len)
 {
@@ -203,7 +88,7 @@ static int shred_file(const char *path)
     if (fd < 0 || fstat(fd, &st) != 0) {
         if (fd >= 0)
             close(fd);
-        return fail("--shred: cannot open %s: %s", path, strerror(errno));
+        return kr_fail("--shred: cannot open %s: %s", path, strerror(errno));
     }
     unsigned char zero[4096] = {0};
     for (off_t done = 0; done < st.st_size;) {
@@ -212,28 +97,13 @@ static int shred_file(const char *path)
         ssize_t w = write(fd, zero, n);
         if (w <= 0) {
             close(fd);
-            return fail("--shred: writing %s: %s", path, strerror(errno));
+            return kr_fail("--shred: writing %s: %s", path, strerror(errno));
         }
         done += w;
     }
     if (fsync(fd) != 0 || close(fd) != 0 || unlink(path) != 0)
-        return fail("--shred: %s: %s", path, strerror(errno));
+        return kr_fail("--shred: %s: %s", path, strerror(errno));
     return 0;
-}
-
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            printf("\\%c", ch);
-        else if (ch < 0x20)
-            printf("\\u%04x", ch);
-        else
-            putchar(ch);
-    }
-    putchar('"');
 }
 
 static const char *key_type_name(EVP_PKEY *pk)
@@ -248,67 +118,53 @@ static const char *key_type_name(EVP_PKEY *pk)
 static int cmd_import(int argc, char **argv, int json)
 {
     const char *file = NULL, *label = NULL, *idhex = NULL, *certfile = NULL, *token = NULL;
-    int shred = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = !strcmp(a, "--label")   ? &label
-                           : !strcmp(a, "--id")    ? &idhex
-                           : !strcmp(a, "--cert")  ? &certfile
-                           : !strcmp(a, "--token") ? &token
-                                                   : NULL;
-        if (dst) {
-            if (i + 1 >= argc)
-                return fail("%s needs a value", a), 2;
-            *dst = argv[++i];
-        } else if (!strcmp(a, "--shred")) {
-            shred = 1;
-        } else if (a[0] == '-') {
-            return fail("unknown option %s", a), 2;
-        } else if (file == NULL) {
-            file = a;
-        } else {
-            return fail("one key file only (got %s and %s)", file, a), 2;
-        }
-    }
+    bool shred = false;
+    kwt_optspec spec[] = {{"--label", &label, NULL},   {"--id", &idhex, NULL},
+                          {"--cert", &certfile, NULL}, {"--token", &token, NULL},
+                          {"--shred", NULL, &shred},   {NULL, NULL, NULL}};
+    int npos, rc = kwt_parse_args("keyring import", argc - 1, argv + 1, spec, &file, 1, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
     if (file == NULL || label == NULL)
-        return fail("usage: keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT] "
-                    "[--token LABEL] [--shred]"),
+        return kr_fail(
+                   "usage: keyward keyring import KEYFILE --label NAME [--id HEX] [--cert CERT] "
+                   "[--token LABEL] [--shred]"),
                2;
     unsigned char id[128];
     size_t id_len = 0;
     if (idhex && !parse_hex(idhex, id, sizeof(id), &id_len))
-        return fail("--id must be hex bytes (e.g. 01a2), at most 128"), 2;
+        return kr_fail("--id must be hex bytes (e.g. 01a2), at most 128"), 2;
     if (strlen(label) > 255)
-        return fail("--label is longer than 255 bytes"), 2;
+        return kr_fail("--label is longer than 255 bytes"), 2;
 
     EVP_PKEY *pk = read_key(file);
     if (pk == NULL)
-        return fail("%s: not a private key (PEM, DER or PKCS#8), or wrong passphrase", file);
+        return kr_fail("%s: not a private key (PEM, DER or PKCS#8), or wrong passphrase", file);
     X509 *cert = NULL;
     if (certfile) {
         cert = read_cert(certfile);
         if (cert == NULL) {
             EVP_PKEY_free(pk);
-            return fail("%s: not an X.509 certificate", certfile);
+            return kr_fail("%s: not an X.509 certificate", certfile);
         }
         if (EVP_PKEY_eq(X509_get0_pubkey(cert), pk) != 1) {
             EVP_PKEY_free(pk);
             X509_free(cert);
-            return fail("%s does not belong to the key in %s", certfile, file);
+            return kr_fail("%s does not belong to the key in %s", certfile, file);
         }
     }
     /* PKCS#8 DER in locked memory, wiped after the call. */
     PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(pk);
     int len = p8 ? i2d_PKCS8_PRIV_KEY_INFO(p8, NULL) : -1;
     unsigned char *der = len > 0 ? kw_secure_alloc((size_t)len) : NULL, *p = der;
-    int rc = 1;
-    CK_SESSION_HANDLE s;
-    CK_SLOT_ID slot;
+    rc = 1;
+    kr_token kt;
+    memset(&kt, 0, sizeof(kt));
     if (der == NULL || i2d_PKCS8_PRIV_KEY_INFO(p8, &p) != len) {
-        fail("cannot encode the key");
+        kr_fail("cannot encode the key");
         goto out;
     }
-    if (open_token(token, &s, &slot) != 0)
+    if (kr_open(token, &kt) != 0)
         goto out;
     CK_OBJECT_CLASS cpriv = CKO_PRIVATE_KEY, ccert = CKO_CERTIFICATE;
     CK_BBOOL yes = CK_TRUE;
@@ -318,17 +174,18 @@ static int cmd_import(int argc, char **argv, int json)
                         {CKA_ID, id, id_len},
                         {CKA_KEYWARD_PKCS8, der, (CK_ULONG)len}};
     CK_OBJECT_HANDLE h;
-    CK_RV rv = p11->C_CreateObject(s, t, 5, &h);
+    CK_RV rv = KW_P11_CALL(kt.mod, C_CreateObject, kt.s, t, 5, &h);
     if (rv != CKR_OK) {
-        fail("loading %s into the keyring failed: %s (0x%lx)", file, rv_text(rv),
-             (unsigned long)rv);
+        char *what = kwt_asprintf("loading %s into the keyring", file);
+        kr_call_fail(&kt, rv, "C_CreateObject", what);
+        free(what);
         goto out;
     }
     char mode[16] = "?";
     CK_ULONG serial = 0;
     CK_ATTRIBUTE q[] = {{CKA_KEYWARD_MODE, mode, sizeof(mode) - 1},
                         {CKA_KEYWARD_SERIAL, &serial, sizeof(serial)}};
-    p11->C_GetAttributeValue(s, h, q, 2);
+    (void)KW_P11_CALL(kt.mod, C_GetAttributeValue, kt.s, h, q, 2);
     mode[q[0].ulValueLen < sizeof(mode) ? q[0].ulValueLen : sizeof(mode) - 1] = '\0';
     if (cert) {
         unsigned char *cd = NULL;
@@ -341,11 +198,11 @@ static int cmd_import(int argc, char **argv, int json)
                              {CKA_ID, id, id_len},
                              {CKA_VALUE, cd, cl > 0 ? (CK_ULONG)cl : 0}};
         CK_OBJECT_HANDLE ch;
-        rv = cl > 0 ? p11->C_CreateObject(s, ct, 6, &ch) : CKR_GENERAL_ERROR;
+        rv = cl > 0 ? KW_P11_CALL(kt.mod, C_CreateObject, kt.s, ct, 6, &ch) : CKR_GENERAL_ERROR;
         OPENSSL_free(cd);
         if (rv != CKR_OK) {
-            p11->C_DestroyObject(s, h); /* all or nothing */
-            fail("storing the certificate failed: %s (0x%lx)", rv_text(rv), (unsigned long)rv);
+            (void)KW_P11_CALL(kt.mod, C_DestroyObject, kt.s, h); /* all or nothing */
+            kr_call_fail(&kt, rv, "C_CreateObject", "storing the certificate");
             goto out;
         }
     }
@@ -360,12 +217,15 @@ static int cmd_import(int argc, char **argv, int json)
     rc = shred ? shred_file(file) : 0;
     /* under --json one document, and only for an import that worked (shred included) */
     if (json && rc == 0) {
-        printf("{\"label\": ");
-        json_str(label);
-        printf(", \"type\": \"%s\", \"bits\": %d, \"serial\": %lu, \"mode\": ", key_type_name(pk),
-               EVP_PKEY_get_bits(pk), (unsigned long)serial);
-        json_str(mode);
-        printf(", \"certificate\": %s}\n", cert ? "true" : "false");
+        kwt_buf j = {0};
+        kwt_buf_add(&j, "{\"label\": ");
+        kwt_buf_json_str(&j, label);
+        kwt_buf_printf(&j, ", \"type\": \"%s\", \"bits\": %d, \"serial\": %lu, \"mode\": ",
+                       key_type_name(pk), EVP_PKEY_get_bits(pk), (unsigned long)serial);
+        kwt_buf_json_str(&j, mode);
+        kwt_buf_printf(&j, ", \"certificate\": %s}\n", cert ? "true" : "false");
+        fputs(j.s, stdout);
+        kwt_buf_free(&j);
     }
 out:
     if (der)
@@ -373,7 +233,7 @@ out:
     PKCS8_PRIV_KEY_INFO_free(p8);
     EVP_PKEY_free(pk);
     X509_free(cert);
-    close_token();
+    kr_close(&kt);
     return rc;
 }
 
@@ -404,28 +264,25 @@ static CK_ULONG ec_bits(const unsigned char *p, CK_ULONG n)
 static int cmd_list(int argc, char **argv, int json)
 {
     const char *token = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = 1;
-        else if (!strcmp(argv[i], "--token") && i + 1 < argc)
-            token = argv[++i];
-        else
-            return fail("usage: keyward keyring list [--json] [--token LABEL]"), 2;
-    }
-    CK_SESSION_HANDLE s;
-    CK_SLOT_ID slot;
-    if (open_token(token, &s, &slot) != 0) {
-        close_token();
+    bool json_opt = false;
+    kwt_optspec spec[] = {
+        {"--json", NULL, &json_opt}, {"--token", &token, NULL}, {NULL, NULL, NULL}};
+    int npos, rc = kwt_parse_args("keyring list", argc - 1, argv + 1, spec, NULL, 0, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    json = json || json_opt;
+    kr_token kt;
+    if (kr_open(token, &kt) != 0) {
+        kr_close(&kt);
         return 1;
     }
     CK_OBJECT_HANDLE objs[512];
     CK_ULONG n = 0;
-    if (p11->C_FindObjectsInit(s, NULL, 0) != CKR_OK ||
-        p11->C_FindObjects(s, objs, 512, &n) != CKR_OK) {
-        close_token();
-        return fail("cannot list the token's objects");
+    if (kw_p11_find(kt.tok, kt.s, NULL, 0, objs, 512, &n) != KW_OK) {
+        kr_fail("cannot list the token's objects: %s", kr_last_error());
+        kr_close(&kt);
+        return 1;
     }
-    p11->C_FindObjectsFinal(s);
     if (json)
         printf("[");
     else
@@ -437,24 +294,24 @@ static int cmd_list(int argc, char **argv, int json)
         CK_ATTRIBUTE a[] = {{CKA_CLASS, &r.cls, sizeof(r.cls)},
                             {CKA_LABEL, r.label, sizeof(r.label) - 1},
                             {CKA_KEYWARD_SERIAL, &r.serial, sizeof(r.serial)}};
-        if (p11->C_GetAttributeValue(s, objs[i], a, 3) != CKR_OK)
+        if (KW_P11_CALL(kt.mod, C_GetAttributeValue, kt.s, objs[i], a, 3) != CKR_OK)
             continue;
         r.label[a[1].ulValueLen] = '\0';
         CK_ATTRIBUTE ida = {CKA_ID, r.id, sizeof(r.id)};
-        if (p11->C_GetAttributeValue(s, objs[i], &ida, 1) == CKR_OK)
+        if (KW_P11_CALL(kt.mod, C_GetAttributeValue, kt.s, objs[i], &ida, 1) == CKR_OK)
             r.id_len = ida.ulValueLen;
         const char *type = "cert";
         strcpy(r.mode, "-");
         if (r.cls == CKO_PRIVATE_KEY || r.cls == CKO_PUBLIC_KEY) {
-            CK_ATTRIBUTE kt = {CKA_KEY_TYPE, &r.ktype, sizeof(r.ktype)};
-            p11->C_GetAttributeValue(s, objs[i], &kt, 1);
+            CK_ATTRIBUTE kta = {CKA_KEY_TYPE, &r.ktype, sizeof(r.ktype)};
+            (void)KW_P11_CALL(kt.mod, C_GetAttributeValue, kt.s, objs[i], &kta, 1);
             CK_ATTRIBUTE m = {r.ktype == CKK_RSA ? CKA_MODULUS : CKA_EC_PARAMS, buf, sizeof(buf)};
-            if (p11->C_GetAttributeValue(s, objs[i], &m, 1) == CKR_OK)
+            if (KW_P11_CALL(kt.mod, C_GetAttributeValue, kt.s, objs[i], &m, 1) == CKR_OK)
                 r.bits = r.ktype == CKK_RSA ? m.ulValueLen * 8 : ec_bits(buf, m.ulValueLen);
             type = r.ktype == CKK_RSA ? "RSA" : r.ktype == CKK_EC ? "EC" : "EdDSA";
             if (r.cls == CKO_PRIVATE_KEY) {
                 CK_ATTRIBUTE md = {CKA_KEYWARD_MODE, r.mode, sizeof(r.mode) - 1};
-                if (p11->C_GetAttributeValue(s, objs[i], &md, 1) == CKR_OK)
+                if (KW_P11_CALL(kt.mod, C_GetAttributeValue, kt.s, objs[i], &md, 1) == CKR_OK)
                     r.mode[md.ulValueLen] = '\0';
             }
         }
@@ -466,11 +323,16 @@ static int cmd_list(int argc, char **argv, int json)
             snprintf(idhex + 2 * k, 3, "%02x", r.id[k]);
         idhex[2 * (r.id_len < 128 ? r.id_len : 128)] = '\0';
         if (json) {
-            printf("%s\n  {\"label\": ", first ? "" : ",");
-            json_str(r.label);
-            printf(", \"id\": \"%s\", \"object\": \"%s\", \"type\": \"%s\", \"bits\": %lu, "
-                   "\"mode\": \"%s\", \"serial\": %lu}",
-                   idhex, what, type, (unsigned long)r.bits, r.mode, (unsigned long)r.serial);
+            kwt_buf j = {0};
+            kwt_buf_printf(&j, "%s\n  {\"label\": ", first ? "" : ",");
+            kwt_buf_json_str(&j, r.label);
+            kwt_buf_printf(&j,
+                           ", \"id\": \"%s\", \"object\": \"%s\", \"type\": \"%s\", \"bits\": %lu, "
+                           "\"mode\": \"%s\", \"serial\": %lu}",
+                           idhex, what, type, (unsigned long)r.bits, r.mode,
+                           (unsigned long)r.serial);
+            fputs(j.s, stdout);
+            kwt_buf_free(&j);
         } else if (r.cls == CKO_PRIVATE_KEY || r.cls == CKO_CERTIFICATE) {
             /* The table shows keys (by their private half) and certificates. */
             printf("%-24s %-12s %-8s %5lu %-9s %lu\n", r.label, idhex[0] ? idhex : "-", type,
@@ -487,51 +349,51 @@ static int cmd_list(int argc, char **argv, int json)
     }
     if (json)
         printf("%s]\n", first ? "" : "\n");
-    close_token();
+    kr_close(&kt);
     return 0;
 }
 
 static int cmd_remove(int argc, char **argv, int json)
 {
     const char *label = NULL, *token = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--token") && i + 1 < argc)
-            token = argv[++i];
-        else if (argv[i][0] != '-' && label == NULL)
-            label = argv[i];
-        else
-            return fail("usage: keyward keyring remove LABEL [--token LABEL]"), 2;
-    }
+    kwt_optspec spec[] = {{"--token", &token, NULL}, {NULL, NULL, NULL}};
+    int npos, rc = kwt_parse_args("keyring remove", argc - 1, argv + 1, spec, &label, 1, &npos);
+    if (rc)
+        return rc < 0 ? 0 : rc;
     if (label == NULL)
-        return fail("usage: keyward keyring remove LABEL [--token LABEL]"), 2;
-    CK_SESSION_HANDLE s;
-    CK_SLOT_ID slot;
-    if (open_token(token, &s, &slot) != 0) {
-        close_token();
+        return kr_fail("usage: keyward keyring remove LABEL [--token LABEL]"), 2;
+    kr_token kt;
+    if (kr_open(token, &kt) != 0) {
+        kr_close(&kt);
         return 1;
     }
     CK_ATTRIBUTE t = {CKA_LABEL, (void *)label, strlen(label)};
     CK_OBJECT_HANDLE objs[64];
     CK_ULONG n = 0;
-    int rc = 0;
-    if (p11->C_FindObjectsInit(s, &t, 1) != CKR_OK || p11->C_FindObjects(s, objs, 64, &n) != CKR_OK)
-        rc = fail("cannot search the token");
-    p11->C_FindObjectsFinal(s);
+    rc = 0;
+    if (kw_p11_find(kt.tok, kt.s, &t, 1, objs, 64, &n) != KW_OK)
+        rc = kr_fail("cannot search the token: %s", kr_last_error());
     if (rc == 0 && n == 0)
-        rc = fail("no key or certificate labelled '%s'", label);
+        rc = kr_fail("no key or certificate labelled '%s'", label);
     for (CK_ULONG i = 0; rc == 0 && i < n; i++) {
-        CK_RV rv = p11->C_DestroyObject(s, objs[i]);
-        if (rv != CKR_OK)
-            rc = fail("removing object %lu failed: %s", (unsigned long)objs[i], rv_text(rv));
+        CK_RV rv = KW_P11_CALL(kt.mod, C_DestroyObject, kt.s, objs[i]);
+        if (rv != CKR_OK) {
+            char *what = kwt_asprintf("removing object %lu", (unsigned long)objs[i]);
+            rc = kr_call_fail(&kt, rv, "C_DestroyObject", what);
+            free(what);
+        }
     }
     if (rc == 0 && json) {
-        printf("{\"label\": ");
-        json_str(label);
-        printf(", \"removed\": %lu}\n", (unsigned long)n);
+        kwt_buf j = {0};
+        kwt_buf_add(&j, "{\"label\": ");
+        kwt_buf_json_str(&j, label);
+        kwt_buf_printf(&j, ", \"removed\": %lu}\n", (unsigned long)n);
+        fputs(j.s, stdout);
+        kwt_buf_free(&j);
     } else if (rc == 0) {
         printf("removed '%s' (%lu object%s)\n", label, (unsigned long)n, n == 1 ? "" : "s");
     }
-    close_token();
+    kr_close(&kt);
     return rc;
 }
 
@@ -568,10 +430,7 @@ static int wants_help(int argc, char **argv)
 
 int kwt_keyring_main(int argc, char **argv)
 {
-    int json = 0;
-#ifdef KWT_HAVE_KEYRING
-    json = kwt_g.json; /* `keyward --json` is a global option */
-#endif
+    int json = kwt_g.json; /* `keyward --json` is a global option */
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(NULL, argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
@@ -585,5 +444,5 @@ int kwt_keyring_main(int argc, char **argv)
         return cmd_list(argc, argv, json);
     if (!strcmp(argv[1], "remove"))
         return cmd_remove(argc, argv, json);
-    return fail("unknown command 'keyring %s'", argv[1]), 2;
+    return kr_fail("unknown command 'keyring %s'", argv[1]), 2;
 }

@@ -450,5 +450,9 @@ struct ssl_st;
  * TLS 1.2 tls-unique (RFC 5929), TLS 1.3 tls-exporter (RFC 9266). Its length (0 on failure),
  * *kind "tls-unique" or "tls-exporter". */
 size_t kwt_tls_channel_binding(struct ssl_st *s, unsigned char *out, size_t max, const char **kind);
+struct evp_pkey_st;
+struct ossl_lib_ctx_st;
+/* The first private key a URI (pkcs11:, file:) names, loaded in lc (est_tls.c); NULL: none. */
+struct evp_pkey_st *kwt_tls_load_key(struct ossl_lib_ctx_st *lc, const char *uri);
 
 #endif
