@@ -1,6 +1,6 @@
 #!/bin/bash
 # keyward's errors name the file, line and function that raised them (issue 17, item 6), as
-# OpenSSL's own do: "keyward:FUNCTION:REASON:provider/key.c:LINE:detail", never
+# OpenSSL's own do: "keyward:FUNCTION:REASON:provider/key_op.c:LINE:detail", never
 # "keyward:keyward:REASON::0:".
 set -euo pipefail
 . "${KEYWARD_SRC:-$(dirname "$0")/../..}/tests/fixtures/softhsm.sh"
