@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <sys/resource.h>
+#include "bench_clock.h"
 
 #include <p11-kit/pkcs11.h>
 
@@ -52,23 +52,6 @@ static const unsigned char sha256_prefix[19] = {
     0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
     0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20,
 };
-
-/* CPU seconds (user + system) of the whole process: less disturbed by other load than
- * wall time on a busy machine. */
-static double cpu_now(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static CK_RV sign_once(CK_SESSION_HANDLE s)
 {

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <sys/resource.h>
+#include "bench_clock.h"
 
 #include <openssl/core_names.h>
 #include <openssl/err.h>
@@ -53,23 +53,6 @@ static const unsigned char digest[32] = {
 };
 
 static pthread_barrier_t start_line;
-
-/* CPU seconds (user + system) of the whole process: less disturbed by other load than
- * wall time on a busy machine. */
-static double cpu_now(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static EVP_PKEY_CTX *make_ctx(struct worker *w)
 {

@@ -212,6 +212,20 @@ static int move_out(const char *made, const char *out, int mode)
     return rc;
 }
 
+/* Run c with "-out": openssl writes into the private directory tmp when there is one, and the
+ * file is moved to out without following a link there. */
+static int run_out(kwt_cmd *c, const char *cnf, const char *tmp, const char *name, const char *out,
+                   int mode)
+{
+    char *made = tmp ? kwt_path(tmp, name) : NULL;
+    kwt_cmd_opt(c, "-out", made ? made : out);
+    int rc = kwt_run(c, cnf, NULL);
+    if (rc == 0 && made)
+        rc = move_out(made, out, mode);
+    free(made);
+    return rc;
+}
+
 /* A private provider-only openssl.cnf for commands that run without a CA directory. */
 static char *client_cnf(const char *module, const char *pin_source, char **tmpdir)
 {
@@ -313,14 +327,7 @@ int kwt_cmd_req(int argc, char **argv)
             sanopt = kwt_asprintf("subjectAltName=%s", sans.s);
             kwt_cmd_opt(&c, "-addext", sanopt);
         }
-        /* openssl writes into our private directory; the file is moved to --out without
-         * following a link there */
-        char *made = tmp ? kwt_path(tmp, "out.csr") : NULL;
-        kwt_cmd_opt(&c, "-out", made ? made : out);
-        rc = kwt_run(&c, cnf, NULL);
-        if (rc == 0 && made)
-            rc = move_out(made, out, 0644);
-        free(made);
+        rc = run_out(&c, cnf, tmp, "out.csr", out, 0644);
         if (rc == 0 && !kwt_g.dry_run) {
             /* what the requester reads out to the CA operator (keyward show on the other side) */
             X509_REQ *r = kwt_load_csr(out);
@@ -387,12 +394,7 @@ int kwt_cmd_uri2pem(int argc, char **argv)
     kwt_cmd c;
     kwt_cmd_init(&c, "pkey");
     kwt_cmd_opt(&c, "-in", pos[0]);
-    char *made = tmp ? kwt_path(tmp, "out.key") : NULL;
-    kwt_cmd_opt(&c, "-out", made ? made : out);
-    rc = kwt_run(&c, cnf, NULL);
-    if (rc == 0 && made)
-        rc = move_out(made, out, 0600);
-    free(made);
+    rc = run_out(&c, cnf, tmp, "out.key", out, 0600);
     if (rc == 0 && !kwt_g.dry_run && kwt_g.json) {
         kwt_buf js = {0};
         kwt_buf_add(&js, "{\"uri\":");
