@@ -5,6 +5,7 @@
 #include "kwt.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -111,48 +112,65 @@ static void conf_number(kwt_conf *c, int line, const char *k, const char *v, int
         *out = (int)n;
 }
 
-static const char *const conf_keys[] = {
-    "ca_key",     "module",   "pin_source",     "key_type",     "device_id_oid", "policy_match",
-    "crl_url",    "ocsp_key", "old_keys",       "default_days", "crl_days",      "renew_due_days",
-    "generation", "notify",   "notify_timeout", "audit_sink",
+/* Every key keyward.conf may hold: where it goes and how its value is read. */
+enum conf_kind { CONF_STR, CONF_STR_EMPTY, CONF_NUM, CONF_NOTIFY };
+static const struct {
+    const char *name;
+    enum conf_kind kind; /* CONF_STR: empty is NULL; CONF_STR_EMPTY: empty stays "" */
+    size_t off;          /* of the char * or int in kwt_conf */
+    long min, max;       /* CONF_NUM */
+    const char *what;    /* CONF_NUM: what to give */
+} conf_keys[] = {
+#define S(k, f)                                                                                    \
+    {                                                                                              \
+        k, CONF_STR, offsetof(kwt_conf, f), 0, 0, NULL                                             \
+    }
+#define N(k, f, lo, hi, w)                                                                         \
+    {                                                                                              \
+        k, CONF_NUM, offsetof(kwt_conf, f), lo, hi, w                                              \
+    }
+    S("ca_key", ca_key),
+    S("module", module),
+    S("pin_source", pin_source),
+    S("key_type", key_type),
+    S("device_id_oid", device_oid),
+    {"policy_match", CONF_STR_EMPTY, offsetof(kwt_conf, policy_match), 0, 0, NULL},
+    S("crl_url", crl_url),
+    S("ocsp_key", ocsp_key),
+    S("old_keys", old_keys),
+    N("default_days", default_days, 1, 36500, "the days a new certificate is valid"),
+    N("crl_days", crl_days, 1, 3650, "the days until a CRL's next update"),
+    N("renew_due_days", renew_due_days, 1, 36500,
+      "the days before expiry that `ca renew --due` renews"),
+    N("generation", generation, 1, 1000000, "the CA key generation, as `ca rotate` wrote it"),
+    {"notify", CONF_NOTIFY, 0, 0, 0, NULL},
+    {"notify_timeout", CONF_NOTIFY, 0, 0, 0, NULL},
+    {"audit_sink", CONF_NOTIFY, 0, 0, 0, NULL},
+#undef S
+#undef N
 };
 #define CONF_NKEYS    (sizeof(conf_keys) / sizeof(conf_keys[0]))
 #define CONF_MAX_LINE 16384
 
-static void conf_set(kwt_conf *c, int line, const char *k, const char *v)
+static void conf_set(kwt_conf *c, int line, size_t i, const char *v)
 {
-    if (!strcmp(k, "ca_key"))
-        set_str(&c->ca_key, v);
-    else if (!strcmp(k, "module"))
-        set_str(&c->module, v);
-    else if (!strcmp(k, "pin_source"))
-        set_str(&c->pin_source, v);
-    else if (!strcmp(k, "key_type"))
-        set_str(&c->key_type, v);
-    else if (!strcmp(k, "device_id_oid"))
-        set_str(&c->device_oid, v);
-    else if (!strcmp(k, "policy_match")) {
-        free(c->policy_match);
-        c->policy_match = kwt_strdup(v);
-    } else if (!strcmp(k, "crl_url"))
-        set_str(&c->crl_url, v);
-    else if (!strcmp(k, "ocsp_key"))
-        set_str(&c->ocsp_key, v);
-    else if (!strcmp(k, "old_keys"))
-        set_str(&c->old_keys, v);
-    else if (!strcmp(k, "default_days"))
-        conf_number(c, line, k, v, &c->default_days, 1, 36500,
-                    "the days a new certificate is valid");
-    else if (!strcmp(k, "crl_days"))
-        conf_number(c, line, k, v, &c->crl_days, 1, 3650, "the days until a CRL's next update");
-    else if (!strcmp(k, "renew_due_days"))
-        conf_number(c, line, k, v, &c->renew_due_days, 1, 36500,
-                    "the days before expiry that `ca renew --due` renews");
-    else if (!strcmp(k, "generation"))
-        conf_number(c, line, k, v, &c->generation, 1, 1000000,
-                    "the CA key generation, as `ca rotate` wrote it");
-    else
-        conf_notify_key(c, line, k, v);
+    char *field = (char *)c + conf_keys[i].off;
+    switch (conf_keys[i].kind) {
+    case CONF_STR:
+        set_str((char **)(void *)field, v);
+        break;
+    case CONF_STR_EMPTY:
+        free(*(char **)(void *)field);
+        *(char **)(void *)field = kwt_strdup(v);
+        break;
+    case CONF_NUM:
+        conf_number(c, line, conf_keys[i].name, v, (int *)(void *)field, conf_keys[i].min,
+                    conf_keys[i].max, conf_keys[i].what);
+        break;
+    case CONF_NOTIFY:
+        conf_notify_key(c, line, conf_keys[i].name, v);
+        break;
+    }
 }
 
 /* One line (NUL-terminated, without its newline and CR): comment, blank or KEY = VALUE.
@@ -189,7 +207,7 @@ static void conf_line(kwt_conf *c, int line, char *s, int *seen)
     while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
         *--ve = '\0';
     size_t i = 0;
-    while (i < CONF_NKEYS && strcmp(conf_keys[i], k) != 0)
+    while (i < CONF_NKEYS && strcmp(conf_keys[i].name, k) != 0)
         i++;
     if (i == CONF_NKEYS) {
         conf_bad(c, line,
@@ -206,7 +224,7 @@ static void conf_line(kwt_conf *c, int line, char *s, int *seen)
         return;
     }
     seen[i] = line;
-    conf_set(c, line, k, v);
+    conf_set(c, line, i, v);
 }
 
 int kwt_conf_load(kwt_conf *c, const char *path)
