@@ -210,16 +210,23 @@ static void conf_line(kwt_conf *c, int line, char *s, int *seen)
     while (i < CONF_NKEYS && strcmp(conf_keys[i].name, k) != 0)
         i++;
     if (i == CONF_NKEYS) {
+        if (!*k) {
+            conf_bad(c, line, kwt_strdup("no key before '=' (write KEY = VALUE)"));
+            return;
+        }
+        kwt_buf known = {0};
+        for (size_t j = 0; j < CONF_NKEYS; j++)
+            kwt_buf_printf(&known, "%s%s", j ? ", " : "", conf_keys[j].name);
         conf_bad(c, line,
-                 *k ? kwt_asprintf("unknown key \"%.64s%s\" (fix its spelling or remove the line; "
-                                   "`man keyward` lists the keys)",
-                                   k, strlen(k) > 64 ? "..." : "")
-                    : kwt_strdup("no key before '=' (write KEY = VALUE)"));
+                 kwt_asprintf("unknown key \"%.64s%s\" (fix its spelling or remove the line; the "
+                              "keys are %s)",
+                              k, strlen(k) > 64 ? "..." : "", known.s));
+        kwt_buf_free(&known);
         return;
     }
     if (seen[i]) {
         conf_bad(c, line,
-                 kwt_asprintf("%s is set again (first on line %d): keep one of the two lines", k,
+                 kwt_asprintf("%s is set again, first on line %d (keep one of the two lines)", k,
                               seen[i]));
         return;
     }

@@ -50,9 +50,9 @@ static int ix_check(const char *path, const char *text, size_t len)
         }
         if (fields != IX_FIELDS)
             return kwt_err(KWT_FAIL,
-                           "%s:%zu: row has %d tab-separated field%s, openssl ca's index has %d "
-                           "(status, expiry, revocation, serial, file, subject): restore "
-                           "index.txt from a backup or fix that row",
+                           "%s:%zu: row has %d tab-separated field%s where openssl ca's index has "
+                           "%d: status, expiry, revocation, serial, file, subject (restore "
+                           "index.txt from a backup or fix that row)",
                            path, line, fields, fields == 1 ? "" : "s", IX_FIELDS);
         if (n < 2 || !strchr("VRE", s[0]) || s[1] != '\t')
             return kwt_err(KWT_FAIL,

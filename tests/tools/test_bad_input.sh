@@ -158,7 +158,7 @@ badconf "c.replace(b'default_days = 365', b'default_days = 99999999999')" "$dd" 
 badconf "c.replace(b'crl_days = 30', b'crl_days = 0')" "$(cline crl_days)" "crl_days = 0: out of range"
 badconf "c.replace(b'renew_due_days = 30', b'renew_due_days = ')" "$(cline renew_due_days)" "renew_due_days = : empty"
 badconf "c.replace(b'generation = 1', b'generation = 1.0')" "$(cline generation)" "generation = 1.0: not a whole number"
-badconf "c + b'default_days = 30\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "default_days is set again \(first on line $dd\)"
+badconf "c + b'default_days = 30\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "default_days is set again, first on line $dd \(keep one"
 badconf "c + b'default_dayz = 30\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "unknown key \"default_dayz\""
 badconf "c + b'crl_days 7\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "no '=' in \"crl_days 7\""
 badconf "c.replace(b'default_days = 365', b'default_days = 3\x00\x36\x35')" "$dd" "NUL byte in the line"
@@ -188,7 +188,7 @@ cmp "$ix" "$T/ix.want" || { diff "$T/ix.want" "$ix"; fail "index not written bac
 cp "$ix" "$T/ix.good"
 nl=$(($(wc -l < "$ix") + 1))
 printf 'V\t271122222940Z\t\t0A\tbroken\n' >> "$ix"
-unchanged 1 "index.txt:$nl: row has 5 tab-separated fields, openssl ca's index has 6" "$KW" --dir "$P" ca list
+unchanged 1 "index.txt:$nl: row has 5 tab-separated fields where openssl ca's index has 6: status" "$KW" --dir "$P" ca list
 unchanged 1 "index.txt:$nl: row has 5 tab-separated fields" "$KW" --dir "$P" ca revoke good
 cp "$T/ix.good" "$ix"
 printf 'V\t271122222940Z\t\t0A\tcut\t/CN=cut' >> "$ix"
