@@ -40,7 +40,7 @@ int kwt_ca_open(kwt_ca *ca, bool writer)
         return KWT_FAIL;
     }
     if (ca->conf.bad) {
-        kwt_err(KWT_FAIL, "%s/keyward.conf: %s", ca->dir, ca->conf.bad);
+        kwt_err(KWT_FAIL, "%s/keyward.conf:%d: %s", ca->dir, ca->conf.bad_line, ca->conf.bad);
         kwt_ca_close(ca);
         return KWT_FAIL;
     }

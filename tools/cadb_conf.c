@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* keyward.conf: the CA's settings, read (a wrong notify, notify_timeout or audit_sink is
- * reported, not defaulted) and written. */
+/* keyward.conf: the CA's settings, read and written. Reading is strict: a bad value, an unknown
+ * or repeated key, a line without '=' or with a NUL or control byte is reported with its line
+ * (kwt_ca_open refuses to go on), never replaced by a default. */
 #include "kwt.h"
 
+#include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,108 +47,222 @@ static void set_str(char **dst, const char *v)
     *dst = *v ? kwt_strdup(v) : NULL;
 }
 
-static void conf_bad(kwt_conf *c, char *msg)
+/* The first problem is reported, with the line it is on (kwt_ca_open prints PATH:LINE: msg). */
+static void conf_bad(kwt_conf *c, int line, char *msg)
 {
-    if (c->bad)
-        free(msg); /* the first problem is reported */
-    else
+    if (c->bad) {
+        free(msg);
+    } else {
         c->bad = msg;
+        c->bad_line = line;
+    }
 }
 
 /* notify, notify_timeout, audit_sink: a wrong value is an error (kwt_ca_open reports it), not
  * a silent default: a hook that never runs, or an audit trail that is not where the operator
  * looks, would go unnoticed. */
-static void conf_notify_key(kwt_conf *c, const char *k, const char *v)
+static void conf_notify_key(kwt_conf *c, int line, const char *k, const char *v)
 {
     if (!strcmp(k, "notify")) {
         set_str(&c->notify, v);
         if (*v && *v != '/')
-            conf_bad(c, kwt_asprintf("notify = %s: give the absolute path of the program to run "
-                                     "(e.g. notify = /usr/local/bin/keyward-hook); it is run "
-                                     "directly, without a shell or arguments",
-                                     v));
+            conf_bad(c, line,
+                     kwt_asprintf("notify = %.64s: give the absolute path of the program to run "
+                                  "(e.g. notify = /usr/local/bin/keyward-hook); it is run "
+                                  "directly, without a shell or arguments",
+                                  v));
     } else if (!strcmp(k, "notify_timeout")) {
         char *end = NULL;
-        long t = strtol(v, &end, 10);
-        if (!*v || *end || t < 1 || t > 600)
-            conf_bad(c, kwt_asprintf("notify_timeout = %s: give the seconds a notify hook may "
-                                     "run, 1 to 600 (default 10)",
-                                     v));
+        errno = 0;
+        long t = *v >= '0' && *v <= '9' ? strtol(v, &end, 10) : 0;
+        if (!end || *end || errno || t < 1 || t > 600)
+            conf_bad(c, line,
+                     kwt_asprintf("notify_timeout = %.64s: give the seconds a notify hook may "
+                                  "run, 1 to 600 (default 10)",
+                                  v));
         else
             c->notify_timeout = (int)t;
     } else if (!strcmp(v, "syslog") || !strcmp(v, "file") || !*v) {
         c->audit_syslog = !strcmp(v, "syslog");
     } else {
-        conf_bad(c, kwt_asprintf("audit_sink = %s: give file (audit.log only, the default) or "
-                                 "syslog (audit.log and syslog)",
-                                 v));
+        conf_bad(c, line,
+                 kwt_asprintf("audit_sink = %.64s: give file (audit.log only, the default) or "
+                              "syslog (audit.log and syslog)",
+                              v));
     }
+}
+
+/* A whole number from min to max, nothing else (no sign, no spaces, no unit, no overflow). */
+static void conf_number(kwt_conf *c, int line, const char *k, const char *v, int *out, long min,
+                        long max, const char *what)
+{
+    char *end = NULL;
+    errno = 0;
+    long n = *v >= '0' && *v <= '9' ? strtol(v, &end, 10) : 0;
+    const char *wrong = !*v                           ? "empty"
+                        : *v == '-'                   ? "negative"
+                        : !end || *end                ? "not a whole number"
+                        : errno || n < min || n > max ? "out of range"
+                                                      : NULL;
+    if (wrong)
+        conf_bad(c, line,
+                 kwt_asprintf("%s = %.64s%s: %s (give %s, %ld to %ld)", k, v,
+                              strlen(v) > 64 ? "..." : "", wrong, what, min, max));
+    else
+        *out = (int)n;
+}
+
+/* Every key keyward.conf may hold: where it goes and how its value is read. */
+enum conf_kind { CONF_STR, CONF_STR_EMPTY, CONF_NUM, CONF_NOTIFY };
+static const struct {
+    const char *name;
+    enum conf_kind kind; /* CONF_STR: empty is NULL; CONF_STR_EMPTY: empty stays "" */
+    size_t off;          /* of the char * or int in kwt_conf */
+    long min, max;       /* CONF_NUM */
+    const char *what;    /* CONF_NUM: what to give */
+} conf_keys[] = {
+#define S(k, f)                                                                                    \
+    {                                                                                              \
+        k, CONF_STR, offsetof(kwt_conf, f), 0, 0, NULL                                             \
+    }
+#define N(k, f, lo, hi, w)                                                                         \
+    {                                                                                              \
+        k, CONF_NUM, offsetof(kwt_conf, f), lo, hi, w                                              \
+    }
+    S("ca_key", ca_key),
+    S("module", module),
+    S("pin_source", pin_source),
+    S("key_type", key_type),
+    S("device_id_oid", device_oid),
+    {"policy_match", CONF_STR_EMPTY, offsetof(kwt_conf, policy_match), 0, 0, NULL},
+    S("crl_url", crl_url),
+    S("ocsp_key", ocsp_key),
+    S("old_keys", old_keys),
+    N("default_days", default_days, 1, 36500, "the days a new certificate is valid"),
+    N("crl_days", crl_days, 1, 3650, "the days until a CRL's next update"),
+    N("renew_due_days", renew_due_days, 1, 36500,
+      "the days before expiry that `ca renew --due` renews"),
+    N("generation", generation, 1, 1000000, "the CA key generation, as `ca rotate` wrote it"),
+    {"notify", CONF_NOTIFY, 0, 0, 0, NULL},
+    {"notify_timeout", CONF_NOTIFY, 0, 0, 0, NULL},
+    {"audit_sink", CONF_NOTIFY, 0, 0, 0, NULL},
+#undef S
+#undef N
+};
+#define CONF_NKEYS    (sizeof(conf_keys) / sizeof(conf_keys[0]))
+#define CONF_MAX_LINE 16384
+
+static void conf_set(kwt_conf *c, int line, size_t i, const char *v)
+{
+    char *field = (char *)c + conf_keys[i].off;
+    switch (conf_keys[i].kind) {
+    case CONF_STR:
+        set_str((char **)(void *)field, v);
+        break;
+    case CONF_STR_EMPTY:
+        free(*(char **)(void *)field);
+        *(char **)(void *)field = kwt_strdup(v);
+        break;
+    case CONF_NUM:
+        conf_number(c, line, conf_keys[i].name, v, (int *)(void *)field, conf_keys[i].min,
+                    conf_keys[i].max, conf_keys[i].what);
+        break;
+    case CONF_NOTIFY:
+        conf_notify_key(c, line, conf_keys[i].name, v);
+        break;
+    }
+}
+
+/* One line (NUL-terminated, without its newline and CR): comment, blank or KEY = VALUE.
+ * seen[i]: the line where conf_keys[i] was set (0: not yet). */
+static void conf_line(kwt_conf *c, int line, char *s, int *seen)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    if (*s == '#' || !*s)
+        return;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t') {
+            conf_bad(c, line,
+                     kwt_asprintf("control character 0x%02x in the line (keyward.conf is plain "
+                                  "text: remove it)",
+                                  (unsigned)(unsigned char)*p));
+            return;
+        }
+    char *eq = strchr(s, '=');
+    if (!eq) {
+        conf_bad(
+            c, line,
+            kwt_asprintf("no '=' in \"%.64s%s\" (write KEY = VALUE, or start a comment with #)", s,
+                         strlen(s) > 64 ? "..." : ""));
+        return;
+    }
+    char *k = s, *v = eq + 1, *ke = eq;
+    while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
+        ke--;
+    *ke = '\0';
+    while (*v == ' ' || *v == '\t')
+        v++;
+    char *ve = v + strlen(v);
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+        *--ve = '\0';
+    size_t i = 0;
+    while (i < CONF_NKEYS && strcmp(conf_keys[i].name, k) != 0)
+        i++;
+    if (i == CONF_NKEYS) {
+        if (!*k) {
+            conf_bad(c, line, kwt_strdup("no key before '=' (write KEY = VALUE)"));
+            return;
+        }
+        kwt_buf known = {0};
+        for (size_t j = 0; j < CONF_NKEYS; j++)
+            kwt_buf_printf(&known, "%s%s", j ? ", " : "", conf_keys[j].name);
+        conf_bad(c, line,
+                 kwt_asprintf("unknown key \"%.64s%s\" (fix its spelling or remove the line; the "
+                              "keys are %s)",
+                              k, strlen(k) > 64 ? "..." : "", known.s));
+        kwt_buf_free(&known);
+        return;
+    }
+    if (seen[i]) {
+        conf_bad(c, line,
+                 kwt_asprintf("%s is set again, first on line %d (keep one of the two lines)", k,
+                              seen[i]));
+        return;
+    }
+    seen[i] = line;
+    conf_set(c, line, i, v);
 }
 
 int kwt_conf_load(kwt_conf *c, const char *path)
 {
     kwt_conf_defaults(c);
-    char *text = kwt_read_file(path, NULL);
+    size_t len = 0;
+    char *text = kwt_read_file(path, &len);
     if (!text)
         return -1;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        while (*line == ' ' || *line == '\t')
-            line++;
-        if (*line == '#' || !*line)
-            continue;
-        char *eq = strchr(line, '=');
-        if (!eq)
-            continue;
-        char *k = line, *v = eq + 1;
-        char *ke = eq;
-        while (ke > k && (ke[-1] == ' ' || ke[-1] == '\t'))
-            ke--;
-        *ke = '\0';
-        while (*v == ' ' || *v == '\t')
-            v++;
-        char *ve = v + strlen(v);
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r'))
-            *--ve = '\0';
-        if (!strcmp(k, "ca_key"))
-            set_str(&c->ca_key, v);
-        else if (!strcmp(k, "module"))
-            set_str(&c->module, v);
-        else if (!strcmp(k, "pin_source"))
-            set_str(&c->pin_source, v);
-        else if (!strcmp(k, "key_type"))
-            set_str(&c->key_type, v);
-        else if (!strcmp(k, "device_id_oid"))
-            set_str(&c->device_oid, v);
-        else if (!strcmp(k, "policy_match")) {
-            free(c->policy_match);
-            c->policy_match = kwt_strdup(v);
-        } else if (!strcmp(k, "crl_url"))
-            set_str(&c->crl_url, v);
-        else if (!strcmp(k, "ocsp_key"))
-            set_str(&c->ocsp_key, v);
-        else if (!strcmp(k, "old_keys"))
-            set_str(&c->old_keys, v);
-        else if (!strcmp(k, "default_days"))
-            c->default_days = atoi(v);
-        else if (!strcmp(k, "crl_days"))
-            c->crl_days = atoi(v);
-        else if (!strcmp(k, "renew_due_days"))
-            c->renew_due_days = atoi(v);
-        else if (!strcmp(k, "generation"))
-            c->generation = atoi(v);
-        else if (!strcmp(k, "notify") || !strcmp(k, "notify_timeout") || !strcmp(k, "audit_sink"))
-            conf_notify_key(c, k, v);
+    int seen[CONF_NKEYS] = {0};
+    int line = 0;
+    for (size_t pos = 0; pos < len && !c->bad;) {
+        char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - s) : len - pos;
+        pos += n + 1;
+        line++;
+        if (n && s[n - 1] == '\r') /* CRLF (a file edited on Windows) */
+            n--;
+        if (memchr(s, '\0', n))
+            conf_bad(c, line,
+                     kwt_strdup("NUL byte in the line (keyward.conf is plain text: remove it)"));
+        else if (n > CONF_MAX_LINE)
+            conf_bad(
+                c, line,
+                kwt_asprintf("line of %zu bytes, longer than %d (shorten it)", n, CONF_MAX_LINE));
+        else {
+            s[n] = '\0';
+            conf_line(c, line, s, seen);
+        }
     }
     free(text);
-    if (c->default_days < 1 || c->default_days > 36500)
-        c->default_days = 365;
-    if (c->crl_days < 1 || c->crl_days > 3650)
-        c->crl_days = 30;
-    if (c->renew_due_days < 1 || c->renew_due_days > 36500)
-        c->renew_due_days = 30;
-    if (c->generation < 1)
-        c->generation = 1;
     return 0;
 }
 

@@ -1,78 +1,157 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The CA's index.txt (openssl ca's database, one row a certificate, with keyward's NAME in its
- * file column), the issued/NAME.crt links and the random first serial. */
+ * file column), read and written with OpenSSL's TXT_DB as openssl ca does; the issued/NAME.crt
+ * links and the random first serial. */
 #include "kwt.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <openssl/txt_db.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-int kwt_index_parse_line(char *line, kwt_row *r)
+#define IX_FIELDS 6 /* status, expiry, revocation, serial, filename (our NAME), subject */
+
+/* What TXT_DB_read would refuse, or read differently from what openssl ca means, with the line
+ * it is on: it does not say which line (nor, after failing, why), and it silently drops a last
+ * line without a newline and reads a NUL byte as the end of the line. 0 when the text is fine. */
+static int ix_check(const char *path, const char *text, size_t len)
 {
-    char *f[6];
-    int n = 0;
-    char *p = line;
-    f[n++] = p;
-    while (*p && n < 6) {
-        if (*p == '\t') {
-            *p = '\0';
-            f[n++] = p + 1;
+    size_t line = 0;
+    for (size_t pos = 0; pos < len;) {
+        const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+        line++;
+        if (!nl)
+            return kwt_err(KWT_FAIL,
+                           "%s:%zu: the last line has no newline, so openssl ca would ignore it "
+                           "(the file was cut short: restore index.txt from a backup)",
+                           path, line);
+        size_t n = (size_t)(nl - s);
+        pos += n + 1;
+        if (memchr(s, '\0', n))
+            return kwt_err(KWT_FAIL,
+                           "%s:%zu: NUL byte in a row (the file is damaged: restore index.txt "
+                           "from a backup)",
+                           path, line);
+        if (*s == '#') /* TXT_DB skips comment lines (and so would not write them back) */
+            continue;
+        int fields = 1;
+        bool no_serial = true;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] == '\t' && !(i && s[i - 1] == '\\')) /* "\\\t": a tab inside a field */
+                fields++;
+            else if (fields == 4)
+                no_serial = false;
         }
-        p++;
+        if (fields != IX_FIELDS)
+            return kwt_err(KWT_FAIL,
+                           "%s:%zu: row has %d tab-separated field%s where openssl ca's index has "
+                           "%d: status, expiry, revocation, serial, file, subject (restore "
+                           "index.txt from a backup or fix that row)",
+                           path, line, fields, fields == 1 ? "" : "s", IX_FIELDS);
+        if (n < 2 || !strchr("VRE", s[0]) || s[1] != '\t')
+            return kwt_err(KWT_FAIL,
+                           "%s:%zu: status is not V, R or E (restore index.txt from a backup or "
+                           "fix that row)",
+                           path, line);
+        if (no_serial)
+            return kwt_err(KWT_FAIL,
+                           "%s:%zu: row has no serial (restore index.txt from a backup or fix "
+                           "that row)",
+                           path, line);
     }
-    if (n != 6 || strlen(f[0]) != 1 || !strchr("VRE", f[0][0]) || !*f[3])
-        return -1;
-    r->status = f[0][0];
-    r->expiry = kwt_strdup(f[1]);
-    r->revocation = kwt_strdup(f[2]);
-    r->serial = kwt_strdup(f[3]);
-    r->name = kwt_strdup(f[4]);
-    r->subject = kwt_strdup(f[5]);
     return 0;
 }
 
 int kwt_index_load(kwt_index *ix, const char *path)
 {
     memset(ix, 0, sizeof(*ix));
-    char *text = kwt_read_file(path, NULL);
+    size_t len = 0;
+    char *text = kwt_read_file(path, &len);
     if (!text)
         return -1;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        kwt_row r;
-        if (kwt_index_parse_line(line, &r) != 0) {
-            free(text);
-            kwt_index_free(ix);
-            errno = EINVAL;
-            return -1;
-        }
-        if (ix->n == ix->cap) {
-            ix->cap = ix->cap ? ix->cap * 2 : 64;
-            kwt_row *nr = realloc(ix->rows, ix->cap * sizeof(*nr));
-            if (!nr)
-                abort();
-            ix->rows = nr;
-        }
-        ix->rows[ix->n++] = r;
+    if (len > INT_MAX) {
+        free(text);
+        kwt_err(KWT_FAIL, "%s: %zu bytes, too large for an index (restore it from a backup)", path,
+                len);
+        errno = EFBIG;
+        return -1;
     }
+    if (ix_check(path, text, len) != 0) {
+        free(text);
+        errno = EINVAL;
+        return -1;
+    }
+    BIO *in = BIO_new_mem_buf(text, (int)len);
+    TXT_DB *db = in ? TXT_DB_read(in, IX_FIELDS) : NULL;
+    BIO_free(in);
     free(text);
+    if (!db) {
+        kwt_err(KWT_FAIL, "%s: OpenSSL's TXT_DB cannot read it (restore index.txt from a backup)",
+                path);
+        errno = EINVAL;
+        return -1;
+    }
+    int n = sk_OPENSSL_PSTRING_num(db->data);
+    ix->cap = n > 0 ? (size_t)n : 1;
+    ix->rows = calloc(ix->cap, sizeof(*ix->rows));
+    if (!ix->rows)
+        abort();
+    for (int i = 0; i < n; i++) {
+        OPENSSL_STRING *f = sk_OPENSSL_PSTRING_value(db->data, i);
+        kwt_row *r = &ix->rows[ix->n++];
+        r->status = f[0][0];
+        r->expiry = kwt_strdup(f[1]);
+        r->revocation = kwt_strdup(f[2]);
+        r->serial = kwt_strdup(f[3]);
+        r->name = kwt_strdup(f[4]);
+        r->subject = kwt_strdup(f[5]);
+    }
+    TXT_DB_free(db);
     return 0;
 }
 
+/* Written by TXT_DB_write, as openssl ca writes it (a tab inside a field escaped), to a temp file
+ * that is fsynced and renamed over path. */
 int kwt_index_save(const kwt_index *ix, const char *path)
 {
-    kwt_buf b = {0};
-    kwt_buf_addn(&b, "", 0);
-    for (size_t i = 0; i < ix->n; i++) {
+    BIO *empty = BIO_new_mem_buf("", 0);
+    TXT_DB *db = empty ? TXT_DB_read(empty, IX_FIELDS) : NULL;
+    BIO_free(empty);
+    BIO *out = db ? BIO_new(BIO_s_mem()) : NULL;
+    int rc = out ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < ix->n; i++) {
         const kwt_row *r = &ix->rows[i];
-        kwt_buf_printf(&b, "%c\t%s\t%s\t%s\t%s\t%s\n", r->status, r->expiry, r->revocation,
-                       r->serial, r->name, r->subject);
+        char st[2] = {r->status, '\0'};
+        const char *v[IX_FIELDS] = {st, r->expiry, r->revocation, r->serial, r->name, r->subject};
+        /* a new row: the fields apart, row[IX_FIELDS] NULL (TXT_DB_free frees each field) */
+        OPENSSL_STRING *row = OPENSSL_zalloc(sizeof(*row) * (IX_FIELDS + 1));
+        for (int j = 0; row && j < IX_FIELDS; j++)
+            if (!(row[j] = OPENSSL_strdup(v[j] ? v[j] : "")))
+                rc = -1;
+        if (!row || rc != 0 || TXT_DB_insert(db, row) != 1) {
+            for (int j = 0; row && j < IX_FIELDS; j++)
+                OPENSSL_free(row[j]);
+            OPENSSL_free(row);
+            rc = -1;
+        }
     }
-    int rc = kwt_write_atomic(path, b.s, b.len, 0600);
-    kwt_buf_free(&b);
+    if (rc == 0 && TXT_DB_write(out, db) < 0)
+        rc = -1;
+    if (rc == 0) {
+        char *data = NULL;
+        long n = BIO_get_mem_data(out, &data);
+        rc = kwt_write_atomic(path, n > 0 ? data : "", n > 0 ? (size_t)n : 0, 0600);
+    } else {
+        errno = ENOMEM;
+    }
+    BIO_free(out);
+    TXT_DB_free(db);
     return rc;
 }
 

@@ -173,6 +173,7 @@ typedef struct {
     int notify_timeout; /* seconds a hook may run */
     bool audit_syslog;  /* audit_sink = syslog: audit lines also to syslog */
     char *bad;          /* what is wrong in the file (names the key); NULL when nothing */
+    int bad_line;       /* the line it is on (1-based) */
 } kwt_conf;
 
 typedef struct {
@@ -237,6 +238,9 @@ const char *kwt_ca_cnf(kwt_ca *ca); /* openssl.cnf that openssl must use now */
  * for writers). */
 int kwt_ca_pin_prompt(kwt_ca *ca);
 
+/* index.txt through OpenSSL's TXT_DB (6 fields, as openssl ca). A damaged file (a row with the
+ * wrong number of fields, a NUL byte, a cut-off last line) is refused: -1 with errno EINVAL,
+ * after an error naming PATH:LINE; -1 with errno from open/read when it cannot be read. */
 int kwt_index_load(kwt_index *ix, const char *path);
 int kwt_index_save(const kwt_index *ix, const char *path);
 void kwt_index_free(kwt_index *ix);
@@ -247,7 +251,6 @@ kwt_row *kwt_index_find_name(kwt_index *ix, const char *name);
 bool *kwt_index_newest(const kwt_index *ix);
 /* The NIDs of the subject fields policy_match makes openssl ca compare with the CA's. */
 int kwt_policy_match_nids(const kwt_conf *c, int *nids, int max);
-int kwt_index_parse_line(char *line, kwt_row *r); /* for tests */
 /* Link issued/NAME.crt to certs/SERIAL.pem. */
 int kwt_ca_link_issued(kwt_ca *ca, const char *name, const char *serial);
 /* Recover after a crash: drop stale staging dirs, fix issued/ links. */

@@ -137,5 +137,64 @@ grep -q "expired" "$T/err" || fail "expired CA not reported"
 expect_rc 1 "$KW" --dir "$T/exp/pki" check
 grep -q "^FAIL ca-cert.*expired" "$T/out" || fail "check does not report the expired CA"
 ok "missing CA, wrong token, wrong key, expired CA"
+# keyward.conf: a bad value, an unknown or repeated key, a line without '=', NUL, control bytes,
+# a very long line: refused by readers and writers with PATH:LINE, nothing changed
+cp "$P/keyward.conf" "$T/conf.saved"
+# badconf 'PYTHON EXPRESSION OF THE NEW FILE (c: the saved text)' LINE MESSAGE-REGEX
+badconf() {
+    python3 -c "import sys; c = open(sys.argv[1], 'rb').read(); open(sys.argv[2], 'wb').write($1)" \
+        "$T/conf.saved" "$P/keyward.conf"
+    for cmd in "ca list" "ca revoke odd"; do
+        # shellcheck disable=SC2086
+        unchanged 1 "^keyward: .*/keyward.conf:$2: $3" "$KW" --dir "$P" $cmd
+    done
+    cp "$T/conf.saved" "$P/keyward.conf"
+}
+cline() { grep -n "^$1 = " "$T/conf.saved" | cut -d: -f1; }
+dd=$(cline default_days)
+badconf "c.replace(b'default_days = 365', b'default_days = 3x')" "$dd" "default_days = 3x: not a whole number \(give"
+badconf "c.replace(b'default_days = 365', b'default_days = -5')" "$dd" "default_days = -5: negative"
+badconf "c.replace(b'default_days = 365', b'default_days = 99999999999')" "$dd" "default_days = 99999999999: out of range \(give .*, 1 to 36500\)"
+badconf "c.replace(b'crl_days = 30', b'crl_days = 0')" "$(cline crl_days)" "crl_days = 0: out of range"
+badconf "c.replace(b'renew_due_days = 30', b'renew_due_days = ')" "$(cline renew_due_days)" "renew_due_days = : empty"
+badconf "c.replace(b'generation = 1', b'generation = 1.0')" "$(cline generation)" "generation = 1.0: not a whole number"
+badconf "c + b'default_days = 30\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "default_days is set again, first on line $dd \(keep one"
+badconf "c + b'default_dayz = 30\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "unknown key \"default_dayz\""
+badconf "c + b'crl_days 7\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "no '=' in \"crl_days 7\""
+badconf "c.replace(b'default_days = 365', b'default_days = 3\x00\x36\x35')" "$dd" "NUL byte in the line"
+badconf "c.replace(b'default_days = 365', b'default_days = 365\x1b[2J')" "$dd" "control character 0x1b"
+badconf "c + b'old_keys = ' + b'x' * 100000 + b'\n'" "$(($(wc -l < "$T/conf.saved") + 1))" "line of 100011 bytes, longer than 16384"
+# CRLF line ends (a file edited on Windows) are read as LF
+python3 -c "import sys; open(sys.argv[2], 'wb').write(open(sys.argv[1], 'rb').read().replace(b'\n', b'\r\n'))" \
+    "$T/conf.saved" "$P/keyward.conf"
+expect_rc 0 "$KW" --dir "$P" ca list
+grep -q "good" "$T/out" || fail "ca list with a CRLF keyward.conf"
+cp "$T/conf.saved" "$P/keyward.conf"
+ok "bad keyward.conf values, keys and lines refused with PATH:LINE; CRLF read"
+
+# index.txt: what openssl ca wrote is read and written back byte for byte (TXT_DB both ways);
+# a damaged row is refused with PATH:LINE, nothing changed
+ix=$P/state/index.txt
+oserial=$(openssl x509 -in "$P/issued/odd.crt" -noout -serial | cut -d= -f2)
+OPENSSL_CONF=$P/openssl.cnf openssl ca -batch -revoke "$P/issued/odd.crt" \
+    -crl_hold holdInstructionNone -keyfile "pkcs11:token=ca;object=ca-key" 2>"$T/ossl.err" ||
+    { cat "$T/ossl.err"; fail "openssl ca -revoke -crl_hold"; }
+grep -q "^R.*holdInstruction.*$oserial" "$ix" || { cat "$ix"; fail "openssl ca did not hold odd"; }
+# the same file with odd's row lifted (V, no revocation date): what keyward must write
+awk -F'\t' -v OFS='\t' -v s="$oserial" '$4 == s { $1 = "V"; $3 = "" } 1' "$ix" > "$T/ix.want"
+cp "$ix" "$T/ix.openssl"
+expect_rc 0 "$KW" --dir "$P" ca revoke odd --reason removeFromCRL
+cmp "$ix" "$T/ix.want" || { diff "$T/ix.want" "$ix"; fail "index not written back byte for byte"; }
+cp "$ix" "$T/ix.good"
+nl=$(($(wc -l < "$ix") + 1))
+printf 'V\t271122222940Z\t\t0A\tbroken\n' >> "$ix"
+unchanged 1 "index.txt:$nl: row has 5 tab-separated fields where openssl ca's index has 6: status" "$KW" --dir "$P" ca list
+unchanged 1 "index.txt:$nl: row has 5 tab-separated fields" "$KW" --dir "$P" ca revoke good
+cp "$T/ix.good" "$ix"
+printf 'V\t271122222940Z\t\t0A\tcut\t/CN=cut' >> "$ix"
+unchanged 1 "index.txt:$nl: the last line has no newline" "$KW" --dir "$P" ca list
+cp "$T/ix.good" "$ix"
+expect_rc 0 "$KW" --dir "$P" ca list
+ok "index.txt written by openssl ca read and written back byte for byte; damaged rows refused with PATH:LINE"
 grep -q '"outcome":"failed"' "$P/audit.log" || fail "failures are not in the audit log"
 echo PASS

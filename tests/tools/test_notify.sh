@@ -214,7 +214,7 @@ cp "$P/keyward.conf" "$T/conf.saved"
 badconf() {
     conf "$1" "$2"
     expect_rc 1 "$KW" --dir "$P" ca list
-    grep -q "keyward.conf: $1 = $2: $3" "$T/err" || { cat "$T/err"; fail "bad $1 = $2: message"; }
+    grep -q "keyward.conf:[0-9]*: $1 = $2: $3" "$T/err" || { cat "$T/err"; fail "bad $1 = $2: message"; }
     cp "$T/conf.saved" "$P/keyward.conf"
 }
 badconf notify "hooks/ok" "give the absolute path"

@@ -11,6 +11,7 @@
 
 #include "kwt.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,105 @@ static void test_conf_roundtrip_and_cnf(void **state)
     free(p);
 }
 
+/* Every bad keyward.conf value, key or line is reported with its line, never defaulted. */
+static void test_conf_strict(void **state)
+{
+    (void)state;
+    char *dir = mktmp();
+    char *p = kwt_path(dir, "keyward.conf");
+    static const struct {
+        const char *text;
+        size_t len; /* 0: strlen */
+        int line;
+        const char *msg; /* the start of c->bad */
+    } bad[] = {
+        {"default_days = 3x\n", 0, 1, "default_days = 3x: not a whole number (give the days"},
+        {"# c\ndefault_days = -5\n", 0, 2, "default_days = -5: negative (give"},
+        {"default_days = 99999999999\n", 0, 1, "default_days = 99999999999: out of range"},
+        {"default_days = 99999999999999999999999\n", 0, 1, "default_days = 9999"},
+        {"default_days = 0\n", 0, 1, "default_days = 0: out of range (give"},
+        {"default_days = 36501\n", 0, 1, "default_days = 36501: out of range"},
+        {"default_days = \n", 0, 1, "default_days = : empty"},
+        {"default_days = +5\n", 0, 1, "default_days = +5: not a whole number"},
+        {"default_days = 5 5\n", 0, 1, "default_days = 5 5: not a whole number"},
+        {"crl_days = 3651\n", 0, 1, "crl_days = 3651: out of range (give the days until a CRL"},
+        {"renew_due_days = 0x10\n", 0, 1, "renew_due_days = 0x10: not a whole number"},
+        {"generation = 0\n", 0, 1, "generation = 0: out of range"},
+        {"\n\ngeneration = 2.5\n", 0, 3, "generation = 2.5: not a whole number"},
+        {"default_days = 30\ncrl_days = 7\ndefault_days = 60\n", 0, 3,
+         "default_days is set again, first on line 1 (keep"},
+        {"defualt_days = 30\n", 0, 1, "unknown key \"defualt_days\" (fix its spelling"},
+        {"x = 1\n", 0, 1,
+         "unknown key \"x\" (fix its spelling or remove the line; the keys are ca_key, module, "},
+        {"= 30\n", 0, 1, "no key before '='"},
+        {"ca_key = a\ndefault_days 30\n", 0, 2, "no '=' in \"default_days 30\""},
+        {"default_days = 3\0"
+         "0\n",
+         18, 1, "NUL byte in the line"},
+        {"ca_key = a\x01\n", 0, 1, "control character 0x01"},
+        {"ca_key = a\rb\n", 0, 1, "control character 0x0d"},
+        {"crl_days = 7\r\r\n", 0, 1, "control character 0x0d"},
+        {"notify_timeout = 99999999999999999999\n", 0, 1, "notify_timeout = 9999"},
+        {"notify_timeout = -1\n", 0, 1, "notify_timeout = -1: "},
+    };
+    kwt_conf d;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        size_t len = bad[i].len ? bad[i].len : strlen(bad[i].text);
+        assert_int_equal(kwt_write_atomic(p, bad[i].text, len, 0600), 0);
+        assert_int_equal(kwt_conf_load(&d, p), 0);
+        if (!d.bad || strncmp(d.bad, bad[i].msg, strlen(bad[i].msg)) != 0 ||
+            d.bad_line != bad[i].line)
+            fail_msg("case %zu: want line %d \"%s\", got line %d \"%s\"", i, bad[i].line,
+                     bad[i].msg, d.bad_line, d.bad ? d.bad : "(nothing)");
+        kwt_conf_free(&d);
+    }
+    /* a very long line is refused without echoing it; a long bad value is cut in the message */
+    static const struct {
+        const char *key, *fill, *msg;
+        int n;
+        size_t max;
+    } longs[] = {
+        {"ca_key = ", "x", "line of 20009 bytes, longer than 16384 (shorten it)", 20000, 200},
+        {"default_days = ", "9", "...: out of range", 200, 300}};
+    for (size_t i = 0; i < sizeof(longs) / sizeof(longs[0]); i++) {
+        kwt_buf b = {0};
+        kwt_buf_add(&b, longs[i].key);
+        for (int j = 0; j < longs[i].n; j++)
+            kwt_buf_add(&b, longs[i].fill);
+        kwt_buf_add(&b, "\n");
+        assert_int_equal(kwt_write_atomic(p, b.s, b.len, 0600), 0);
+        kwt_buf_free(&b);
+        assert_int_equal(kwt_conf_load(&d, p), 0);
+        assert_non_null(d.bad);
+        assert_non_null(strstr(d.bad, longs[i].msg));
+        assert_true(strlen(d.bad) < longs[i].max);
+        kwt_conf_free(&d);
+    }
+    /* CRLF, blank lines, comments, spaces and the edges of each range are fine */
+    const char *good = "# x\r\n\r\n  default_days = 36500\r\ncrl_days=1\r\n"
+                       "\trenew_due_days =\t007 \r\ngeneration = 1000000\r\nca_key = a b\r\n";
+    assert_int_equal(kwt_write_atomic(p, good, strlen(good), 0600), 0);
+    assert_int_equal(kwt_conf_load(&d, p), 0);
+    assert_null(d.bad);
+    assert_int_equal(d.default_days, 36500);
+    assert_int_equal(d.crl_days, 1);
+    assert_int_equal(d.renew_due_days, 7);
+    assert_int_equal(d.generation, 1000000);
+    assert_string_equal(d.ca_key, "a b");
+    kwt_conf_free(&d);
+    /* what kwt_conf_save writes loads back without a complaint */
+    kwt_conf c;
+    kwt_conf_defaults(&c);
+    assert_int_equal(kwt_conf_save(&c, p), 0);
+    assert_int_equal(kwt_conf_load(&d, p), 0);
+    assert_null(d.bad);
+    kwt_conf_free(&d);
+    kwt_conf_free(&c);
+    kwt_rm_rf(dir);
+    free(dir);
+    free(p);
+}
+
 static void test_index(void **state)
 {
     char *dir = mktmp();
@@ -285,6 +385,45 @@ static void test_index(void **state)
     const char *bad = "V\tonly three\tfields\n";
     assert_int_equal(kwt_write_atomic(p, bad, strlen(bad), 0600), 0);
     assert_int_equal(kwt_index_load(&ix, p), -1);
+    /* damaged rows: refused (the message names PATH:LINE, see tools-bad-input) */
+    static const struct {
+        const char *text;
+        size_t len;
+    } damaged[] = {
+        {"V\t271122222940Z\t\t0A\talice\t/CN=alice\nV\t271122222940Z\t\t0B\tbob\n", 0},
+        {"V\t271122222940Z\t\t0A\talice\t/CN=alice\textra\n", 0},
+        {"V\t271122222940Z\t\t0A\talice\t/CN=alice", 0}, /* no newline: openssl ca drops it */
+        {"V\t271122222940Z\t\t0A\ta\0ice\t/CN=alice\n", 37},
+        {"X\t271122222940Z\t\t0A\talice\t/CN=alice\n", 0},
+        {"V\t271122222940Z\t\t\talice\t/CN=alice\n", 0},
+        {"\n", 0},
+    };
+    for (size_t i = 0; i < sizeof(damaged) / sizeof(damaged[0]); i++) {
+        size_t len = damaged[i].len ? damaged[i].len : strlen(damaged[i].text);
+        assert_int_equal(kwt_write_atomic(p, damaged[i].text, len, 0600), 0);
+        if (kwt_index_load(&ix, p) != -1 || errno != EINVAL)
+            fail_msg("damaged index %zu was read", i);
+    }
+    /* a tab inside a field (TXT_DB escapes it as \<tab>) and an empty file round-trip */
+    const char *esc = "V\t271122222940Z\t\t0A\talice\t/CN=a\\\tb\n";
+    assert_int_equal(kwt_write_atomic(p, esc, strlen(esc), 0600), 0);
+    assert_int_equal(kwt_index_load(&ix, p), 0);
+    assert_int_equal(ix.n, 1);
+    assert_string_equal(ix.rows[0].subject, "/CN=a\tb");
+    assert_int_equal(kwt_index_save(&ix, p2), 0);
+    back = kwt_read_file(p2, NULL);
+    assert_string_equal(back, esc);
+    free(back);
+    kwt_index_free(&ix);
+    assert_int_equal(kwt_write_atomic(p, "", 0, 0600), 0);
+    assert_int_equal(kwt_index_load(&ix, p), 0);
+    assert_int_equal(ix.n, 0);
+    assert_int_equal(kwt_index_save(&ix, p2), 0);
+    size_t blen = 1;
+    back = kwt_read_file(p2, &blen);
+    assert_int_equal(blen, 0);
+    free(back);
+    kwt_index_free(&ix);
     kwt_rm_rf(dir);
     free(dir);
     free(p);
@@ -477,6 +616,7 @@ int main(void)
         cmocka_unit_test(test_uris_and_conf_values),
         cmocka_unit_test(test_conf_roundtrip_and_cnf),
         cmocka_unit_test(test_conf_notify_keys),
+        cmocka_unit_test(test_conf_strict),
         cmocka_unit_test(test_index),
         cmocka_unit_test(test_txn_commit_abort_recover),
         cmocka_unit_test(test_open_missing),
