@@ -340,7 +340,10 @@ int kwt_cmd_ca_backup(int argc, char **argv)
     char *confp = kwt_path(ca.dir, "keyward.conf");
     if (rc == 0) {
         kwt_conf_free(&ca.conf);
-        kwt_conf_load(&ca.conf, confp);
+        if (kwt_conf_load(&ca.conf, confp) != 0)
+            rc = kwt_err(KWT_FAIL, "cannot read %s: %s", confp, strerror(errno));
+        else if (ca.conf.bad) /* fail closed, as kwt_ca_open does */
+            rc = kwt_err(KWT_FAIL, "%s:%d: %s", confp, ca.conf.bad_line, ca.conf.bad);
     }
     free(confp);
     kwt_buf res = {0}, text = {0};
