@@ -81,7 +81,11 @@ int kr_open(const char *label, kr_token *t)
     }
     if ((t->mod = kw_p11_module_get(path)) == NULL)
         return kr_fail("%s", kr_last_error());
-    if (kw_p11_find_tokens(t->mod, NULL, &toks, &n) != KW_OK || n == 0) {
+    if (kw_p11_find_tokens(t->mod, NULL, &toks, &n) != KW_OK) {
+        free(toks);
+        return kr_fail("no keyring token available: %s", kr_last_error()); /* the real cause */
+    }
+    if (n == 0) {
         free(toks);
         return kr_fail("no keyring token available");
     }
