@@ -11,8 +11,8 @@
 static const CK_FLAGS op_flag[] = {
     [KWP_OP_SIGN] = CKF_SIGN, [KWP_OP_DECRYPT] = CKF_DECRYPT, [KWP_OP_DERIVE] = CKF_DERIVE};
 
-/* Tries of one private-key operation when the token goes away or its state is re-read, with
- * back-off (40, 80, 160, 320 ms): a token that stays away fails in about 0.6 s. */
+/* Tries of one private-key operation when the token goes away or its state is re-read; the
+ * back-off between them is in the retry table (common/kw_p11_retry.c). */
 #define KWP_OP_ATTEMPTS kw_p11_retry_tries(KW_P11_RETRY_PRIVATE_OP)
 
 /* Find the key's object again after fork or token loss (handles are per session state). */

@@ -370,27 +370,22 @@ fail:
  * listing reads like an empty one to `openssl storeutl`, which exits 0 either way. */
 int kwp_store_list(kwp_store *st, OSSL_PASSPHRASE_CALLBACK *pw_cb, void *pw_arg)
 {
-    int ok = 0;
+    const int tries = kw_p11_retry_tries(KW_P11_RETRY_STORE_LIST);
 
-    for (int attempt = 0; attempt < kw_p11_retry_tries(KW_P11_RETRY_STORE_LIST); attempt++) {
-        int last = attempt + 1 == kw_p11_retry_tries(KW_P11_RETRY_STORE_LIST);
-        if (attempt > 0) {
-            kwp_store_items_free(st);
-            KW_DEBUG("store", "token went away while listing %s: listing again", st->uristr);
-            kw_p11_retry_wait(KW_P11_RETRY_STORE_LIST, attempt);
-        }
-        if (!last)
-            ERR_set_mark();
-        ok = store_list_once(st, pw_cb, pw_arg);
-        if (last)
-            break;
+    /* The errors of a try that is followed by another are dropped; the last try's stay. */
+    for (int attempt = 1; attempt < tries; attempt++) {
+        ERR_set_mark();
+        int ok = store_list_once(st, pw_cb, pw_arg);
         if (ok || kw_err_last(NULL) != KW_ERR_TOKEN_GONE) {
             ERR_clear_last_mark();
-            break;
+            return ok;
         }
         ERR_pop_to_mark();
+        kwp_store_items_free(st);
+        KW_DEBUG("store", "token went away while listing %s: listing again", st->uristr);
+        kw_p11_retry_wait(KW_P11_RETRY_STORE_LIST, attempt);
     }
-    return ok;
+    return store_list_once(st, pw_cb, pw_arg);
 }
 
 void kwp_store_items_free(kwp_store *st)
