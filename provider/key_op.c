@@ -82,13 +82,15 @@ int kwp_key_ready(kwp_key *k)
 static CK_RV op_init(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHANISM *mech,
                      CK_OBJECT_HANDLE h, const char **fn)
 {
+    kw_p11_module *mod = kw_p11_token_module(tok);
+
     switch (op) {
     case KWP_OP_SIGN:
         *fn = "C_SignInit";
-        return KW_P11_CALL(kw_p11_token_module(tok), C_SignInit, s, mech, h);
+        return KW_P11_CALL(mod, C_SignInit, s, mech, h);
     case KWP_OP_DECRYPT:
         *fn = "C_DecryptInit";
-        return KW_P11_CALL(kw_p11_token_module(tok), C_DecryptInit, s, mech, h);
+        return KW_P11_CALL(mod, C_DecryptInit, s, mech, h);
     default:
         return CKR_OK; /* C_DeriveKey has no separate init */
     }
@@ -109,18 +111,18 @@ static CK_RV op_derive(kw_p11_token *tok, CK_SESSION_HANDLE s, CK_MECHANISM *mec
     };
     CK_ATTRIBUTE v = {CKA_VALUE, out, (CK_ULONG)*outlen};
     CK_OBJECT_HANDLE secret = CK_INVALID_HANDLE;
+    kw_p11_module *mod = kw_p11_token_module(tok);
     CK_RV rv;
 
     *fn = "C_DeriveKey";
-    rv = KW_P11_CALL(kw_p11_token_module(tok), C_DeriveKey, s, mech, h, tmpl,
-                     sizeof(tmpl) / sizeof(tmpl[0]), &secret);
+    rv = KW_P11_CALL(mod, C_DeriveKey, s, mech, h, tmpl, sizeof(tmpl) / sizeof(tmpl[0]), &secret);
     if (rv != CKR_OK)
         return rv;
     *fn = "C_GetAttributeValue";
-    rv = KW_P11_CALL(kw_p11_token_module(tok), C_GetAttributeValue, s, secret, &v, 1);
+    rv = KW_P11_CALL(mod, C_GetAttributeValue, s, secret, &v, 1);
     if (rv == CKR_OK)
         *outlen = v.ulValueLen;
-    (void)KW_P11_CALL(kw_p11_token_module(tok), C_DestroyObject, s, secret);
+    (void)KW_P11_CALL(mod, C_DestroyObject, s, secret);
     return rv;
 }
 
@@ -129,16 +131,17 @@ static CK_RV op_run(kw_p11_token *tok, CK_SESSION_HANDLE s, kwp_op op, CK_MECHAN
                     size_t *outlen, const char **fn)
 {
     CK_ULONG olen = (CK_ULONG)*outlen;
+    kw_p11_module *mod = kw_p11_token_module(tok);
     CK_RV rv;
 
     switch (op) {
     case KWP_OP_SIGN:
         *fn = "C_Sign";
-        rv = KW_P11_CALL(kw_p11_token_module(tok), C_Sign, s, (CK_BYTE *)in, inlen, out, &olen);
+        rv = KW_P11_CALL(mod, C_Sign, s, (CK_BYTE *)in, inlen, out, &olen);
         break;
     case KWP_OP_DECRYPT:
         *fn = "C_Decrypt";
-        rv = KW_P11_CALL(kw_p11_token_module(tok), C_Decrypt, s, (CK_BYTE *)in, inlen, out, &olen);
+        rv = KW_P11_CALL(mod, C_Decrypt, s, (CK_BYTE *)in, inlen, out, &olen);
         break;
     default:
         return op_derive(tok, s, mech, h, out, outlen, fn);
